@@ -1,0 +1,152 @@
+"""What gangd knows about an MCU family, read from spsdk's device database.
+
+USB ids of the ROM and flashloader stages, the memory map and the OTP fuse names all come from
+`spsdk/data/devices/<family>`; nothing family-specific is written by hand here, so any family in
+the database can be simulated and provisioned.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+
+from spsdk.exceptions import SPSDKError
+from spsdk.utils.family import FamilyRevision, get_device, get_families
+
+
+class UnknownFamilyError(ValueError):
+    """The name is not a family in spsdk's device database."""
+
+
+@dataclass(frozen=True)
+class UsbIds:
+    vid: int
+    pid: int
+
+    def __str__(self) -> str:
+        return f"{self.vid:04x}:{self.pid:04x}"
+
+
+@dataclass(frozen=True)
+class MemoryRegion:
+    name: str
+    start: int
+    size: int
+    external: bool
+
+    @property
+    def end(self) -> int:
+        """One past the last address."""
+        return self.start + self.size
+
+    def contains(self, address: int, length: int = 1) -> bool:
+        return self.start <= address and address + length <= self.end
+
+
+@dataclass(frozen=True)
+class Fuse:
+    name: str
+    index: int
+
+
+@dataclass(frozen=True)
+class FamilyInfo:
+    name: str
+    rom_protocol: str  # "sdp" for i.MX RT ROMs, "mboot" where the ROM itself is an MCU bootloader
+    rom_usb: tuple[UsbIds, ...]
+    flashloader_usb: tuple[UsbIds, ...]
+    regions: tuple[MemoryRegion, ...]
+    fuses: tuple[Fuse, ...]
+
+    @property
+    def ram_regions(self) -> tuple[MemoryRegion, ...]:
+        return tuple(r for r in self.regions if not r.external)
+
+    def region(self, name: str) -> MemoryRegion:
+        for region in self.regions:
+            if region.name == name:
+                return region
+        raise KeyError(f"{self.name} has no memory region {name!r}")
+
+    def region_at(self, address: int, length: int = 1) -> MemoryRegion | None:
+        for region in self.regions:
+            if region.contains(address, length):
+                return region
+        return None
+
+    def fuse(self, name: str) -> Fuse:
+        """A fuse word by its spsdk name or id (`SRK_HASH[31:0]`, `fuse31`), case-insensitive."""
+        key = name.upper()
+        for fuse in self.fuses:
+            if fuse.name.upper() == key:
+                return fuse
+        raise KeyError(f"{self.name} has no fuse named {name!r}")
+
+    def fuse_group(self, name: str) -> tuple[Fuse, ...]:
+        """Fuse words that together form one wide value, most significant first.
+
+        spsdk names the words of a wide fuse `SRK_HASH[255:224]` … `SRK_HASH[31:0]`; asking for
+        `SRK_HASH` gives all of them ordered from the high word down. A plain word name gives
+        that word alone.
+        """
+        try:
+            return (self.fuse(name),)
+        except KeyError:
+            pass
+        pattern = re.compile(re.escape(name.upper()) + r"\[(\d+):(\d+)\]$")
+        words = []
+        for fuse in self.fuses:
+            match = pattern.match(fuse.name.upper())
+            if match:
+                words.append((int(match.group(1)), fuse))
+        if not words:
+            raise KeyError(f"{self.name} has no fuse named {name!r}")
+        return tuple(fuse for _, fuse in sorted(words, key=lambda pair: -pair[0]))
+
+    def is_rom(self, ids: UsbIds) -> bool:
+        return ids in self.rom_usb
+
+    def is_flashloader(self, ids: UsbIds) -> bool:
+        return ids in self.flashloader_usb
+
+
+@functools.cache
+def family_names() -> tuple[str, ...]:
+    return tuple(sorted({fam.name for fam in get_families()}))
+
+
+@functools.cache
+def load_family(name: str) -> FamilyInfo:
+    """Read one family from spsdk's database. Raises UnknownFamilyError for a bad name."""
+    try:
+        device = get_device(FamilyRevision(name))
+    except (SPSDKError, KeyError, ValueError) as exc:
+        raise UnknownFamilyError(f"unknown family {name!r}: not in spsdk's device database") from exc
+    regions = tuple(
+        MemoryRegion(block_name, block.base_address, block.size, block.external)
+        for block_name, block in device.info.memory_map._mem_map.items()  # noqa: SLF001 - no public iterator
+    )
+    fuses: tuple[Fuse, ...] = ()
+    try:
+        from spsdk.fuses.fuses import Fuses
+
+        registers = Fuses.get_init_regs(FamilyRevision(name))
+        fuses = tuple(
+            Fuse(reg.name, reg.otp_index) for reg in registers if reg.otp_index is not None
+        )
+    except SPSDKError:
+        # Families without a fuse description simply have no named fuses.
+        pass
+    return FamilyInfo(
+        name=device.name,
+        rom_protocol=device.info.isp.rom.protocol if device.info.isp.rom else "",
+        rom_usb=tuple(UsbIds(u.vid, u.pid) for u in device.info.isp.rom.usb_ids)
+        if device.info.isp.rom
+        else (),
+        flashloader_usb=tuple(UsbIds(u.vid, u.pid) for u in device.info.isp.flashloader.usb_ids)
+        if device.info.isp.flashloader
+        else (),
+        regions=regions,
+        fuses=fuses,
+    )

@@ -1,0 +1,141 @@
+"""One simulated board: its memories, fuses, stage, faults and a log of every command it saw.
+
+The board is passive state plus the two protocol engines (`rom.py`, `flashloader.py`); who
+carries its packets (a HID socket through the simulated hub, or a pseudo-terminal) is decided by
+`hub.py` and `uart.py`. What the board does when it leaves the bus (jump, reset, unplug) is said
+by the exceptions below, which those carriers act on.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+from ..family import FamilyInfo, MemoryRegion, UsbIds
+from .faults import CombinedFaults, FaultPlan
+from .memory import OtpFuses, SparseMemory
+from .timing import BoardClock, TimingModel
+
+ROM = "rom"
+FLASHLOADER = "flashloader"
+STAGES = (ROM, FLASHLOADER)
+
+DEFAULT_NOR_SIZE = 8 * 1024 * 1024  # the RT1020-EVK's IS25LP064: 8 MiB
+
+
+class LeaveStage(Exception):
+    """The board drops off the bus: after a jump it comes back as the flashloader, after a reset
+    as the ROM, unless `reappear` is False (the flashloader never starts)."""
+
+    def __init__(self, next_stage: str, reappear: bool = True) -> None:
+        super().__init__(next_stage)
+        self.next_stage = next_stage
+        self.reappear = reappear
+
+
+class Unplugged(Exception):
+    """The board was physically removed (by the operator or by a fault) mid-operation."""
+
+
+@dataclass(frozen=True)
+class CommandRecord:
+    at: float
+    stage: str
+    command: str
+    args: tuple[int, ...]
+    status: int | None  # None: the board never answered
+
+
+@dataclass
+class FlashConfig:
+    region: MemoryRegion
+    size: int
+    page_size: int = 256
+    sector_size: int = 4096
+    block_size: int = 64 * 1024
+    option_words: tuple[int, ...] = ()
+
+
+@dataclass
+class BoardSpec:
+    """Everything that makes one board different from the next one off the reel."""
+
+    family: FamilyInfo
+    serial: str
+    uuid: int
+    stage: str = ROM
+    hab_closed: bool = False
+    nor_size: int = DEFAULT_NOR_SIZE
+    faults: tuple[str, ...] = ()
+    seed: int | None = None
+    timing: TimingModel = field(default_factory=TimingModel)
+
+
+class SimBoard:
+    def __init__(self, spec: BoardSpec, port_faults: FaultPlan | None = None) -> None:
+        self.spec = spec
+        self.family = spec.family
+        self.serial = spec.serial
+        self.uuid = spec.uuid
+        self.hab_closed = spec.hab_closed
+        self.stage = spec.stage if spec.family.rom_protocol == "sdp" else FLASHLOADER
+        self.own_faults = FaultPlan(spec.faults, seed=spec.seed)
+        self.faults = CombinedFaults(self.own_faults, port_faults)
+        slowdown = 1.0
+        for rule in self.faults.of_kind("slow-flash"):
+            slowdown *= rule.factor
+        self.unplugged = threading.Event()
+        self.clock = BoardClock(spec.timing.scaled(flash_slowdown=slowdown), self.unplugged)
+        self.ram = SparseMemory(0x00)
+        self.flash = SparseMemory(0xFF)
+        self.otp = OtpFuses(max((f.index for f in spec.family.fuses), default=127) + 1)
+        self.flash_config: FlashConfig | None = None
+        self.reserved: tuple[int, int] | None = None  # RAM the running flashloader occupies
+        self.log: list[CommandRecord] = []
+        self.sdp_error = 0  # ROM's last error, read back by error-status
+        self.hung = False  # a wedged board answers nothing until it is power-cycled
+        self._burn_identity()
+        self._apply_otp_faults()
+
+    # --- identity -------------------------------------------------------------------------
+
+    def _burn_identity(self) -> None:
+        """The unique id the flashloader reports also sits in the fuses, as on real parts."""
+        names = {f.name: f.index for f in self.family.fuses}
+        for name, word in (("LOT_NO_ENC1", self.uuid >> 32), ("LOT_NO_ENC0_WAFER_COORD", self.uuid)):
+            if name in names:
+                self.otp.preset(names[name], word & 0xFFFFFFFF, locked=True)
+
+    def _apply_otp_faults(self) -> None:
+        for rule in self.faults.of_kind("otp"):
+            index = rule.index if rule.index is not None else self.family.fuse(rule.fuse or "").index
+            self.otp.preset(index, rule.value, rule.locked)
+
+    @property
+    def usb_ids(self) -> UsbIds:
+        ids = self.family.rom_usb if self.stage == ROM else self.family.flashloader_usb
+        if not ids:  # families whose ROM is itself an MCU bootloader have no separate flashloader
+            ids = self.family.rom_usb
+        return ids[0]
+
+    # --- state changes ----------------------------------------------------------------------
+
+    def record(self, command: str, args: tuple[int, ...], status: int | None) -> None:
+        self.log.append(CommandRecord(time.monotonic(), self.stage, command, args, status))
+
+    def commands(self, name: str | None = None) -> list[CommandRecord]:
+        return [rec for rec in self.log if name is None or rec.command == name]
+
+    def enter(self, stage: str) -> None:
+        """Power-on or re-enumeration into `stage`. A reset loses RAM and the memory config."""
+        if stage == ROM:
+            self.ram.clear()
+            self.reserved = None
+        self.flash_config = None
+        self.hung = False
+        self.stage = stage
+
+    def flash_image(self, address: int, length: int) -> bytes:
+        """What the NOR holds, for tests: independent of any protocol."""
+        return self.flash.read(address, length)

@@ -1,0 +1,377 @@
+"""The flashloader stage: the MCU bootloader protocol (what `blhost` speaks) on an i.MX RT part.
+
+Commands, their packets and their status codes follow spsdk's host side (`mboot/mcuboot.py`,
+`mboot/commands.py`, `mboot/error_codes.py`). Memory semantics are those of the part:
+RAM regions from spsdk's memory map, a serial NOR behind the FlexSPI window that must be
+configured (`configure-memory 9 <addr>` with option words in RAM) before it can be erased,
+written or read; erase by 4 KiB sectors to 0xFF; programming only clears bits.
+
+`MISUSE` below is the one table of what the board answers to each misuse.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from spsdk.mboot.commands import CommandTag, ResponseTag
+from spsdk.mboot.error_codes import StatusCode
+from spsdk.mboot.properties import ExtMemPropTags
+
+from .board import ROM, FlashConfig, LeaveStage, SimBoard, Unplugged
+
+FLEXSPI_NOR_MEMORY_ID = 9
+FLEXSPI_OPTION_TAG = 0xC
+FCB_TAG = 0x42464346  # "FCFB": a complete FlexSPI configuration block instead of option words
+
+# Status a real flashloader returns for each misuse: one table, not scattered ifs.
+MISUSE = {
+    "unknown-command": StatusCode.UNKNOWN_COMMAND,  # 10000
+    "outside-memory": StatusCode.MEMORY_RANGE_INVALID,  # 10200: no region, or beyond the NOR
+    "reserved-region": StatusCode.MEMORY_RANGE_INVALID,  # 10200: the flashloader's own RAM
+    "not-configured": StatusCode.MEMORY_NOT_CONFIGURED,  # 10205: FlexSPI used before configure
+    "misaligned-erase": StatusCode.FLASH_ALIGNMENT_ERROR,  # 101: erase not on sector boundaries
+    "bad-option": StatusCode.INVALID_ARGUMENT,  # 4: configure-memory option tag not 0xC / FCFB
+    "unknown-memory-id": StatusCode.INVALID_ARGUMENT,  # 4: configure/erase-all of another memory
+    "unknown-property": StatusCode.UNKNOWN_PROPERTY,  # 10300
+    "read-only-property": StatusCode.READ_ONLY_PROPERTY,  # 10301
+    "otp-read": StatusCode.OCOTP_READ_FAILURE,  # 20200: fuse index out of range
+    "otp-program": StatusCode.OCOTP_PROGRAM_FAILURE,  # 20201: out of range or locked word
+}
+
+# Tags the simulated flashloader implements; AvailableCommands reports exactly these.
+NAMES = {
+    CommandTag.FLASH_ERASE_ALL.tag: "flash-erase-all",
+    CommandTag.FLASH_ERASE_REGION.tag: "flash-erase-region",
+    CommandTag.READ_MEMORY.tag: "read-memory",
+    CommandTag.WRITE_MEMORY.tag: "write-memory",
+    CommandTag.FILL_MEMORY.tag: "fill-memory",
+    CommandTag.GET_PROPERTY.tag: "get-property",
+    CommandTag.RESET.tag: "reset",
+    CommandTag.SET_PROPERTY.tag: "set-property",
+    CommandTag.FLASH_PROGRAM_ONCE.tag: "efuse-program-once",
+    CommandTag.FLASH_READ_ONCE.tag: "efuse-read-once",
+    CommandTag.CONFIGURE_MEMORY.tag: "configure-memory",
+}
+AVAILABLE_COMMANDS = sum(1 << (tag - 1) for tag in NAMES)
+
+CURRENT_VERSION = (ord("K") << 24) | (1 << 16) | (6 << 8)  # K1.6.0
+PERIPHERALS_UART_USBHID = 0x11
+SYSTEM_DEVICE_IDENT = 0x1020_0000
+
+
+class DataPhaseInterrupted(Exception):
+    """A new command arrived in the middle of a data phase: the host gave up on the old one."""
+
+    def __init__(self, payload: bytes) -> None:
+        super().__init__()
+        self.payload = payload
+
+
+def generic(status: int, cmd_tag: int) -> bytes:
+    return struct.pack("<4B2I", ResponseTag.GENERIC.tag, 0, 0, 2, status, cmd_tag)
+
+
+class FlashloaderEngine:
+    def __init__(self, board: SimBoard, link) -> None:
+        self.board = board
+        self.link = link
+        self.verify_writes = 1
+
+    # --- dispatch -----------------------------------------------------------------------------
+
+    def serve(self) -> None:
+        pending: bytes | None = None
+        while True:
+            if pending is None:
+                kind, payload = self.link.recv()
+                if kind != "cmd":
+                    continue  # stray data outside a data phase: the firmware drops it
+            else:
+                payload, pending = pending, None
+            try:
+                self._dispatch(payload)
+            except DataPhaseInterrupted as interrupted:
+                pending = interrupted.payload
+
+    def _dispatch(self, payload: bytes) -> None:
+        if len(payload) < 4:
+            return
+        tag, flags, _, count = struct.unpack_from("<4B", payload)
+        params = struct.unpack_from(f"<{min(count, (len(payload) - 4) // 4)}I", payload, 4)
+        name = NAMES.get(tag)
+        if name is None:
+            self.board.record(f"0x{tag:02x}", params, MISUSE["unknown-command"].tag)
+            self.link.send_response(generic(MISUSE["unknown-command"].tag, tag))
+            return
+        if self._injected(name, tag, params):
+            return
+        getattr(self, "_" + name.replace("-", "_"))(tag, *params)
+
+    def _injected(self, name: str, tag: int, params: tuple[int, ...]) -> bool:
+        board, faults = self.board, self.board.faults
+        if board.hung or faults.fire("hang", name):
+            board.hung = True
+            board.record(name, params, None)
+            return True
+        if faults.fire("no-response", name):
+            board.record(name, params, None)
+            return True
+        rule = faults.fire("status", name)
+        if rule is not None:
+            board.record(name, params, rule.code)
+            self._fail(tag, rule.code or 0, name)
+            return True
+        return False
+
+    def _fail(self, tag: int, status: int, name: str) -> None:
+        """Refuse a command. Commands that would send data answer in their own response shape."""
+        if name == "read-memory":
+            self.link.send_response(self._read_memory_response(status, 0))
+        elif name == "get-property":
+            self.link.send_response(self._property_response(status, []))
+        elif name == "efuse-read-once":
+            self.link.send_response(self._read_once_response(status, None))
+        else:
+            self.link.send_response(generic(status, tag))
+
+    def _respond(self, name: str, tag: int, params: tuple[int, ...], status: int) -> None:
+        self.board.record(name, params, status)
+        self.link.send_response(generic(status, tag))
+
+    # --- address checks -----------------------------------------------------------------------
+
+    def _locate(self, address: int, length: int) -> tuple[str, int]:
+        """("ram" | "flash", 0) when the range is usable, else ("", status)."""
+        family = self.board.family
+        for region in family.ram_regions:
+            if region.contains(address, max(length, 1)):
+                if self._overlaps_reserved(address, length):
+                    return "", MISUSE["reserved-region"].tag
+                return "ram", 0
+        flex = self._flexspi_region()
+        if flex is not None and flex.contains(address, max(length, 1)):
+            config = self.board.flash_config
+            if config is None:
+                return "", MISUSE["not-configured"].tag
+            if address + length > flex.start + config.size:
+                return "", MISUSE["outside-memory"].tag
+            return "flash", 0
+        return "", MISUSE["outside-memory"].tag
+
+    def _overlaps_reserved(self, address: int, length: int) -> bool:
+        reserved = self.board.reserved
+        return bool(reserved) and address < reserved[1] and address + length > reserved[0]
+
+    def _flexspi_region(self):
+        for region in self.board.family.regions:
+            if region.external and region.name.startswith("flexspi"):
+                return region
+        return None
+
+    # --- commands without a data phase --------------------------------------------------------
+
+    def _fill_memory(self, tag: int, address: int, length: int, pattern: int = 0xFFFFFFFF, *_) -> None:
+        where, status = self._locate(address, length)
+        if where:
+            data = (pattern.to_bytes(4, "little") * (length // 4 + 1))[:length]
+            if where == "ram":
+                self.board.ram.write(address, data)
+            else:
+                self.board.clock.charge(self._program_cost(address, length))
+                self.board.flash.program(address, data)
+        self._respond("fill-memory", tag, (address, length, pattern), status)
+
+    def _configure_memory(self, tag: int, memory_id: int, address: int, *_) -> None:
+        status = 0
+        if memory_id != FLEXSPI_NOR_MEMORY_ID:
+            status = MISUSE["unknown-memory-id"].tag
+        else:
+            where, status = self._locate(address, 4)
+            if where == "ram":
+                option0 = struct.unpack("<I", self.board.ram.read(address, 4))[0]
+                if option0 == FCB_TAG or option0 >> 28 == FLEXSPI_OPTION_TAG:
+                    extra = (option0 >> 24) & 0xF if option0 != FCB_TAG else 0
+                    words = struct.unpack(f"<{1 + extra}I", self.board.ram.read(address, 4 * (1 + extra)))
+                    flex = self._flexspi_region()
+                    self.board.flash_config = FlashConfig(
+                        region=flex, size=self.board.spec.nor_size, option_words=words
+                    )
+                else:
+                    status = MISUSE["bad-option"].tag
+            elif where == "flash":
+                status = MISUSE["outside-memory"].tag
+        self._respond("configure-memory", tag, (memory_id, address), status)
+
+    def _flash_erase_region(self, tag: int, address: int, length: int, memory_id: int = 0, *_) -> None:
+        where, status = self._locate(address, length)
+        if where == "ram":
+            status = MISUSE["outside-memory"].tag  # RAM is not erasable memory
+        elif where == "flash":
+            config = self.board.flash_config
+            if address % config.sector_size or length % config.sector_size:
+                status = MISUSE["misaligned-erase"].tag
+            else:
+                self.board.clock.charge(self.board.clock.model.erase_plan_s(address, length))
+                self.board.flash.erase(address, length)
+        self._respond("flash-erase-region", tag, (address, length, memory_id), status)
+
+    def _flash_erase_all(self, tag: int, memory_id: int = 0, *_) -> None:
+        config = self.board.flash_config
+        if memory_id != FLEXSPI_NOR_MEMORY_ID:
+            status = MISUSE["unknown-memory-id"].tag
+        elif config is None:
+            status = MISUSE["not-configured"].tag
+        else:
+            self.board.clock.charge(self.board.clock.model.chip_erase_s * self.board.clock.model.flash_slowdown)
+            self.board.flash.erase(config.region.start, config.size)
+            status = 0
+        self._respond("flash-erase-all", tag, (memory_id,), status)
+
+    def _get_property(self, tag: int, prop: int, index: int = 0, *_) -> None:
+        status, values = self._property(prop, index)
+        self.board.record("get-property", (prop, index), status)
+        self.link.send_response(self._property_response(status, values))
+
+    def _property(self, prop: int, index: int) -> tuple[int, list[int]]:
+        board = self.board
+        ram = board.family.ram_regions
+        table = {
+            0x01: lambda: [CURRENT_VERSION],
+            0x02: lambda: [PERIPHERALS_UART_USBHID],
+            0x07: lambda: [AVAILABLE_COMMANDS],
+            0x0A: lambda: [self.verify_writes],
+            0x0B: lambda: [self.link.packet_size],
+            0x0C: lambda: list(board.reserved and (board.reserved[0], board.reserved[1] - 1) or ()),
+            0x0E: lambda: [ram[index].start] if index < len(ram) else None,
+            0x0F: lambda: [ram[index].size] if index < len(ram) else None,
+            0x10: lambda: [SYSTEM_DEVICE_IDENT],
+            0x11: lambda: [0],  # flash security state: unsecure
+            0x12: lambda: [board.uuid & 0xFFFFFFFF, board.uuid >> 32],
+            0x18: lambda: [CURRENT_VERSION],
+            0x19: lambda: self._external_memory_attributes(index),
+        }
+        getter = table.get(prop)
+        if getter is None:
+            return MISUSE["unknown-property"].tag, []
+        values = getter()
+        if values is None:
+            return StatusCode.INVALID_ARGUMENT.tag, []
+        if isinstance(values, int):  # an error status from the getter
+            return values, []
+        return 0, values
+
+    def _external_memory_attributes(self, memory_id: int):
+        if memory_id != FLEXSPI_NOR_MEMORY_ID:
+            return MISUSE["unknown-memory-id"].tag
+        config = self.board.flash_config
+        if config is None:
+            return MISUSE["not-configured"].tag
+        flags = sum(tag.tag for tag in ExtMemPropTags)
+        return [flags, config.region.start, config.size // 1024, config.page_size,
+                config.sector_size, config.block_size]  # fmt: skip
+
+    def _set_property(self, tag: int, prop: int, value: int = 0, *_) -> None:
+        if prop == 0x0A:
+            self.verify_writes = value
+            status = 0
+        elif prop in (0x01, 0x02, 0x07, 0x0B, 0x0C, 0x0E, 0x0F, 0x10, 0x11, 0x12, 0x18, 0x19):
+            status = MISUSE["read-only-property"].tag
+        else:
+            status = MISUSE["unknown-property"].tag
+        self._respond("set-property", tag, (prop, value), status)
+
+    def _efuse_read_once(self, tag: int, index: int, count: int = 4, *_) -> None:
+        otp = self.board.otp
+        value = otp.read(index) if otp.valid(index) else None
+        status = 0 if value is not None else MISUSE["otp-read"].tag
+        self.board.record("efuse-read-once", (index,), status)
+        self.link.send_response(self._read_once_response(status, value))
+
+    def _efuse_program_once(self, tag: int, index: int, count: int = 4, value: int = 0, *_) -> None:
+        lock = bool(index & (1 << 24))
+        index &= 0xFFFFFF
+        otp = self.board.otp
+        if not otp.valid(index) or otp.is_locked(index):
+            status = MISUSE["otp-program"].tag
+        else:
+            self.board.clock.charge(self.board.clock.model.fuse_program_s)
+            otp.burn(index, value, lock)
+            status = 0
+        self._respond("efuse-program-once", tag, (index, value, int(lock)), status)
+
+    def _reset(self, tag: int, *_) -> None:
+        self._respond("reset", tag, (), 0)
+        raise LeaveStage(ROM)
+
+    # --- commands with a data phase -----------------------------------------------------------
+
+    def _write_memory(self, tag: int, address: int, length: int, memory_id: int = 0, *_) -> None:
+        where, status = self._locate(address, length)
+        if not where:
+            self._respond("write-memory", tag, (address, length, memory_id), status)
+            return
+        self.link.send_response(generic(0, tag))
+        disconnect = self.board.faults.fire("disconnect", "write-memory")
+        received = 0
+        while received < length:
+            kind, chunk = self.link.recv()
+            if kind == "cmd":
+                self.board.record("write-memory", (address, length, memory_id), None)
+                raise DataPhaseInterrupted(chunk)
+            chunk = chunk[: length - received]
+            if disconnect is not None and received + len(chunk) > disconnect.after:
+                self.board.record("write-memory", (address, length, memory_id), None)
+                raise Unplugged(f"unplugged {disconnect.after} bytes into write-memory")
+            target = address + received
+            if where == "ram":
+                self.board.ram.write(target, chunk)
+            else:
+                self.board.clock.charge(self._program_cost(target, len(chunk)))
+                self.board.flash.program(target, chunk)
+            received += len(chunk)
+        self._respond("write-memory", tag, (address, length, memory_id), 0)
+
+    def _program_cost(self, address: int, length: int) -> float:
+        model = self.board.clock.model
+        return model.pages_programmed(address, length, length) * model.page_program_s * model.flash_slowdown
+
+    def _read_memory(self, tag: int, address: int, length: int, memory_id: int = 0, *_) -> None:
+        where, status = self._locate(address, length)
+        if not where:
+            self.board.record("read-memory", (address, length, memory_id), status)
+            self.link.send_response(self._read_memory_response(status, 0))
+            return
+        self.link.send_response(self._read_memory_response(0, length))
+        source = self.board.ram if where == "ram" else self.board.flash
+        data = bytearray(source.read(address, length))
+        corrupt = self.board.faults.fire("corrupt-readback", "read-memory")
+        if corrupt is not None and data:
+            bit = corrupt._rng.randrange(len(data) * 8)
+            data[bit // 8] ^= 1 << (bit % 8)
+        disconnect = self.board.faults.fire("disconnect", "read-memory")
+        size = self.link.packet_size
+        for offset in range(0, length, size):
+            if disconnect is not None and offset >= disconnect.after:
+                self.board.record("read-memory", (address, length, memory_id), None)
+                raise Unplugged(f"unplugged {disconnect.after} bytes into read-memory")
+            self.link.send_data(bytes(data[offset : offset + size]))
+        self._respond("read-memory", tag, (address, length, memory_id), 0)
+
+    # --- response shapes ----------------------------------------------------------------------
+
+    @staticmethod
+    def _read_memory_response(status: int, length: int) -> bytes:
+        flags = 1 if status == 0 else 0  # data phase follows
+        return struct.pack("<4B2I", ResponseTag.READ_MEMORY.tag, flags, 0, 2, status, length)
+
+    @staticmethod
+    def _property_response(status: int, values: list[int]) -> bytes:
+        return struct.pack(
+            f"<4B{1 + len(values)}I", ResponseTag.GET_PROPERTY.tag, 0, 0, 1 + len(values), status, *values
+        )
+
+    @staticmethod
+    def _read_once_response(status: int, value: int | None) -> bytes:
+        if value is None:
+            return struct.pack("<4B2I", ResponseTag.FLASH_READ_ONCE.tag, 0, 0, 2, status, 0)
+        return struct.pack("<4B3I", ResponseTag.FLASH_READ_ONCE.tag, 0, 0, 3, status, 4, value)

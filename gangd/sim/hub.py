@@ -1,0 +1,294 @@
+"""A simulated USB hub: virtual ports that carry boards and emit the same PortEvents as udev.
+
+Each attached board is reachable at a device node of its own: a listening SOCK_SEQPACKET unix
+socket named like the kernel's nodes (`<dir>/hidraw7`). Opening it (connect) gives one handle;
+every message on it is one HID report, so gangd's file-descriptor transport runs unchanged on a
+socket here and on `/dev/hidrawN` on hardware. Like the kernel, the hub hands out a new node
+number at every enumeration, so a board that jumps or resets comes back under a new devnode on the
+same port path.
+
+An `Operator` plugs fresh boards into ports and replaces a finished one after a delay.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import random
+import select
+import shutil
+import socket
+import tempfile
+import threading
+from collections.abc import Callable
+
+from ..family import FamilyInfo
+from ..hotplug.events import ADD, REMOVE, PortEvent
+from .board import FLASHLOADER, ROM, BoardSpec, LeaveStage, SimBoard, Unplugged
+from .faults import FaultPlan
+from .flashloader import FlashloaderEngine
+from .links import HidSocket, LinkClosed, MbootHidLink, SdpHidLink
+from .rom import RomEngine
+from .timing import TimingModel
+
+log = logging.getLogger(__name__)
+
+_ACCEPT_POLL_S = 0.05
+
+
+def default_port_paths(count: int) -> list[str]:
+    return [f"1-1.{n}" for n in range(1, count + 1)]
+
+
+def serve_hid_connection(board: SimBoard, sock: socket.socket) -> None:
+    """Run the board's current stage on one opened handle until it closes or the board leaves."""
+    hid = HidSocket(sock, board.clock, board.unplugged)
+    if board.stage == ROM and board.family.rom_protocol == "sdp":
+        RomEngine(board, SdpHidLink(hid)).serve()
+    else:
+        FlashloaderEngine(board, MbootHidLink(hid)).serve()
+
+
+class SimPort:
+    def __init__(self, hub: SimHub, path: str, faults: FaultPlan) -> None:
+        self.hub = hub
+        self.path = path
+        self.faults = faults
+        self.board: SimBoard | None = None
+        self.devnode: str | None = None
+        self.boards_seen = 0
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def plug(self, board: SimBoard) -> None:
+        with self._lock:
+            if self.board is not None:
+                raise RuntimeError(f"port {self.path} already holds board {self.board.serial}")
+            self.board = board
+            self.boards_seen += 1
+            self._thread = threading.Thread(
+                target=self._carry, args=(board,), name=f"sim-port-{self.path}", daemon=True
+            )
+            self._thread.start()
+
+    def unplug(self, wait: bool = True) -> SimBoard | None:
+        with self._lock:
+            board, thread = self.board, self._thread
+        if board is None:
+            return None
+        board.unplugged.set()
+        if wait and thread is not None and thread is not threading.current_thread():
+            thread.join()
+        return board
+
+    def _carry(self, board: SimBoard) -> None:
+        """The board's life on this port: enumerate, serve, leave, re-enumerate, until unplugged."""
+        try:
+            while not board.unplugged.is_set():
+                leave = self._enumerated(board)
+                if board.unplugged.is_set() or leave is None:
+                    break
+                # The gap between leaving the bus and re-appearing (or never re-appearing).
+                board.unplugged.wait(board.clock.model.reenumeration_s * board.clock.model.time_scale)
+                if not leave.reappear:
+                    board.unplugged.wait()
+                    break
+                board.enter(leave.next_stage)
+        except Exception as exc:  # a simulator bug: keep the hub alive and make it visible
+            log.exception("simulated board %s on %s crashed", board.serial, self.path)
+            self.hub.errors.append(exc)
+            board.unplugged.set()
+        finally:
+            with self._lock:
+                self.board = None
+                self.devnode = None
+
+    def _enumerated(self, board: SimBoard) -> LeaveStage | None:
+        listener, devnode = self.hub._new_devnode()
+        self.devnode = devnode
+        ids = board.usb_ids
+        self.hub._emit(PortEvent(ADD, self.path, ids.vid, ids.pid, board.serial, devnode))
+        try:
+            self._serve_handles(board, listener)
+        except LeaveStage as leave:
+            return leave
+        except Unplugged:
+            board.unplugged.set()
+        finally:
+            listener.close()
+            try:
+                os.unlink(devnode)
+            except FileNotFoundError:
+                pass
+            self.hub._emit(PortEvent(REMOVE, self.path, ids.vid, ids.pid, board.serial, devnode))
+        return None
+
+    def _serve_handles(self, board: SimBoard, listener: socket.socket) -> None:
+        while not board.unplugged.is_set():
+            ready, _, _ = select.select([listener], [], [], _ACCEPT_POLL_S)
+            if not ready:
+                continue
+            conn, _ = listener.accept()
+            try:
+                serve_hid_connection(board, conn)
+            except LinkClosed:
+                pass  # the host closed its handle; the board stays attached
+            finally:
+                conn.close()
+
+
+class SimHub:
+    def __init__(
+        self,
+        ports: int | list[str],
+        port_faults: dict[str, list[str]] | None = None,
+        seed: int | None = None,
+        directory: str | None = None,
+    ) -> None:
+        paths = default_port_paths(ports) if isinstance(ports, int) else list(ports)
+        self._own_dir = directory is None
+        self.directory = directory or tempfile.mkdtemp(prefix="gangd-sim-")
+        port_faults = port_faults or {}
+        self.ports = {p: SimPort(self, p, FaultPlan(port_faults.get(p, ()), seed)) for p in paths}
+        self._numbers = itertools.count()
+        self._subscribers: list[Callable[[PortEvent], None]] = []
+        self._lock = threading.Lock()
+        self.events: list[PortEvent] = []
+        self.errors: list[BaseException] = []  # simulator crashes; tests assert there are none
+
+    # --- events -------------------------------------------------------------------------------
+
+    def subscribe(self, callback: Callable[[PortEvent], None]) -> None:
+        """Call `callback` (from a port thread) for every event; past events are not replayed."""
+        with self._lock:
+            self._subscribers.append(callback)
+
+    def _emit(self, event: PortEvent) -> None:
+        with self._lock:
+            self.events.append(event)
+            subscribers = list(self._subscribers)
+        for callback in subscribers:
+            try:
+                callback(event)
+            except Exception:  # a subscriber's bug must not kill the port thread
+                log.exception("hub subscriber failed on %s", event)
+
+    def _new_devnode(self) -> tuple[socket.socket, str]:
+        path = os.path.join(self.directory, f"hidraw{next(self._numbers)}")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        listener.bind(path)
+        listener.listen(4)
+        return listener, path
+
+    # --- boards -------------------------------------------------------------------------------
+
+    def port(self, path: str) -> SimPort:
+        try:
+            return self.ports[path]
+        except KeyError:
+            raise KeyError(f"the simulated hub has no port {path!r}") from None
+
+    def plug(self, path: str, board: SimBoard | BoardSpec) -> SimBoard:
+        port = self.port(path)
+        if isinstance(board, BoardSpec):
+            board = SimBoard(board, port_faults=port.faults)
+        port.plug(board)
+        return board
+
+    def unplug(self, path: str) -> SimBoard | None:
+        return self.port(path).unplug()
+
+    def board(self, path: str) -> SimBoard | None:
+        return self.port(path).board
+
+    def close(self) -> None:
+        for port in self.ports.values():
+            port.unplug()
+        if self._own_dir:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __enter__(self) -> SimHub:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class BoardFactory:
+    """Fresh boards off the reel: serial numbers in sequence, unique ids from a seeded generator."""
+
+    def __init__(
+        self,
+        family: FamilyInfo,
+        timing: TimingModel | None = None,
+        seed: int | None = 0,
+        faults: Callable[[int], tuple[str, ...]] | tuple[str, ...] = (),
+        stage: str = ROM,
+        **spec_fields,
+    ) -> None:
+        self.family = family
+        self.timing = timing or TimingModel()
+        self.seed = seed
+        self._rng = random.Random(seed)
+        self._faults = faults
+        self._count = itertools.count(1)
+        self._stage = stage
+        self._spec_fields = spec_fields
+        self._lock = threading.Lock()
+
+    def __call__(self) -> BoardSpec:
+        with self._lock:
+            n = next(self._count)
+            uuid = self._rng.getrandbits(64)
+        faults = self._faults(n) if callable(self._faults) else tuple(self._faults)
+        return BoardSpec(
+            family=self.family, serial=f"SIM{n:06d}", uuid=uuid, stage=self._stage,
+            faults=faults, seed=None if self.seed is None else self.seed * 1_000_003 + n,
+            timing=self.timing, **self._spec_fields,
+        )  # fmt: skip
+
+
+class Operator:
+    """A line operator: fills empty ports and replaces a finished board after `delay_s`."""
+
+    def __init__(self, hub: SimHub, make_board: Callable[[], BoardSpec], delay_s: float = 2.0) -> None:
+        self.hub = hub
+        self.make_board = make_board
+        self.delay_s = delay_s
+        self._stopped = threading.Event()
+        self._timers: list[threading.Timer] = []
+        self.replaced = 0
+
+    def populate(self) -> None:
+        for path, port in self.hub.ports.items():
+            if port.board is None:
+                self.hub.plug(path, self.make_board())
+
+    def finished(self, port: str) -> None:
+        """Called when gangd reports a board on `port` done (pass or fail)."""
+        if self._stopped.is_set():
+            return
+        timer = threading.Timer(self.delay_s, self._replace, args=(port,))
+        timer.daemon = True
+        self._timers.append(timer)
+        timer.start()
+
+    def _replace(self, port: str) -> None:
+        if self._stopped.is_set():
+            return
+        self.hub.unplug(port)
+        if not self._stopped.is_set():
+            self.hub.plug(port, self.make_board())
+            self.replaced += 1
+
+    def stop(self) -> None:
+        self._stopped.set()
+        for timer in self._timers:
+            timer.cancel()
+
+
+__all__ = [
+    "FLASHLOADER", "ROM", "BoardFactory", "Operator", "SimHub", "SimPort", "default_port_paths",
+    "serve_hid_connection",
+]  # fmt: skip

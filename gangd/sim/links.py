@@ -1,0 +1,281 @@
+"""The board's side of the wire: HID reports over a socket, or UART bytes over a pseudo-terminal.
+
+Each link offers the two protocol engines what they need and nothing more:
+- the MCU bootloader (mboot) engine receives command and data packets and sends response and
+  data packets (`MbootHidLink`, `MbootUartLink`);
+- the ROM's serial download protocol (SDP) engine receives 16-byte commands and raw data and
+  sends HAB, status and data replies (`SdpHidLink`, `SdpUartLink`).
+
+Report layouts follow spsdk's host side (`mboot/protocol/bulk_protocol.py`,
+`sdp/protocol/bulk_protocol.py`) and the UART framing its serial protocols (`serial_protocol.py`).
+Every packet that crosses the wire is charged one report interval to the board's clock.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import struct
+import threading
+
+from spsdk.crypto.crc import CrcAlg, from_crc_algorithm
+
+from .timing import BoardClock
+
+# mboot over HID: [report id, 0, payload length (LE16), payload]
+MBOOT_CMD_OUT, MBOOT_DATA_OUT, MBOOT_CMD_IN, MBOOT_DATA_IN = 0x01, 0x02, 0x03, 0x04
+# SDP over HID: CMD and DATA reports of 1024 bytes out, HAB (4 bytes) and RET (64 bytes) in.
+SDP_CMD, SDP_DATA, SDP_HAB, SDP_RET = 0x01, 0x02, 0x03, 0x04
+SDP_REPORT_DATA = 1024
+SDP_RET_SIZE = 64
+HID_REPORT_SIZE = 1024
+# The largest mboot payload that fits one 1024-byte report together with its 4-byte header.
+MBOOT_HID_PACKET_SIZE = HID_REPORT_SIZE - 4
+MBOOT_UART_PACKET_SIZE = 512
+
+# mboot UART framing
+FRAME_START = 0x5A
+FT_ACK, FT_NACK, FT_ABORT, FT_CMD, FT_DATA, FT_PING, FT_PINGR = 0xA1, 0xA2, 0xA3, 0xA4, 0xA5, 0xA6, 0xA7
+# Protocol version reported in the ping response: 'P' 1.2.0, as MCU bootloaders answer.
+PING_VERSION = (ord("P") << 24) | (1 << 16) | (2 << 8)
+
+_POLL_S = 0.05  # how often a blocked read looks at the stop flag
+
+
+class LinkClosed(Exception):
+    """The host went away, the board was unplugged, or the board is leaving (jump, reset)."""
+
+
+def crc16_xmodem(data: bytes) -> int:
+    return from_crc_algorithm(CrcAlg.CRC16_XMODEM).calculate(data)
+
+
+class _ByteChannel:
+    """Blocking reads and writes on a file descriptor that give up when `stop` is set."""
+
+    def __init__(self, fd: int, stop: threading.Event) -> None:
+        self.fd = fd
+        self.stop = stop
+
+    def wait_readable(self) -> None:
+        while not self.stop.is_set():
+            ready, _, _ = select.select([self.fd], [], [], _POLL_S)
+            if ready:
+                return
+        raise LinkClosed("board stopped")
+
+
+class HidSocket(_ByteChannel):
+    """One end of a SOCK_SEQPACKET socket: every message is one HID report."""
+
+    def __init__(self, sock: socket.socket, clock: BoardClock, stop: threading.Event) -> None:
+        super().__init__(sock.fileno(), stop)
+        self.sock = sock
+        self.clock = clock
+
+    def recv_report(self) -> bytes:
+        self.wait_readable()
+        try:
+            report = self.sock.recv(HID_REPORT_SIZE + 64)
+        except OSError as exc:
+            raise LinkClosed(str(exc)) from exc
+        if not report:
+            raise LinkClosed("host closed the device")
+        self.clock.charge(self.clock.model.report_interval_s)
+        return report
+
+    def send_report(self, report: bytes) -> None:
+        self.clock.charge(self.clock.model.report_interval_s)
+        try:
+            self.sock.send(report)
+        except OSError as exc:
+            raise LinkClosed(str(exc)) from exc
+
+
+class MbootHidLink:
+    packet_size = MBOOT_HID_PACKET_SIZE
+    name = "usb-hid"
+
+    def __init__(self, hid: HidSocket) -> None:
+        self.hid = hid
+
+    def recv(self) -> tuple[str, bytes]:
+        """The next ("cmd" | "data", payload); malformed reports are dropped as firmware does."""
+        while True:
+            report = self.hid.recv_report()
+            if len(report) < 4:
+                continue
+            report_id, _, length = struct.unpack_from("<BBH", report)
+            payload = report[4 : 4 + length]
+            if report_id == MBOOT_CMD_OUT:
+                return "cmd", payload
+            if report_id == MBOOT_DATA_OUT:
+                return "data", payload
+
+    def send_response(self, payload: bytes) -> None:
+        self.hid.send_report(struct.pack("<BBH", MBOOT_CMD_IN, 0, len(payload)) + payload)
+
+    def send_data(self, payload: bytes) -> None:
+        self.hid.send_report(struct.pack("<BBH", MBOOT_DATA_IN, 0, len(payload)) + payload)
+
+
+class SdpHidLink:
+    name = "usb-hid"
+
+    def __init__(self, hid: HidSocket) -> None:
+        self.hid = hid
+
+    def recv_command(self) -> bytes:
+        while True:
+            report = self.hid.recv_report()
+            if report[:1] == bytes([SDP_CMD]) and len(report) >= 17:
+                return report[1:17]
+
+    def recv_data(self, length: int) -> bytes:
+        data = bytearray()
+        while len(data) < length:
+            report = self.hid.recv_report()
+            if report[:1] == bytes([SDP_DATA]):
+                data += report[1 : 1 + SDP_REPORT_DATA]
+        return bytes(data[:length])
+
+    def send_hab(self, value: int) -> None:
+        self.hid.send_report(bytes([SDP_HAB]) + struct.pack(">I", value))
+
+    def send_status(self, value: int) -> None:
+        self.send_data(struct.pack(">I", value))
+
+    def send_data(self, data: bytes) -> None:
+        for offset in range(0, max(len(data), 1), SDP_RET_SIZE):
+            chunk = data[offset : offset + SDP_RET_SIZE]
+            self.hid.send_report(bytes([SDP_RET]) + chunk.ljust(SDP_RET_SIZE, b"\0"))
+
+
+class UartChannel(_ByteChannel):
+    """The master side of a pseudo-terminal; the host opens the slave path like a serial port."""
+
+    def __init__(self, master_fd: int, clock: BoardClock, stop: threading.Event) -> None:
+        super().__init__(master_fd, stop)
+        self.clock = clock
+        self._buffer = bytearray()
+
+    def read_exact(self, length: int) -> bytes:
+        while len(self._buffer) < length:
+            self.wait_readable()
+            try:
+                chunk = os.read(self.fd, 4096)
+            except OSError as exc:
+                raise LinkClosed(str(exc)) from exc
+            if not chunk:
+                raise LinkClosed("pty closed")
+            self._buffer += chunk
+        data = bytes(self._buffer[:length])
+        del self._buffer[:length]
+        return data
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                written = os.write(self.fd, view)
+            except BlockingIOError:
+                select.select([], [self.fd], [], _POLL_S)
+                continue
+            except OSError as exc:
+                raise LinkClosed(str(exc)) from exc
+            view = view[written:]
+
+    def discard_input(self) -> None:
+        self._buffer.clear()
+
+
+class MbootUartLink:
+    """MCU bootloader UART framing: ping, ACK after every frame, CRC16-XMODEM."""
+
+    packet_size = MBOOT_UART_PACKET_SIZE
+    name = "uart"
+
+    def __init__(self, uart: UartChannel) -> None:
+        self.uart = uart
+
+    def _send_raw_frame(self, frame_type: int, payload: bytes) -> None:
+        header = struct.pack("<BBH", FRAME_START, frame_type, len(payload))
+        crc = crc16_xmodem(header + payload)
+        self.uart.write(header + struct.pack("<H", crc) + payload)
+
+    def _answer_ping(self) -> None:
+        body = struct.pack("<BBIH", FRAME_START, FT_PINGR, PING_VERSION, 0)
+        self.uart.write(body + struct.pack("<H", crc16_xmodem(body)))
+
+    def recv(self) -> tuple[str, bytes]:
+        while True:
+            if self.uart.read_exact(1)[0] != FRAME_START:
+                continue
+            frame_type = self.uart.read_exact(1)[0]
+            if frame_type == FT_PING:
+                self._answer_ping()
+                continue
+            if frame_type not in (FT_CMD, FT_DATA):
+                continue  # a stray ACK/NACK outside a handshake
+            length, crc = struct.unpack("<HH", self.uart.read_exact(4))
+            payload = self.uart.read_exact(length)
+            if crc16_xmodem(struct.pack("<BBH", FRAME_START, frame_type, length) + payload) != crc:
+                self.uart.write(bytes([FRAME_START, FT_NACK]))
+                continue
+            self.uart.write(bytes([FRAME_START, FT_ACK]))
+            self.uart.clock.charge(self.uart.clock.model.report_interval_s)
+            return ("cmd" if frame_type == FT_CMD else "data"), payload
+
+    def _send_and_wait_ack(self, frame_type: int, payload: bytes) -> None:
+        self.uart.clock.charge(self.uart.clock.model.report_interval_s)
+        self._send_raw_frame(frame_type, payload)
+        while True:
+            if self.uart.read_exact(1)[0] != FRAME_START:
+                continue
+            answer = self.uart.read_exact(1)[0]
+            if answer == FT_ACK:
+                return
+            if answer == FT_NACK:
+                self._send_raw_frame(frame_type, payload)
+            elif answer == FT_PING:
+                # The host gave up on us and starts over; answer and let the engine carry on.
+                self._answer_ping()
+                return
+
+    def send_response(self, payload: bytes) -> None:
+        self._send_and_wait_ack(FT_CMD, payload)
+
+    def send_data(self, payload: bytes) -> None:
+        self._send_and_wait_ack(FT_DATA, payload)
+
+
+class SdpUartLink:
+    """SDP over UART: 16-byte commands, raw data, 4-byte HAB and status words, no framing."""
+
+    name = "uart"
+
+    def __init__(self, uart: UartChannel) -> None:
+        self.uart = uart
+
+    def recv_command(self) -> bytes:
+        command = self.uart.read_exact(16)
+        self.uart.clock.charge(self.uart.clock.model.report_interval_s)
+        return command
+
+    def recv_data(self, length: int) -> bytes:
+        data = self.uart.read_exact(length)
+        self.uart.clock.charge(
+            self.uart.clock.model.transfer_s(length, SDP_REPORT_DATA)
+        )
+        return data
+
+    def send_hab(self, value: int) -> None:
+        self.uart.write(struct.pack(">I", value))
+
+    def send_status(self, value: int) -> None:
+        self.uart.write(struct.pack(">I", value))
+
+    def send_data(self, data: bytes) -> None:
+        self.uart.clock.charge(self.uart.clock.model.transfer_s(len(data), SDP_RET_SIZE))
+        self.uart.write(data)

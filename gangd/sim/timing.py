@@ -1,0 +1,122 @@
+"""The simulator's timing model and the clock that enforces it.
+
+Defaults come from datasheets and USB descriptors:
+- a high-speed HID interrupt endpoint with bInterval 3 moves one report every 2**(3-1) microframes
+  of 125 µs = 0.5 ms, so ~1 KiB reports give about 2 MB/s;
+- a command round trip costs at least 1 ms: one OUT report and one IN report;
+- serial NOR: 0.4 ms per 256-byte page program, 45 ms per 4 KiB sector erase, 150 ms per 64 KiB
+  block erase, 40 s for a whole chip;
+- re-enumeration after a jump or a reset takes 0.5 s before the new device is usable.
+
+`BoardClock` charges costs against an absolute deadline instead of sleeping each cost on its own,
+so the overshoot of one sleep is repaid by the next and a long transfer lands within a fraction of
+a millisecond of the modelled time. A time scale of 0 makes every cost free (unit tests).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from dataclasses import dataclass
+
+SECTOR_SIZE = 4 * 1024
+BLOCK_SIZE = 64 * 1024
+PAGE_SIZE = 256
+
+
+@dataclass(frozen=True)
+class TimingModel:
+    time_scale: float = 1.0
+    report_interval_s: float = 0.0005
+    page_program_s: float = 0.0004
+    sector_erase_s: float = 0.045
+    block_erase_s: float = 0.150
+    chip_erase_s: float = 40.0
+    reenumeration_s: float = 0.5
+    fuse_program_s: float = 0.005  # one OTP word, including the controller's reload
+    # Multiplies every flash program/erase cost; the "slow flash" fault raises it per board.
+    flash_slowdown: float = 1.0
+
+    def scaled(self, **changes) -> TimingModel:
+        return dataclasses.replace(self, **changes)
+
+    # --- what each operation costs, in model seconds (before time_scale) ---------------------
+    # A command is a report out and a report in, so a round trip is 2 report intervals = 1 ms.
+
+    def reports(self, payload_bytes: int, packet_size: int) -> int:
+        """How many packets a data phase of `payload_bytes` needs."""
+        return -(-payload_bytes // packet_size)
+
+    def transfer_s(self, payload_bytes: int, packet_size: int) -> float:
+        return self.reports(payload_bytes, packet_size) * self.report_interval_s
+
+    def round_trip_s(self) -> float:
+        return 2 * self.report_interval_s
+
+    def pages_programmed(self, address: int, length: int, packet_size: int) -> int:
+        """NOR pages touched when each packet is programmed as it arrives (partial pages count)."""
+        pages = 0
+        end = address + length
+        while address < end:
+            chunk_end = min(address + packet_size, end)
+            pages += (chunk_end - 1) // PAGE_SIZE - address // PAGE_SIZE + 1
+            address = chunk_end
+        return pages
+
+    def erase_plan_s(self, address: int, length: int) -> float:
+        """Erase the way a NOR driver does: 64 KiB blocks where aligned, 4 KiB sectors elsewhere."""
+        cost = 0.0
+        end = address + length
+        while address < end:
+            if address % BLOCK_SIZE == 0 and end - address >= BLOCK_SIZE:
+                cost += self.block_erase_s
+                address += BLOCK_SIZE
+            else:
+                cost += self.sector_erase_s
+                address += SECTOR_SIZE
+        return cost * self.flash_slowdown
+
+    # --- whole commands as the simulator charges them; tests and the benchmark use these -------
+
+    def write_memory_s(self, address: int, length: int, packet_size: int, to_flash: bool) -> float:
+        """Command, first response, data packets, final response; flash programmed per packet."""
+        cost = (3 + self.reports(length, packet_size)) * self.report_interval_s
+        if to_flash:
+            cost += self.pages_programmed(address, length, packet_size) * self.page_program_s * self.flash_slowdown
+        return cost
+
+    def read_memory_s(self, length: int, packet_size: int) -> float:
+        return (3 + self.reports(length, packet_size)) * self.report_interval_s
+
+    def erase_region_s(self, address: int, length: int) -> float:
+        return self.round_trip_s() + self.erase_plan_s(address, length)
+
+
+class BoardClock:
+    """Charges modelled costs to one board, sleeping against an absolute deadline.
+
+    Costs are kept in model seconds and divided into wall time by `time_scale`. When the board has
+    been idle, its deadline restarts from now, so idle time is never "saved up" to run faster later.
+    """
+
+    def __init__(self, model: TimingModel, stop: threading.Event | None = None) -> None:
+        self.model = model
+        self._deadline = time.monotonic()
+        self._stop = stop or threading.Event()
+        self.charged_s = 0.0  # total model seconds charged: what the model says the board spent
+
+    def charge(self, model_seconds: float) -> None:
+        if model_seconds <= 0:
+            return
+        self.charged_s += model_seconds
+        if self.model.time_scale <= 0:
+            return
+        now = time.monotonic()
+        if self._deadline < now:
+            self._deadline = now
+        self._deadline += model_seconds * self.model.time_scale
+        delay = self._deadline - time.monotonic()
+        if delay > 0:
+            # Event.wait so that a board being unplugged stops sleeping at once.
+            self._stop.wait(delay)
