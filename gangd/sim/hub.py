@@ -279,8 +279,8 @@ class Operator:
             return
         self.hub.unplug(port)
         if not self._stopped.is_set():
-            self.hub.plug(port, self.make_board())
             self.replaced += 1
+            self.hub.plug(port, self.make_board())
 
     def stop(self) -> None:
         self._stopped.set()

@@ -187,7 +187,14 @@ class UartChannel(_ByteChannel):
             view = view[written:]
 
     def discard_input(self) -> None:
+        """Forget what the host sent while the board was away (re-enumerating)."""
         self._buffer.clear()
+        while select.select([self.fd], [], [], 0)[0]:
+            try:
+                if not os.read(self.fd, 4096):
+                    return
+            except OSError:
+                return
 
 
 class MbootUartLink:

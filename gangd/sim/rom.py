@@ -150,9 +150,10 @@ class RomEngine:
         reason = self._check_image(address)
         self.link.send_hab(self.hab)
         if reason:
+            # The refusal is kept for error-status: hosts read only the HAB word after a jump,
+            # so a status report here would be read as the answer to their next command.
             self.board.sdp_error = HAB_FAILURE
             self.board.record("jump-address", (address,), HAB_FAILURE)
-            self.link.send_status(HAB_FAILURE)
             return
         self.board.record("jump-address", (address,), 0)
         ivt = parse_ivt(self.board.ram.read(address, IVT_SIZE))

@@ -93,11 +93,17 @@ class TimingModel:
         return self.round_trip_s() + self.erase_plan_s(address, length)
 
 
+# A board whose deadline passed by less than this was busy and merely woke late (a sleep's
+# overshoot), so the lateness is repaid; a longer gap means it was idle, waiting for the host.
+IDLE_SLACK_S = 0.002
+
+
 class BoardClock:
     """Charges modelled costs to one board, sleeping against an absolute deadline.
 
-    Costs are kept in model seconds and divided into wall time by `time_scale`. When the board has
-    been idle, its deadline restarts from now, so idle time is never "saved up" to run faster later.
+    Costs are kept in model seconds and multiplied into wall time by `time_scale`. When the board
+    has been idle, its deadline restarts from now, so idle time is never saved up to run faster
+    later; lateness under `IDLE_SLACK_S` is a sleep's overshoot and is repaid by the next sleep.
     """
 
     def __init__(self, model: TimingModel, stop: threading.Event | None = None) -> None:
@@ -113,7 +119,7 @@ class BoardClock:
         if self.model.time_scale <= 0:
             return
         now = time.monotonic()
-        if self._deadline < now:
+        if now - self._deadline > IDLE_SLACK_S:
             self._deadline = now
         self._deadline += model_seconds * self.model.time_scale
         delay = self._deadline - time.monotonic()

@@ -1,0 +1,27 @@
+"""The `gangd` command line: one subcommand per job, each in the module that owns it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gangd", description="Gang programmer for NXP MCU boards over USB")
+    parser.add_argument("--version", action="version", version=f"gangd {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    from .sim import cli as sim_cli
+
+    sim_cli.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""`gangd sim`: start simulated boards by hand.
+
+    gangd sim --uart [--stage rom|flashloader] [--family NAME] [--fault SPEC ...]
+        one board on a pseudo-terminal; prints its path; `blhost -p PATH` / `sdphost -p PATH` work
+    gangd sim --hub N [--fault SPEC ...] [--port-fault PORT=SPEC ...]
+        a hub of N ports with a board in each; prints every hotplug event as a JSON line
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from dataclasses import asdict
+
+from ..family import UnknownFamilyError, load_family
+from .board import FLASHLOADER, ROM, SimBoard
+from .faults import FaultSpecError, parse_fault
+from .hub import BoardFactory, SimHub
+from .timing import TimingModel
+from .uart import UartBoard
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("sim", help="start simulated boards (a pty board, or a hub)")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--uart", action="store_true", help="one board on a pseudo-terminal")
+    where.add_argument("--hub", type=int, metavar="N", help="a simulated hub of N ports, all filled")
+    parser.add_argument("--family", default="mimxrt1020", help="spsdk family name (default mimxrt1020)")
+    parser.add_argument("--stage", choices=(ROM, FLASHLOADER), default=ROM)
+    parser.add_argument("--fault", action="append", default=[], metavar="SPEC",
+                        help="fault on the board(s), e.g. status:cmd=flash-erase-region,code=20106,nth=1")  # fmt: skip
+    parser.add_argument("--port-fault", action="append", default=[], metavar="PORT=SPEC",
+                        help="fault tied to a hub port, e.g. 1-1.3=status:cmd=write-memory,code=10004,p=0.5")  # fmt: skip
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--time-scale", type=float, default=1.0,
+                        help="1 = real time per the timing model, 0 = instant")  # fmt: skip
+    parser.add_argument("--hab-closed", action="store_true", help="the part's HAB is closed")
+    parser.set_defaults(func=run)
+
+
+def _fail(message: str) -> int:
+    print(f"gangd sim: {message}", file=sys.stderr)
+    return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        family = load_family(args.family)
+        for spec in args.fault:
+            parse_fault(spec)
+        port_faults: dict[str, list[str]] = {}
+        for item in args.port_fault:
+            port, eq, spec = item.partition("=")
+            if not eq:
+                return _fail(f"--port-fault {item!r}: expected PORT=SPEC")
+            parse_fault(spec)
+            port_faults.setdefault(port, []).append(spec)
+    except (UnknownFamilyError, FaultSpecError) as exc:
+        return _fail(str(exc))
+    timing = TimingModel(time_scale=args.time_scale)
+    factory = BoardFactory(family, timing, seed=args.seed, faults=tuple(args.fault),
+                           stage=args.stage, hab_closed=args.hab_closed)  # fmt: skip
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if args.uart:
+        with UartBoard(SimBoard(factory())) as board:
+            print(board.path, flush=True)
+            stop.wait()
+        return 0
+    unknown = set(port_faults) - {f"1-1.{n}" for n in range(1, args.hub + 1)}
+    if unknown:
+        return _fail(f"--port-fault names ports the hub does not have: {', '.join(sorted(unknown))}")
+    with SimHub(args.hub, port_faults=port_faults, seed=args.seed) as hub:
+        hub.subscribe(lambda event: print(json.dumps(asdict(event)), flush=True))
+        for path in hub.ports:
+            hub.plug(path, factory())
+        stop.wait()
+    return 0

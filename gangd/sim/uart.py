@@ -1,0 +1,74 @@
+"""A simulated board on a pseudo-terminal, so spsdk's `blhost -p` and `sdphost -p` drive it unchanged.
+
+In the ROM stage the pty speaks SDP over UART; after a jump (and the re-enumeration delay) the
+same pty speaks the MCU bootloader's UART framing, exactly as a real board's UART does. A reset
+brings it back to the ROM.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import tty
+
+from .board import ROM, LeaveStage, SimBoard, Unplugged
+from .flashloader import FlashloaderEngine
+from .links import LinkClosed, MbootUartLink, SdpUartLink, UartChannel
+from .rom import RomEngine
+
+log = logging.getLogger(__name__)
+
+
+class UartBoard:
+    def __init__(self, board: SimBoard) -> None:
+        self.board = board
+        self._master, self._slave = os.openpty()
+        tty.setraw(self._slave)  # no line discipline between the host's bytes and the board
+        self.path = os.ttyname(self._slave)
+        self._thread = threading.Thread(target=self._serve, name=f"sim-uart-{self.path}", daemon=True)
+        self.error: BaseException | None = None
+
+    def start(self) -> UartBoard:
+        self._thread.start()
+        return self
+
+    def _serve(self) -> None:
+        board = self.board
+        channel = UartChannel(self._master, board.clock, board.unplugged)
+        try:
+            while not board.unplugged.is_set():
+                try:
+                    if board.stage == ROM and board.family.rom_protocol == "sdp":
+                        RomEngine(board, SdpUartLink(channel)).serve()
+                    else:
+                        FlashloaderEngine(board, MbootUartLink(channel)).serve()
+                except LeaveStage as leave:
+                    board.unplugged.wait(board.clock.model.reenumeration_s * board.clock.model.time_scale)
+                    channel.discard_input()
+                    if not leave.reappear:
+                        board.unplugged.wait()
+                        return
+                    board.enter(leave.next_stage)
+                except Unplugged:
+                    return
+        except LinkClosed:
+            return
+        except Exception as exc:  # a simulator bug: report it rather than die silently
+            log.exception("simulated UART board %s crashed", board.serial)
+            self.error = exc
+
+    def close(self) -> None:
+        self.board.unplugged.set()
+        self._thread.join(timeout=5)
+        for fd in (self._master, self._slave):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def __enter__(self) -> UartBoard:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
