@@ -12,8 +12,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gangd", description="Gang programmer for NXP MCU boards over USB")
     parser.add_argument("--version", action="version", version=f"gangd {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
+    from . import daemon
     from .sim import cli as sim_cli
 
+    daemon.add_parsers(subparsers)
     sim_cli.add_parser(subparsers)
     return parser
 

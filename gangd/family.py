@@ -123,10 +123,12 @@ def load_family(name: str) -> FamilyInfo:
         device = get_device(FamilyRevision(name))
     except (SPSDKError, KeyError, ValueError) as exc:
         raise UnknownFamilyError(f"unknown family {name!r}: not in spsdk's device database") from exc
-    regions = tuple(
-        MemoryRegion(block_name, block.base_address, block.size, block.external)
-        for block_name, block in device.info.memory_map._mem_map.items()  # noqa: SLF001 - no public iterator
-    )
+    regions = []
+    for block_name, block in device.info.memory_map._mem_map.items():  # noqa: SLF001 - no public iterator
+        try:
+            regions.append(MemoryRegion(block_name, block.base_address, block.size, block.external))
+        except (KeyError, ValueError):
+            continue  # a few database entries describe a block without a size: not addressable here
     fuses: tuple[Fuse, ...] = ()
     try:
         from spsdk.fuses.fuses import Fuses
@@ -147,6 +149,15 @@ def load_family(name: str) -> FamilyInfo:
         flashloader_usb=tuple(UsbIds(u.vid, u.pid) for u in device.info.isp.flashloader.usb_ids)
         if device.info.isp.flashloader
         else (),
-        regions=regions,
+        regions=tuple(regions),
         fuses=fuses,
     )
+
+
+@functools.cache
+def isp_usb_ids(name: str) -> tuple[tuple[UsbIds, ...], tuple[UsbIds, ...]]:
+    """(ROM ids, flashloader ids) of a family, without reading its memory map and fuses."""
+    isp = get_device(FamilyRevision(name)).info.isp
+    rom = tuple(UsbIds(u.vid, u.pid) for u in isp.rom.usb_ids) if isp.rom else ()
+    loader = tuple(UsbIds(u.vid, u.pid) for u in isp.flashloader.usb_ids) if isp.flashloader else ()
+    return rom, loader

@@ -70,6 +70,12 @@ board("1-1.4", 0x046D, 0xC31C)  # a keyboard: not ours
 board("1-1.7", rom.vid, rom.pid, "Z")  # an NXP board on a port outside the configuration
 
 
+if sys.argv[1:] == ["--scan"]:
+    from gangd.cli import main as gangd_main
+
+    sys.exit(gangd_main(["scan", "--family", "mimxrt1020", "--family", "mimxrt1060"]))
+
+
 async def main():
     seen = []
     source = UdevSource(BoardFilter(set(family.rom_usb) | set(family.flashloader_usb), configured_ports))

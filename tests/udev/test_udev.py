@@ -56,3 +56,13 @@ def test_hidraw_nodes_map_to_port_paths_and_stages():
 def test_all_ports_are_taken_when_none_are_configured():
     events, _ = run_scenario("--all")
     assert {e["port"] for e in events if e["action"] == "add"} == {"1-1.1", "1-1.2", "1-1.3", "1-1.7"}
+
+
+def test_scan_lists_boards_by_port_with_ids_and_stage():
+    _, output = run_scenario("--scan")
+    lines = {line.split()[0]: line.split() for line in output.splitlines() if line.startswith("1-")}
+    assert lines["1-1.1"][1:3] == ["1fc9:0130", "rom"]
+    assert lines["1-1.2"][1:3] == ["15a2:0073", "flashloader"]
+    assert "mimxrt1020" in lines["1-1.1"][3] and lines["1-1.1"][-1] == "A"
+    assert "1-1.4" not in lines  # the keyboard
+    assert "1-1.7" in lines  # scan is not limited to configured ports

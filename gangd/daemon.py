@@ -1,0 +1,120 @@
+"""`gangd run` and `gangd scan`: the station on real udev boards, or on the simulated hub.
+
+The code above the board source is the same in both modes: `--simulate N` only swaps udev for the
+simulated hub (whose boards are reached through the same fd transport) and adds an operator who
+replaces each finished board.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+
+import structlog
+import trio
+
+from . import logs
+from .config import ConfigError, load_config
+from .family import UsbIds, family_names, isp_usb_ids, load_family
+from .hotplug.udev import BoardFilter, UdevSource
+from .recipe import builtin_rt1020
+from .station import Station
+
+log = structlog.get_logger("gangd")
+
+
+def add_parsers(subparsers) -> None:
+    run = subparsers.add_parser("run", help="run the station: on real boards (--config) or simulated (--simulate)")
+    mode = run.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--config", metavar="FILE", help="TOML configuration for real hardware")
+    mode.add_argument("--simulate", type=int, metavar="N", help="run on a simulated hub of N boards")
+    run.add_argument("--time-scale", type=float, default=1.0, help="simulation speed (1 = real time, 0 = instant)")
+    run.add_argument("--replace-delay", type=float, default=2.0, help="simulated operator's seconds to swap a board")
+    run.add_argument("--fault", action="append", default=[], metavar="SPEC", help="fault on every simulated board")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--stop-grace", type=float, default=30.0, help="seconds running jobs get to stop on SIGTERM")
+    run.add_argument("--log-level", default="info")
+    run.set_defaults(func=run_command)
+
+    scan = subparsers.add_parser("scan", help="list the NXP boards attached, by port")
+    scan.add_argument("--family", action="append", help="only these families (default: all in spsdk's database)")
+    scan.set_defaults(func=scan_command)
+
+
+async def serve(station: Station, source, stop_grace_s: float) -> None:
+    """Run until SIGINT/SIGTERM, then stop: no new jobs, running ones end within the grace time."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(station.run, source)
+            log.info("ready", ports=len(station.ports) or "all")
+            async for signum in signals:
+                log.info("stopping", signal=signal.Signals(signum).name, grace_s=stop_grace_s)
+                station.stop()
+                with trio.move_on_after(stop_grace_s):
+                    await station.wait_jobs_done()
+                nursery.cancel_scope.cancel()
+                break
+
+
+def run_command(args: argparse.Namespace) -> int:
+    logs.configure(args.log_level)
+    if args.config:
+        try:
+            config = load_config(args.config)
+        except ConfigError as exc:
+            print(f"gangd: {exc}", file=sys.stderr)
+            return 2
+        family = config.recipe.family
+        station = Station(family, config.recipe, config.ports)
+        source = UdevSource(BoardFilter(family.rom_usb + family.flashloader_usb, config.ports)).run
+        trio.run(serve, station, source, args.stop_grace)
+        return 0
+    return _run_simulated(args)
+
+
+def _run_simulated(args: argparse.Namespace) -> int:
+    from .hotplug.sim_source import SimHubSource
+    from .sim import BoardFactory, Operator, SimHub, TimingModel
+    from .sim.images import build_flashloader_image
+
+    family = load_family("mimxrt1020")
+    flashloader, jump = build_flashloader_image()
+    image = os.urandom(45056)  # the user's image size
+    station = Station(family, builtin_rt1020(image, flashloader, jump))
+    with SimHub(args.simulate, seed=args.seed) as hub:
+        factory = BoardFactory(family, TimingModel(time_scale=args.time_scale), seed=args.seed, faults=tuple(args.fault))
+        operator = Operator(hub, factory, delay_s=args.replace_delay * max(args.time_scale, 0.0))
+        station.listeners.append(lambda result: operator.finished(result.port))
+        operator.populate()
+        try:
+            trio.run(serve, station, SimHubSource(hub).run, args.stop_grace)
+        finally:
+            operator.stop()
+    ok = sum(r.result == "success" for r in station.results)
+    print(f"gangd: {len(station.results)} boards, {ok} programmed", file=sys.stderr)
+    return 0
+
+
+def scan_command(args: argparse.Namespace) -> int:
+    names = args.family or family_names()
+    try:
+        known = {name: isp_usb_ids(name) for name in names}
+    except Exception as exc:  # noqa: BLE001 - spsdk raises several types for an unknown name
+        print(f"gangd scan: {exc}", file=sys.stderr)
+        return 2
+    all_ids = {ids for rom, loader in known.values() for ids in rom + loader}
+    events = UdevSource(BoardFilter(all_ids)).coldplug()
+    if not events:
+        print("no NXP boards attached")
+        return 0
+    print(f"{'PORT':<12} {'IDS':<10} {'STAGE':<12} {'FAMILIES':<30} {'DEVNODE':<16} SERIAL")
+    for event in sorted(events, key=lambda e: e.port):
+        ids = UsbIds(event.vid, event.pid)
+        roms = [n for n, (rom, _) in known.items() if ids in rom]
+        loaders = [n for n, (_, loader) in known.items() if ids in loader]
+        stage, matching = ("flashloader", loaders) if loaders else ("rom", roms)
+        names = ",".join(matching[:3]) + (f" +{len(matching) - 3}" if len(matching) > 3 else "")
+        print(f"{event.port:<12} {event.ids:<10} {stage:<12} {names:<30} {event.devnode or '':<16} {event.serial or ''}")
+    return 0

@@ -1,0 +1,73 @@
+"""What a job does to each board. Until recipes come from configuration, one built-in flow:
+the user's i.MX RT1020 flow (load flashloader over SDP, configure FlexSPI NOR with option
+0xC0000007 at 0x2000, erase, write, verify, reset)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from .family import FamilyInfo, load_family
+
+SECTOR = 4096
+
+
+@dataclass(frozen=True)
+class Image:
+    address: int
+    data: bytes
+
+    @property
+    def erase_length(self) -> int:
+        return -(-len(self.data) // SECTOR) * SECTOR
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    """Seconds each step may take. Data steps add time per byte at a slow link's pace."""
+
+    load_flashloader_s: float = 30.0
+    replug_s: float = 10.0
+    command_s: float = 10.0
+    per_byte_s: float = 1 / 100_000  # 100 kB/s: half the slowest full-speed HID path
+    per_erase_sector_s: float = 0.5  # ten times a sector's datasheet worst case
+    reset_replug_s: float = 5.0
+
+    def data_s(self, length: int) -> float:
+        return self.command_s + length * self.per_byte_s
+
+    def erase_s(self, length: int) -> float:
+        return self.command_s + (length // SECTOR) * self.per_erase_sector_s
+
+
+@dataclass(frozen=True)
+class Recipe:
+    family: FamilyInfo
+    flashloader: bytes
+    flashloader_address: int
+    jump_address: int
+    memory_id: int
+    option_address: int
+    option_words: tuple[int, ...]
+    images: tuple[Image, ...]
+    verify: bool = True
+    final_action: str = "reset"  # or "leave"
+    deadlines: Deadlines = field(default_factory=Deadlines)
+
+
+def builtin_rt1020(image: bytes, flashloader: bytes, jump_address: int, deadlines: Deadlines | None = None) -> Recipe:
+    return Recipe(
+        family=load_family("mimxrt1020"),
+        flashloader=flashloader,
+        flashloader_address=0x2000_0000,
+        jump_address=jump_address,
+        memory_id=9,
+        option_address=0x2000,
+        option_words=(0xC000_0007,),
+        images=(Image(0x6000_0000, image),),
+        deadlines=deadlines or Deadlines(),
+    )

@@ -1,0 +1,113 @@
+"""The station: one task per USB port, events routed to their port, one job per board.
+
+    board source (udev / simulated hub) ─► Station.dispatch ─► Port queue ─► port task ─► Job
+
+A port task waits for a board to appear, runs its job, reports the result, then waits for that
+board to leave before it takes the next one (a finished board that re-enumerates after its reset
+is still the same board). Stopping means: no new jobs; running jobs end at their next step
+boundary, and whatever is still running when the grace period ends is cancelled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import structlog
+import trio
+
+from .family import FamilyInfo
+from .hotplug.events import ADD, PortEvent
+from .hotplug.udev import is_port_path
+from .job import Job, JobResult
+from .port import Port, stage_of
+from .recipe import Recipe
+
+log = structlog.get_logger("gangd.station")
+
+ResultListener = Callable[[JobResult], None]
+BoardSource = Callable[..., Awaitable[None]]  # async (emit, *, task_status) -> None
+
+
+class Station:
+    def __init__(
+        self,
+        family: FamilyInfo,
+        recipe: Recipe,
+        ports: dict[str, str | None] | None = None,
+    ) -> None:
+        self.family = family
+        self.recipe = recipe
+        self.configured = dict(ports or {})  # path -> label; empty means every port
+        self.ports: dict[str, Port] = {}
+        self.results: list[JobResult] = []
+        self.listeners: list[ResultListener] = []
+        self.stopping = False
+        self._nursery: trio.Nursery | None = None
+        self._jobs_running = 0
+        self._idle = trio.Event()
+
+    # --- life cycle ---------------------------------------------------------------------------
+
+    async def run(self, source: BoardSource, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until cancelled. `task_status.started()` fires once the coldplug scan is done."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            for path, label in self.configured.items():
+                self._add_port(path, label)
+            await nursery.start(source, self.dispatch)
+            task_status.started()
+
+    def stop(self) -> None:
+        """No new jobs from now on; running jobs stop at their next step boundary."""
+        self.stopping = True
+        self._check_idle()
+
+    def _check_idle(self) -> None:
+        if self.stopping and self._jobs_running == 0:
+            self._idle.set()
+
+    async def wait_jobs_done(self) -> None:
+        """After stop(): returns when no job is running any more."""
+        await self._idle.wait()
+
+    # --- routing ------------------------------------------------------------------------------
+
+    def dispatch(self, event: PortEvent) -> None:
+        port = self.ports.get(event.port)
+        if port is None:
+            if self.configured or not is_port_path(event.port):
+                log.warning("event on a port outside the configuration skipped", port=event.port, ids=event.ids)
+                return
+            port = self._add_port(event.port, None)
+        if event.action == ADD and stage_of(self.family, event) is None:
+            log.warning("device with unexpected ids skipped", port=event.port, ids=event.ids)
+            return
+        port.deliver(event)
+
+    def _add_port(self, path: str, label: str | None) -> Port:
+        port = Port(path, label, self.family)
+        self.ports[path] = port
+        assert self._nursery is not None
+        self._nursery.start_soon(self._port_task, port, name=f"port {path}")
+        return port
+
+    async def _port_task(self, port: Port) -> None:
+        while True:
+            event = await port.next_event()
+            if event.action != ADD:
+                continue
+            if self.stopping:
+                log.info("board ignored: gangd is stopping", port=port.path)
+                continue
+            self._jobs_running += 1
+            try:
+                result = await Job(port, event, self.recipe, lambda: self.stopping).run()
+            finally:
+                self._jobs_running -= 1
+                self._check_idle()
+            self.results.append(result)
+            for listener in self.listeners:
+                listener(result)
+            # The finished board stays until someone takes it out; only then is the port free.
+            while port.attached is not None:
+                await port.next_event()

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import os
+
+import pytest
+import trio
+
+from gangd.hotplug.sim_source import SimHubSource
+from gangd.recipe import Deadlines, builtin_rt1020
+from gangd.sim import BoardFactory, SimHub, TimingModel
+from gangd.station import Station
+
+IMAGE = os.urandom(45056)
+# Deadlines short enough for tests at time scale 0, long enough never to fire on a healthy board.
+TEST_DEADLINES = Deadlines(load_flashloader_s=5, replug_s=2, command_s=2, per_byte_s=0,
+                           per_erase_sector_s=0, reset_replug_s=2)  # fmt: skip
+
+
+@pytest.fixture
+def recipe(flashloader_image):
+    image, jump = flashloader_image
+    return builtin_rt1020(IMAGE, image, jump, deadlines=TEST_DEADLINES)
+
+
+class Line:
+    """A simulated hub, its boards and a running station, for one test."""
+
+    def __init__(self, hub: SimHub, station: Station) -> None:
+        self.hub = hub
+        self.station = station
+        self._results_changed = trio.Event()
+        station.listeners.append(lambda _: self._results_changed.set())
+
+    async def wait_results(self, count: int, timeout: float = 20) -> list:
+        with trio.fail_after(timeout):
+            while len(self.station.results) < count:
+                await self._results_changed.wait()
+                self._results_changed = trio.Event()
+        return self.station.results
+
+    def by_port(self) -> dict:
+        return {r.port: r for r in self.station.results}
+
+
+@pytest.fixture
+async def line(rt1020, recipe, nursery):
+    """start(ports, faults_by_port) plugs a board into each port and starts a station on the hub."""
+    hubs = []
+
+    async def start(ports: int = 8, faults: dict[str, tuple[str, ...]] | None = None, configured=True):
+        hub = SimHub(ports, seed=3)
+        hubs.append(hub)
+        factory = BoardFactory(rt1020, TimingModel(time_scale=0), seed=11)
+        for path in hub.ports:
+            spec = factory()
+            spec.faults = (faults or {}).get(path, ())
+            hub.plug(path, spec)
+        station = Station(rt1020, recipe, {p: f"L{i}" for i, p in enumerate(hub.ports)} if configured else {})
+        await nursery.start(station.run, SimHubSource(hub).run)
+        return Line(hub, station)
+
+    yield start
+    for hub in hubs:
+        hub.close()
+        assert not hub.errors

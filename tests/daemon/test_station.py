@@ -1,0 +1,101 @@
+"""The daemon core on the simulated hub: one job per port, isolation, replug, bad input."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+from gangd.hotplug.events import ADD, REMOVE, PortEvent
+
+from .conftest import IMAGE
+
+pytestmark = pytest.mark.trio
+
+
+async def test_eight_boards_each_programmed_on_its_own_port(line):
+    run = await line(8)
+    results = await run.wait_results(8)
+    assert sorted(r.port for r in results) == sorted(run.hub.ports)
+    assert {r.result for r in results} == {"success"}
+    for path in run.hub.ports:
+        board = run.hub.board(path)
+        assert board.flash_image(0x6000_0000, len(IMAGE)) == IMAGE
+        # Every command of this board's flow reached this board, in order, ending with the reset.
+        assert [r.command for r in board.commands() if r.stage == "flashloader"][-1] == "reset"
+        assert len(board.commands("write-memory")) == 1
+    assert [s.name for s in results[0].steps] == [
+        "load-flashloader", "wait-replug", "open", "configure-memory", "erase", "write", "verify", "reset",
+    ]  # fmt: skip
+
+
+async def test_a_hung_board_costs_its_own_port_only(line):
+    run = await line(8, faults={"1-1.3": ("hang:cmd=write-memory",)})
+    results = await run.wait_results(8)
+    by_port = run.by_port()
+    stuck = by_port.pop("1-1.3")
+    assert {r.result for r in by_port.values()} == {"success"}
+    assert (stuck.result, stuck.step) == ("failed", "write")
+    assert "deadline" in stuck.reason
+    # The seven others finished their whole flow while port 3 was still stuck in its call.
+    assert results[-1] is stuck
+    stuck_ended = stuck.started + stuck.duration_s
+    assert all(r.started + r.duration_s < stuck_ended for r in by_port.values())
+
+
+async def test_flashloader_that_never_reappears_fails_at_the_replug(line):
+    run = await line(2, faults={"1-1.2": ("no-reenumerate",)})
+    await run.wait_results(2)
+    result = run.by_port()["1-1.2"]
+    assert (result.result, result.step) == ("failed", "wait-replug")
+    assert "1-1.2" not in result.reason  # the port is its own field …
+    assert "did not appear" in result.reason and "2 s" in result.reason  # … and the deadline is named
+    assert run.by_port()["1-1.1"].result == "success"
+
+
+async def test_board_pulled_mid_write_is_removed_and_the_port_takes_the_next(line, rt1020):
+    run = await line(1, faults={"1-1.1": ("disconnect:cmd=write-memory,after=8192",)})
+    first = (await run.wait_results(1))[0]
+    assert (first.result, first.step) == ("removed", "write")
+    from gangd.sim import BoardFactory, TimingModel
+
+    run.hub.plug("1-1.1", BoardFactory(rt1020, TimingModel(time_scale=0), seed=99)())
+    second = (await run.wait_results(2))[1]
+    assert second.result == "success"
+
+
+async def test_bad_input_is_skipped_and_the_daemon_keeps_running(line, rt1020):
+    run = await line(2)
+    await run.wait_results(2)
+    station = run.station
+    # Ids that are not this family's ROM or flashloader, on a configured port.
+    station.dispatch(PortEvent(ADD, "1-1.1", 0x046D, 0xC31C, None, "/dev/null"))
+    # A port outside the configuration.
+    station.dispatch(PortEvent(ADD, "2-4", 0x1FC9, 0x0130, None, "/tmp/nowhere"))
+    # A device that vanished between its event and the open: its removal follows.
+    run.hub.unplug("1-1.2")
+    await trio.testing.wait_all_tasks_blocked()  # the real removal is routed first
+    station.dispatch(PortEvent(ADD, "1-1.2", 0x1FC9, 0x0130, "GHOST", "/tmp/gangd-no-such-node"))
+    station.dispatch(PortEvent(REMOVE, "1-1.2", 0x1FC9, 0x0130, "GHOST", "/tmp/gangd-no-such-node"))
+    ghost = (await run.wait_results(3))[2]
+    assert (ghost.port, ghost.result, ghost.step) == ("1-1.2", "removed", "load-flashloader")
+    assert "2-4" not in station.ports
+    # Still serving: a fresh board on the freed port is programmed.
+    from gangd.sim import BoardFactory, TimingModel
+
+    run.hub.plug("1-1.2", BoardFactory(rt1020, TimingModel(time_scale=0), seed=5)())
+    assert (await run.wait_results(4))[3].result == "success"
+
+
+async def test_all_ports_taken_when_none_are_configured(line):
+    run = await line(3, configured=False)
+    await run.wait_results(3)
+    assert set(run.station.ports) == {"1-1.1", "1-1.2", "1-1.3"}
+
+
+async def test_stop_lets_running_jobs_end_at_a_step_boundary(line):
+    run = await line(2)
+    run.station.stop()
+    with trio.fail_after(5):
+        await run.station.wait_jobs_done()
+    assert all(r.result in ("stopped", "success") for r in run.station.results)
