@@ -27,6 +27,7 @@ from .hotplug.events import PortEvent
 from .port import FLASHLOADER, ROM, Port, stage_of
 from .recipe import Recipe
 from .transport import DeviceGoneError, FdHidDevice, TransportAborted, mboot_client, sdp_client
+from .transport.fd_device import WrongDeviceError
 
 _job_ids = itertools.count(1)
 
@@ -100,11 +101,11 @@ class Job:
         recipe, deadlines = self.recipe, self.recipe.deadlines
         event = self.event
         if stage_of(recipe.family, event) == ROM:
-            await self._step("load-flashloader", deadlines.load_flashloader_s, self._load_flashloader, event.devnode)
+            await self._step("load-flashloader", deadlines.load_flashloader_s, self._load_flashloader, event)
             self.port.state = "waiting-replug"
             event = await self._wait_stage("wait-replug", FLASHLOADER, deadlines.replug_s)
             self.port.state = "programming"
-        mboot = await self._step("open", deadlines.command_s, self._open_mboot, event.devnode)
+        mboot = await self._step("open", deadlines.command_s, self._open_mboot, event)
         await self._step("configure-memory", deadlines.command_s, self._configure, mboot)
         for image in recipe.images:
             await self._step("erase", deadlines.erase_s(image.erase_length), mboot.flash_erase_region,
@@ -130,15 +131,15 @@ class Job:
 
     # --- blocking bodies, run in the port's worker thread ---------------------------------------
 
-    def _load_flashloader(self, devnode: str) -> None:
-        device = self._open_device(devnode)
+    def _load_flashloader(self, event: PortEvent) -> None:
+        device = self._open_device(event)
         sdp = sdp_client(device)
         sdp.open()
         sdp.write_file(self.recipe.flashloader_address, self.recipe.flashloader)
         sdp.jump_and_run(self.recipe.jump_address)
 
-    def _open_mboot(self, devnode: str):
-        device = self._open_device(devnode)
+    def _open_mboot(self, event: PortEvent):
+        device = self._open_device(event)
         mboot = mboot_client(device)
         mboot.open()
         return mboot
@@ -155,9 +156,12 @@ class Job:
             first = next((i for i, (a, b) in enumerate(zip(back, image.data)) if a != b), len(back))
             raise VerifyMismatch(f"read-back differs from the image at 0x{image.address + first:08x}")
 
-    def _open_device(self, devnode: str) -> FdHidDevice:
+    def _open_device(self, event: PortEvent) -> FdHidDevice:
+        """This board's own handle: the exact node udev named for its port, checked against its ids."""
         self._close()
-        self.device = FdHidDevice(devnode, timeout=HANDLE_TIMEOUT_MS)
+        if event.devnode is None:
+            raise DeviceGoneError(f"port {event.port}: the event named no device node")
+        self.device = FdHidDevice(event.devnode, timeout=HANDLE_TIMEOUT_MS, expected_ids=(event.vid, event.pid))
         self.device.open()
         return self.device
 
@@ -187,6 +191,8 @@ class Job:
             raise CommandFailed(self.port.path, name, self._describe(exc), status) from exc
         except VerifyMismatch as exc:
             raise JobError(self.port.path, name, str(exc)) from exc
+        except WrongDeviceError as exc:
+            raise JobError(self.port.path, name, f"not the expected board: {exc}") from exc
         except (DeviceGoneError, TransportAborted, SPSDKConnectionError, McuBootConnectionError,
                 SdpConnectionError) as exc:  # fmt: skip
             raise await self._lost(name, exc) from exc

@@ -24,3 +24,4 @@ def configure(level: str = "info", json: bool | None = None) -> None:
     )
     # spsdk logs through the standard library; keep it quiet unless asked.
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    logging.getLogger("spsdk").setLevel(logging.WARNING)

@@ -13,16 +13,20 @@ running in a worker thread.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import select
 import socket
 import stat
+import struct
 
 from spsdk.exceptions import SPSDKConnectionError
 from spsdk.utils.exceptions import SPSDKTimeoutError
 from spsdk.utils.interfaces.device.base import DeviceBase
 
 DEFAULT_TIMEOUT_MS = 5000
+# linux/hidraw.h: HIDIOCGRAWINFO = _IOR('H', 0x03, struct hidraw_devinfo { u32 bustype; s16 vendor; s16 product; })
+HIDIOCGRAWINFO = 0x80084803
 _READ_EVENTS = select.POLLIN | select.POLLPRI
 
 
@@ -30,13 +34,20 @@ class DeviceGoneError(SPSDKConnectionError):
     """The device node no longer answers: the board was unplugged or re-enumerated."""
 
 
+class WrongDeviceError(SPSDKConnectionError):
+    """The node answers with other USB ids than the event named: not the board we were told of."""
+
+
 class TransportAborted(SPSDKConnectionError):
     """The call was abandoned from outside (a deadline fired, or the job is being stopped)."""
 
 
 class FdHidDevice(DeviceBase):
-    def __init__(self, devnode: str, timeout: int = DEFAULT_TIMEOUT_MS) -> None:
+    def __init__(
+        self, devnode: str, timeout: int = DEFAULT_TIMEOUT_MS, expected_ids: tuple[int, int] | None = None
+    ) -> None:
         self.devnode = devnode
+        self.expected_ids = expected_ids
         self._timeout = timeout
         self._fd: int | None = None
         self._sock: socket.socket | None = None
@@ -74,6 +85,11 @@ class FdHidDevice(DeviceBase):
                 self._fd = sock.fileno()
             else:
                 self._fd = os.open(self.devnode, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+                if stat.S_ISCHR(mode) and self.expected_ids is not None:
+                    self._check_ids(self._fd)
+        except WrongDeviceError:
+            self.close()
+            raise
         except FileNotFoundError as exc:
             raise DeviceGoneError(f"{self.devnode}: device node is gone") from exc
         except ConnectionRefusedError as exc:
@@ -137,6 +153,20 @@ class FdHidDevice(DeviceBase):
                 pass
 
     # --- internals ----------------------------------------------------------------------------
+
+    def _check_ids(self, fd: int) -> None:
+        """Ask the hidraw driver which device this node is, before talking to it.
+
+        Hardware boundary: exercised only on a real /dev/hidrawN (neither the simulator's sockets
+        nor umockdev's emulated nodes answer this ioctl); the id comparison itself is plain code.
+        """
+        _, vendor, product = struct.unpack("<Ihh", fcntl.ioctl(fd, HIDIOCGRAWINFO, bytes(8)))
+        actual = (vendor & 0xFFFF, product & 0xFFFF)
+        if actual != self.expected_ids:
+            raise WrongDeviceError(
+                f"{self.devnode}: is {actual[0]:04x}:{actual[1]:04x}, "
+                f"expected {self.expected_ids[0]:04x}:{self.expected_ids[1]:04x}"
+            )
 
     def _require_open(self) -> int:
         if self._aborted:
