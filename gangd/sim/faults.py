@@ -63,6 +63,10 @@ class FaultRule:
     def matches(self, kind: str, command: str | None = None) -> bool:
         return self.kind == kind and (self.command is None or self.command == command)
 
+    def choose(self, count: int) -> int:
+        """A position in [0, count) from the rule's own seeded generator (e.g. which bit to flip)."""
+        return self._rng.randrange(count)
+
     def roll(self) -> bool:
         """Count one occurrence and decide whether the rule fires on it."""
         self.seen += 1

@@ -346,7 +346,7 @@ class FlashloaderEngine:
         data = bytearray(source.read(address, length))
         corrupt = self.board.faults.fire("corrupt-readback", "read-memory")
         if corrupt is not None and data:
-            bit = corrupt._rng.randrange(len(data) * 8)
+            bit = corrupt.choose(len(data) * 8)
             data[bit // 8] ^= 1 << (bit % 8)
         disconnect = self.board.faults.fire("disconnect", "read-memory")
         size = self.link.packet_size

@@ -11,27 +11,23 @@ RT1020_FLASHLOADER_PID = 0x0073
 
 
 @contextmanager
+def _open(make_client, devnode: str, timeout_ms: int):
+    device = FdHidDevice(devnode, timeout=timeout_ms)
+    client = make_client(device)
+    client.open()
+    try:
+        yield client
+    finally:
+        client.close()
+        device.dispose()
+
+
 def open_sdp(devnode: str, timeout_ms: int = 2000):
-    device = FdHidDevice(devnode, timeout=timeout_ms)
-    client = sdp_client(device)
-    client.open()
-    try:
-        yield client
-    finally:
-        client.close()
-        device.dispose()
+    return _open(sdp_client, devnode, timeout_ms)
 
 
-@contextmanager
 def open_mboot(devnode: str, timeout_ms: int = 2000):
-    device = FdHidDevice(devnode, timeout=timeout_ms)
-    client = mboot_client(device)
-    client.open()
-    try:
-        yield client
-    finally:
-        client.close()
-        device.dispose()
+    return _open(mboot_client, devnode, timeout_ms)
 
 
 def load_flashloader(events, port: str, image: bytes, jump: int, timeout: float = 10) -> str:
