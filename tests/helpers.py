@@ -14,7 +14,7 @@ class EventWaiter:
     def __init__(self, hub: SimHub) -> None:
         self._cond = threading.Condition()
         self._events: list[PortEvent] = []
-        self._taken = 0
+        self._taken: dict[str, int] = {}  # per port: index just past the last event returned
         hub.subscribe(self._on_event)
 
     def _on_event(self, event: PortEvent) -> None:
@@ -23,13 +23,17 @@ class EventWaiter:
             self._cond.notify_all()
 
     def next(self, port: str, action: str = "add", pid: int | None = None, timeout: float = 10) -> PortEvent:
-        """The first matching event not returned before; fails the test after `timeout` seconds."""
+        """The first matching event on `port` after the last one returned for that port.
+
+        Fails the test after `timeout` seconds. Ports are followed independently: their events
+        interleave in any order.
+        """
 
         def find() -> PortEvent | None:
-            for index in range(self._taken, len(self._events)):
+            for index in range(self._taken.get(port, 0), len(self._events)):
                 event = self._events[index]
                 if event.port == port and event.action == action and pid in (None, event.pid):
-                    self._taken = index + 1
+                    self._taken[port] = index + 1
                     return event
             return None
 
