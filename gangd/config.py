@@ -1,36 +1,27 @@
-"""`gangd run --config FILE`: the station and the recipe from a TOML file.
+"""The station and its recipe from a TOML file, validated before any board is touched.
 
-    family = "mimxrt1020"
-
-    [station.ports]            # USB port path = label; leave empty to take every port
-    "1-1.3" = "A1"
-
-    [flashloader]
-    path = "ivt_flashloader.bin"
-    load_address = 0x20000000
-    jump_address = 0x20000400
-
-    [memory]
-    id = 9
-    option_address = 0x2000
-    options = [0xC0000007]
-
-    [[image]]
-    path = "app.bin"
-    address = 0x60000000
-
-Every mistake is reported as `FILE: key: what is wrong`. Relative paths are relative to the file.
+Every mistake is one message `FILE:LINE: key: what is wrong` (the line where the key or its table
+stands), raised as ConfigError; `gangd check-config` and `gangd run` print it and exit with 2.
+Relative paths are relative to the configuration file. See config/rt1020.toml for a full example.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from .family import UnknownFamilyError, load_family
+from .family import FamilyInfo, UnknownFamilyError, load_family
 from .hotplug.udev import is_port_path
-from .recipe import Image, Recipe
+from .images import FORMATS, ImageError, guess_format, load_segments
+from .recipe import FUSE_POLICIES, FusePlan, FuseWord, Image, Recipe, RecoveryPolicy
+
+SUPPORTED_MEMORY_IDS = {9: "FlexSPI NOR"}
+FINAL_ACTIONS = ("reset", "leave")
+TOP_LEVEL = {"family", "station", "flashloader", "memory", "image", "verify", "fuses", "recovery", "final"}
 
 
 class ConfigError(ValueError):
@@ -40,61 +31,265 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class Config:
     path: Path
-    ports: dict[str, str | None]
+    ports: dict[str, str]
     recipe: Recipe
+
+
+class _Reader:
+    """Typed access to the parsed TOML that knows where each key stands in the text."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.lines = text.splitlines()
+
+    def line_of(self, dotted: str) -> int | None:
+        """The line of `table.key` (`image[1].sha256`, `station.ports."1-1.3"`): the key inside
+        its table (the n-th `[[table]]` for an index), else the table's header, else None."""
+        names: list[str] = []
+        occurrence = 0
+        for quoted, bare, index in re.findall(r'"([^"]*)"|([^.\[\]"]+)|\[(\d+)\]', dotted):
+            if index:
+                occurrence = int(index)
+            else:
+                names.append(quoted or bare)
+        if not names:
+            return None
+        table, key = ".".join(names[:-1]), names[-1]
+        key_line = re.compile(r'^\s*("' + re.escape(key) + '"|' + re.escape(key) + r")\s*=")
+        current, seen, header_line = "", {}, None
+        for number, line in enumerate(self.lines, start=1):
+            header = re.match(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$", line)
+            if header:
+                current = re.sub(r"\s+", "", header.group(1)).replace('"', "")
+                seen[current] = seen.get(current, -1) + 1
+                if current == table and seen[current] == occurrence:
+                    header_line = number
+                if current == ".".join(names) and header_line is None:
+                    header_line = number  # the key is itself a table: [fuses]
+                continue
+            if current == table and seen.get(current, 0) == occurrence and key_line.match(line):
+                return number
+        return header_line
+
+    def error(self, dotted: str, message: str) -> ConfigError:
+        line = self.line_of(dotted)
+        where = f"{self.path}:{line}" if line else str(self.path)
+        return ConfigError(f"{where}: {dotted}: {message}")
+
+    def get(self, table: dict, key: str, kind: type | tuple[type, ...], dotted: str, default: Any = ...):
+        if key not in table:
+            if default is ...:
+                raise self.error(dotted, "missing")
+            return default
+        value = table[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if not isinstance(value, kinds) or (bool not in kinds and isinstance(value, bool)):
+            names = " or ".join(k.__name__ for k in kinds)
+            raise self.error(dotted, f"expected {names}, got {value!r}")
+        return value
+
+    def unknown_keys(self, table: dict, allowed: set[str], prefix: str) -> None:
+        for key in table:
+            if key not in allowed:
+                raise self.error(f"{prefix}{key}", f"unknown key (expected one of: {', '.join(sorted(allowed))})")
+
+    def file(self, name: str, dotted: str) -> Path:
+        path = (self.path.parent / name).resolve()
+        if not path.is_file():
+            raise self.error(dotted, f"no such file: {path}")
+        return path
 
 
 def load_config(path: str | Path) -> Config:
     path = Path(path)
-    where = str(path)
     try:
-        raw = tomllib.loads(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
-        raise ConfigError(f"{where}: no such file") from None
+        raise ConfigError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{where}: not valid TOML: {exc}") from None
-
-    def need(table: dict, key: str, kind: type, context: str):
-        if key not in table:
-            raise ConfigError(f"{where}: {context}{key}: missing")
-        value = table[key]
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise ConfigError(f"{where}: {context}{key}: expected {kind.__name__}, got {value!r}")
-        return value
-
-    def read_file(name: str, context: str) -> bytes:
-        file = (path.parent / name).resolve()
-        try:
-            return file.read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"{where}: {context}: cannot read {file}: {exc.strerror}") from None
+        line = getattr(exc, "lineno", None) or _line_from_message(str(exc))
+        raise ConfigError(f"{path}:{line}: not valid TOML: {exc}" if line else f"{path}: not valid TOML: {exc}") from None
+    r = _Reader(path, text)
+    r.unknown_keys(raw, TOP_LEVEL, "")
 
     try:
-        family = load_family(need(raw, "family", str, ""))
+        family = load_family(r.get(raw, "family", str, "family"))
     except UnknownFamilyError as exc:
-        raise ConfigError(f"{where}: family: {exc}") from None
-    ports = raw.get("station", {}).get("ports", {})
-    for port, label in ports.items():
-        if not is_port_path(port):
-            raise ConfigError(f"{where}: station.ports: {port!r} is not a USB port path like \"1-1.3\"")
-        if not isinstance(label, str):
-            raise ConfigError(f"{where}: station.ports.{port}: the label must be a string")
-    loader = need(raw, "flashloader", dict, "")
-    memory = need(raw, "memory", dict, "")
-    images_raw = need(raw, "image", list, "")
-    images = []
-    for n, entry in enumerate(images_raw):
-        context = f"image[{n}]."
-        data = read_file(need(entry, "path", str, context), f"image[{n}].path")
-        images.append(Image(need(entry, "address", int, context), data))
+        raise r.error("family", str(exc)) from None
+
+    ports = _ports(r, raw)
+    loader = r.get(raw, "flashloader", dict, "flashloader")
+    r.unknown_keys(loader, {"path", "load_address", "jump_address"}, "flashloader.")
+    loader_data = r.file(r.get(loader, "path", str, "flashloader.path"), "flashloader.path").read_bytes()
+    load_address = r.get(loader, "load_address", int, "flashloader.load_address")
+    jump_address = r.get(loader, "jump_address", int, "flashloader.jump_address")
+    if not _in_ram(family, load_address, len(loader_data)):
+        raise r.error("flashloader.load_address", f"0x{load_address:08x}..+{len(loader_data)} is not inside one RAM region of {family.name}")
+    if not load_address <= jump_address < load_address + len(loader_data):
+        raise r.error("flashloader.jump_address", f"0x{jump_address:08x} is not inside the loaded flashloader")
+
+    memory = r.get(raw, "memory", dict, "memory")
+    r.unknown_keys(memory, {"id", "option_address", "options"}, "memory.")
+    memory_id = r.get(memory, "id", int, "memory.id")
+    if memory_id not in SUPPORTED_MEMORY_IDS:
+        raise r.error("memory.id", f"{memory_id} is not supported (supported: 9 = FlexSPI NOR)")
+    option_address = r.get(memory, "option_address", int, "memory.option_address")
+    options = r.get(memory, "options", list, "memory.options")
+    if not options or not all(isinstance(w, int) and not isinstance(w, bool) and 0 <= w <= 0xFFFFFFFF for w in options):
+        raise r.error("memory.options", "expected a non-empty list of 32-bit words")
+    if options[0] >> 28 != 0xC:
+        raise r.error("memory.options", f"option word 0x{options[0]:08x} lacks the 0xC tag in bits 31:28")
+    if not _in_ram(family, option_address, 4 * len(options)):
+        raise r.error("memory.option_address", f"0x{option_address:08x} is not in RAM")
+    if _overlaps(option_address, 4 * len(options), load_address, len(loader_data)):
+        raise r.error("memory.option_address", "overlaps the flashloader in RAM")
+
+    images = _images(r, raw, family)
+
+    verify = r.get(raw, "verify", dict, "verify", {})
+    r.unknown_keys(verify, {"read_back"}, "verify.")
+    final = r.get(raw, "final", dict, "final", {})
+    r.unknown_keys(final, {"action"}, "final.")
+    action = r.get(final, "action", str, "final.action", "reset")
+    if action not in FINAL_ACTIONS:
+        raise r.error("final.action", f"{action!r} is not one of {', '.join(FINAL_ACTIONS)}")
+
     recipe = Recipe(
         family=family,
-        flashloader=read_file(need(loader, "path", str, "flashloader."), "flashloader.path"),
-        flashloader_address=need(loader, "load_address", int, "flashloader."),
-        jump_address=need(loader, "jump_address", int, "flashloader."),
-        memory_id=need(memory, "id", int, "memory."),
-        option_address=need(memory, "option_address", int, "memory."),
-        option_words=tuple(need(memory, "options", list, "memory.")),
-        images=tuple(images),
+        flashloader=loader_data,
+        flashloader_address=load_address,
+        jump_address=jump_address,
+        memory_id=memory_id,
+        option_address=option_address,
+        option_words=tuple(options),
+        images=images,
+        verify=r.get(verify, "read_back", bool, "verify.read_back", True),
+        final_action=action,
+        fuses=_fuses(r, raw, family),
+        recovery=_recovery(r, raw),
     )
-    return Config(path=path, ports=dict(ports), recipe=recipe)
+    return Config(path=path, ports=ports, recipe=recipe)
+
+
+def _line_from_message(message: str) -> int | None:
+    match = re.search(r"line (\d+)", message)
+    return int(match.group(1)) if match else None
+
+
+def _in_ram(family: FamilyInfo, address: int, length: int) -> bool:
+    return any(region.contains(address, max(length, 1)) for region in family.ram_regions)
+
+
+def _overlaps(a: int, a_len: int, b: int, b_len: int) -> bool:
+    return a < b + b_len and b < a + a_len
+
+
+def _ports(r: _Reader, raw: dict) -> dict[str, str]:
+    station = r.get(raw, "station", dict, "station", {})
+    r.unknown_keys(station, {"ports"}, "station.")
+    ports = r.get(station, "ports", dict, "station.ports", {})
+    labels: dict[str, str] = {}
+    for port, label in ports.items():
+        if not is_port_path(port):
+            raise r.error(f'station.ports."{port}"', f"{port!r} is not a USB port path like \"1-1.3\"")
+        if not isinstance(label, str) or not label:
+            raise r.error(f'station.ports."{port}"', "the label must be a non-empty string")
+        if label in labels.values():
+            raise r.error(f'station.ports."{port}"', f"label {label!r} is used twice")
+        labels[port] = label
+    return labels
+
+
+def _images(r: _Reader, raw: dict, family: FamilyInfo) -> tuple[Image, ...]:
+    entries = r.get(raw, "image", list, "image")
+    if not entries:
+        raise r.error("image", "at least one [[image]] is needed")
+    flash = next((reg for reg in family.regions if reg.external and reg.name.startswith("flexspi")), None)
+    images: list[tuple[int, Image]] = []
+    for n, entry in enumerate(entries):
+        where = f"image[{n}]."
+        if not isinstance(entry, dict):
+            raise r.error(f"image[{n}]", "expected a table")
+        r.unknown_keys(entry, {"path", "address", "format", "sha256"}, where)
+        path = r.file(r.get(entry, "path", str, where + "path"), where + "path")
+        fmt = r.get(entry, "format", str, where + "format", None) or guess_format(path)
+        if fmt not in FORMATS:
+            raise r.error(where + "format", f"{fmt!r} is not one of {', '.join(FORMATS)} (say format = ...)")
+        pin = r.get(entry, "sha256", str, where + "sha256", None)
+        if pin is not None:
+            if not re.fullmatch(r"[0-9a-fA-F]{64}", pin):
+                raise r.error(where + "sha256", "expected 64 hexadecimal digits")
+            actual = hashlib.sha256(path.read_bytes()).hexdigest()
+            if actual != pin.lower():
+                raise r.error(where + "sha256", f"{path.name} has sha256 {actual}, the pin says {pin.lower()}")
+        try:
+            segments = load_segments(path, fmt, r.get(entry, "address", int, where + "address", None))
+        except ImageError as exc:
+            raise r.error(where + "path", str(exc)) from None
+        for address, data in segments:
+            if flash is None or not flash.contains(address, len(data)):
+                raise r.error(where + "address", f"0x{address:08x}..+{len(data)} is outside the flash of {family.name}")
+            for other_n, other in images:
+                if _overlaps(address, len(data), other.address, len(other.data)):
+                    raise r.error(where + "address", f"overlaps image[{other_n}] (0x{other.address:08x}..+{len(other.data)})")
+            images.append((n, Image(address, data)))
+    return tuple(image for _, image in images)
+
+
+def _fuses(r: _Reader, raw: dict, family: FamilyInfo) -> FusePlan:
+    table = r.get(raw, "fuses", dict, "fuses", {})
+    r.unknown_keys(table, {"policy", "values"}, "fuses.")
+    policy = r.get(table, "policy", str, "fuses.policy", "never")
+    if policy not in FUSE_POLICIES:
+        raise r.error("fuses.policy", f"{policy!r} is not one of {', '.join(FUSE_POLICIES)}")
+    values = r.get(table, "values", dict, "fuses.values", {})
+    if values and policy == "never":
+        raise r.error("fuses.policy", "fuses.values are given but the policy is 'never': say 'if-blank' or 'enforce' to burn them")
+    words: list[FuseWord] = []
+    for name, value in values.items():
+        dotted = f'fuses.values."{name}"'
+        try:
+            group = family.fuse_group(name)
+        except KeyError:
+            raise r.error(dotted, f"{family.name} has no fuse named {name!r}") from None
+        if isinstance(value, str):
+            try:
+                value = int(value, 16 if not value.lower().startswith("0x") else 0)
+            except ValueError:
+                raise r.error(dotted, f"{value!r} is not a hexadecimal number") from None
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise r.error(dotted, "expected a non-negative integer or a hex string")
+        if value >> (32 * len(group)):
+            raise r.error(dotted, f"value is wider than the fuse's {32 * len(group)} bits")
+        for position, word in enumerate(group):  # most significant word first
+            shift = 32 * (len(group) - 1 - position)
+            words.append(FuseWord(word.name, word.index, (value >> shift) & 0xFFFFFFFF))
+    indexes = [w.index for w in words]
+    if len(indexes) != len(set(indexes)):
+        raise r.error("fuses.values", "the same fuse word is named twice")
+    return FusePlan(policy, tuple(words))
+
+
+def _recovery(r: _Reader, raw: dict) -> RecoveryPolicy:
+    table = r.get(raw, "recovery", dict, "recovery", {})
+    allowed = {"max_attempts", "transient_retries", "backoff_s", "backoff_max_s", "suspect_after", "power_cycle"}
+    r.unknown_keys(table, allowed, "recovery.")
+    default = RecoveryPolicy()
+    policy = RecoveryPolicy(
+        max_attempts=r.get(table, "max_attempts", int, "recovery.max_attempts", default.max_attempts),
+        transient_retries=r.get(table, "transient_retries", int, "recovery.transient_retries", default.transient_retries),
+        backoff_s=float(r.get(table, "backoff_s", (int, float), "recovery.backoff_s", default.backoff_s)),
+        backoff_max_s=float(r.get(table, "backoff_max_s", (int, float), "recovery.backoff_max_s", default.backoff_max_s)),
+        suspect_after=r.get(table, "suspect_after", int, "recovery.suspect_after", default.suspect_after),
+        power_cycle=r.get(table, "power_cycle", bool, "recovery.power_cycle", default.power_cycle),
+    )
+    for key in ("max_attempts", "suspect_after"):
+        if getattr(policy, key) < 1:
+            raise r.error(f"recovery.{key}", "must be at least 1")
+    if policy.transient_retries < 0 or policy.backoff_s < 0 or policy.backoff_max_s < 0:
+        raise r.error("recovery", "retries and backoff must not be negative")
+    return policy

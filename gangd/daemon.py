@@ -38,6 +38,10 @@ def add_parsers(subparsers) -> None:
     run.add_argument("--log-level", default="info")
     run.set_defaults(func=run_command)
 
+    check = subparsers.add_parser("check-config", help="validate a configuration file; exit 2 on the first mistake")
+    check.add_argument("file")
+    check.set_defaults(func=check_config_command)
+
     scan = subparsers.add_parser("scan", help="list the NXP boards attached, by port")
     scan.add_argument("--family", action="append", help="only these families (default: all in spsdk's database)")
     scan.set_defaults(func=scan_command)
@@ -94,6 +98,26 @@ def _run_simulated(args: argparse.Namespace) -> int:
             operator.stop()
     ok = sum(r.result == "success" for r in station.results)
     print(f"gangd: {len(station.results)} boards, {ok} programmed", file=sys.stderr)
+    return 0
+
+
+def check_config_command(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.file)
+    except ConfigError as exc:
+        print(f"gangd: {exc}", file=sys.stderr)
+        return 2
+    recipe = config.recipe
+    print(f"{config.path}: ok")
+    print(f"  family      {recipe.family.name}")
+    ports = ", ".join(f"{p}={label}" for p, label in config.ports.items()) or "every port"
+    print(f"  ports       {ports}")
+    print(f"  flashloader {len(recipe.flashloader)} bytes at 0x{recipe.flashloader_address:08x}, jump 0x{recipe.jump_address:08x}")
+    print(f"  memory      id {recipe.memory_id}, options {', '.join(f'0x{w:08x}' for w in recipe.option_words)} at 0x{recipe.option_address:08x}")
+    for image in recipe.images:
+        print(f"  image       {len(image.data)} bytes at 0x{image.address:08x} sha256 {image.sha256}")
+    print(f"  verify      {'read-back' if recipe.verify else 'off'}; final action {recipe.final_action}")
+    print(f"  fuses       policy {recipe.fuses.policy}, {len(recipe.fuses.words)} words")
     return 0
 
 

@@ -44,6 +44,40 @@ class Deadlines:
         return self.command_s + (length // SECTOR) * self.per_erase_sector_s
 
 
+FUSE_POLICIES = ("never", "if-blank", "enforce")
+
+
+@dataclass(frozen=True)
+class FuseWord:
+    name: str  # spsdk's name of the word, e.g. SRK_HASH[31:0]
+    index: int
+    value: int
+
+
+@dataclass(frozen=True)
+class FusePlan:
+    """OTP words to burn. `never`: burn nothing (the default). `if-blank`: burn only words that read
+    0, and pass words already holding exactly the value. `enforce`: also burn the missing bits of a
+    word whose burned bits are a subset of the value. A word holding a bit the value does not have
+    conflicts under every policy: the board is failed permanently, nothing written."""
+
+    policy: str = "never"
+    words: tuple[FuseWord, ...] = ()
+
+
+@dataclass(frozen=True)
+class RecoveryPolicy:
+    max_attempts: int = 3  # runs of the whole flow for one board
+    transient_retries: int = 2  # retries of one step after re-configuring memory
+    backoff_s: float = 0.2
+    backoff_max_s: float = 2.0
+    suspect_after: int = 3  # consecutive failures on a port while its boards pass elsewhere
+    power_cycle: bool = False  # may gangd write the hub port's sysfs `disable` attribute
+
+    def backoff(self, attempt: int) -> float:
+        return min(self.backoff_max_s, self.backoff_s * 2 ** max(0, attempt - 1))
+
+
 @dataclass(frozen=True)
 class Recipe:
     family: FamilyInfo
@@ -56,6 +90,8 @@ class Recipe:
     images: tuple[Image, ...]
     verify: bool = True
     final_action: str = "reset"  # or "leave"
+    fuses: FusePlan = field(default_factory=FusePlan)
+    recovery: RecoveryPolicy = field(default_factory=RecoveryPolicy)
     deadlines: Deadlines = field(default_factory=Deadlines)
 
 

@@ -1,0 +1,139 @@
+"""Configuration: the example is valid, and each mistake gives one located message and status 2."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gangd.config import ConfigError, load_config
+from gangd.sim.images import build_flashloader_image
+
+EXAMPLE = Path(__file__).parents[2] / "config" / "rt1020.toml"
+GANGD = str(Path(sys.executable).parent / "gangd")
+APP = bytes(range(256)) * 176  # 45056 bytes
+
+
+@pytest.fixture
+def line_dir(tmp_path):
+    """The example configuration with the files it names."""
+    shutil.copy(EXAMPLE, tmp_path / "line.toml")
+    (tmp_path / "ivt_flashloader.bin").write_bytes(build_flashloader_image()[0])
+    (tmp_path / "app.bin").write_bytes(APP)
+    return tmp_path
+
+
+def edit(directory: Path, old: str, new: str) -> Path:
+    path = directory / "line.toml"
+    text = path.read_text()
+    assert old in text, old
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+def test_the_example_is_valid(line_dir):
+    config = load_config(line_dir / "line.toml")
+    assert config.ports == {"1-1.1": "A1", "1-1.2": "A2", "1-1.3": "A3", "1-1.4": "A4"}
+    recipe = config.recipe
+    assert (recipe.memory_id, recipe.option_address, recipe.option_words) == (9, 0x2000, (0xC000_0007,))
+    assert recipe.images[0].address == 0x6000_0000 and recipe.images[0].data == APP
+    assert recipe.fuses.policy == "never" and recipe.final_action == "reset"
+    result = subprocess.run([GANGD, "check-config", str(line_dir / "line.toml")], capture_output=True, text=True)
+    assert result.returncode == 0 and ": ok" in result.stdout
+
+
+SRK = "0x" + "11" * 32
+
+MISTAKES = [
+    # (what, old text, new text, the text on the line the message must name (None: no line), fragment)
+    ("unknown family", 'family = "mimxrt1020"', 'family = "mimxrt9999"', "mimxrt9999", "unknown family"),
+    ("missing flashloader file", 'path = "ivt_flashloader.bin"', 'path = "nope.bin"', "nope.bin", "no such file"),
+    ("port syntax", '"1-1.3" = "A3"', '"usb3" = "A3"', "usb3", "not a USB port path"),
+    ("duplicate label", '"1-1.4" = "A4"', '"1-1.4" = "A1"', '"1-1.4"', "used twice"),
+    ("unknown top-level key", "[final]", "[finale]", "[finale]", "unknown key"),
+    ("unknown key in a table", "read_back = true", "readback = true", "readback", "unknown key"),
+    ("wrong type", "max_attempts = 3 ", 'max_attempts = "3" ', "max_attempts", "expected int"),
+    ("flashloader outside RAM", "load_address = 0x20000000", "load_address = 0x10000000", "load_address", "not inside one RAM region"),
+    ("jump outside the flashloader", "jump_address = 0x20000400", "jump_address = 0x30000400", "jump_address", "not inside the loaded flashloader"),
+    ("unsupported memory id", "id = 9 ", "id = 8 ", "id = 8", "not supported"),
+    ("option word without tag", "options = [0xC0000007]", "options = [0x00000007]", "options =", "0xC tag"),
+    ("image missing", 'path = "app.bin"', 'path = "missing.bin"', "missing.bin", "no such file"),
+    ("sha256 mismatch", '# sha256 = "..."', 'sha256 = "' + "0" * 64 + '"', "sha256 =", "the pin says"),
+    ("sha256 malformed", '# sha256 = "..."', 'sha256 = "abc"', "sha256 =", "64 hexadecimal"),
+    ("image outside flash", "address = 0x60000000", "address = 0x50000000", "0x50000000", "outside the flash"),
+    ("unknown image format", 'format = "bin"', 'format = "elf"', '"elf"', "is not one of"),
+    ("unknown fuse name", 'policy = "never"', 'policy = "if-blank"\n[fuses.values]\nNOT_A_FUSE = 1', "NOT_A_FUSE", "no fuse named"),
+    ("fuse value too wide", 'policy = "never"', 'policy = "if-blank"\n[fuses.values]\n"SRK_HASH[31:0]" = 0x1FFFFFFFF', "0x1FFFFFFFF", "wider than"),
+    ("values with policy never", "# [fuses.values]", f'[fuses.values]\nSRK_HASH = "{SRK}"', 'policy = "never"', "policy is 'never'"),
+    ("unknown fuse policy", 'policy = "never"', 'policy = "sometimes"', "sometimes", "is not one of"),
+    ("final action", 'action = "reset"', 'action = "reboot"', "reboot", "is not one of"),
+    ("zero attempts", "max_attempts = 3 ", "max_attempts = 0 ", "max_attempts", "at least 1"),
+    ("invalid TOML", "[memory]", "[memory", "[memory", "not valid TOML"),
+]
+
+
+def line_containing(path: Path, text: str | None) -> int | None:
+    if text is None:
+        return None
+    return next(n for n, line in enumerate(path.read_text().splitlines(), start=1) if text in line)
+
+
+@pytest.mark.parametrize("what, old, new, at, fragment", MISTAKES, ids=[m[0] for m in MISTAKES])
+def test_each_mistake_gives_one_located_message(line_dir, what, old, new, at, fragment):
+    path = edit(line_dir, old, new)
+    line = line_containing(path, at)
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    message = str(error.value)
+    assert fragment in message
+    assert message.startswith(f"{path}:{line}: " if line else f"{path}: ")
+    result = subprocess.run([GANGD, "check-config", str(path)], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"gangd: {message}"  # one message, no traceback
+
+
+def test_overlapping_images(line_dir):
+    path = edit(line_dir, "[verify]", '[[image]]\npath = "app.bin"\naddress = 0x60001000\n\n[verify]')
+    with pytest.raises(ConfigError, match=r"image\[1\]\.address: overlaps image\[0\]"):
+        load_config(path)
+
+
+def test_pinned_image_and_fuses_load(line_dir):
+    pin = hashlib.sha256(APP).hexdigest()
+    edit(line_dir, '# sha256 = "..."', f'sha256 = "{pin}"')
+    edit(line_dir, 'policy = "never"', 'policy = "if-blank"')
+    path = edit(line_dir, "# [fuses.values]", f'[fuses.values]\nSRK_HASH = "{SRK}"')
+    fuses = load_config(path).recipe.fuses
+    assert [w.index for w in fuses.words] == list(range(24, 32))
+    assert {w.value for w in fuses.words} == {0x11111111}
+
+
+def srec_line(address: int, data: bytes) -> str:
+    body = bytes([len(data) + 5]) + address.to_bytes(4, "big") + data
+    return "S3" + body.hex().upper() + f"{0xFF - sum(body) & 0xFF:02X}"
+
+
+def test_srec_and_hex_images(line_dir):
+    records = [srec_line(0x6000_0000 + 16 * i, APP[16 * i : 16 * i + 16]) for i in range(4)]
+    (line_dir / "app.srec").write_text("\n".join(records) + "\nS70500000000FA\n")
+    path = edit(line_dir, 'path = "app.bin"\naddress = 0x60000000\nformat = "bin"', 'path = "app.srec"')
+    image = load_config(path).recipe.images[0]
+    assert (image.address, image.data) == (0x6000_0000, APP[:64])
+    # A bad checksum is reported with its line number.
+    broken = records[:]
+    broken[2] = broken[2][:-2] + "00"
+    (line_dir / "app.srec").write_text("\n".join(broken) + "\n")
+    with pytest.raises(ConfigError, match=r"app\.srec:3: .*crc"):
+        load_config(path)
+
+
+def test_truncated_hex(line_dir):
+    (line_dir / "app.hex").write_text(":020000040000FA\n:10000000000102030405060708090A0B0C0D0E0F78\n")
+    path = edit(line_dir, 'path = "app.bin"\naddress = 0x60000000\nformat = "bin"', 'path = "app.hex"')
+    with pytest.raises(ConfigError, match="truncated"):
+        load_config(path)
