@@ -34,5 +34,5 @@ def test_bad_config_is_a_located_error_with_status_2(tmp_path):
     config.write_text('family = "mimxrt1020"\n[station.ports]\n"usb3" = "A1"\n')
     result = subprocess.run([GANGD, "run", "--config", str(config)], capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
-    assert f"{config}: station.ports: 'usb3' is not a USB port path" in result.stderr
+    assert f"{config}:3: station.ports.\"usb3\": 'usb3' is not a USB port path" in result.stderr
     assert "Traceback" not in result.stderr
