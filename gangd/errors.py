@@ -8,12 +8,13 @@ class JobError(Exception):
 
     result = "failed"
 
-    def __init__(self, port: str, step: str, reason: str, status: int | None = None) -> None:
+    def __init__(self, port: str, step: str, reason: str, status: int | None = None, kind: str | None = None) -> None:
         super().__init__(f"port {port}: {step}: {reason}")
         self.port = port
         self.step = step
         self.reason = reason
         self.status = status
+        self.kind = kind  # for failures without a status code: see recovery.KIND_CLASS
 
 
 class StepTimeout(JobError):

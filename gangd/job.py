@@ -1,10 +1,14 @@
-"""One board's provisioning job: the recipe's steps, each under a deadline, on its own handle.
+"""One board's provisioning job: the recipe's steps under deadlines, with automatic recovery.
 
 spsdk is synchronous, so every call to the board runs in a worker thread (`trio.to_thread`),
 through a capacity limiter of one that belongs to this port alone: no global limit, no shared
-handle, no lock across ports. When a step's deadline fires, the thread is abandoned and its handle
-aborted (`FdHidDevice.abort` wakes the blocked poll), so a hung board costs its own port only and
-its job fails at once, naming the port and the step.
+handle, no lock across ports. When a step's deadline fires the thread is abandoned and its handle
+aborted (`FdHidDevice.abort` wakes the blocked poll), so a hung board costs its own port only.
+
+Failures are classified by one table (`recovery.py`): transient ones retry the step after
+re-configuring the memory; board ones reset the board (or power-cycle its port, or ask the operator
+to replug it) and rerun the flow from the ROM; permanent ones end the job with the reason. Every
+failure and the recovery taken is kept in the job's record.
 """
 
 from __future__ import annotations
@@ -18,14 +22,18 @@ from typing import Any
 import structlog
 import trio
 from spsdk.exceptions import SPSDKConnectionError, SPSDKError
-from spsdk.mboot.exceptions import McuBootCommandError, McuBootConnectionError
 from spsdk.mboot.error_codes import stringify_status_code
+from spsdk.mboot.exceptions import McuBootCommandError, McuBootConnectionError
+from spsdk.mboot.properties import PropertyTag
 from spsdk.sdp.exceptions import SdpCommandError, SdpConnectionError
 
-from .errors import BoardRemoved, CommandFailed, JobError, JobStopped, StepTimeout
+from . import recovery
+from .errors import BoardRemoved, CommandFailed, JobError, JobStopped, ReplugTimeout, StepTimeout
+from .fuses import BURN, conflict_reason, decide
 from .hotplug.events import PortEvent
 from .port import FLASHLOADER, ROM, Port, stage_of
-from .recipe import Recipe
+from .recipe import Image, Recipe
+from .records import RecordStore
 from .transport import DeviceGoneError, FdHidDevice, TransportAborted, mboot_client, sdp_client
 from .transport.fd_device import WrongDeviceError
 
@@ -36,12 +44,26 @@ _job_ids = itertools.count(1)
 REMOVAL_GRACE_S = 1.0
 # Handles are opened with a long spsdk timeout: the step deadline, not spsdk, decides when to stop.
 HANDLE_TIMEOUT_MS = 600_000
+# Progress weights of the steps (fwupd-style), for status displays.
+STEP_WEIGHTS = {"load-flashloader": 10, "wait-replug": 5, "open": 1, "identify": 1, "configure-memory": 2,
+                "erase": 15, "write": 40, "verify": 20, "fuses": 3, "reset": 3}  # fmt: skip
 
 
 @dataclass
 class StepTiming:
     name: str
     seconds: float
+    attempt: int = 1
+
+
+@dataclass
+class Attempt:
+    attempt: int
+    step: str
+    status: int | None
+    error: str
+    klass: str
+    action: str
 
 
 @dataclass
@@ -54,65 +76,141 @@ class JobResult:
     step: str | None = None
     reason: str | None = None
     status: int | None = None
+    board_id: str | None = None
+    record_id: int | None = None
     started: float = 0.0
     duration_s: float = 0.0
     steps: list[StepTiming] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)
+    fuses: list[dict] = field(default_factory=list)
+
+    @property
+    def identity(self) -> str | None:
+        return self.board_id or self.serial
+
+
+class VerifyMismatch(Exception):
+    pass
 
 
 class Job:
-    def __init__(self, port: Port, event: PortEvent, recipe: Recipe, stopping: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        port: Port,
+        event: PortEvent,
+        recipe: Recipe,
+        stopping: Callable[[], bool],
+        records: RecordStore | None = None,
+        power=None,
+    ) -> None:
         self.id = next(_job_ids)
         self.port = port
         self.event = event
         self.recipe = recipe
         self.stopping = stopping
+        self.records = records
+        self.power = power
         self.limiter = trio.CapacityLimiter(1)
         self.device: FdHidDevice | None = None
-        self.steps: list[StepTiming] = []
-        self.log = structlog.get_logger("gangd.job").bind(
-            port=port.path, label=port.label, job=self.id, serial=event.serial
-        )
+        self.mboot = None
+        self.attempt = 1
+        self.result = JobResult(self.id, port.path, port.label, event.serial, "success")
+        self.log = structlog.get_logger("gangd.job").bind(port=port.path, label=port.label, job=self.id, serial=event.serial)
+
+    # --- the job as a whole ---------------------------------------------------------------------
 
     async def run(self) -> JobResult:
-        started_wall, started = time.time(), time.monotonic()
-        result = JobResult(self.id, self.port.path, self.port.label, self.event.serial, "success", started=started_wall)
+        result = self.result
+        result.started, started = time.time(), time.monotonic()
         self.port.state = "programming"
+        if self.records is not None:
+            result.record_id = await trio.to_thread.run_sync(self._record_start)
         try:
-            await self._flow()
+            await self._attempts()
         except JobError as error:
-            result.result, result.step, result.reason, result.status = (
-                error.result, error.step, error.reason, error.status
-            )  # fmt: skip
+            result.result, result.step, result.reason, result.status = error.result, error.step, error.reason, error.status
         finally:
             self._close()
+            result.duration_s = time.monotonic() - started
+            with trio.CancelScope(shield=True):  # the record is written even while shutting down
+                if self.records is not None:
+                    await trio.to_thread.run_sync(self._record_end)
             self.port.step = None
             self.port.state = "idle"
-        result.duration_s = time.monotonic() - started
-        result.steps = self.steps
-        self.log.info(
-            "job finished", result=result.result, step=result.step, reason=result.reason,
-            duration_s=round(result.duration_s, 3),
-        )  # fmt: skip
+        self.log.info("job finished", result=result.result, step=result.step, reason=result.reason,
+                      status=result.status, board=result.board_id, attempts=len(result.attempts),
+                      duration_s=round(result.duration_s, 3))  # fmt: skip
         return result
+
+    async def _attempts(self) -> None:
+        policy = self.recipe.recovery
+        event = self.event
+        while True:
+            try:
+                await self._flow(event)
+                return
+            except (BoardRemoved, JobStopped):
+                raise
+            except JobError as error:
+                klass = recovery.classify(error.status, error.kind)
+                if klass == recovery.PERMANENT or self.attempt >= policy.max_attempts:
+                    self._note(error, klass, recovery.NONE)
+                    if klass != recovery.PERMANENT:
+                        error.reason += f" (gave up after {self.attempt} attempts)"
+                    raise
+                action, event = await self._recover_board(error, klass)
+                await trio.sleep(policy.backoff(self.attempt))
+                self.attempt += 1
+
+    async def _recover_board(self, error: JobError, klass: str) -> tuple[str, PortEvent]:
+        """Bring the board back to its ROM: reset over USB, else power-cycle the port, else give up."""
+        deadlines = self.recipe.deadlines
+        if self.mboot is not None and not isinstance(error, (StepTimeout, ReplugTimeout)) and error.kind != "lost-contact":
+            try:
+                await self._step("recover-reset", deadlines.command_s, self.mboot.reset, 0, False)
+                self._close()
+                self._note(error, klass, recovery.RESET)
+                return recovery.RESET, await self.port.wait_for_stage(ROM, deadlines.replug_s, "recover-reset")
+            except (BoardRemoved, JobStopped):
+                raise
+            except JobError:
+                pass  # the board does not take a reset: try its port's power
+        self._close()
+        if self.recipe.recovery.power_cycle and self.power is not None and self.power.available(self.port.path):
+            self._note(error, klass, recovery.POWER_CYCLE)
+            self.log.warning("power-cycling the port", step=error.step)
+            await self.power.power_cycle(self.port.path)
+            return recovery.POWER_CYCLE, await self.port.wait_for_stage(ROM, deadlines.replug_s, "power-cycle")
+        self._note(error, klass, recovery.REPLUG)
+        error.reason += "; the board stopped answering and cannot be reset from here: replug it"
+        raise error
+
+    def _note(self, error: JobError, klass: str, action: str) -> None:
+        attempt = Attempt(self.attempt, error.step, error.status, error.reason, klass, action)
+        self.result.attempts.append(attempt)
+        self.log.warning("step failed", step=error.step, status=error.status, reason=error.reason,
+                         recovery_class=klass, action=action, attempt=self.attempt)  # fmt: skip
 
     # --- the flow -------------------------------------------------------------------------------
 
-    async def _flow(self) -> None:
+    async def _flow(self, event: PortEvent) -> None:
         recipe, deadlines = self.recipe, self.recipe.deadlines
-        event = self.event
         if stage_of(recipe.family, event) == ROM:
             await self._step("load-flashloader", deadlines.load_flashloader_s, self._load_flashloader, event)
             self.port.state = "waiting-replug"
             event = await self._wait_stage("wait-replug", FLASHLOADER, deadlines.replug_s)
             self.port.state = "programming"
-        mboot = await self._step("open", deadlines.command_s, self._open_mboot, event)
+        self.mboot = mboot = await self._step("open", deadlines.command_s, self._open_mboot, event)
+        self.result.board_id = await self._step("identify", deadlines.command_s, self._identify, mboot)
         await self._step("configure-memory", deadlines.command_s, self._configure, mboot)
         for image in recipe.images:
-            await self._step("erase", deadlines.erase_s(image.erase_length), mboot.flash_erase_region,
-                             image.address, image.erase_length, 0)  # fmt: skip
-            await self._step("write", deadlines.data_s(len(image.data)), mboot.write_memory, image.address, image.data)
+            await self._memory_step("erase", deadlines.erase_s(image.erase_length), mboot.flash_erase_region,
+                                    image.address, image.erase_length, 0)  # fmt: skip
+            await self._memory_step("write", deadlines.data_s(len(image.data)), mboot.write_memory, image.address, image.data)
             if recipe.verify:
-                await self._step("verify", deadlines.data_s(len(image.data)), self._verify, mboot, image)
+                await self._memory_step("verify", deadlines.data_s(len(image.data)), self._verify, mboot, image)
+        if recipe.fuses.policy != "never" and recipe.fuses.words:
+            await self._fuses(mboot)
         if recipe.final_action == "reset":
             await self._step("reset", deadlines.command_s, mboot.reset, 0, False)
             self._close()
@@ -122,27 +220,71 @@ class Job:
             with trio.move_on_after(deadlines.reset_replug_s):
                 await self.port.wait_for_stage(ROM, deadlines.reset_replug_s, "reset")
 
+    async def _memory_step(self, name: str, deadline_s: float, fn: Callable[..., Any], *args: Any) -> Any:
+        """A flash step; a transient failure is retried after re-configuring the memory."""
+        policy = self.recipe.recovery
+        for retry in itertools.count():
+            try:
+                return await self._step(name, deadline_s, fn, *args)
+            except (BoardRemoved, JobStopped):
+                raise
+            except JobError as error:
+                if recovery.classify(error.status, error.kind) != recovery.TRANSIENT or retry >= policy.transient_retries:
+                    raise
+                self._note(error, recovery.TRANSIENT, recovery.RECONFIGURE)
+                await trio.sleep(policy.backoff(retry + 1))
+                await self._step("configure-memory", self.recipe.deadlines.command_s, self._configure, self.mboot)
+        raise AssertionError("unreachable")
+
+    async def _fuses(self, mboot) -> None:
+        """Read every word, judge them all, then burn (shielded from cancellation) and read back."""
+        plan, deadlines = self.recipe.fuses, self.recipe.deadlines
+        readings = await self._step("fuses", deadlines.command_s, self._read_fuses, mboot, [w.index for w in plan.words])
+        decisions = decide(plan, readings)
+        self.result.fuses = [{"name": d.word.name, "index": d.word.index, "before": d.current,
+                              "wanted": d.word.value, "action": d.action} for d in decisions]  # fmt: skip
+        reason = conflict_reason(decisions)
+        if reason:
+            raise JobError(self.port.path, "fuses", reason, kind="fuse-conflict")
+        burns = [d for d in decisions if d.action == BURN]
+        if not burns:
+            return
+        # Once the first bit is burned the rest must follow and be read back: no deadline-free
+        # cancellation, no shutdown, may interrupt it (the step's own deadline still applies).
+        with trio.CancelScope(shield=True):
+            after = await self._step("fuses-burn", deadlines.command_s + len(burns), self._burn, mboot, burns,
+                                     check_stopping=False)  # fmt: skip
+        for entry in self.result.fuses:
+            entry["after"] = after.get(entry["index"], entry["before"])
+        wrong = [d for d in burns if after[d.word.index] != d.word.value]
+        if wrong:
+            names = ", ".join(f"{d.word.name}=0x{after[d.word.index]:08x}" for d in wrong)
+            raise JobError(self.port.path, "fuses-burn", f"read-back after burning differs: {names}", kind="fuse-readback")
+
     async def _wait_stage(self, step: str, stage: str, timeout_s: float) -> PortEvent:
         self.port.step = step
         started = time.monotonic()
         event = await self.port.wait_for_stage(stage, timeout_s, step)
-        self.steps.append(StepTiming(step, time.monotonic() - started))
+        self.result.steps.append(StepTiming(step, time.monotonic() - started, self.attempt))
         return event
 
     # --- blocking bodies, run in the port's worker thread ---------------------------------------
 
     def _load_flashloader(self, event: PortEvent) -> None:
-        device = self._open_device(event)
-        sdp = sdp_client(device)
+        sdp = sdp_client(self._open_device(event))
         sdp.open()
         sdp.write_file(self.recipe.flashloader_address, self.recipe.flashloader)
         sdp.jump_and_run(self.recipe.jump_address)
 
     def _open_mboot(self, event: PortEvent):
-        device = self._open_device(event)
-        mboot = mboot_client(device)
+        mboot = mboot_client(self._open_device(event))
         mboot.open()
         return mboot
+
+    @staticmethod
+    def _identify(mboot) -> str | None:
+        values = mboot.get_property(PropertyTag.UNIQUE_DEVICE_IDENT)
+        return "".join(f"{v:08x}" for v in reversed(values)) if values else None
 
     def _configure(self, mboot) -> None:
         recipe = self.recipe
@@ -150,11 +292,24 @@ class Job:
             mboot.fill_memory(recipe.option_address + 4 * offset, 4, word)
         mboot.configure_memory(recipe.option_address, recipe.memory_id)
 
-    def _verify(self, mboot, image) -> None:
+    @staticmethod
+    def _verify(mboot, image: Image) -> None:
         back = mboot.read_memory(image.address, len(image.data))
         if back != image.data:
             first = next((i for i, (a, b) in enumerate(zip(back, image.data)) if a != b), len(back))
             raise VerifyMismatch(f"read-back differs from the image at 0x{image.address + first:08x}")
+
+    @staticmethod
+    def _read_fuses(mboot, indexes: list[int]) -> dict[int, int]:
+        return {index: mboot.efuse_read_once(index) for index in indexes}
+
+    @staticmethod
+    def _burn(mboot, burns) -> dict[int, int]:
+        after = {}
+        for decision in burns:
+            mboot.efuse_program_once(decision.word.index, decision.bits_to_burn)
+            after[decision.word.index] = mboot.efuse_read_once(decision.word.index)
+        return after
 
     def _open_device(self, event: PortEvent) -> FdHidDevice:
         """This board's own handle: the exact node udev named for its port, checked against its ids."""
@@ -170,35 +325,35 @@ class Job:
             self.device.abort()  # wakes an abandoned worker thread, if one is still blocked
             self.device.dispose()
             self.device = None
+            self.mboot = None
 
     # --- running one step -----------------------------------------------------------------------
 
-    async def _step(self, name: str, deadline_s: float, fn: Callable[..., Any], *args: Any) -> Any:
-        if self.stopping():
+    async def _step(self, name: str, deadline_s: float, fn: Callable[..., Any], *args: Any,
+                    check_stopping: bool = True) -> Any:  # fmt: skip
+        if check_stopping and self.stopping():
             raise JobStopped(self.port.path, name, "gangd is stopping; ended before this step")
         self.port.step = name
         started = time.monotonic()
-        self.log.debug("step started", step=name, deadline_s=round(deadline_s, 3))
         try:
             with trio.fail_after(deadline_s):
                 value = await trio.to_thread.run_sync(fn, *args, abandon_on_cancel=True, limiter=self.limiter)
         except trio.TooSlowError:
             if self.device is not None:
                 self.device.abort()
-            raise StepTimeout(self.port.path, name, f"no answer within the {deadline_s:g} s deadline") from None
+            raise StepTimeout(self.port.path, name, f"no answer within the {deadline_s:g} s deadline", kind="timeout") from None
         except (McuBootCommandError, SdpCommandError) as exc:
-            status = exc.error_value
-            raise CommandFailed(self.port.path, name, self._describe(exc), status) from exc
+            raise CommandFailed(self.port.path, name, self._describe(exc), exc.error_value) from exc
         except VerifyMismatch as exc:
-            raise JobError(self.port.path, name, str(exc)) from exc
+            raise JobError(self.port.path, name, str(exc), kind="verify-mismatch") from exc
         except WrongDeviceError as exc:
-            raise JobError(self.port.path, name, f"not the expected board: {exc}") from exc
+            raise JobError(self.port.path, name, f"not the expected board: {exc}", kind="wrong-device") from exc
         except (DeviceGoneError, TransportAborted, SPSDKConnectionError, McuBootConnectionError,
                 SdpConnectionError) as exc:  # fmt: skip
             raise await self._lost(name, exc) from exc
         except SPSDKError as exc:
             raise JobError(self.port.path, name, str(exc)) from exc
-        self.steps.append(StepTiming(name, time.monotonic() - started))
+        self.result.steps.append(StepTiming(name, time.monotonic() - started, self.attempt))
         return value
 
     @staticmethod
@@ -214,8 +369,20 @@ class Job:
                 await self.port.next_event()
         if self.port.attached is None:
             return BoardRemoved(self.port.path, step, "the board was removed from the port")
-        return JobError(self.port.path, step, f"lost contact with the board: {exc}")
+        return JobError(self.port.path, step, f"lost contact with the board: {exc}", kind="lost-contact")
 
+    # --- the record -----------------------------------------------------------------------------
 
-class VerifyMismatch(Exception):
-    pass
+    def _record_start(self) -> int:
+        images = [{"address": i.address, "size": len(i.data), "sha256": i.sha256} for i in self.recipe.images]
+        return self.records.start(port=self.port.path, label=self.port.label, serial=self.event.serial,
+                                  family=self.recipe.family.name, images=images, started=self.result.started)  # fmt: skip
+
+    def _record_end(self) -> None:
+        r = self.result
+        self.records.update(
+            r.record_id, finished=time.time(), result=r.result, step=r.step, reason=r.reason, status=r.status,
+            board_id=r.board_id,
+            steps=[{"name": s.name, "seconds": round(s.seconds, 4), "attempt": s.attempt} for s in r.steps],
+            attempts=[vars(a) for a in r.attempts], fuses=r.fuses,
+        )  # fmt: skip

@@ -38,6 +38,7 @@ class Port:
         self.attached: PortEvent | None = None  # the board as of the last event consumed
         self.state = "idle"
         self.step: str | None = None
+        self.suspect = False  # its boards fail here and pass on other ports
 
     def deliver(self, event: PortEvent) -> None:
         """Called by the station, in event order, from the trio thread."""
@@ -58,7 +59,9 @@ class Port:
                 event = await self.next_event()
                 if event.action == ADD and stage_of(self.family, event) == stage:
                     return event
-        raise ReplugTimeout(self.path, step, f"the {stage} did not appear on the port within {timeout_s:g} s")
+        raise ReplugTimeout(
+            self.path, step, f"the {stage} did not appear on the port within {timeout_s:g} s", kind="replug-timeout"
+        )
 
     async def wait_until_removed(self, timeout_s: float) -> bool:
         with trio.move_on_after(timeout_s):

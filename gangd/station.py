@@ -21,6 +21,7 @@ from .hotplug.udev import is_port_path
 from .job import Job, JobResult
 from .port import Port, stage_of
 from .recipe import Recipe
+from .records import RecordStore
 
 log = structlog.get_logger("gangd.station")
 
@@ -34,9 +35,13 @@ class Station:
         family: FamilyInfo,
         recipe: Recipe,
         ports: dict[str, str | None] | None = None,
+        records: RecordStore | None = None,
+        power=None,
     ) -> None:
         self.family = family
         self.recipe = recipe
+        self.records = records
+        self.power = power
         self.configured = dict(ports or {})  # path -> label; empty means every port
         self.ports: dict[str, Port] = {}
         self.results: list[JobResult] = []
@@ -101,13 +106,37 @@ class Station:
                 continue
             self._jobs_running += 1
             try:
-                result = await Job(port, event, self.recipe, lambda: self.stopping).run()
+                job = Job(port, event, self.recipe, lambda: self.stopping, self.records, self.power)
+                result = await job.run()
             finally:
                 self._jobs_running -= 1
                 self._check_idle()
             self.results.append(result)
+            self._judge_ports()
             for listener in self.listeners:
                 listener(result)
             # The finished board stays until someone takes it out; only then is the port free.
             while port.attached is not None:
                 await port.next_event()
+
+    # --- port or board? ---------------------------------------------------------------------------
+
+    def _judge_ports(self) -> None:
+        """Flag a port whose last K boards all failed there while each of them passed elsewhere.
+
+        Judged again after every result on any port: the proof that a board is good usually comes
+        after it failed on the suspect port, when the operator tries it in another one.
+        """
+        k = self.recipe.recovery.suspect_after
+        passed = {(r.identity, r.port) for r in self.results if r.result == "success" and r.identity}
+        for port in self.ports.values():
+            recent = [r for r in self.results if r.port == port.path][-k:]
+            suspect = len(recent) == k and all(
+                r.result == "failed" and r.identity and any(i == r.identity and p != port.path for i, p in passed)
+                for r in recent
+            )
+            if suspect != port.suspect:
+                port.suspect = suspect
+                if suspect:
+                    log.warning("suspect port: its boards fail here and pass elsewhere", port=port.path,
+                                label=port.label, boards=[r.identity for r in recent])  # fmt: skip

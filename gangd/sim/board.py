@@ -95,6 +95,7 @@ class SimBoard:
         self.log: list[CommandRecord] = []
         self.sdp_error = 0  # ROM's last error, read back by error-status
         self.hung = False  # a wedged board answers nothing until it is power-cycled
+        self.power_cycles = 0
         self._burn_identity()
         self._apply_otp_faults()
 

@@ -82,6 +82,18 @@ class SimPort:
             thread.join()
         return board
 
+    def power_cycle(self) -> None:
+        """Cut the port's power and restore it: the same board boots into its ROM afresh."""
+        board = self.unplug()
+        if board is None:
+            return
+        board.unplugged.clear()
+        board.enter(ROM)
+        board.power_cycles += 1
+        with self._lock:
+            self.boards_seen -= 1  # the same board, not a new one
+        self.plug(board)
+
     def _carry(self, board: SimBoard) -> None:
         """The board's life on this port: enumerate, serve, leave, re-enumerate, until unplugged."""
         try:

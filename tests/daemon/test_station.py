@@ -25,7 +25,7 @@ async def test_eight_boards_each_programmed_on_its_own_port(line):
         assert [r.command for r in board.commands() if r.stage == "flashloader"][-1] == "reset"
         assert len(board.commands("write-memory")) == 1
     assert [s.name for s in results[0].steps] == [
-        "load-flashloader", "wait-replug", "open", "configure-memory", "erase", "write", "verify", "reset",
+        "load-flashloader", "wait-replug", "open", "identify", "configure-memory", "erase", "write", "verify", "reset",
     ]  # fmt: skip
 
 

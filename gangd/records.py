@@ -1,0 +1,124 @@
+"""Durable board records in SQLite: one row per job, committed before the board is reported done.
+
+A row is inserted as `running` when the job starts and completed when it ends; on start-up every
+row still `running` belongs to a daemon that died mid-job and is marked `interrupted`. The journal
+is WAL with synchronous=FULL, so a committed record survives SIGKILL and power loss.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    port        TEXT NOT NULL,
+    label       TEXT NOT NULL,
+    serial      TEXT,
+    board_id    TEXT,
+    family      TEXT NOT NULL,
+    images      TEXT NOT NULL,           -- JSON: [{"address": .., "size": .., "sha256": ..}]
+    started     REAL NOT NULL,
+    finished    REAL,
+    result      TEXT NOT NULL,           -- running | success | failed | removed | stopped | interrupted
+    step        TEXT,
+    reason      TEXT,
+    status      INTEGER,
+    steps       TEXT NOT NULL DEFAULT '[]',    -- JSON: [{"name", "seconds", "attempt"}]
+    attempts    TEXT NOT NULL DEFAULT '[]',    -- JSON: [{"attempt", "step", "status", "error", "class", "action"}]
+    fuses       TEXT NOT NULL DEFAULT '[]'     -- JSON: [{"name", "index", "before", "after", "action"}]
+);
+CREATE INDEX IF NOT EXISTS jobs_port ON jobs (port, id);
+"""
+
+COLUMNS = ("id", "port", "label", "serial", "board_id", "family", "images", "started", "finished",
+           "result", "step", "reason", "status", "steps", "attempts", "fuses")  # fmt: skip
+JSON_COLUMNS = ("images", "steps", "attempts", "fuses")
+
+
+class RecordStore:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # One connection shared by the daemon's worker threads, serialized by a lock.
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def mark_interrupted(self) -> int:
+        """Rows left `running` by a daemon that died; returns how many were marked."""
+        with self._lock:
+            cursor = self._db.execute(
+                "UPDATE jobs SET result='interrupted', finished=?, reason=coalesce(reason, "
+                "'gangd stopped while the job ran (killed or crashed)') WHERE result='running'",
+                (time.time(),),
+            )
+            return cursor.rowcount
+
+    def start(self, **fields: Any) -> int:
+        fields = {**fields, "result": "running"}
+        return self._write("INSERT INTO jobs ({}) VALUES ({})", fields)
+
+    def update(self, job_id: int, **fields: Any) -> None:
+        self._write("UPDATE jobs SET {} WHERE id=?", fields, job_id)
+
+    def _write(self, sql: str, fields: dict[str, Any], job_id: int | None = None) -> int:
+        values = [json.dumps(v) if k in JSON_COLUMNS else v for k, v in fields.items()]
+        if job_id is None:
+            statement = sql.format(", ".join(fields), ", ".join("?" * len(fields)))
+        else:
+            statement = sql.format(", ".join(f"{k}=?" for k in fields))
+            values.append(job_id)
+        with self._lock:
+            cursor = self._db.execute(statement, values)  # autocommit: durable on return
+            return cursor.lastrowid if job_id is None else job_id
+
+    def jobs(self, port: str | None = None, result: str | None = None) -> list[dict[str, Any]]:
+        query, args = f"SELECT {', '.join(COLUMNS)} FROM jobs", []
+        conditions = []
+        if port:
+            conditions.append("(port=? OR label=?)")
+            args += [port, port]
+        if result:
+            conditions.append("result=?")
+            args.append(result)
+        if conditions:
+            query += " WHERE " + " AND ".join(conditions)
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY id", args).fetchall()
+        return [
+            {k: json.loads(v) if k in JSON_COLUMNS and v is not None else v for k, v in zip(COLUMNS, row)}
+            for row in rows
+        ]
+
+    def successes_elsewhere(self, board_id: str, port: str) -> bool:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT 1 FROM jobs WHERE board_id=? AND port<>? AND result='success' LIMIT 1", (board_id, port)
+            ).fetchone()
+        return row is not None
+
+
+def export(rows: list[dict[str, Any]], fmt: str) -> str:
+    if fmt == "jsonl":
+        return "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: json.dumps(v) if k in JSON_COLUMNS else v for k, v in row.items()})
+    return buffer.getvalue()
