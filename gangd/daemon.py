@@ -8,9 +8,11 @@ replaces each finished board.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import signal
 import sys
+from pathlib import Path
 
 import structlog
 import trio
@@ -19,7 +21,9 @@ from . import logs
 from .config import ConfigError, load_config
 from .family import UsbIds, family_names, isp_usb_ids, load_family
 from .hotplug.udev import BoardFilter, UdevSource
+from .power import SimPortPower, SysfsPortPower
 from .recipe import builtin_rt1020
+from .records import RecordStore, export
 from .station import Station
 
 log = structlog.get_logger("gangd")
@@ -36,7 +40,17 @@ def add_parsers(subparsers) -> None:
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--stop-grace", type=float, default=30.0, help="seconds running jobs get to stop on SIGTERM")
     run.add_argument("--log-level", default="info")
+    run.add_argument("--state-dir", default=os.environ.get("STATE_DIRECTORY", "var"),
+                     help="where the board records live (systemd's StateDirectory; default ./var)")  # fmt: skip
+    run.add_argument("--power-cycle", action="store_true", help="simulation: allow power-cycling hub ports")
     run.set_defaults(func=run_command)
+
+    records = subparsers.add_parser("records", help="list or export the board records")
+    records.add_argument("--state-dir", default=os.environ.get("STATE_DIRECTORY", "var"))
+    records.add_argument("--format", choices=("table", "csv", "jsonl"), default="table")
+    records.add_argument("--port", help="only this port (path or label)")
+    records.add_argument("--result", help="only this result (success, failed, removed, stopped, interrupted)")
+    records.set_defaults(func=records_command)
 
     check = subparsers.add_parser("check-config", help="validate a configuration file; exit 2 on the first mistake")
     check.add_argument("file")
@@ -71,9 +85,14 @@ def run_command(args: argparse.Namespace) -> int:
             print(f"gangd: {exc}", file=sys.stderr)
             return 2
         family = config.recipe.family
-        station = Station(family, config.recipe, config.ports)
+        store = open_records(args.state_dir)
+        power = SysfsPortPower() if config.recipe.recovery.power_cycle else None
+        station = Station(family, config.recipe, config.ports, records=store, power=power)
         source = UdevSource(BoardFilter(family.rom_usb + family.flashloader_usb, config.ports)).run
-        trio.run(serve, station, source, args.stop_grace)
+        try:
+            trio.run(serve, station, source, args.stop_grace)
+        finally:
+            store.close()
         return 0
     return _run_simulated(args)
 
@@ -86,8 +105,12 @@ def _run_simulated(args: argparse.Namespace) -> int:
     family = load_family("mimxrt1020")
     flashloader, jump = build_flashloader_image()
     image = os.urandom(45056)  # the user's image size
-    station = Station(family, builtin_rt1020(image, flashloader, jump))
+    recipe = builtin_rt1020(image, flashloader, jump)
+    if args.power_cycle:
+        recipe = dataclasses.replace(recipe, recovery=dataclasses.replace(recipe.recovery, power_cycle=True))
+    store = open_records(args.state_dir)
     with SimHub(args.simulate, seed=args.seed) as hub:
+        station = Station(family, recipe, records=store, power=SimPortPower(hub))
         factory = BoardFactory(family, TimingModel(time_scale=args.time_scale), seed=args.seed, faults=tuple(args.fault))
         operator = Operator(hub, factory, delay_s=args.replace_delay * max(args.time_scale, 0.0))
         station.listeners.append(lambda result: operator.finished(result.port))
@@ -96,8 +119,35 @@ def _run_simulated(args: argparse.Namespace) -> int:
             trio.run(serve, station, SimHubSource(hub).run, args.stop_grace)
         finally:
             operator.stop()
+            store.close()
     ok = sum(r.result == "success" for r in station.results)
     print(f"gangd: {len(station.results)} boards, {ok} programmed", file=sys.stderr)
+    return 0
+
+
+def open_records(state_dir: str) -> RecordStore:
+    store = RecordStore(Path(state_dir) / "records.sqlite")
+    interrupted = store.mark_interrupted()
+    if interrupted:
+        log.warning("jobs from a previous run were interrupted", count=interrupted)
+    return store
+
+
+def records_command(args: argparse.Namespace) -> int:
+    path = Path(args.state_dir) / "records.sqlite"
+    if not path.exists():
+        print(f"gangd records: no records at {path}", file=sys.stderr)
+        return 2
+    store = RecordStore(path)
+    rows = store.jobs(port=args.port, result=args.result)
+    store.close()
+    if args.format != "table":
+        sys.stdout.write(export(rows, args.format))
+        return 0
+    print(f"{'ID':>5} {'PORT':<10} {'LABEL':<6} {'BOARD':<17} {'RESULT':<11} {'STEP':<16} {'TRIES':>5}  REASON")
+    for row in rows:
+        print(f"{row['id']:>5} {row['port']:<10} {row['label']:<6} {(row['board_id'] or row['serial'] or ''):<17} "
+              f"{row['result']:<11} {(row['step'] or ''):<16} {len(row['attempts']):>5}  {row['reason'] or ''}")  # fmt: skip
     return 0
 
 

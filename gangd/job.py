@@ -65,6 +65,10 @@ class Attempt:
     klass: str
     action: str
 
+    def to_record(self) -> dict:
+        return {"attempt": self.attempt, "step": self.step, "status": self.status, "error": self.error,
+                "class": self.klass, "action": self.action}  # fmt: skip
+
 
 @dataclass
 class JobResult:
@@ -125,11 +129,17 @@ class Job:
         self.port.state = "programming"
         if self.records is not None:
             result.record_id = await trio.to_thread.run_sync(self._record_start)
+        finished = False
         try:
             await self._attempts()
+            finished = True
         except JobError as error:
             result.result, result.step, result.reason, result.status = error.result, error.step, error.reason, error.status
+            finished = True
         finally:
+            if not finished:  # cancelled (shutdown past its grace time) or a bug: never "success"
+                result.result, result.step = "stopped", self.port.step
+                result.reason = "gangd stopped the job in the middle of this step"
             self._close()
             result.duration_s = time.monotonic() - started
             with trio.CancelScope(shield=True):  # the record is written even while shutting down
@@ -384,5 +394,5 @@ class Job:
             r.record_id, finished=time.time(), result=r.result, step=r.step, reason=r.reason, status=r.status,
             board_id=r.board_id,
             steps=[{"name": s.name, "seconds": round(s.seconds, 4), "attempt": s.attempt} for s in r.steps],
-            attempts=[vars(a) for a in r.attempts], fuses=r.fuses,
+            attempts=[a.to_record() for a in r.attempts], fuses=r.fuses,
         )  # fmt: skip

@@ -8,6 +8,8 @@ import trio
 from gangd.hotplug.sim_source import SimHubSource
 from gangd.recipe import Deadlines, builtin_rt1020
 from gangd.sim import BoardFactory, SimHub, TimingModel
+from gangd.power import SimPortPower
+from gangd.records import RecordStore
 from gangd.station import Station
 
 IMAGE = os.urandom(45056)
@@ -43,19 +45,32 @@ class Line:
 
 
 @pytest.fixture
-async def line(rt1020, recipe, nursery):
-    """start(ports, faults_by_port) plugs a board into each port and starts a station on the hub."""
+def store(tmp_path):
+    records = RecordStore(tmp_path / "records.sqlite")
+    yield records
+    records.close()
+
+
+@pytest.fixture
+async def line(rt1020, recipe, nursery, store):
+    """start(ports, faults_by_port, ...) plugs a board into each port and starts a station on the hub.
+
+    `port_faults` are tied to hub ports (a flaky port); `recipe` replaces the default one.
+    """
     hubs = []
 
-    async def start(ports: int = 8, faults: dict[str, tuple[str, ...]] | None = None, configured=True):
-        hub = SimHub(ports, seed=3)
+    async def start(ports: int = 8, faults: dict[str, tuple[str, ...]] | None = None, configured=True,
+                    port_faults: dict[str, list[str]] | None = None, recipe_override=None, plug=True):  # fmt: skip
+        hub = SimHub(ports, seed=3, port_faults=port_faults)
         hubs.append(hub)
         factory = BoardFactory(rt1020, TimingModel(time_scale=0), seed=11)
-        for path in hub.ports:
-            spec = factory()
-            spec.faults = (faults or {}).get(path, ())
-            hub.plug(path, spec)
-        station = Station(rt1020, recipe, {p: f"L{i}" for i, p in enumerate(hub.ports)} if configured else {})
+        if plug:
+            for path in hub.ports:
+                spec = factory()
+                spec.faults = (faults or {}).get(path, ())
+                hub.plug(path, spec)
+        labels = {p: f"L{i}" for i, p in enumerate(hub.ports)} if configured else {}
+        station = Station(rt1020, recipe_override or recipe, labels, records=store, power=SimPortPower(hub))
         await nursery.start(station.run, SimHubSource(hub).run)
         return Line(hub, station)
 
