@@ -148,7 +148,7 @@ class Job:
             self.port.step = None
             self.port.state = "idle"
         self.log.info("job finished", result=result.result, step=result.step, reason=result.reason,
-                      status=result.status, board=result.board_id, attempts=len(result.attempts),
+                      status=result.status, board=result.board_id, attempts=len(result.attempts), record=result.record_id,
                       duration_s=round(result.duration_s, 3))  # fmt: skip
         return result
 
@@ -345,6 +345,7 @@ class Job:
             raise JobStopped(self.port.path, name, "gangd is stopping; ended before this step")
         self.port.step = name
         started = time.monotonic()
+        self.log.debug("step started", step=name, attempt=self.attempt, deadline_s=round(deadline_s, 3))
         try:
             with trio.fail_after(deadline_s):
                 value = await trio.to_thread.run_sync(fn, *args, abandon_on_cancel=True, limiter=self.limiter)
