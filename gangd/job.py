@@ -127,6 +127,7 @@ class Job:
         result = self.result
         result.started, started = time.time(), time.monotonic()
         self.port.state = "programming"
+        self.port.progress = 0.0
         if self.records is not None:
             result.record_id = await trio.to_thread.run_sync(self._record_start)
         finished = False
@@ -276,6 +277,7 @@ class Job:
         started = time.monotonic()
         event = await self.port.wait_for_stage(stage, timeout_s, step)
         self.result.steps.append(StepTiming(step, time.monotonic() - started, self.attempt))
+        self._progress(step)
         return event
 
     # --- blocking bodies, run in the port's worker thread ---------------------------------------
@@ -365,7 +367,15 @@ class Job:
         except SPSDKError as exc:
             raise JobError(self.port.path, name, str(exc)) from exc
         self.result.steps.append(StepTiming(name, time.monotonic() - started, self.attempt))
+        self._progress(name)
         return value
+
+    def _progress(self, finished_step: str) -> None:
+        """Weighted progress of this attempt (fwupd-style), for the port's status."""
+        done = {s.name for s in self.result.steps if s.attempt == self.attempt} | {finished_step}
+        planned = [step for step in STEP_WEIGHTS if step != "fuses" or self.recipe.fuses.words]
+        total = sum(STEP_WEIGHTS[step] for step in planned)
+        self.port.progress = sum(STEP_WEIGHTS[step] for step in planned if step in done) / total
 
     @staticmethod
     def _describe(exc: McuBootCommandError | SdpCommandError) -> str:

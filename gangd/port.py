@@ -39,6 +39,7 @@ class Port:
         self.state = "idle"
         self.step: str | None = None
         self.suspect = False  # its boards fail here and pass on other ports
+        self.progress = 0.0  # the running job's weighted progress, 0..1
 
     def deliver(self, event: PortEvent) -> None:
         """Called by the station, in event order, from the trio thread."""

@@ -24,6 +24,7 @@ async def test_eight_boards_each_programmed_on_its_own_port(line):
         # Every command of this board's flow reached this board, in order, ending with the reset.
         assert [r.command for r in board.commands() if r.stage == "flashloader"][-1] == "reset"
         assert len(board.commands("write-memory")) == 1
+    assert all(port.progress == 1.0 for port in run.station.ports.values())  # weighted steps all done
     assert [s.name for s in results[0].steps] == [
         "load-flashloader", "wait-replug", "open", "identify", "configure-memory", "erase", "write", "verify", "reset",
     ]  # fmt: skip

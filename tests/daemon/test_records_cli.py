@@ -1,0 +1,60 @@
+"""`gangd records` exports, and the sysfs port power switch."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import trio
+
+from gangd.power import SysfsPortPower, disable_attribute
+from gangd.records import RecordStore
+
+GANGD = str(Path(sys.executable).parent / "gangd")
+
+
+def test_records_list_and_export(tmp_path):
+    store = RecordStore(tmp_path / "records.sqlite")
+    first = store.start(port="1-1.1", label="A1", serial="S1", family="mimxrt1020",
+                        images=[{"address": 0x60000000, "size": 4, "sha256": "ab"}], started=1.0)  # fmt: skip
+    store.update(first, result="success", board_id="00ff", finished=2.0,
+                 attempts=[{"attempt": 1, "step": "erase", "status": 20106, "error": "x",
+                            "class": "transient", "action": "reconfigure-memory"}])  # fmt: skip
+    second = store.start(port="1-1.2", label="A2", serial="S2", family="mimxrt1020", images=[], started=3.0)
+    store.update(second, result="failed", step="erase", reason="20106", status=20106)
+    store.close()
+
+    def records(*args):
+        result = subprocess.run([GANGD, "records", "--state-dir", str(tmp_path), *args],
+                                capture_output=True, text=True, check=True)  # fmt: skip
+        return result.stdout
+
+    table = records()
+    assert "A1" in table and "success" in table and "failed" in table
+    lines = [json.loads(line) for line in records("--format", "jsonl").splitlines()]
+    assert [row["result"] for row in lines] == ["success", "failed"]
+    assert lines[0]["attempts"][0]["status"] == 20106
+    rows = list(csv.DictReader(io.StringIO(records("--format", "csv", "--port", "A2"))))
+    assert len(rows) == 1 and rows[0]["port"] == "1-1.2" and rows[0]["status"] == "20106"
+
+
+def test_disable_attribute_paths():
+    assert disable_attribute("1-1.3") == Path("/sys/bus/usb/devices/1-1/1-1:1.0/1-1-port3/disable")
+    assert disable_attribute("2-4") == Path("/sys/bus/usb/devices/usb2/2-0:1.0/usb2-port4/disable")
+
+
+async def test_power_cycle_writes_disable_then_enable(tmp_path):
+    attribute = disable_attribute("1-1.3", tmp_path)
+    attribute.parent.mkdir(parents=True)
+    attribute.write_text("0")
+    power = SysfsPortPower(sysfs=tmp_path, off_s=0.2)
+    assert power.available("1-1.3") and not power.available("1-1.4")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(power.power_cycle, "1-1.3")
+        await trio.sleep(0.1)
+        assert attribute.read_text() == "1"  # power off …
+    assert attribute.read_text() == "0"  # … and back on
