@@ -16,12 +16,13 @@ from typing import Any
 
 from .family import FamilyInfo, UnknownFamilyError, load_family
 from .hotplug.udev import is_port_path
+from .http import DEFAULT_ADDRESS, parse_address
 from .images import FORMATS, ImageError, guess_format, load_segments
 from .recipe import FUSE_POLICIES, FusePlan, FuseWord, Image, Recipe, RecoveryPolicy
 
 SUPPORTED_MEMORY_IDS = {9: "FlexSPI NOR"}
 FINAL_ACTIONS = ("reset", "leave")
-TOP_LEVEL = {"family", "station", "flashloader", "memory", "image", "verify", "fuses", "recovery", "final"}
+TOP_LEVEL = {"family", "station", "flashloader", "memory", "image", "verify", "fuses", "recovery", "final", "http"}
 
 
 class ConfigError(ValueError):
@@ -33,6 +34,7 @@ class Config:
     path: Path
     ports: dict[str, str]
     recipe: Recipe
+    http_address: str = DEFAULT_ADDRESS
 
 
 class _Reader:
@@ -172,7 +174,14 @@ def load_config(path: str | Path) -> Config:
         fuses=_fuses(r, raw, family),
         recovery=_recovery(r, raw),
     )
-    return Config(path=path, ports=ports, recipe=recipe)
+    http = r.get(raw, "http", dict, "http", {})
+    r.unknown_keys(http, {"address"}, "http.")
+    address = r.get(http, "address", str, "http.address", DEFAULT_ADDRESS)
+    try:
+        parse_address(address)
+    except ValueError as exc:
+        raise r.error("http.address", str(exc)) from None
+    return Config(path=path, ports=ports, recipe=recipe, http_address=address)
 
 
 def _line_from_message(message: str) -> int | None:

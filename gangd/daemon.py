@@ -21,6 +21,8 @@ from . import logs
 from .config import ConfigError, load_config
 from .family import UsbIds, family_names, isp_usb_ids, load_family
 from .hotplug.udev import BoardFilter, UdevSource
+from .http import DEFAULT_ADDRESS, StatusServer, parse_address
+from .metrics import Metrics
 from .power import SimPortPower, SysfsPortPower
 from .recipe import builtin_rt1020
 from .records import RecordStore, export
@@ -40,10 +42,20 @@ def add_parsers(subparsers) -> None:
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--stop-grace", type=float, default=30.0, help="seconds running jobs get to stop on SIGTERM")
     run.add_argument("--log-level", default="info")
+    run.add_argument("--spsdk-log-level", default="warning", help="level of spsdk's own log lines")
+    run.add_argument("--boards", type=int, metavar="N", help="simulation: the operator stops after N boards")
+    run.add_argument("--port-fault", action="append", default=[], metavar="PORT=SPEC",
+                     help="simulation: a fault tied to a hub port (a flaky port)")  # fmt: skip
     run.add_argument("--state-dir", default=os.environ.get("STATE_DIRECTORY", "var"),
                      help="where the board records live (systemd's StateDirectory; default ./var)")  # fmt: skip
     run.add_argument("--power-cycle", action="store_true", help="simulation: allow power-cycling hub ports")
+    run.add_argument("--metrics-address", metavar="HOST:PORT",
+                     help=f"where /metrics, /status and /healthz listen (default: config, else {DEFAULT_ADDRESS})")  # fmt: skip
     run.set_defaults(func=run_command)
+
+    status = subparsers.add_parser("status", help="print each port's state from a running gangd's /status")
+    status.add_argument("--address", default=DEFAULT_ADDRESS, metavar="HOST:PORT")
+    status.set_defaults(func=status_command)
 
     records = subparsers.add_parser("records", help="list or export the board records")
     records.add_argument("--state-dir", default=os.environ.get("STATE_DIRECTORY", "var"))
@@ -61,10 +73,12 @@ def add_parsers(subparsers) -> None:
     scan.set_defaults(func=scan_command)
 
 
-async def serve(station: Station, source, stop_grace_s: float) -> None:
+async def serve(station: Station, source, stop_grace_s: float, server: StatusServer | None = None) -> None:
     """Run until SIGINT/SIGTERM, then stop: no new jobs, running ones end within the grace time."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
+            if server is not None:
+                await nursery.start(server.run)
             await nursery.start(station.run, source)
             log.info("ready", ports=len(station.ports) or "all")
             async for signum in signals:
@@ -77,7 +91,13 @@ async def serve(station: Station, source, stop_grace_s: float) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    logs.configure(args.log_level)
+    logs.configure(args.log_level, spsdk_level=args.spsdk_log_level)
+    if args.metrics_address:
+        try:
+            parse_address(args.metrics_address)
+        except ValueError as exc:
+            print(f"gangd: --metrics-address: {exc}", file=sys.stderr)
+            return 2
     if args.config:
         try:
             config = load_config(args.config)
@@ -87,10 +107,12 @@ def run_command(args: argparse.Namespace) -> int:
         family = config.recipe.family
         store = open_records(args.state_dir)
         power = SysfsPortPower() if config.recipe.recovery.power_cycle else None
-        station = Station(family, config.recipe, config.ports, records=store, power=power)
+        metrics = Metrics()
+        station = Station(family, config.recipe, config.ports, records=store, power=power, metrics=metrics)
+        server = StatusServer(metrics, station.status, args.metrics_address or config.http_address)
         source = UdevSource(BoardFilter(family.rom_usb + family.flashloader_usb, config.ports)).run
         try:
-            trio.run(serve, station, source, args.stop_grace)
+            trio.run(serve, station, source, args.stop_grace, server)
         finally:
             store.close()
         return 0
@@ -109,14 +131,22 @@ def _run_simulated(args: argparse.Namespace) -> int:
     if args.power_cycle:
         recipe = dataclasses.replace(recipe, recovery=dataclasses.replace(recipe.recovery, power_cycle=True))
     store = open_records(args.state_dir)
-    with SimHub(args.simulate, seed=args.seed) as hub:
-        station = Station(family, recipe, records=store, power=SimPortPower(hub))
+    metrics = Metrics()
+    port_faults: dict[str, list[str]] = {}
+    for item in args.port_fault:
+        port, _, spec = item.partition("=")
+        port_faults.setdefault(port, []).append(spec)
+    with SimHub(args.simulate, seed=args.seed, port_faults=port_faults) as hub:
+        # The hub's ports are the station's configured ports, so their series exist from the start.
+        ports = {path: None for path in hub.ports}
+        station = Station(family, recipe, ports, records=store, power=SimPortPower(hub), metrics=metrics)
+        server = StatusServer(metrics, station.status, args.metrics_address or DEFAULT_ADDRESS)
         factory = BoardFactory(family, TimingModel(time_scale=args.time_scale), seed=args.seed, faults=tuple(args.fault))
-        operator = Operator(hub, factory, delay_s=args.replace_delay * max(args.time_scale, 0.0))
+        operator = Operator(hub, factory, delay_s=args.replace_delay * max(args.time_scale, 0.0), limit=args.boards)
         station.listeners.append(lambda result: operator.finished(result.port))
         operator.populate()
         try:
-            trio.run(serve, station, SimHubSource(hub).run, args.stop_grace)
+            trio.run(serve, station, SimHubSource(hub).run, args.stop_grace, server)
         finally:
             operator.stop()
             store.close()
@@ -131,6 +161,26 @@ def open_records(state_dir: str) -> RecordStore:
     if interrupted:
         log.warning("jobs from a previous run were interrupted", count=interrupted)
     return store
+
+
+def status_command(args: argparse.Namespace) -> int:
+    import json
+    import urllib.request
+
+    try:
+        host, port = parse_address(args.address)
+        with urllib.request.urlopen(f"http://{host}:{port}/status", timeout=5) as response:
+            status = json.load(response)
+    except (OSError, ValueError) as exc:
+        print(f"gangd status: cannot read http://{args.address}/status: {exc}", file=sys.stderr)
+        return 2
+    print(f"gangd {status['version']}, up {status['uptime_s']:.0f} s{' (stopping)' if status['stopping'] else ''}")
+    print(f"{'PORT':<10} {'LABEL':<8} {'STATE':<15} {'STEP':<17} {'PROGRESS':>8}  {'LAST':<9} {'OK':>5} {'FAIL':>5}")
+    for p in status["ports"]:
+        counts = p["counts"]
+        print(f"{p['port']:<10} {p['label']:<8} {p['state']:<15} {(p['step'] or ''):<17} {p['progress']:>8.0%}  "
+              f"{(p['last_result'] or ''):<9} {counts.get('success', 0):>5} {counts.get('failed', 0):>5}")  # fmt: skip
+    return 0
 
 
 def records_command(args: argparse.Namespace) -> int:

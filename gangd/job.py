@@ -119,11 +119,17 @@ class Job:
         self.mboot = None
         self.attempt = 1
         self.result = JobResult(self.id, port.path, port.label, event.serial, "success")
-        self.log = structlog.get_logger("gangd.job").bind(port=port.path, label=port.label, job=self.id, serial=event.serial)
+        self.log = structlog.get_logger("gangd.job")
 
     # --- the job as a whole ---------------------------------------------------------------------
 
     async def run(self) -> JobResult:
+        # Bound for every line of this job, including spsdk's, in this task and its worker threads.
+        with structlog.contextvars.bound_contextvars(port=self.port.path, label=self.port.label, job=self.id,
+                                                     serial=self.event.serial):  # fmt: skip
+            return await self._run()
+
+    async def _run(self) -> JobResult:
         result = self.result
         result.started, started = time.time(), time.monotonic()
         self.port.state = "programming"
@@ -148,8 +154,10 @@ class Job:
                     await trio.to_thread.run_sync(self._record_end)
             self.port.step = None
             self.port.state = "idle"
+        # The one summary line of the job.
         self.log.info("job finished", result=result.result, step=result.step, reason=result.reason,
-                      status=result.status, board=result.board_id, attempts=len(result.attempts), record=result.record_id,
+                      status=result.status, attempts=len(result.attempts), record=result.record_id,
+                      steps={s.name: round(s.seconds, 3) for s in result.steps},
                       duration_s=round(result.duration_s, 3))  # fmt: skip
         return result
 
@@ -172,10 +180,12 @@ class Job:
                 action, event = await self._recover_board(error, klass)
                 await trio.sleep(policy.backoff(self.attempt))
                 self.attempt += 1
+                self.port.state = "programming"
 
     async def _recover_board(self, error: JobError, klass: str) -> tuple[str, PortEvent]:
         """Bring the board back to its ROM: reset over USB, else power-cycle the port, else give up."""
         deadlines = self.recipe.deadlines
+        self.port.state = "recovering"
         if self.mboot is not None and not isinstance(error, (StepTimeout, ReplugTimeout)) and error.kind != "lost-contact":
             try:
                 await self._step("recover-reset", deadlines.command_s, self.mboot.reset, 0, False)
@@ -190,7 +200,9 @@ class Job:
         if self.recipe.recovery.power_cycle and self.power is not None and self.power.available(self.port.path):
             self._note(error, klass, recovery.POWER_CYCLE)
             self.log.warning("power-cycling the port", step=error.step)
+            self.port.state = "disabled"
             await self.power.power_cycle(self.port.path)
+            self.port.state = "recovering"
             return recovery.POWER_CYCLE, await self.port.wait_for_stage(ROM, deadlines.replug_s, "power-cycle")
         self._note(error, klass, recovery.REPLUG)
         error.reason += "; the board stopped answering and cannot be reset from here: replug it"
@@ -199,6 +211,7 @@ class Job:
     def _note(self, error: JobError, klass: str, action: str) -> None:
         attempt = Attempt(self.attempt, error.step, error.status, error.reason, klass, action)
         self.result.attempts.append(attempt)
+        self.port.step_failed(error.step, klass, action)
         self.log.warning("step failed", step=error.step, status=error.status, reason=error.reason,
                          recovery_class=klass, action=action, attempt=self.attempt)  # fmt: skip
 
@@ -213,11 +226,13 @@ class Job:
             self.port.state = "programming"
         self.mboot = mboot = await self._step("open", deadlines.command_s, self._open_mboot, event)
         self.result.board_id = await self._step("identify", deadlines.command_s, self._identify, mboot)
+        structlog.contextvars.bind_contextvars(board=self.result.board_id)
         await self._step("configure-memory", deadlines.command_s, self._configure, mboot)
         for image in recipe.images:
             await self._memory_step("erase", deadlines.erase_s(image.erase_length), mboot.flash_erase_region,
                                     image.address, image.erase_length, 0)  # fmt: skip
             await self._memory_step("write", deadlines.data_s(len(image.data)), mboot.write_memory, image.address, image.data)
+            self.port.wrote(len(image.data))
             if recipe.verify:
                 await self._memory_step("verify", deadlines.data_s(len(image.data)), self._verify, mboot, image)
         if recipe.fuses.policy != "never" and recipe.fuses.words:
@@ -243,8 +258,10 @@ class Job:
                 if recovery.classify(error.status, error.kind) != recovery.TRANSIENT or retry >= policy.transient_retries:
                     raise
                 self._note(error, recovery.TRANSIENT, recovery.RECONFIGURE)
+                self.port.state = "recovering"
                 await trio.sleep(policy.backoff(retry + 1))
                 await self._step("configure-memory", self.recipe.deadlines.command_s, self._configure, self.mboot)
+                self.port.state = "programming"
         raise AssertionError("unreachable")
 
     async def _fuses(self, mboot) -> None:
@@ -366,7 +383,9 @@ class Job:
             raise await self._lost(name, exc) from exc
         except SPSDKError as exc:
             raise JobError(self.port.path, name, str(exc)) from exc
-        self.result.steps.append(StepTiming(name, time.monotonic() - started, self.attempt))
+        seconds = time.monotonic() - started
+        self.result.steps.append(StepTiming(name, seconds, self.attempt))
+        self.port.step_done(name, seconds)
         self._progress(name)
         return value
 

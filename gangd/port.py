@@ -15,6 +15,7 @@ import trio
 from .errors import ReplugTimeout
 from .family import FamilyInfo, UsbIds
 from .hotplug.events import ADD, PortEvent
+from .metrics import Metrics
 
 ROM = "rom"
 FLASHLOADER = "flashloader"
@@ -30,16 +31,77 @@ def stage_of(family: FamilyInfo, event: PortEvent) -> str | None:
 
 
 class Port:
-    def __init__(self, path: str, label: str | None, family: FamilyInfo) -> None:
+    def __init__(self, path: str, label: str | None, family: FamilyInfo, metrics: Metrics | None = None) -> None:
         self.path = path
         self.label = label or path
         self.family = family
+        self.metrics = metrics
         self._send, self._receive = trio.open_memory_channel[PortEvent](math.inf)
         self.attached: PortEvent | None = None  # the board as of the last event consumed
-        self.state = "idle"
+        self._state = "idle"
+        self._suspect = False
         self.step: str | None = None
-        self.suspect = False  # its boards fail here and pass on other ports
         self.progress = 0.0  # the running job's weighted progress, 0..1
+        self.last_result: str | None = None
+        self.last_reason: str | None = None
+        self.counts: dict[str, int] = {}
+        if metrics is not None:
+            metrics.add_port(self.label)
+
+    # --- what the port is doing, mirrored into the metrics ----------------------------------------
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    @state.setter
+    def state(self, value: str) -> None:
+        self._state = value
+        self._export_state()
+
+    @property
+    def suspect(self) -> bool:
+        """Its boards fail here and pass on other ports."""
+        return self._suspect
+
+    @suspect.setter
+    def suspect(self, value: bool) -> None:
+        self._suspect = value
+        if self.metrics is not None:
+            self.metrics.suspect.labels(self.label).set(int(value))
+        self._export_state()
+
+    @property
+    def shown_state(self) -> str:
+        return "suspect" if self._suspect and self._state == "idle" else self._state
+
+    def _export_state(self) -> None:
+        if self.metrics is not None:
+            self.metrics.port_state.labels(self.label).state(self.shown_state)
+
+    def step_done(self, step: str, seconds: float) -> None:
+        if self.metrics is not None:
+            self.metrics.step_duration.labels(step).observe(seconds)
+
+    def step_failed(self, step: str, code_class: str, action: str) -> None:
+        if self.metrics is not None:
+            self.metrics.step_failures.labels(self.label, step, code_class).inc()
+            if action != "none":
+                self.metrics.recoveries.labels(self.label, action).inc()
+
+    def wrote(self, length: int) -> None:
+        if self.metrics is not None:
+            self.metrics.bytes_written.labels(self.label).inc(length)
+
+    def finished(self, result: str, reason: str | None, duration_s: float, at: float) -> None:
+        """Called once the job's record is committed: counts follow the records."""
+        self.last_result, self.last_reason = result, reason
+        self.counts[result] = self.counts.get(result, 0) + 1
+        if self.metrics is not None:
+            self.metrics.boards.labels(self.label, result).inc()
+            self.metrics.board_duration.labels(self.label).observe(duration_s)
+            if result == "success":
+                self.metrics.last_success.labels(self.label).set(at)
 
     def deliver(self, event: PortEvent) -> None:
         """Called by the station, in event order, from the trio thread."""

@@ -19,6 +19,7 @@ from .family import FamilyInfo
 from .hotplug.events import ADD, PortEvent
 from .hotplug.udev import is_port_path
 from .job import Job, JobResult
+from .metrics import Metrics
 from .port import Port, stage_of
 from .recipe import Recipe
 from .records import RecordStore
@@ -37,7 +38,9 @@ class Station:
         ports: dict[str, str | None] | None = None,
         records: RecordStore | None = None,
         power=None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics
         self.family = family
         self.recipe = recipe
         self.records = records
@@ -75,6 +78,21 @@ class Station:
         """After stop(): returns when no job is running any more."""
         await self._idle.wait()
 
+    def status(self) -> dict:
+        """What /status shows: each port's state, step, progress, last result and counters."""
+        return {
+            "stopping": self.stopping,
+            "ports": [
+                {
+                    "port": port.path, "label": port.label, "state": port.shown_state, "step": port.step,
+                    "progress": round(port.progress, 3), "suspect": port.suspect,
+                    "board": port.attached.serial if port.attached else None,
+                    "last_result": port.last_result, "last_reason": port.last_reason, "counts": dict(port.counts),
+                }  # fmt: skip
+                for port in sorted(self.ports.values(), key=lambda p: p.path)
+            ],
+        }
+
     # --- routing ------------------------------------------------------------------------------
 
     def dispatch(self, event: PortEvent) -> None:
@@ -90,7 +108,7 @@ class Station:
         port.deliver(event)
 
     def _add_port(self, path: str, label: str | None) -> Port:
-        port = Port(path, label, self.family)
+        port = Port(path, label, self.family, self.metrics)
         self.ports[path] = port
         assert self._nursery is not None
         self._nursery.start_soon(self._port_task, port, name=f"port {path}")
@@ -112,6 +130,7 @@ class Station:
                 self._jobs_running -= 1
                 self._check_idle()
             self.results.append(result)
+            port.finished(result.result, result.reason, result.duration_s, result.started + result.duration_s)
             self._judge_ports()
             for listener in self.listeners:
                 listener(result)

@@ -264,18 +264,28 @@ class BoardFactory:
 class Operator:
     """A line operator: fills empty ports and replaces a finished board after `delay_s`."""
 
-    def __init__(self, hub: SimHub, make_board: Callable[[], BoardSpec], delay_s: float = 2.0) -> None:
+    def __init__(
+        self, hub: SimHub, make_board: Callable[[], BoardSpec], delay_s: float = 2.0, limit: int | None = None
+    ) -> None:
         self.hub = hub
-        self.make_board = make_board
+        self._make_board = make_board
         self.delay_s = delay_s
+        self.limit = limit  # boards in all; after that, finished boards are taken out and not replaced
+        self.made = 0
         self._stopped = threading.Event()
         self._timers: list[threading.Timer] = []
         self.replaced = 0
 
+    def make_board(self) -> BoardSpec | None:
+        if self.limit is not None and self.made >= self.limit:
+            return None
+        self.made += 1
+        return self._make_board()
+
     def populate(self) -> None:
         for path, port in self.hub.ports.items():
-            if port.board is None:
-                self.hub.plug(path, self.make_board())
+            if port.board is None and (spec := self.make_board()) is not None:
+                self.hub.plug(path, spec)
 
     def finished(self, port: str) -> None:
         """Called when gangd reports a board on `port` done (pass or fail)."""
@@ -290,9 +300,9 @@ class Operator:
         if self._stopped.is_set():
             return
         self.hub.unplug(port)
-        if not self._stopped.is_set():
+        if not self._stopped.is_set() and (spec := self.make_board()) is not None:
             self.replaced += 1
-            self.hub.plug(port, self.make_board())
+            self.hub.plug(port, spec)
 
     def stop(self) -> None:
         self._stopped.set()
