@@ -12,15 +12,18 @@ import dataclasses
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import structlog
 import trio
 
 from . import logs
-from .config import ConfigError, load_config
+from .config import Config, ConfigError, load_config
 from .family import UsbIds, family_names, isp_usb_ids, load_family
 from .hotplug.udev import BoardFilter, UdevSource
+from .notify import Notifier
+from .recipe import Recipe
 from .http import DEFAULT_ADDRESS, StatusServer, parse_address
 from .metrics import Metrics
 from .power import SimPortPower, SysfsPortPower
@@ -33,9 +36,9 @@ log = structlog.get_logger("gangd")
 
 def add_parsers(subparsers) -> None:
     run = subparsers.add_parser("run", help="run the station: on real boards (--config) or simulated (--simulate)")
-    mode = run.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--config", metavar="FILE", help="TOML configuration for real hardware")
-    mode.add_argument("--simulate", type=int, metavar="N", help="run on a simulated hub of N boards")
+    run.add_argument("--config", metavar="FILE", help="TOML configuration (required on hardware)")
+    run.add_argument("--simulate", type=int, metavar="N",
+                     help="run on a simulated hub of N ports (with --config: its recipe and ports)")  # fmt: skip
     run.add_argument("--time-scale", type=float, default=1.0, help="simulation speed (1 = real time, 0 = instant)")
     run.add_argument("--replace-delay", type=float, default=2.0, help="simulated operator's seconds to swap a board")
     run.add_argument("--fault", action="append", default=[], metavar="SPEC", help="fault on every simulated board")
@@ -73,16 +76,35 @@ def add_parsers(subparsers) -> None:
     scan.set_defaults(func=scan_command)
 
 
-async def serve(station: Station, source, stop_grace_s: float, server: StatusServer | None = None) -> None:
-    """Run until SIGINT/SIGTERM, then stop: no new jobs, running ones end within the grace time."""
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+async def serve(
+    station: Station,
+    source,
+    stop_grace_s: float,
+    server: StatusServer | None = None,
+    reload: Callable[[], Recipe] | None = None,
+    notifier: Notifier | None = None,
+) -> None:
+    """Run until SIGINT/SIGTERM, then stop: no new jobs, running ones end within the grace time.
+
+    SIGHUP re-reads the configuration through `reload`: new jobs use the new recipe, running jobs
+    finish on the one they started with; an invalid file is logged and the old recipe stays.
+    """
+    notifier = notifier or Notifier({})
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(notifier.watchdog)
             if server is not None:
                 await nursery.start(server.run)
-            await nursery.start(station.run, source)
+            await nursery.start(station.run, source)  # returns once the coldplug scan is done
             log.info("ready", ports=len(station.ports) or "all")
+            notifier.ready(station.summary())
+            station.listeners.append(lambda _: notifier.status(station.summary()))
             async for signum in signals:
+                if signum == signal.SIGHUP:
+                    _reload(station, reload, notifier)
+                    continue
                 log.info("stopping", signal=signal.Signals(signum).name, grace_s=stop_grace_s)
+                notifier.stopping()
                 station.stop()
                 with trio.move_on_after(stop_grace_s):
                     await station.wait_jobs_done()
@@ -90,65 +112,98 @@ async def serve(station: Station, source, stop_grace_s: float, server: StatusSer
                 break
 
 
+def _reload(station: Station, reload: Callable[[], Recipe] | None, notifier: Notifier) -> None:
+    if reload is None:
+        log.warning("reload requested but gangd runs without a configuration file; nothing to reload")
+        return
+    notifier.reloading()
+    try:
+        recipe = reload()
+    except ConfigError as exc:
+        log.error("reload rejected: the running configuration stays", reason=str(exc))
+    else:
+        station.recipe = recipe
+        log.info("configuration reloaded: new jobs use it, running jobs finish on the old one",
+                 images=[image.sha256 for image in recipe.images])  # fmt: skip
+    notifier.send(ready="1", status=station.summary())
+
+
 def run_command(args: argparse.Namespace) -> int:
     logs.configure(args.log_level, spsdk_level=args.spsdk_log_level)
-    if args.metrics_address:
-        try:
+    config = None
+    try:
+        if args.metrics_address:
             parse_address(args.metrics_address)
-        except ValueError as exc:
-            print(f"gangd: --metrics-address: {exc}", file=sys.stderr)
-            return 2
-    if args.config:
-        try:
+        if args.config:
             config = load_config(args.config)
-        except ConfigError as exc:
-            print(f"gangd: {exc}", file=sys.stderr)
-            return 2
-        family = config.recipe.family
-        store = open_records(args.state_dir)
-        power = SysfsPortPower() if config.recipe.recovery.power_cycle else None
-        metrics = Metrics()
-        station = Station(family, config.recipe, config.ports, records=store, power=power, metrics=metrics)
-        server = StatusServer(metrics, station.status, args.metrics_address or config.http_address)
-        source = UdevSource(BoardFilter(family.rom_usb + family.flashloader_usb, config.ports)).run
-        try:
-            trio.run(serve, station, source, args.stop_grace, server)
-        finally:
-            store.close()
-        return 0
-    return _run_simulated(args)
+    except (ConfigError, ValueError) as exc:
+        print(f"gangd: {exc}", file=sys.stderr)
+        return 2
+    if args.simulate is not None:
+        return _run_simulated(args, config)
+    if config is None:
+        print("gangd: run needs --config FILE (or --simulate N)", file=sys.stderr)
+        return 2
+    family = config.recipe.family
+    store = open_records(args.state_dir)
+    power = SysfsPortPower() if config.recipe.recovery.power_cycle else None
+    metrics = Metrics()
+    station = Station(family, config.recipe, config.ports, records=store, power=power, metrics=metrics)
+    server = StatusServer(metrics, station.status, args.metrics_address or config.http_address)
+    source = UdevSource(BoardFilter(family.rom_usb + family.flashloader_usb, config.ports)).run
+    notifier = Notifier()
+    try:
+        trio.run(serve, station, source, args.stop_grace, server, _reloader(args.config), notifier)
+    finally:
+        notifier.close()
+        store.close()
+    return 0
 
 
-def _run_simulated(args: argparse.Namespace) -> int:
+def _reloader(path: str) -> Callable[[], Recipe]:
+    return lambda: load_config(path).recipe
+
+
+def _run_simulated(args: argparse.Namespace, config: Config | None) -> int:
+    """The same station on the simulated hub. With --config, the recipe (and the port paths) come
+    from the file: a line engineer's dry run of a new recipe before it meets hardware."""
     from .hotplug.sim_source import SimHubSource
     from .sim import BoardFactory, Operator, SimHub, TimingModel
+    from .sim.hub import default_port_paths
     from .sim.images import build_flashloader_image
 
-    family = load_family("mimxrt1020")
-    flashloader, jump = build_flashloader_image()
-    image = os.urandom(45056)  # the user's image size
-    recipe = builtin_rt1020(image, flashloader, jump)
+    if config is not None:
+        recipe = config.recipe
+        paths = list(config.ports) or default_port_paths(args.simulate)
+        labels = {path: config.ports.get(path) for path in paths}
+    else:
+        flashloader, jump = build_flashloader_image()
+        recipe = builtin_rt1020(os.urandom(45056), flashloader, jump)  # the user's image size
+        labels = {path: None for path in default_port_paths(args.simulate)}
     if args.power_cycle:
         recipe = dataclasses.replace(recipe, recovery=dataclasses.replace(recipe.recovery, power_cycle=True))
-    store = open_records(args.state_dir)
-    metrics = Metrics()
     port_faults: dict[str, list[str]] = {}
     for item in args.port_fault:
         port, _, spec = item.partition("=")
         port_faults.setdefault(port, []).append(spec)
-    with SimHub(args.simulate, seed=args.seed, port_faults=port_faults) as hub:
-        # The hub's ports are the station's configured ports, so their series exist from the start.
-        ports = {path: None for path in hub.ports}
-        station = Station(family, recipe, ports, records=store, power=SimPortPower(hub), metrics=metrics)
-        server = StatusServer(metrics, station.status, args.metrics_address or DEFAULT_ADDRESS)
-        factory = BoardFactory(family, TimingModel(time_scale=args.time_scale), seed=args.seed, faults=tuple(args.fault))
+    store = open_records(args.state_dir)
+    metrics = Metrics()
+    notifier = Notifier()
+    with SimHub(list(labels), seed=args.seed, port_faults=port_faults) as hub:
+        station = Station(recipe.family, recipe, labels, records=store, power=SimPortPower(hub), metrics=metrics)
+        address = args.metrics_address or (config.http_address if config else DEFAULT_ADDRESS)
+        server = StatusServer(metrics, station.status, address)
+        timing = TimingModel(time_scale=args.time_scale)
+        factory = BoardFactory(recipe.family, timing, seed=args.seed, faults=tuple(args.fault))
         operator = Operator(hub, factory, delay_s=args.replace_delay * max(args.time_scale, 0.0), limit=args.boards)
         station.listeners.append(lambda result: operator.finished(result.port))
         operator.populate()
+        reload = _reloader(args.config) if args.config else None
         try:
-            trio.run(serve, station, SimHubSource(hub).run, args.stop_grace, server)
+            trio.run(serve, station, SimHubSource(hub).run, args.stop_grace, server, reload, notifier)
         finally:
             operator.stop()
+            notifier.close()
             store.close()
     ok = sum(r.result == "success" for r in station.results)
     print(f"gangd: {len(station.results)} boards, {ok} programmed", file=sys.stderr)

@@ -38,6 +38,7 @@ class Port:
         self.metrics = metrics
         self._send, self._receive = trio.open_memory_channel[PortEvent](math.inf)
         self.attached: PortEvent | None = None  # the board as of the last event consumed
+        self.present = False  # a board is there as of the last event delivered (not yet consumed)
         self._state = "idle"
         self._suspect = False
         self.step: str | None = None
@@ -105,6 +106,7 @@ class Port:
 
     def deliver(self, event: PortEvent) -> None:
         """Called by the station, in event order, from the trio thread."""
+        self.present = event.action == ADD
         self._send.send_nowait(event)
 
     async def next_event(self) -> PortEvent:

@@ -78,6 +78,16 @@ class Station:
         """After stop(): returns when no job is running any more."""
         await self._idle.wait()
 
+    def summary(self) -> str:
+        """One line for systemd's STATUS=."""
+        busy = sum(1 for port in self.ports.values() if port.state != "idle")
+        ok = sum(1 for r in self.results if r.result == "success")
+        failed = sum(1 for r in self.results if r.result == "failed")
+        suspect = sum(1 for port in self.ports.values() if port.suspect)
+        present = sum(1 for port in self.ports.values() if port.present)
+        text = f"{len(self.ports)} ports, {present} boards present, {busy} busy; {ok} programmed, {failed} failed"
+        return text + (f"; {suspect} suspect ports" if suspect else "")
+
     def status(self) -> dict:
         """What /status shows: each port's state, step, progress, last result and counters."""
         return {

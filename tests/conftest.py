@@ -1,14 +1,28 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from gangd.family import load_family
+from gangd.recipe import Deadlines, builtin_rt1020
 from gangd.sim import BoardFactory, SimHub, TimingModel
 from gangd.sim.images import build_flashloader_image
 
 from .helpers import EventWaiter
 
 INSTANT = TimingModel(time_scale=0)
+IMAGE = os.urandom(45056)
+# Deadlines short enough for tests at time scale 0, long enough never to fire on a healthy board.
+TEST_DEADLINES = Deadlines(load_flashloader_s=5, replug_s=2, command_s=2, per_byte_s=0,
+                           per_erase_sector_s=0, reset_replug_s=2)  # fmt: skip
+
+
+@pytest.fixture
+def recipe(flashloader_image):
+    """The built-in RT1020 flow with the test image and test deadlines."""
+    image, jump = flashloader_image
+    return builtin_rt1020(IMAGE, image, jump, deadlines=TEST_DEADLINES)
 
 
 @pytest.fixture(scope="session")

@@ -1,27 +1,15 @@
 from __future__ import annotations
 
-import os
-
 import pytest
 import trio
 
 from gangd.hotplug.sim_source import SimHubSource
-from gangd.recipe import Deadlines, builtin_rt1020
 from gangd.sim import BoardFactory, SimHub, TimingModel
 from gangd.power import SimPortPower
 from gangd.records import RecordStore
 from gangd.station import Station
 
-IMAGE = os.urandom(45056)
-# Deadlines short enough for tests at time scale 0, long enough never to fire on a healthy board.
-TEST_DEADLINES = Deadlines(load_flashloader_s=5, replug_s=2, command_s=2, per_byte_s=0,
-                           per_erase_sector_s=0, reset_replug_s=2)  # fmt: skip
-
-
-@pytest.fixture
-def recipe(flashloader_image):
-    image, jump = flashloader_image
-    return builtin_rt1020(IMAGE, image, jump, deadlines=TEST_DEADLINES)
+from ..conftest import IMAGE  # noqa: F401 - re-exported for the daemon tests
 
 
 class Line:
