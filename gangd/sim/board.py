@@ -96,6 +96,8 @@ class SimBoard:
         self.sdp_error = 0  # ROM's last error, read back by error-status
         self.hung = False  # a wedged board answers nothing until it is power-cycled
         self.power_cycles = 0
+        self.first_enumerated_at: float | None = None  # monotonic time of its first add event
+        self.first_command_at: float | None = None  # monotonic time its first command arrived
         self._burn_identity()
         self._apply_otp_faults()
 
@@ -121,6 +123,10 @@ class SimBoard:
         return ids[0]
 
     # --- state changes ----------------------------------------------------------------------
+
+    def command_arrived(self) -> None:
+        if self.first_command_at is None:
+            self.first_command_at = time.monotonic()
 
     def record(self, command: str, args: tuple[int, ...], status: int | None) -> None:
         self.log.append(CommandRecord(time.monotonic(), self.stage, command, args, status))

@@ -94,6 +94,7 @@ class FlashloaderEngine:
                 pending = interrupted.payload
 
     def _dispatch(self, payload: bytes) -> None:
+        self.board.command_arrived()
         if len(payload) < 4:
             return
         tag, flags, _, count = struct.unpack_from("<4B", payload)

@@ -21,6 +21,7 @@ import shutil
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 
 from ..family import FamilyInfo
@@ -120,6 +121,8 @@ class SimPort:
         listener, devnode = self.hub._new_devnode()
         self.devnode = devnode
         ids = board.usb_ids
+        if board.first_enumerated_at is None:
+            board.first_enumerated_at = time.monotonic()
         self.hub._emit(PortEvent(ADD, self.path, ids.vid, ids.pid, board.serial, devnode))
         try:
             self._serve_handles(board, listener)

@@ -75,9 +75,14 @@ class HidSocket(_ByteChannel):
         self.clock = clock
 
     def recv_report(self) -> bytes:
-        self.wait_readable()
         try:
-            report = self.sock.recv(HID_REPORT_SIZE + 64)
+            report = self.sock.recv(HID_REPORT_SIZE + 64, socket.MSG_DONTWAIT)  # usually there already
+        except BlockingIOError:
+            self.wait_readable()
+            try:
+                report = self.sock.recv(HID_REPORT_SIZE + 64)
+            except OSError as exc:
+                raise LinkClosed(str(exc)) from exc
         except OSError as exc:
             raise LinkClosed(str(exc)) from exc
         if not report:

@@ -45,6 +45,7 @@ class RomEngine:
         """Answer commands until the host goes away (LinkClosed) or the board leaves (LeaveStage)."""
         while True:
             raw = self.link.recv_command()
+            self.board.command_arrived()
             tag, address, data_format, count, value, _ = struct.unpack(">HIB2IB", raw)
             name = NAMES.get(tag, f"0x{tag:04x}")
             args = (address, data_format, count, value)

@@ -1,21 +1,73 @@
 """Host side of the wire: one handle per board, and spsdk clients on top of it."""
 
+import struct
+
+from spsdk import get_logger
+from spsdk.exceptions import SPSDKConnectionError
+from spsdk.mboot.commands import CmdResponse, parse_cmd_response
+from spsdk.mboot.exceptions import McuBootConnectionError, McuBootDataAbortError
 from spsdk.mboot.mcuboot import McuBoot
-from spsdk.mboot.protocol.bulk_protocol import MbootBulkProtocol
-from spsdk.sdp.protocol.bulk_protocol import SDPBulkProtocol
+from spsdk.mboot.protocol.bulk_protocol import MbootBulkProtocol, ReportId
+from spsdk.sdp.commands import CmdResponse as SdpCmdResponse
+from spsdk.sdp.protocol.bulk_protocol import HID_REPORT, SDPBulkProtocol
 from spsdk.sdp.sdp import SDP
 
 from .fd_device import DeviceGoneError, FdHidDevice, TransportAborted
 
+_log = get_logger("gangd.transport")  # spsdk's logger class, which has trace()
+
 
 class MbootHidProtocol(MbootBulkProtocol):
-    """spsdk's own bulk (HID report) framing, on gangd's device instead of hidapi's."""
+    """spsdk's own bulk (HID report) framing, on gangd's device instead of hidapi's.
+
+    The two frame helpers are spsdk's, minus one thing: spsdk formats a hex dump of every report
+    for its TRACE log inside an f-string, so it is built even when nothing is logged — about a
+    third of gangd's CPU per board (bench/isolation.py, python -m gangd.bench). Here the dump is
+    built only when TRACE is enabled.
+    """
 
     identifier = "gangd-hid"
+
+    def _create_frame(self, data: bytes, report_id: ReportId) -> bytes:
+        frame = struct.pack("<2BH", report_id.tag, 0x00, len(data)) + data
+        if _trace_enabled():
+            _log.trace(f"OUT[{len(frame)}]: {frame.hex(' ').upper()}")
+        return frame
+
+    @staticmethod
+    def _parse_frame(raw_data: bytes) -> CmdResponse | bytes:
+        if _trace_enabled():
+            _log.trace(f"IN [{len(raw_data)}]: {raw_data.hex(' ').upper()}")
+        if len(raw_data) < 4:
+            raise McuBootConnectionError(f"report of {len(raw_data)} bytes is shorter than its header")
+        report_id, _, length = struct.unpack_from("<2BH", raw_data)
+        if length == 0:
+            raise McuBootDataAbortError()
+        data = raw_data[4 : 4 + length]
+        if report_id == ReportId.CMD_IN:
+            return parse_cmd_response(data)
+        return data
 
 
 class SdpHidProtocol(SDPBulkProtocol):
+    """spsdk's SDP report framing, without the eager per-report hex dump (see MbootHidProtocol)."""
+
     identifier = "gangd-hid"
+
+    def _create_frame(self, data: bytes, report_id: int, report_size: int, offset: int = 0) -> tuple[bytes, int]:
+        chunk = data[offset : offset + report_size]
+        frame = bytes([report_id]) + chunk + bytes(report_size - len(chunk))
+        return frame, offset + len(chunk)
+
+    @staticmethod
+    def _decode_report(raw_data: bytes) -> SdpCmdResponse:
+        if not raw_data:
+            raise SPSDKConnectionError("No data were received")
+        return SdpCmdResponse(raw_data[0] == HID_REPORT["HAB"][0], raw_data[1:])
+
+
+def _trace_enabled() -> bool:
+    return _log.isEnabledFor(5)  # spsdk's TRACE level
 
 
 def mboot_client(device: FdHidDevice) -> McuBoot:

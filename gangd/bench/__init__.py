@@ -1,0 +1,1 @@
+"""The benchmark: gangd against the physical floor, its parallel scaling, and today's tools."""

@@ -1,0 +1,22 @@
+"""The benchmark runs end to end and writes its figures. Targets are not asserted here: speed
+figures live in the benchmark's output, not in timed tests."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def test_quick_benchmark_writes_its_table_and_json(tmp_path):
+    out = tmp_path / "bench.json"
+    result = subprocess.run([sys.executable, "-m", "gangd.bench", "--quick", "--json", str(out)],
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "floor ratio, 45,056-byte image" in result.stdout and "vs CLI flow" in result.stdout
+    figures = json.loads(out.read_text())
+    for size in ("45056", "1048576"):
+        floor = figures["floor"][size]
+        assert floor["ok"] and floor["ratio"] >= 1.0  # nothing beats the model's floor
+    assert figures["gangd"]["batches"]["2"]["ok"] == 2 == figures["gangd"]["batches"]["2"]["flash_ok"]
+    assert figures["peers"]["cli_per_board_s"] > figures["floor"]["45056"]["floor_s"]
