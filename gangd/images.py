@@ -49,13 +49,13 @@ def load_segments(path: Path, fmt: str, address: int | None) -> list[tuple[int, 
             continue
         try:
             unpack(line)
-        except bincopy.Error as exc:
+        except (bincopy.Error, ValueError) as exc:  # bincopy lets ValueError out on non-hex digits
             raise ImageError(f"{path}:{number}: {exc}") from None
         records += 1
     binfile = bincopy.BinFile()
     try:
         (binfile.add_srec if fmt == "srec" else binfile.add_ihex)(text)
-    except bincopy.Error as exc:
+    except (bincopy.Error, ValueError) as exc:
         raise ImageError(f"{path}: {exc}") from None
     if fmt == "hex" and not text.rstrip().endswith(":00000001FF"):
         raise ImageError(f"{path}: truncated: no end-of-file record")

@@ -383,6 +383,9 @@ class Job:
             raise await self._lost(name, exc) from exc
         except SPSDKError as exc:
             raise JobError(self.port.path, name, str(exc)) from exc
+        except Exception as exc:  # noqa: BLE001 - a reply spsdk could not parse must cost this board only
+            self.log.warning("malformed reply", step=name, error=repr(exc))
+            raise JobError(self.port.path, name, f"malformed reply from the board: {exc!r}", kind="malformed") from exc
         seconds = time.monotonic() - started
         self.result.steps.append(StepTiming(name, seconds, self.attempt))
         self.port.step_done(name, seconds)

@@ -55,6 +55,7 @@ STATUS_CLASS: dict[int, str] = {
 KIND_CLASS: dict[str, str] = {
     "timeout": BOARD,  # a step's deadline fired: the board stopped answering
     "lost-contact": BOARD,
+    "malformed": BOARD,  # a reply that does not parse: reset and start clean
     "verify-mismatch": TRANSIENT,  # re-write after re-configuring; repeated mismatch escalates
     "replug-timeout": BOARD,
     "wrong-device": PERMANENT,

@@ -8,6 +8,7 @@ A fault is written as `KIND[:key=value,...]`, the same on the command line, in c
     hang:cmd=write-memory                              the board stops answering until re-plugged
     disconnect:cmd=write-memory,after=8192             unplugged 8 KiB into the data phase
     corrupt-readback:p=0.05                            a read-memory returns one flipped bit
+    malformed:cmd=read-memory,shape=halfway            a reply the host cannot parse (see MALFORMED_SHAPES)
     no-reenumerate                                     after the jump the flashloader never appears
     slow-flash:factor=3                                program and erase take 3x the model
     otp:index=24,value=0x1234abcd[,locked=1]           a word already burned before we got the board
@@ -24,7 +25,9 @@ import threading
 from dataclasses import dataclass, field
 
 # Kinds that fire when a command arrives, by the command's blhost/sdphost name.
-COMMAND_KINDS = {"status", "no-response", "hang", "disconnect"}
+COMMAND_KINDS = {"status", "no-response", "hang", "disconnect", "malformed"}
+# Ways a reply can be wrong, for `malformed:cmd=...,shape=...` (HID only).
+MALFORMED_SHAPES = ("truncated", "oversized", "wrong-id", "lying-length", "unknown-status", "halfway", "garbage")
 KINDS = COMMAND_KINDS | {"corrupt-readback", "no-reenumerate", "slow-flash", "otp"}
 
 COMMAND_NAMES = {
@@ -55,6 +58,7 @@ class FaultRule:
     fuse: str | None = None
     value: int = 0
     locked: bool = False
+    shape: str = "garbage"
     spec: str = ""
     seen: int = 0
     fired: int = 0
@@ -124,6 +128,10 @@ def parse_fault(spec: str, seed: int | None = None) -> FaultRule:
             rule.fuse = text
         elif key == "value":
             rule.value = _int(text, spec, key)
+        elif key == "shape":
+            if text not in MALFORMED_SHAPES:
+                raise FaultSpecError(f"fault {spec!r}: shape must be one of {', '.join(MALFORMED_SHAPES)}")
+            rule.shape = text
         elif key == "locked":
             rule.locked = text not in ("0", "false", "no")
         else:

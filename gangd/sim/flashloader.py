@@ -122,7 +122,34 @@ class FlashloaderEngine:
             board.record(name, params, rule.code)
             self._fail(tag, rule.code or 0, name)
             return True
+        rule = faults.fire("malformed", name)
+        if rule is not None and hasattr(self.link, "hid"):
+            board.record(name, params, None)
+            self._malformed(rule, tag, params)
+            return True
         return False
+
+    def _malformed(self, rule, tag: int, params: tuple[int, ...]) -> None:
+        """Answer with a reply no correct host can take at face value."""
+        send = self.link.hid.send_report
+        good = generic(0, tag)
+        if rule.shape == "truncated":
+            send(struct.pack("<BBH", 0x03, 0, 2) + good[:2])
+        elif rule.shape == "oversized":
+            send(struct.pack("<BBH", 0x03, 0, 1100) + good + bytes(1100 - len(good)))
+        elif rule.shape == "wrong-id":
+            send(struct.pack("<BBH", 0x07, 0, len(good)) + good)
+        elif rule.shape == "lying-length":
+            send(struct.pack("<BBH", 0x03, 0, 900) + good)
+        elif rule.shape == "unknown-status":
+            send(struct.pack("<BBH", 0x03, 0, len(good)) + generic(0x1234_5678, tag))
+        elif rule.shape == "halfway" and tag == CommandTag.READ_MEMORY.tag and len(params) >= 2:
+            self.link.send_response(self._read_memory_response(0, params[1]))
+            for _ in range(max(1, params[1] // self.link.packet_size // 2)):
+                self.link.send_data(b"\xa5" * self.link.packet_size)
+            # ... and then nothing more for this command.
+        else:  # garbage, or halfway on a command without a data phase
+            send(bytes(rule.choose(256) for _ in range(1 + rule.choose(64))))
 
     def _fail(self, tag: int, status: int, name: str) -> None:
         """Refuse a command. Commands that would send data answer in their own response shape."""

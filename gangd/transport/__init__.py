@@ -4,7 +4,7 @@ import struct
 
 from spsdk import get_logger
 from spsdk.exceptions import SPSDKConnectionError
-from spsdk.mboot.commands import CmdResponse, parse_cmd_response
+from spsdk.mboot.commands import CmdResponse, ResponseTag, parse_cmd_response
 from spsdk.mboot.exceptions import McuBootConnectionError, McuBootDataAbortError
 from spsdk.mboot.mcuboot import McuBoot
 from spsdk.mboot.protocol.bulk_protocol import MbootBulkProtocol, ReportId
@@ -44,8 +44,18 @@ class MbootHidProtocol(MbootBulkProtocol):
         if length == 0:
             raise McuBootDataAbortError()
         data = raw_data[4 : 4 + length]
+        if length > len(raw_data) - 4:
+            raise McuBootConnectionError(f"report claims {length} bytes but carries {len(raw_data) - 4}")
         if report_id == ReportId.CMD_IN:
-            return parse_cmd_response(data)
+            if not data or data[0] not in _RESPONSE_TAGS:
+                raise McuBootConnectionError(f"unknown response tag in {data[:8].hex()}")
+            try:
+                return parse_cmd_response(data)
+            except (struct.error, ValueError, IndexError, AssertionError) as exc:
+                # spsdk parses a short response with struct and lets struct.error escape.
+                raise McuBootConnectionError(f"malformed response {data.hex()}: {exc}") from exc
+        if report_id != ReportId.DATA_IN:
+            raise McuBootConnectionError(f"unexpected report id 0x{report_id:02x}")
         return data
 
 
@@ -63,7 +73,12 @@ class SdpHidProtocol(SDPBulkProtocol):
     def _decode_report(raw_data: bytes) -> SdpCmdResponse:
         if not raw_data:
             raise SPSDKConnectionError("No data were received")
+        if len(raw_data) < 5 or raw_data[0] not in (HID_REPORT["HAB"][0], HID_REPORT["RET"][0]):
+            raise SPSDKConnectionError(f"malformed SDP report {raw_data[:16].hex()}")
         return SdpCmdResponse(raw_data[0] == HID_REPORT["HAB"][0], raw_data[1:])
+
+
+_RESPONSE_TAGS = frozenset(ResponseTag.tags())
 
 
 def _trace_enabled() -> bool:
