@@ -7,6 +7,7 @@ Relative paths are relative to the configuration file. See config/rt1020.toml fo
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 import tomllib
@@ -18,11 +19,12 @@ from .family import FamilyInfo, UnknownFamilyError, load_family
 from .hotplug.udev import is_port_path
 from .http import DEFAULT_ADDRESS, parse_address
 from .images import FORMATS, ImageError, guess_format, load_segments
-from .recipe import FUSE_POLICIES, FusePlan, FuseWord, Image, Recipe, RecoveryPolicy
+from .recipe import FUSE_POLICIES, Deadlines, FusePlan, FuseWord, Image, Recipe, RecoveryPolicy
 
 SUPPORTED_MEMORY_IDS = {9: "FlexSPI NOR"}
 FINAL_ACTIONS = ("reset", "leave")
-TOP_LEVEL = {"family", "station", "flashloader", "memory", "image", "verify", "fuses", "recovery", "final", "http"}
+TOP_LEVEL = {"family", "station", "flashloader", "memory", "image", "verify", "fuses", "recovery", "final", "http",
+             "deadlines"}
 
 
 class ConfigError(ValueError):
@@ -173,6 +175,7 @@ def load_config(path: str | Path) -> Config:
         final_action=action,
         fuses=_fuses(r, raw, family),
         recovery=_recovery(r, raw),
+        deadlines=_deadlines(r, raw),
     )
     http = r.get(raw, "http", dict, "http", {})
     r.unknown_keys(http, {"address"}, "http.")
@@ -281,6 +284,21 @@ def _fuses(r: _Reader, raw: dict, family: FamilyInfo) -> FusePlan:
     if len(indexes) != len(set(indexes)):
         raise r.error("fuses.values", "the same fuse word is named twice")
     return FusePlan(policy, tuple(words))
+
+
+def _deadlines(r: _Reader, raw: dict) -> Deadlines:
+    table = r.get(raw, "deadlines", dict, "deadlines", {})
+    fields = {f.name: f.default for f in dataclasses.fields(Deadlines)}
+    r.unknown_keys(table, set(fields), "deadlines.")
+    values = {}
+    for name, default in fields.items():
+        value = float(r.get(table, name, (int, float), f"deadlines.{name}", default))
+        if value <= 0 and name not in ("per_byte_s", "per_erase_sector_s"):
+            raise r.error(f"deadlines.{name}", "must be more than 0")
+        if value < 0:
+            raise r.error(f"deadlines.{name}", "must not be negative")
+        values[name] = value
+    return Deadlines(**values)
 
 
 def _recovery(r: _Reader, raw: dict) -> RecoveryPolicy:

@@ -21,6 +21,7 @@ import trio
 from . import logs
 from .config import Config, ConfigError, load_config
 from .family import UsbIds, family_names, isp_usb_ids, load_family
+from .hotplug.sim_socket import SimSocketPower, SimSocketSource
 from .hotplug.udev import BoardFilter, UdevSource
 from .notify import Notifier
 from .recipe import Recipe
@@ -52,6 +53,8 @@ def add_parsers(subparsers) -> None:
     run.add_argument("--state-dir", default=os.environ.get("STATE_DIRECTORY", "var"),
                      help="where the board records live (systemd's StateDirectory; default ./var)")  # fmt: skip
     run.add_argument("--power-cycle", action="store_true", help="simulation: allow power-cycling hub ports")
+    run.add_argument("--sim-socket", metavar="PATH",
+                     help="with --config: boards from a simulated hub in another process (the soak)")  # fmt: skip
     run.add_argument("--metrics-address", metavar="HOST:PORT",
                      help=f"where /metrics, /status and /healthz listen (default: config, else {DEFAULT_ADDRESS})")  # fmt: skip
     run.set_defaults(func=run_command)
@@ -151,6 +154,11 @@ def run_command(args: argparse.Namespace) -> int:
     station = Station(family, config.recipe, config.ports, records=store, power=power, metrics=metrics)
     server = StatusServer(metrics, station.status, args.metrics_address or config.http_address)
     source = UdevSource(BoardFilter(family.rom_usb + family.flashloader_usb, config.ports)).run
+    if args.sim_socket:
+        remote = SimSocketSource(args.sim_socket)
+        source = remote.run
+        station.power = SimSocketPower(remote) if config.recipe.recovery.power_cycle else None
+        station.listeners.append(lambda result: remote.finished(result.port, result.result))
     notifier = Notifier()
     try:
         trio.run(serve, station, source, args.stop_grace, server, _reloader(args.config), notifier)

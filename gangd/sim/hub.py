@@ -136,6 +136,7 @@ class SimPort:
                 os.unlink(devnode)
             except FileNotFoundError:
                 pass
+            self.devnode = None  # off the bus until (unless) it enumerates again
             self.hub._emit(PortEvent(REMOVE, self.path, ids.vid, ids.pid, board.serial, devnode))
         return None
 
@@ -171,6 +172,7 @@ class SimHub:
         self._lock = threading.Lock()
         self.events: list[PortEvent] = []
         self.errors: list[BaseException] = []  # simulator crashes; tests assert there are none
+        self.boards: dict[str, SimBoard] = {}  # every board ever plugged in, by serial
 
     # --- events -------------------------------------------------------------------------------
 
@@ -208,6 +210,7 @@ class SimHub:
         port = self.port(path)
         if isinstance(board, BoardSpec):
             board = SimBoard(board, port_faults=port.faults)
+        self.boards.setdefault(board.serial, board)
         port.plug(board)
         return board
 
@@ -265,24 +268,41 @@ class BoardFactory:
 
 
 class Operator:
-    """A line operator: fills empty ports and replaces a finished board after `delay_s`."""
+    """A line operator: fills empty ports and replaces a finished board after `delay_s`.
+
+    With `retest` > 0, a board that failed is, with that probability, put aside and tried again in
+    another port instead of being scrapped: "swap boards, swap back", which is how a line finds
+    out whether a failure follows the board or the port.
+    """
 
     def __init__(
-        self, hub: SimHub, make_board: Callable[[], BoardSpec], delay_s: float = 2.0, limit: int | None = None
+        self,
+        hub: SimHub,
+        make_board: Callable[[], BoardSpec],
+        delay_s: float = 2.0,
+        limit: int | None = None,
+        retest: float = 0.0,
+        seed: int = 0,
     ) -> None:
         self.hub = hub
         self._make_board = make_board
         self.delay_s = delay_s
-        self.limit = limit  # boards in all; after that, finished boards are taken out and not replaced
+        self.limit = limit  # fresh boards in all; after that, finished boards are taken out only
+        self.retest = retest
+        self._rng = random.Random(seed)
         self.made = 0
+        self.replaced = 0
+        self.retested = 0
+        self._set_aside: list[tuple[SimBoard, str]] = []  # (failed board, the port it failed in)
         self._stopped = threading.Event()
         self._timers: list[threading.Timer] = []
-        self.replaced = 0
+        self._lock = threading.Lock()
 
     def make_board(self) -> BoardSpec | None:
-        if self.limit is not None and self.made >= self.limit:
-            return None
-        self.made += 1
+        with self._lock:
+            if self.limit is not None and self.made >= self.limit:
+                return None
+            self.made += 1
         return self._make_board()
 
     def populate(self) -> None:
@@ -290,22 +310,52 @@ class Operator:
             if port.board is None and (spec := self.make_board()) is not None:
                 self.hub.plug(path, spec)
 
-    def finished(self, port: str) -> None:
+    def finished(self, port: str, result: str | None = None) -> None:
         """Called when gangd reports a board on `port` done (pass or fail)."""
         if self._stopped.is_set():
             return
-        timer = threading.Timer(self.delay_s, self._replace, args=(port,))
+        timer = threading.Timer(self.delay_s, self._replace, args=(port, result))
         timer.daemon = True
         self._timers.append(timer)
         timer.start()
 
-    def _replace(self, port: str) -> None:
+    def _replace(self, port: str, result: str | None = None) -> None:
         if self._stopped.is_set():
             return
-        self.hub.unplug(port)
-        if not self._stopped.is_set() and (spec := self.make_board()) is not None:
+        board = self.hub.unplug(port)
+        with self._lock:
+            if board is not None and result == "failed" and self._rng.random() < self.retest:
+                self._set_aside.append((board, port))
+            candidate = next((item for item in self._set_aside if item[1] != port), None)
+            if candidate is not None:
+                self._set_aside.remove(candidate)
+                self.retested += 1
+        if self._stopped.is_set():
+            return
+        if candidate is not None:
+            again = candidate[0]
+            again.unplugged.clear()
+            again.enter(ROM)
+            self.hub.plug(port, again)
+        elif (spec := self.make_board()) is not None:
             self.replaced += 1
             self.hub.plug(port, spec)
+
+    @property
+    def done(self) -> bool:
+        """Every fresh board made and every port empty (boards still set aside are scrapped)."""
+        with self._lock:
+            exhausted = self.limit is not None and self.made >= self.limit
+        return exhausted and all(port.board is None for port in self.hub.ports.values())
+
+    def replug_silent(self) -> list[str]:
+        """Replug the boards that sit in a port without showing on the bus (a flashloader that
+        never came up, a board mid re-enumeration when gangd died): what an operator does with a
+        port whose board has gone dark. Returns the ports replugged."""
+        dark = [path for path, port in self.hub.ports.items() if port.board is not None and port.devnode is None]
+        for path in dark:
+            self.hub.port(path).power_cycle()
+        return dark
 
     def stop(self) -> None:
         self._stopped.set()

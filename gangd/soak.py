@@ -1,0 +1,400 @@
+"""`python -m gangd.soak`: a chaos soak of a whole line, with SIGKILLs, and the invariants checked.
+
+The simulated hub (16 ports, an operator replacing boards, faults of every kind on boards and on a
+flaky port) lives in this process; gangd runs as a separate process on the user's recipe (with an
+SRK hash burned under `if-blank`, power-cycling allowed) and is killed with SIGKILL at random
+moments and restarted, while the boards stay plugged in. At the end it prints:
+
+- false successes: success records whose board's flash differs from the image or whose SRK fuses
+  differ from the recipe (must be 0);
+- lost records: boards whose flow the simulator saw completed without a success record, and records
+  committed before a kill that were gone or changed after it (must be 0);
+- metrics vs records: gangd_boards_total per port and result against the records of the final run;
+- ports left stuck: ports not idle once the operator has stopped;
+- memory growth from the first to the last 10 % of the boards of the final (kill-free) run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+from .family import load_family
+from .records import RecordStore
+from .sim import BoardFactory, Operator, SimHub, TimingModel
+from .sim.images import build_flashloader_image
+from .sim.remote import HubServer
+
+IMAGE = bytes(range(256)) * 176  # 45,056 bytes, the user's image size
+SRK = [0x5EED_0000 + n for n in range(8)]  # most significant word first
+GANGD = [sys.executable, "-m", "gangd"]
+
+
+def board_faults(seed: int):
+    """A random mix per board: every kind the simulator has, often enough to exercise recovery."""
+
+    def faults(n: int) -> tuple[str, ...]:
+        rng = random.Random(seed * 7919 + n)
+        chosen = []
+        table = [
+            (0.30, "status:cmd=flash-erase-region,code=20106,p=0.5"),
+            (0.08, "no-response:cmd=write-memory,nth=1"),
+            (0.03, "hang:cmd=write-memory,nth=1"),
+            (0.03, "disconnect:cmd=write-memory,after=16384"),
+            (0.08, "corrupt-readback:nth=1"),
+            (0.03, "no-reenumerate:nth=1"),
+            (0.10, "slow-flash:factor=2"),
+            (0.04, f"malformed:cmd=read-memory,shape={rng.choice(['truncated', 'wrong-id', 'lying-length', 'halfway'])}"),
+            (0.04, "status:cmd=configure-memory,code=20109,nth=1"),
+        ]
+        for probability, spec in table:
+            if rng.random() < probability:
+                chosen.append(spec)
+        draw = rng.random()
+        if draw < 0.04:  # already provisioned with this line's SRK hash
+            chosen += [f"otp:index={24 + i},value={SRK[i]}" for i in range(8)]
+        elif draw < 0.07:  # provisioned for someone else
+            chosen.append("otp:index=31,value=0x80000000")
+        return tuple(chosen)
+
+    return faults
+
+
+def write_config(directory: Path, ports: list[str], http_port: int, scale: float) -> Path:
+    flashloader, jump = build_flashloader_image()
+    (directory / "fl.bin").write_bytes(flashloader)
+    (directory / "app.bin").write_bytes(IMAGE)
+    srk = "0x" + "".join(f"{w:08x}" for w in SRK)
+    lines = ['family = "mimxrt1020"', "[station.ports]"]
+    lines += [f'"{port}" = "P{n:02d}"' for n, port in enumerate(ports, start=1)]
+    lines += [
+        "[flashloader]", 'path = "fl.bin"', "load_address = 0x20000000", f"jump_address = {jump:#x}",
+        "[memory]", "id = 9", "option_address = 0x2000", "options = [0xC0000007]",
+        "[[image]]", 'path = "app.bin"', "address = 0x60000000",
+        "[fuses]", 'policy = "if-blank"', "[fuses.values]", f'SRK_HASH = "{srk}"',
+        "[recovery]", "max_attempts = 3", "transient_retries = 2", "backoff_s = 0.01", "suspect_after = 3",
+        "power_cycle = true",
+        "[http]", f'address = "127.0.0.1:{http_port}"',
+        # Deadlines scaled like the simulator's clock, so a hung board costs seconds, not minutes.
+        "[deadlines]", f"load_flashloader_s = {max(2.0, 30 * scale)}", f"replug_s = {max(1.0, 10 * scale)}",
+        f"command_s = {max(1.0, 10 * scale)}", "per_byte_s = 0.00001", "per_erase_sector_s = 0.05",
+        f"reset_replug_s = {max(1.0, 5 * scale)}",
+    ]  # fmt: skip
+    path = directory / "soak.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class Soak:
+    def __init__(self, args: argparse.Namespace, directory: Path) -> None:
+        self.args = args
+        self.dir = directory
+        self.ports = [f"1-1.{n}" for n in range(1, args.ports + 1)]
+        self.http_port = free_port()
+        self.config = write_config(directory, self.ports, self.http_port, args.time_scale)
+        self.state = directory / "state"
+        self.db = self.state / "records.sqlite"
+        flaky = {self.ports[-1]: ["status:cmd=write-memory,code=10200,p=0.6"]}  # a bad port: its boards fail
+        self.hub = SimHub(self.ports, port_faults=flaky, seed=args.seed)
+        family = load_family("mimxrt1020")
+        factory = BoardFactory(family, TimingModel(time_scale=args.time_scale), seed=args.seed,
+                               faults=board_faults(args.seed))  # fmt: skip
+        self.operator = Operator(self.hub, factory, delay_s=args.replace_delay, limit=args.boards,
+                                 retest=0.5, seed=args.seed)  # fmt: skip
+        self.finished = 0
+        self.lock = threading.Condition()
+        self.rss: list[tuple[int, int]] = []  # (incarnation, kB) per finished board
+        self.incarnation = 0
+        self.daemon: subprocess.Popen | None = None
+        self.server = HubServer(self.hub, str(directory / "hub.sock"), self._finished)
+        self.kill_log: list[dict] = []
+
+    def _finished(self, port: str, result: str) -> None:
+        self.operator.finished(port, result)
+        with self.lock:
+            self.finished += 1
+            if self.daemon is not None:
+                self.rss.append((self.incarnation, rss_kb(self.daemon.pid)))
+            self.lock.notify_all()
+
+    def start_daemon(self) -> None:
+        self.incarnation += 1
+        connections = self.server.connections
+        log = open(self.dir / f"gangd-{self.incarnation}.log", "w")  # noqa: SIM115 - closed with the process
+        self.daemon = subprocess.Popen(
+            [*GANGD, "run", "--config", str(self.config), "--sim-socket", str(self.dir / "hub.sock"),
+             "--state-dir", str(self.state), "--log-level", "info"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while self.server.connections == connections:
+            if time.monotonic() > deadline or self.daemon.poll() is not None:
+                raise RuntimeError(f"gangd did not start; see {log.name}")
+            time.sleep(0.05)
+
+    def wait_finished(self, count: int, timeout: float) -> None:
+        with self.lock:
+            if not self.lock.wait_for(lambda: self.finished >= count, timeout):
+                boards = {path: (port.board.serial if port.board else None) for path, port in self.hub.ports.items()}
+                for port in self.hub.ports.values():
+                    if port.board is not None:
+                        print("stuck board", port.path, port.board.serial, port.devnode, port.board.stage,
+                              port.board.spec.faults, [(r.stage, r.command, r.status) for r in port.board.log][-8:],
+                              self.kill_log, file=sys.stderr)  # fmt: skip
+                raise RuntimeError(f"only {self.finished} of {count} boards finished within {timeout:.0f} s "
+                                   f"(made {self.operator.made}, replaced {self.operator.replaced}, ports {boards})")
+
+    def wait_done(self, timeout: float) -> list[str]:
+        """Until the operator has run every board through; the ports still holding one are stuck."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.operator.done:
+                return []
+            time.sleep(0.2)
+        return [path for path, port in self.hub.ports.items() if port.board is not None]
+
+    def committed(self) -> dict[int, str]:
+        store = RecordStore(self.db)
+        rows = {row["id"]: row["result"] for row in store.jobs()}
+        store.close()
+        return rows
+
+    def kill_and_restart(self) -> None:
+        before = self.committed()  # read just before the kill: all of these are on disk
+        self.last_id_before_restart = max(before, default=0)
+        self.daemon.send_signal(signal.SIGKILL)
+        self.daemon.wait()
+        self.start_daemon()  # marks what was running as interrupted before it connects
+        # A board the dead gangd left between stages (jumped, but the flashloader never came up)
+        # is invisible to the new one: the operator sees a dark port and replugs it.
+        replugged = self.operator.replug_silent()
+        after = self.committed()
+        lost = [i for i, result in before.items() if result != "running" and after.get(i) != result]
+        # A job may still commit its own result between the read above and the kill: only one
+        # left "running" after the restart is unmarked.
+        unmarked = [i for i, result in before.items() if result == "running" and after.get(i) == "running"]
+        interrupted = [i for i, result in before.items() if result == "running"]
+        self.kill_log.append({"at_board": self.finished, "committed": len(before), "lost": lost,
+                              "interrupted": interrupted, "unmarked": unmarked, "replugged": replugged})  # fmt: skip
+
+    def run(self) -> dict:
+        started = time.monotonic()
+        self.operator.populate()
+        self.start_daemon()
+        rng = random.Random(self.args.seed)
+        last_kill = int(self.args.boards * 0.6)
+        kill_points = sorted(rng.sample(range(10, max(11 + self.args.kills, last_kill)), self.args.kills))
+        for point in kill_points:
+            self.wait_finished(point, self.args.timeout)
+            time.sleep(rng.random() * 0.3)  # a random moment, not just after a result
+            self.kill_and_restart()
+        first_final = getattr(self, "last_id_before_restart", 0)
+        stuck = self.wait_done(self.args.timeout)
+        self.operator.stop()
+        stuck += [p for p in self.settle() if p not in stuck]
+        metrics = self.scrape()
+        self.suspect_ports = self.suspects()
+        self.daemon.send_signal(signal.SIGTERM)
+        self.daemon.wait(timeout=120)
+        records = RecordStore(self.db)
+        rows = records.jobs()
+        records.close()
+        self.hub.close()
+        self.server.close()
+        return self.summarise(rows, first_final, metrics, stuck, time.monotonic() - started)
+
+    def settle(self) -> list[str]:
+        """Wait for every job to end; the ports still busy after that are stuck."""
+        deadline = time.monotonic() + 120
+        status = {}
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/status", timeout=5) as response:
+                status = json.load(response)
+            busy = [p["port"] for p in status["ports"] if p["state"] not in ("idle", "suspect")]
+            if not busy:
+                return []
+            time.sleep(0.5)
+        return busy
+
+    def suspects(self) -> list[str]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/status", timeout=5) as response:
+            return [p["port"] for p in json.load(response)["ports"] if p["suspect"]]
+
+    def scrape(self) -> dict[tuple[str, str], int]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        counts = {}
+        for line in text.splitlines():
+            if line.startswith("gangd_boards_total{"):
+                labels, value = line.rsplit(" ", 1)
+                fields = dict(item.split("=") for item in labels[len("gangd_boards_total{"):-1].split(","))
+                counts[(fields["port"].strip('"'), fields["result"].strip('"'))] = int(float(value))
+        return counts
+
+    def summarise(self, rows, first_final, metrics, stuck, wall_s) -> dict:
+        boards = self.hub.boards
+        label = {port: f"P{n:02d}" for n, port in enumerate(self.ports, start=1)}
+        by_serial: dict[str, list[dict]] = {}
+        for row in rows:
+            by_serial.setdefault(row["serial"], []).append(row)
+        false_successes = []
+        for row in rows:
+            if row["result"] != "success":
+                continue
+            board = boards[row["serial"]]
+            srk = [board.otp.read(24 + i) for i in range(8)]
+            if board.flash_image(0x6000_0000, len(IMAGE)) != IMAGE or srk != SRK:
+                false_successes.append(row["id"])
+        # Boards whose flow the simulator saw completed: verified (read-memory ok), then reset.
+        completed = [b for b in boards.values() if _completed(b)]
+        lost = [b.serial for b in completed if not any(r["result"] == "success" for r in by_serial.get(b.serial, []))]
+        lost += [i for kill in self.kill_log for i in kill["lost"]]
+        unmarked = [i for kill in self.kill_log for i in kill["unmarked"]]
+        interrupted = [next(r for r in rows if r["id"] == i) for kill in self.kill_log for i in kill["interrupted"]]
+        not_again = [r["id"] for r in interrupted if not any(o["id"] > r["id"] for o in by_serial.get(r["serial"], []))]
+        final_incarnation_rows = [r for r in rows if r["id"] > first_final]
+        expected = Counter((label[r["port"]], r["result"]) for r in final_incarnation_rows)
+        mismatches = {k: (metrics.get(k, 0), expected.get(k, 0)) for k in set(metrics) | set(expected)
+                      if metrics.get(k, 0) != expected.get(k, 0)}  # fmt: skip
+        final_rss = [kb for inc, kb in self.rss if inc == self.incarnation and kb]
+        tenth = max(1, len(final_rss) // 10)
+        growth = statistics.mean(final_rss[-tenth:]) / statistics.mean(final_rss[:tenth]) - 1 if final_rss else 0.0
+        faults = Counter()
+        for board in boards.values():
+            states = set()
+            for spec, fired in board.own_faults.fired_counts().items():
+                kind = spec.split(":")[0]
+                if kind in ("otp", "slow-flash"):  # states the board arrives with: count boards
+                    states.add(kind)
+                else:
+                    faults[kind] += fired
+            faults.update(states)
+        for port in self.hub.ports.values():
+            for spec, fired in port.faults.fired_counts().items():
+                faults["port:" + spec.split(":")[0]] += fired
+        recoveries = Counter(a["action"] for r in rows for a in r["attempts"])
+        ever_suspect = _ports_ever_suspect(rows, k=3)
+        return {
+            "boards": len(boards), "jobs": len(rows), "results": dict(Counter(r["result"] for r in rows)),
+            "faults_injected": dict(faults), "recoveries": dict(recoveries), "kills": len(self.kill_log),
+            "interrupted_jobs": len(interrupted), "interrupted_not_marked": unmarked,
+            "interrupted_not_programmed_again": not_again,
+            "suspect_ports": self.suspect_ports, "ever_suspect": ever_suspect, "retested": self.operator.retested,
+            "false_successes": false_successes, "lost_records": lost, "metrics_vs_records_mismatches": mismatches,
+            "ports_left_stuck": stuck, "rss_growth": growth, "rss_final_kb": final_rss[-1] if final_rss else 0,
+            "wall_s": wall_s,
+        }  # fmt: skip
+
+
+def _ports_ever_suspect(rows, k: int) -> list[str]:
+    """Replay the records through the station's rule: k failures in a row on a port, each of a
+    board that has passed on another port by then."""
+    passed: set[tuple[str, str]] = set()
+    history: dict[str, list[dict]] = {}
+    flagged = set()
+    for row in rows:
+        if row["result"] == "success":
+            passed.add((row["serial"], row["port"]))
+        history.setdefault(row["port"], []).append(row)
+        for port, port_rows in history.items():
+            recent = port_rows[-k:]
+            if len(recent) == k and all(
+                r["result"] == "failed" and any(s == r["serial"] and p != port for s, p in passed) for r in recent
+            ):
+                flagged.add(port)
+    return sorted(flagged)
+
+
+def _completed(board) -> bool:
+    """Did the simulator see one flashloader session run the whole recipe to its final reset:
+    verified (read-memory ok), fuses read, then reset? Sessions end when the board is in its ROM."""
+    verified = fuses_read = False
+    for record in board.log:
+        if record.stage != "flashloader":
+            verified = fuses_read = False
+        elif record.command == "read-memory" and record.status == 0:
+            verified = True
+        elif record.command == "efuse-read-once" and verified:
+            fuses_read = True
+        elif record.command == "reset" and record.status == 0 and verified and fuses_read:
+            return True
+    return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gangd.soak", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--boards", type=int, default=1000)
+    parser.add_argument("--ports", type=int, default=16)
+    parser.add_argument("--kills", type=int, default=10)
+    parser.add_argument("--time-scale", type=float, default=0.05)
+    parser.add_argument("--replace-delay", type=float, default=0.05)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for each stage")
+    parser.add_argument("--json", help="also write the summary here")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, records)")
+    args = parser.parse_args(argv)
+    directory = Path(tempfile.mkdtemp(prefix="gangd-soak-"))
+    try:
+        summary = Soak(args, directory).run()
+    finally:
+        if not args.keep:
+            shutil.rmtree(directory, ignore_errors=True)
+    invariants = {
+        "false successes": len(summary["false_successes"]),
+        "lost records": len(summary["lost_records"]),
+        "metrics vs records mismatches": len(summary["metrics_vs_records_mismatches"]),
+        "ports left stuck": len(summary["ports_left_stuck"]),
+        "interrupted jobs not marked": len(summary["interrupted_not_marked"]),
+        "interrupted boards not programmed again": len(summary["interrupted_not_programmed_again"]),
+    }
+    print(f"soak: {summary['boards']} boards, {summary['jobs']} jobs, {summary['kills']} SIGKILLs, "
+          f"{summary['wall_s']:.0f} s wall")  # fmt: skip
+    print(f"results:         {summary['results']}")
+    print(f"faults injected: {dict(sorted(summary['faults_injected'].items()))}")
+    print(f"recoveries:      {dict(sorted(summary['recoveries'].items()))}")
+    print(f"interrupted jobs: {summary['interrupted_jobs']}; failed boards retested elsewhere: "
+          f"{summary['retested']}; ports flagged suspect: {summary['ever_suspect']} (at the end: "
+          f"{summary['suspect_ports']})")  # fmt: skip
+    for name, value in invariants.items():
+        print(f"{name:<42} {value}")
+    growth = summary["rss_growth"]
+    print(f"{'memory growth, first to last 10 % of boards':<42} {growth * 100:+.1f} % "
+          f"(final RSS {summary['rss_final_kb'] / 1024:.0f} MB)")  # fmt: skip
+    ok = not any(invariants.values()) and growth < 0.10
+    print("soak: PASS" if ok else "soak: FAIL")
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=1, default=str))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

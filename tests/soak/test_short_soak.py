@@ -1,0 +1,25 @@
+"""A short soak in the test suite: 40 boards through 4 ports with faults of every kind and two
+SIGKILLs of gangd; every invariant must hold. The full soak is `python -m gangd.soak` (README)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+
+def test_short_soak_holds_every_invariant():
+    result = subprocess.run(
+        [sys.executable, "-m", "gangd.soak", "--boards", "40", "--ports", "4", "--kills", "2",
+         "--time-scale", "0.02", "--timeout", "240", "--seed", "3"],
+        capture_output=True, text=True, timeout=400,
+    )  # fmt: skip
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr[-3000:]
+    for name in ("false successes", "lost records", "metrics vs records mismatches", "ports left stuck",
+                 "interrupted jobs not marked", "interrupted boards not programmed again"):  # fmt: skip
+        assert re.search(rf"^{name}\s+0$", out, re.M), (name, out)
+    assert "2 SIGKILLs" in out and "soak: PASS" in out
+    faults = re.search(r"faults injected: (\{.*\})", out).group(1)
+    for kind in ("status", "malformed", "corrupt-readback", "port:status"):
+        assert f"'{kind}'" in faults
