@@ -213,8 +213,7 @@ def _run_simulated(args: argparse.Namespace, config: Config | None) -> int:
             operator.stop()
             notifier.close()
             store.close()
-    ok = sum(r.result == "success" for r in station.results)
-    print(f"gangd: {len(station.results)} boards, {ok} programmed", file=sys.stderr)
+    print(f"gangd: {station.jobs_finished} boards, {station.counts['success']} programmed", file=sys.stderr)
     return 0
 
 

@@ -195,8 +195,10 @@ class Soak:
         self.daemon.wait()
         self.start_daemon()  # marks what was running as interrupted before it connects
         # A board the dead gangd left between stages (jumped, but the flashloader never came up)
-        # is invisible to the new one: the operator sees a dark port and replugs it.
+        # is invisible to the new one: the operator sees a dark port and replugs it; a port whose
+        # board was pulled out (its "removed" never reported) is filled with a fresh one.
         replugged = self.operator.replug_silent()
+        self.operator.populate()
         after = self.committed()
         lost = [i for i, result in before.items() if result != "running" and after.get(i) != result]
         # A job may still commit its own result between the read above and the kill: only one
@@ -280,7 +282,12 @@ class Soak:
         lost += [i for kill in self.kill_log for i in kill["lost"]]
         unmarked = [i for kill in self.kill_log for i in kill["unmarked"]]
         interrupted = [next(r for r in rows if r["id"] == i) for kill in self.kill_log for i in kill["interrupted"]]
-        not_again = [r["id"] for r in interrupted if not any(o["id"] > r["id"] for o in by_serial.get(r["serial"], []))]
+        # A board that was pulled out (a disconnect fault) while gangd was dead cannot be
+        # programmed again: it left the line. Every other interrupted board must get a new job.
+        pulled = {serial for serial, board in boards.items() if board.own_faults.fired_counts().get(
+            next((spec for spec in board.own_faults.fired_counts() if spec.startswith("disconnect")), ""), 0)}
+        not_again = [r["id"] for r in interrupted
+                     if r["serial"] not in pulled and not any(o["id"] > r["id"] for o in by_serial.get(r["serial"], []))]
         final_incarnation_rows = [r for r in rows if r["id"] > first_final]
         expected = Counter((label[r["port"]], r["result"]) for r in final_incarnation_rows)
         mismatches = {k: (metrics.get(k, 0), expected.get(k, 0)) for k in set(metrics) | set(expected)

@@ -10,6 +10,7 @@ boundary, and whatever is still running when the grace period ends is cancelled.
 
 from __future__ import annotations
 
+from collections import Counter, OrderedDict, deque
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -25,6 +26,9 @@ from .recipe import Recipe
 from .records import RecordStore
 
 log = structlog.get_logger("gangd.station")
+
+HISTORY = 1000  # results kept in memory (the records keep all of them)
+PASSED_MEMORY = 20_000  # boards remembered as good, for telling port faults from board faults
 
 ResultListener = Callable[[JobResult], None]
 BoardSource = Callable[..., Awaitable[None]]  # async (emit, *, task_status) -> None
@@ -47,7 +51,11 @@ class Station:
         self.power = power
         self.configured = dict(ports or {})  # path -> label; empty means every port
         self.ports: dict[str, Port] = {}
-        self.results: list[JobResult] = []
+        self.results: list[JobResult] = []  # the most recent ones only (see HISTORY)
+        self.jobs_finished = 0
+        self.counts: Counter[str] = Counter()
+        self._recent: dict[str, deque[tuple[str | None, str]]] = {}  # port -> (board, result), last K
+        self._passed: OrderedDict[str, set[str]] = OrderedDict()  # board -> ports it passed on (LRU)
         self.listeners: list[ResultListener] = []
         self.stopping = False
         self._nursery: trio.Nursery | None = None
@@ -81,8 +89,7 @@ class Station:
     def summary(self) -> str:
         """One line for systemd's STATUS=."""
         busy = sum(1 for port in self.ports.values() if port.state != "idle")
-        ok = sum(1 for r in self.results if r.result == "success")
-        failed = sum(1 for r in self.results if r.result == "failed")
+        ok, failed = self.counts["success"], self.counts["failed"]
         suspect = sum(1 for port in self.ports.values() if port.suspect)
         present = sum(1 for port in self.ports.values() if port.present)
         text = f"{len(self.ports)} ports, {present} boards present, {busy} busy; {ok} programmed, {failed} failed"
@@ -139,7 +146,7 @@ class Station:
             finally:
                 self._jobs_running -= 1
                 self._check_idle()
-            self.results.append(result)
+            self._remember(result)
             port.finished(result.result, result.reason, result.duration_s, result.started + result.duration_s)
             self._judge_ports()
             for listener in self.listeners:
@@ -150,6 +157,24 @@ class Station:
 
     # --- port or board? ---------------------------------------------------------------------------
 
+    def _remember(self, result: JobResult) -> None:
+        """Bounded memory of results: a line runs for days, the daemon must not grow with it."""
+        self.jobs_finished += 1
+        self.counts[result.result] += 1
+        self.results.append(result)
+        if len(self.results) > 2 * HISTORY:
+            del self.results[:-HISTORY]
+        k = self.recipe.recovery.suspect_after
+        recent = self._recent.setdefault(result.port, deque(maxlen=k))
+        if recent.maxlen != k:  # a reload changed suspect_after
+            recent = self._recent[result.port] = deque(recent, maxlen=k)
+        recent.append((result.identity, result.result))
+        if result.result == "success" and result.identity:
+            self._passed.setdefault(result.identity, set()).add(result.port)
+            self._passed.move_to_end(result.identity)
+            while len(self._passed) > PASSED_MEMORY:
+                self._passed.popitem(last=False)
+
     def _judge_ports(self) -> None:
         """Flag a port whose last K boards all failed there while each of them passed elsewhere.
 
@@ -157,15 +182,14 @@ class Station:
         after it failed on the suspect port, when the operator tries it in another one.
         """
         k = self.recipe.recovery.suspect_after
-        passed = {(r.identity, r.port) for r in self.results if r.result == "success" and r.identity}
         for port in self.ports.values():
-            recent = [r for r in self.results if r.port == port.path][-k:]
+            recent = self._recent.get(port.path, ())
             suspect = len(recent) == k and all(
-                r.result == "failed" and r.identity and any(i == r.identity and p != port.path for i, p in passed)
-                for r in recent
+                result == "failed" and board and self._passed.get(board, set()) - {port.path}
+                for board, result in recent
             )
             if suspect != port.suspect:
                 port.suspect = suspect
                 if suspect:
                     log.warning("suspect port: its boards fail here and pass elsewhere", port=port.path,
-                                label=port.label, boards=[r.identity for r in recent])  # fmt: skip
+                                label=port.label, boards=[board for board, _ in recent])  # fmt: skip

@@ -118,15 +118,15 @@ async def gangd_phase(recipe: Recipe, batches: list[int], ports: int, idle_s: fl
         out["idle_cpu_fraction"] = (time.process_time() - cpu0) / (time.monotonic() - wall0)
         out["rss_idle_mb"] = rss_idle
         for n in batches:
-            before = len(station.results)
+            before = station.jobs_finished
             done = trio.Event()
-            station.listeners[:] = [lambda _: done.set() if len(station.results) >= before + n else None]
+            station.listeners[:] = [lambda _: done.set() if station.jobs_finished >= before + n else None]
             sim_cpu0 = (await sim.command("stats", "stats"))["cpu_s"]
             cpu0, wall0 = time.process_time(), time.monotonic()
             await sim.command(f"plug {n}")
             await done.wait()
             wall, cpu = time.monotonic() - wall0, time.process_time() - cpu0
-            results = station.results[before:]
+            results = station.results[-n:]
             stats = await sim.command("stats", "stats")
             await sim.command("unplug", "unplugged")
             expected = recipe.images[0].sha256

@@ -60,6 +60,7 @@ class SimPort:
         self.devnode: str | None = None
         self.boards_seen = 0
         self._thread: threading.Thread | None = None
+        self._on_bus = threading.Event()
         self._lock = threading.Lock()
 
     def plug(self, board: SimBoard) -> None:
@@ -68,10 +69,14 @@ class SimPort:
                 raise RuntimeError(f"port {self.path} already holds board {self.board.serial}")
             self.board = board
             self.boards_seen += 1
+            self._on_bus = threading.Event()
             self._thread = threading.Thread(
                 target=self._carry, args=(board,), name=f"sim-port-{self.path}", daemon=True
             )
             self._thread.start()
+        # Like a real plug-in as seen from the host: done once the board has enumerated, so a
+        # board plugged before gangd starts is there for its coldplug scan.
+        self._on_bus.wait(5)
 
     def unplug(self, wait: bool = True) -> SimBoard | None:
         with self._lock:
@@ -124,6 +129,7 @@ class SimPort:
         if board.first_enumerated_at is None:
             board.first_enumerated_at = time.monotonic()
         self.hub._emit(PortEvent(ADD, self.path, ids.vid, ids.pid, board.serial, devnode))
+        self._on_bus.set()
         try:
             self._serve_handles(board, listener)
         except LeaveStage as leave:
