@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import signal
@@ -153,7 +154,7 @@ class Soak:
         self.daemon = subprocess.Popen(
             [*GANGD, "run", "--config", str(self.config), "--sim-socket", str(self.dir / "hub.sock"),
              "--state-dir", str(self.state), "--log-level", "info"],
-            stdout=log, stderr=subprocess.STDOUT,
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "MALLOC_ARENA_MAX": "2"},
         )  # fmt: skip
         deadline = time.monotonic() + 60
         while self.server.connections == connections:
@@ -204,7 +205,7 @@ class Soak:
         # A job may still commit its own result between the read above and the kill: only one
         # left "running" after the restart is unmarked.
         unmarked = [i for i, result in before.items() if result == "running" and after.get(i) == "running"]
-        interrupted = [i for i, result in before.items() if result == "running"]
+        interrupted = [i for i, result in before.items() if result == "running" and after.get(i) == "interrupted"]
         self.kill_log.append({"at_board": self.finished, "committed": len(before), "lost": lost,
                               "interrupted": interrupted, "unmarked": unmarked, "replugged": replugged})  # fmt: skip
 
@@ -290,8 +291,8 @@ class Soak:
                      if r["serial"] not in pulled and not any(o["id"] > r["id"] for o in by_serial.get(r["serial"], []))]
         final_incarnation_rows = [r for r in rows if r["id"] > first_final]
         expected = Counter((label[r["port"]], r["result"]) for r in final_incarnation_rows)
-        mismatches = {k: (metrics.get(k, 0), expected.get(k, 0)) for k in set(metrics) | set(expected)
-                      if metrics.get(k, 0) != expected.get(k, 0)}  # fmt: skip
+        mismatches = {f"{k[0]}/{k[1]}": {"metrics": metrics.get(k, 0), "records": expected.get(k, 0)}
+                      for k in set(metrics) | set(expected) if metrics.get(k, 0) != expected.get(k, 0)}  # fmt: skip
         final_rss = [kb for inc, kb in self.rss if inc == self.incarnation and kb]
         tenth = max(1, len(final_rss) // 10)
         growth = statistics.mean(final_rss[-tenth:]) / statistics.mean(final_rss[:tenth]) - 1 if final_rss else 0.0
@@ -318,6 +319,7 @@ class Soak:
             "suspect_ports": self.suspect_ports, "ever_suspect": ever_suspect, "retested": self.operator.retested,
             "false_successes": false_successes, "lost_records": lost, "metrics_vs_records_mismatches": mismatches,
             "ports_left_stuck": stuck, "rss_growth": growth, "rss_final_kb": final_rss[-1] if final_rss else 0,
+            "rss_samples_kb": final_rss,
             "wall_s": wall_s,
         }  # fmt: skip
 

@@ -27,8 +27,8 @@ from .records import RecordStore
 
 log = structlog.get_logger("gangd.station")
 
-HISTORY = 1000  # results kept in memory (the records keep all of them)
-PASSED_MEMORY = 20_000  # boards remembered as good, for telling port faults from board faults
+HISTORY = 100  # results kept in memory for status and tests (the records keep all of them)
+PASSED_MEMORY = 2_000  # boards remembered as good, for telling port faults from board faults
 
 ResultListener = Callable[[JobResult], None]
 BoardSource = Callable[..., Awaitable[None]]  # async (emit, *, task_status) -> None
