@@ -191,7 +191,9 @@ class Job:
                 await self._step("recover-reset", deadlines.command_s, self.mboot.reset, 0, False)
                 self._close()
                 self._note(error, klass, recovery.RESET)
-                return recovery.RESET, await self.port.wait_for_stage(ROM, deadlines.replug_s, "recover-reset")
+                return recovery.RESET, await self.port.wait_for_stage(
+                    ROM, deadlines.replug_s, "recover-reset", self.event.serial
+                )
             except (BoardRemoved, JobStopped):
                 raise
             except JobError:
@@ -203,7 +205,9 @@ class Job:
             self.port.state = "disabled"
             await self.power.power_cycle(self.port.path)
             self.port.state = "recovering"
-            return recovery.POWER_CYCLE, await self.port.wait_for_stage(ROM, deadlines.replug_s, "power-cycle")
+            return recovery.POWER_CYCLE, await self.port.wait_for_stage(
+                ROM, deadlines.replug_s, "power-cycle", self.event.serial
+            )
         self._note(error, klass, recovery.REPLUG)
         error.reason += "; the board stopped answering and cannot be reset from here: replug it"
         raise error
@@ -225,8 +229,12 @@ class Job:
             event = await self._wait_stage("wait-replug", FLASHLOADER, deadlines.replug_s)
             self.port.state = "programming"
         self.mboot = mboot = await self._step("open", deadlines.command_s, self._open_mboot, event)
-        self.result.board_id = await self._step("identify", deadlines.command_s, self._identify, mboot)
-        structlog.contextvars.bind_contextvars(board=self.result.board_id)
+        board_id = await self._step("identify", deadlines.command_s, self._identify, mboot)
+        if self.result.board_id and board_id != self.result.board_id:
+            # Between two attempts someone swapped the board: the rest is not this job's board.
+            raise BoardRemoved(self.port.path, "identify", f"a different board ({board_id}) is on the port now")
+        self.result.board_id = board_id
+        structlog.contextvars.bind_contextvars(board=board_id)
         await self._step("configure-memory", deadlines.command_s, self._configure, mboot)
         for image in recipe.images:
             await self._memory_step("erase", deadlines.erase_s(image.erase_length), mboot.flash_erase_region,
@@ -244,7 +252,10 @@ class Job:
             # USB never does, which is not a failure.
             self.port.state = "waiting-replug"
             with trio.move_on_after(deadlines.reset_replug_s):
-                await self.port.wait_for_stage(ROM, deadlines.reset_replug_s, "reset")
+                try:
+                    await self.port.wait_for_stage(ROM, deadlines.reset_replug_s, "reset", self.event.serial)
+                except BoardRemoved:
+                    pass  # programmed and reset; the operator was just quick to take it out
 
     async def _memory_step(self, name: str, deadline_s: float, fn: Callable[..., Any], *args: Any) -> Any:
         """A flash step; a transient failure is retried after re-configuring the memory."""
@@ -292,7 +303,7 @@ class Job:
     async def _wait_stage(self, step: str, stage: str, timeout_s: float) -> PortEvent:
         self.port.step = step
         started = time.monotonic()
-        event = await self.port.wait_for_stage(stage, timeout_s, step)
+        event = await self.port.wait_for_stage(stage, timeout_s, step, self.event.serial)
         self.result.steps.append(StepTiming(step, time.monotonic() - started, self.attempt))
         self._progress(step)
         return event

@@ -12,7 +12,7 @@ import math
 
 import trio
 
-from .errors import ReplugTimeout
+from .errors import BoardRemoved, ReplugTimeout
 from .family import FamilyInfo, UsbIds
 from .hotplug.events import ADD, PortEvent
 from .metrics import Metrics
@@ -117,11 +117,18 @@ class Port:
             self.attached = event if event.action == ADD else None
             return event
 
-    async def wait_for_stage(self, stage: str, timeout_s: float, step: str) -> PortEvent:
-        """The next add of `stage` on this port; ReplugTimeout naming port, step and deadline."""
+    async def wait_for_stage(self, stage: str, timeout_s: float, step: str, serial: str | None = None) -> PortEvent:
+        """The next add of `stage` on this port; ReplugTimeout naming port, step and deadline.
+
+        The port is the board's name, but not a proof: if the operator swapped boards while this
+        one was off the bus, the newcomer's USB serial tells (when both have one)."""
         with trio.move_on_after(timeout_s):
             while True:
                 event = await self.next_event()
+                if event.action == ADD and serial and event.serial and event.serial != serial:
+                    raise BoardRemoved(
+                        self.path, step, f"another board (serial {event.serial}) appeared on the port: {serial} was taken out"
+                    )
                 if event.action == ADD and stage_of(self.family, event) == stage:
                     return event
         raise ReplugTimeout(

@@ -132,12 +132,16 @@ class Station:
         return port
 
     async def _port_task(self, port: Port) -> None:
+        event: PortEvent | None = None
         while True:
-            event = await port.next_event()
-            if event.action != ADD:
-                continue
+            if event is None:
+                event = await port.next_event()
+                if event.action != ADD:
+                    event = None
+                    continue
             if self.stopping:
                 log.info("board ignored: gangd is stopping", port=port.path)
+                event = None
                 continue
             self._jobs_running += 1
             try:
@@ -151,11 +155,14 @@ class Station:
             self._judge_ports()
             for listener in self.listeners:
                 listener(result)
+            finished_serial, event = event.serial, None
+            newcomer = port.attached
+            if newcomer is not None and newcomer.serial and finished_serial and newcomer.serial != finished_serial:
+                event = newcomer  # swapped in while the last job ran: it is a new board, start on it
+                continue
             # The finished board stays until someone takes it out; only then is the port free.
             while port.attached is not None:
                 await port.next_event()
-
-    # --- port or board? ---------------------------------------------------------------------------
 
     def _remember(self, result: JobResult) -> None:
         """Bounded memory of results: a line runs for days, the daemon must not grow with it."""

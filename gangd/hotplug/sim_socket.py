@@ -58,10 +58,12 @@ class SimSocketSource:
         async for message in self._outbox:
             await stream.send_all(json.dumps(message).encode() + b"\n")
 
-    async def power_cycle(self, port: str) -> None:
+    async def power_cycle(self, port: str, timeout_s: float = 30.0) -> None:
         done = self._power_waiters[port] = trio.Event()
         self._outbox_send.send_nowait({"type": "power-cycle", "port": port})
-        await done.wait()
+        with trio.move_on_after(timeout_s):  # every wait has a deadline; the replug wait follows
+            await done.wait()
+        self._power_waiters.pop(port, None)
 
 
 class SimSocketPower:

@@ -61,6 +61,7 @@ class SimPort:
         self.boards_seen = 0
         self._thread: threading.Thread | None = None
         self._on_bus = threading.Event()
+        self.cycling = False
         self._lock = threading.Lock()
 
     def plug(self, board: SimBoard) -> None:
@@ -89,16 +90,25 @@ class SimPort:
         return board
 
     def power_cycle(self) -> None:
-        """Cut the port's power and restore it: the same board boots into its ROM afresh."""
-        board = self.unplug()
-        if board is None:
-            return
-        board.unplugged.clear()
-        board.enter(ROM)
-        board.power_cycles += 1
+        """Cut the port's power and restore it: the same board boots into its ROM afresh.
+
+        The port is marked while its power is off, so the operator does not put another board
+        into it in between (Operator._replace waits for the cycle to end)."""
         with self._lock:
-            self.boards_seen -= 1  # the same board, not a new one
-        self.plug(board)
+            self.cycling = True
+        try:
+            board = self.unplug()
+            if board is None:
+                return
+            board.unplugged.clear()
+            board.enter(ROM)
+            board.power_cycles += 1
+            with self._lock:
+                self.boards_seen -= 1  # the same board, not a new one
+            self.plug(board)
+        finally:
+            with self._lock:
+                self.cycling = False
 
     def _carry(self, board: SimBoard) -> None:
         """The board's life on this port: enumerate, serve, leave, re-enumerate, until unplugged."""
@@ -327,6 +337,9 @@ class Operator:
 
     def _replace(self, port: str, result: str | None = None) -> None:
         if self._stopped.is_set():
+            return
+        if self.hub.port(port).cycling:  # its power is being cycled: come back when it is on
+            self.finished(port, result)
             return
         board = self.hub.unplug(port)
         with self._lock:

@@ -100,3 +100,24 @@ async def test_stop_lets_running_jobs_end_at_a_step_boundary(line):
     with trio.fail_after(5):
         await run.station.wait_jobs_done()
     assert all(r.result in ("stopped", "success") for r in run.station.results)
+
+
+async def test_a_board_swapped_during_a_replug_is_not_taken_for_the_old_one(line, rt1020, store):
+    """The port names the board, but a swap while it was off the bus is told by its serial:
+    the old job ends 'removed' and the newcomer gets a job and a record of its own."""
+    from gangd.sim import BoardFactory, TimingModel
+
+    run = await line(1, faults={"1-1.1": ("no-reenumerate",)})
+    with trio.fail_after(10):
+        while run.station.ports["1-1.1"].step != "wait-replug":
+            await trio.sleep(0.005)
+    old = run.hub.unplug("1-1.1")  # the dark board is taken out …
+    spec = BoardFactory(rt1020, TimingModel(time_scale=0), seed=77)()
+    spec.serial = "SWAPPED-IN"
+    new = run.hub.plug("1-1.1", spec)  # … and another put in
+    first, second = await run.wait_results(2)
+    assert (first.serial, first.result, first.step) == (old.serial, "removed", "wait-replug")
+    assert "another board" in first.reason
+    assert (second.serial, second.result, second.board_id) == (new.serial, "success", f"{new.uuid:016x}")
+    assert new.flash_image(0x6000_0000, len(IMAGE)) == IMAGE
+    assert [r["serial"] for r in store.jobs()] == [old.serial, new.serial]
