@@ -149,6 +149,7 @@ class Soak:
 
     def start_daemon(self) -> None:
         self.incarnation += 1
+        self.started_at = time.time()  # rows started from now on belong to this incarnation
         connections = self.server.connections
         log = open(self.dir / f"gangd-{self.incarnation}.log", "w")  # noqa: SIM115 - closed with the process
         self.daemon = subprocess.Popen(
@@ -220,7 +221,7 @@ class Soak:
             self.wait_finished(point, self.args.timeout)
             time.sleep(rng.random() * 0.3)  # a random moment, not just after a result
             self.kill_and_restart()
-        first_final = getattr(self, "last_id_before_restart", 0)
+        first_final = self.started_at
         stuck = self.wait_done(self.args.timeout)
         self.operator.stop()
         stuck += [p for p in self.settle() if p not in stuck]
@@ -289,7 +290,7 @@ class Soak:
             next((spec for spec in board.own_faults.fired_counts() if spec.startswith("disconnect")), ""), 0)}
         not_again = [r["id"] for r in interrupted
                      if r["serial"] not in pulled and not any(o["id"] > r["id"] for o in by_serial.get(r["serial"], []))]
-        final_incarnation_rows = [r for r in rows if r["id"] > first_final]
+        final_incarnation_rows = [r for r in rows if r["started"] >= first_final]
         expected = Counter((label[r["port"]], r["result"]) for r in final_incarnation_rows)
         mismatches = {f"{k[0]}/{k[1]}": {"metrics": metrics.get(k, 0), "records": expected.get(k, 0)}
                       for k in set(metrics) | set(expected) if metrics.get(k, 0) != expected.get(k, 0)}  # fmt: skip

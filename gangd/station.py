@@ -157,6 +157,11 @@ class Station:
                 listener(result)
             finished_serial, event = event.serial, None
             newcomer = port.attached
+            if result.result == "removed":
+                # That board left; whatever is on the port now (a newcomer, or the same board
+                # plugged back in) is a board to program, and the next add starts it otherwise.
+                event = newcomer
+                continue
             if newcomer is not None and newcomer.serial and finished_serial and newcomer.serial != finished_serial:
                 event = newcomer  # swapped in while the last job ran: it is a new board, start on it
                 continue

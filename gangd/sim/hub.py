@@ -341,6 +341,8 @@ class Operator:
         if self.hub.port(port).cycling:  # its power is being cycled: come back when it is on
             self.finished(port, result)
             return
+        if result == "removed" and self.hub.port(port).board is not None:
+            return  # gangd saw it leave, but a board is in the port again (replugged): leave it
         board = self.hub.unplug(port)
         with self._lock:
             if board is not None and result == "failed" and self._rng.random() < self.retest:
