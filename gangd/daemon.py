@@ -20,7 +20,7 @@ import trio
 
 from . import logs
 from .config import Config, ConfigError, load_config
-from .family import UsbIds, family_names, isp_usb_ids, load_family
+from .family import UsbIds, family_names, isp_usb_ids
 from .hotplug.sim_socket import SimSocketPower, SimSocketSource
 from .hotplug.udev import BoardFilter, UdevSource
 from .notify import Notifier

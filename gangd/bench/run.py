@@ -15,7 +15,6 @@ import argparse
 import dataclasses
 import hashlib
 import json
-import os
 import resource
 import statistics
 import subprocess
@@ -27,8 +26,8 @@ from pathlib import Path
 import trio
 
 from .. import logs
-from ..family import load_family
 from ..hotplug.events import PortEvent
+from ..hotplug.sim_socket import json_messages
 from ..recipe import Recipe, builtin_rt1020
 from ..sim.images import build_flashloader_image
 from ..sim.timing import TimingModel
@@ -67,24 +66,15 @@ class SimProcess:
         proc = await trio.lowlevel.open_process(self.args, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self.proc = proc
         try:
-            buffer = b""
             started = False
-            while True:
-                chunk = await proc.stdout.receive_some(65536)
-                if not chunk:
-                    return
-                buffer += chunk
-                while b"\n" in buffer:
-                    line, buffer = buffer.split(b"\n", 1)
-                    message = json.loads(line)
-                    kind = message.pop("type")
-                    if kind == "event":
-                        emit(PortEvent(**message))
-                    elif kind == "ready" and not started:
-                        started = True
-                        task_status.started()
-                    else:
-                        await self.replies[0].send((kind, message))
+            async for kind, message in json_messages(proc.stdout):
+                if kind == "event":
+                    emit(PortEvent(**message))
+                elif kind == "ready" and not started:
+                    started = True
+                    task_status.started()
+                else:
+                    await self.replies[0].send((kind, message))
         finally:
             with trio.CancelScope(shield=True):
                 with trio.move_on_after(10):

@@ -20,6 +20,17 @@ import trio
 from .events import PortEvent
 
 
+async def json_messages(stream):
+    """(type, fields) for each JSON line on a trio receive stream, until it ends."""
+    buffer = b""
+    while chunk := await stream.receive_some(65536):
+        buffer += chunk
+        while b"\n" in buffer:
+            line, buffer = buffer.split(b"\n", 1)
+            message = json.loads(line)
+            yield message.pop("type"), message
+
+
 class SimSocketSource:
     def __init__(self, path: str) -> None:
         self.path = path
@@ -33,26 +44,18 @@ class SimSocketSource:
         stream = await trio.open_unix_socket(self.path)
         async with stream, trio.open_nursery() as nursery:
             nursery.start_soon(self._writer, stream)
-            buffer = b""
             started = False
-            while True:
-                chunk = await stream.receive_some(65536)
-                if not chunk:
-                    raise ConnectionError(f"{self.path}: the simulated hub went away")
-                buffer += chunk
-                while b"\n" in buffer:
-                    line, buffer = buffer.split(b"\n", 1)
-                    message = json.loads(line)
-                    kind = message.pop("type")
-                    if kind == "event":
-                        emit(PortEvent(**message))
-                    elif kind == "coldplug-done" and not started:
-                        started = True
-                        task_status.started()
-                    elif kind == "power-cycled":
-                        waiter = self._power_waiters.pop(message["port"], None)
-                        if waiter is not None:
-                            waiter.set()
+            async for kind, message in json_messages(stream):
+                if kind == "event":
+                    emit(PortEvent(**message))
+                elif kind == "coldplug-done" and not started:
+                    started = True
+                    task_status.started()
+                elif kind == "power-cycled":
+                    waiter = self._power_waiters.pop(message["port"], None)
+                    if waiter is not None:
+                        waiter.set()
+            raise ConnectionError(f"{self.path}: the simulated hub went away")
 
     async def _writer(self, stream) -> None:
         async for message in self._outbox:

@@ -3,7 +3,6 @@ located message), never a traceback."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings

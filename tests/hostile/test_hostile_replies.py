@@ -6,7 +6,6 @@ from __future__ import annotations
 import socket
 import threading
 
-import pytest
 import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
