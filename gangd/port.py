@@ -135,9 +135,3 @@ class Port:
             self.path, step, f"the {stage} did not appear on the port within {timeout_s:g} s", kind="replug-timeout"
         )
 
-    async def wait_until_removed(self, timeout_s: float) -> bool:
-        with trio.move_on_after(timeout_s):
-            while self.attached is not None:
-                await self.next_event()
-            return True
-        return False

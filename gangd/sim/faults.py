@@ -163,12 +163,6 @@ class FaultPlan:
                     return rule
         return None
 
-    def first(self, kind: str) -> FaultRule | None:
-        for rule in self.rules:
-            if rule.kind == kind:
-                return rule
-        return None
-
     def of_kind(self, kind: str) -> list[FaultRule]:
         return [rule for rule in self.rules if rule.kind == kind]
 
