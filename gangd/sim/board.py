@@ -11,17 +11,17 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..family import FamilyInfo, MemoryRegion, UsbIds
 from .faults import CombinedFaults, FaultPlan
 from .memory import OtpFuses, SparseMemory
+from .nor_flash import DEFAULT_PART, PARTS, FlashPart, NorFlash
 from .timing import BoardClock, TimingModel
 
 ROM = "rom"
 FLASHLOADER = "flashloader"
 STAGES = (ROM, FLASHLOADER)
-
-DEFAULT_NOR_SIZE = 8 * 1024 * 1024  # the RT1020-EVK's IS25LP064: 8 MiB
 
 
 class LeaveStage(Exception):
@@ -49,12 +49,28 @@ class CommandRecord:
 
 @dataclass
 class FlashConfig:
+    """What a successful configure-memory 9 left in the flashloader's FlexSPI driver."""
+
     region: MemoryRegion
-    size: int
-    page_size: int = 256
-    sector_size: int = 4096
-    block_size: int = 64 * 1024
+    part: FlashPart
+    read_mhz: int  # the clock reads run at (option0's max_freq); erase and program use the safe one
     option_words: tuple[int, ...] = ()
+
+    @property
+    def size(self) -> int:
+        return self.part.size
+
+    @property
+    def page_size(self) -> int:
+        return self.part.page_size
+
+    @property
+    def sector_size(self) -> int:
+        return self.part.sector_size
+
+    @property
+    def block_size(self) -> int:
+        return self.part.block_size
 
 
 @dataclass
@@ -66,10 +82,14 @@ class BoardSpec:
     uuid: int
     stage: str = ROM
     hab_closed: bool = False
-    nor_size: int = DEFAULT_NOR_SIZE
+    flash_part: str = DEFAULT_PART
     faults: tuple[str, ...] = ()
     seed: int | None = None
     timing: TimingModel = field(default_factory=TimingModel)
+
+    @property
+    def nor_size(self) -> int:
+        return PARTS[self.flash_part].size
 
 
 class SimBoard:
@@ -88,9 +108,11 @@ class SimBoard:
         self.unplugged = threading.Event()
         self.clock = BoardClock(spec.timing.scaled(flash_slowdown=slowdown), self.unplugged)
         self.ram = SparseMemory(0x00)
-        self.flash = SparseMemory(0xFF)
+        self.flash = self._make_flash()
+        self.plugs = 0  # times the board was plugged in; every plug after the first is a power-up
         self.otp = OtpFuses(max((f.index for f in spec.family.fuses), default=127) + 1)
         self.flash_config: FlashConfig | None = None
+        self.nor_driver: Any = None  # the running flashloader's FlexSPI driver (flexspi_nor.py)
         self.reserved: tuple[int, int] | None = None  # RAM the running flashloader occupies
         self.log: list[CommandRecord] = []
         self.sdp_error = 0  # ROM's last error, read back by error-status
@@ -100,6 +122,15 @@ class SimBoard:
         self.first_command_at: float | None = None  # monotonic time its first command arrived
         self._burn_identity()
         self._apply_otp_faults()
+
+    def _make_flash(self) -> NorFlash:
+        max_read_mhz = None
+        for rule in self.faults.of_kind("marginal-read"):
+            max_read_mhz = rule.max_mhz
+        protection = None
+        for rule in self.faults.of_kind("write-protect"):
+            protection = rule.persist
+        return NorFlash(PARTS[self.spec.flash_part], max_read_mhz, protection, seed=(self.spec.seed, self.serial))
 
     # --- identity -------------------------------------------------------------------------
 
@@ -140,9 +171,30 @@ class SimBoard:
             self.ram.clear()
             self.reserved = None
         self.flash_config = None
+        self.nor_driver = None
         self.hung = False
         self.stage = stage
 
+    def power_up(self) -> None:
+        """Plugged in (or its port's power restored). The first plug is not a power-up the line
+        sees: a board arrives in whatever state its previous life left it (a flash protected by an
+        application, say). Every later one boots the ROM afresh and loses the flash's volatile
+        state."""
+        if self.plugs:
+            self.unplugged.clear()
+            self.flash.power_off()
+            self.enter(ROM)
+        self.plugs += 1
+
+    @property
+    def flexspi_window(self) -> MemoryRegion | None:
+        for region in self.family.regions:
+            if region.external and region.name.startswith("flexspi"):
+                return region
+        return None
+
     def flash_image(self, address: int, length: int) -> bytes:
-        """What the NOR holds, for tests: independent of any protocol."""
-        return self.flash.read(address, length)
+        """What the NOR holds at a FlexSPI address, for tests: independent of any protocol."""
+        window = self.flexspi_window
+        start = window.start if window is not None else 0
+        return self.flash.contents(address - start, length)

@@ -12,6 +12,13 @@ A fault is written as `KIND[:key=value,...]`, the same on the command line, in c
     no-reenumerate                                     after the jump the flashloader never appears
     slow-flash:factor=3                                program and erase take 3x the model
     otp:index=24,value=0x1234abcd[,locked=1]           a word already burned before we got the board
+    marginal-read:max-mhz=100                          reads above 100 MHz flip bits on this board
+    write-protect:persist=power                        block-protect bits set in the flash's status
+                                                       register: `power` (volatile: cleared by a power
+                                                       cycle or replug, not by a reset) or `always`
+
+The last two are mechanisms, not dice: the simulated flashloader then fails the way NXP's does
+(20106 after an erase or a page program whose read-back differs), see `nor_flash.py`.
 
 `nth` counts the matching commands this rule has seen (1-based), `p` draws from the rule's own
 seeded random generator, and with neither the rule fires every time. A plan can belong to a board
@@ -28,7 +35,8 @@ from dataclasses import dataclass, field
 COMMAND_KINDS = {"status", "no-response", "hang", "disconnect", "malformed"}
 # Ways a reply can be wrong, for `malformed:cmd=...,shape=...` (HID only).
 MALFORMED_SHAPES = ("truncated", "oversized", "wrong-id", "lying-length", "unknown-status", "halfway", "garbage")
-KINDS = COMMAND_KINDS | {"corrupt-readback", "no-reenumerate", "slow-flash", "otp"}
+KINDS = COMMAND_KINDS | {"corrupt-readback", "no-reenumerate", "slow-flash", "otp", "marginal-read", "write-protect"}
+PERSISTENCE = ("power", "always")  # write-protect: volatile or non-volatile block-protect bits
 
 COMMAND_NAMES = {
     # flashloader (blhost names)
@@ -59,6 +67,8 @@ class FaultRule:
     value: int = 0
     locked: bool = False
     shape: str = "garbage"
+    max_mhz: float | None = None
+    persist: str = "power"
     spec: str = ""
     seen: int = 0
     fired: int = 0
@@ -132,6 +142,17 @@ def parse_fault(spec: str, seed: int | None = None) -> FaultRule:
             if text not in MALFORMED_SHAPES:
                 raise FaultSpecError(f"fault {spec!r}: shape must be one of {', '.join(MALFORMED_SHAPES)}")
             rule.shape = text
+        elif key == "max-mhz":
+            try:
+                rule.max_mhz = float(text)
+            except ValueError:
+                raise FaultSpecError(f"fault {spec!r}: max-mhz={text!r} is not a number") from None
+            if rule.max_mhz <= 0:
+                raise FaultSpecError(f"fault {spec!r}: max-mhz must be positive")
+        elif key == "persist":
+            if text not in PERSISTENCE:
+                raise FaultSpecError(f"fault {spec!r}: persist must be one of {', '.join(PERSISTENCE)}")
+            rule.persist = text
         elif key == "locked":
             rule.locked = text not in ("0", "false", "no")
         else:
@@ -140,6 +161,8 @@ def parse_fault(spec: str, seed: int | None = None) -> FaultRule:
         raise FaultSpecError(f"fault {spec!r}: status needs code=N")
     if kind in COMMAND_KINDS and rule.command is None and kind != "hang":
         raise FaultSpecError(f"fault {spec!r}: {kind} needs cmd=NAME")
+    if kind == "marginal-read" and rule.max_mhz is None:
+        raise FaultSpecError(f"fault {spec!r}: marginal-read needs max-mhz=N")
     if kind == "otp" and rule.index is None and rule.fuse is None:
         raise FaultSpecError(f"fault {spec!r}: otp needs index=N or fuse=NAME")
     return rule

@@ -1,12 +1,12 @@
 """The flashloader stage: the MCU bootloader protocol (what `blhost` speaks) on an i.MX RT part.
 
 Commands, their packets and their status codes follow spsdk's host side (`mboot/mcuboot.py`,
-`mboot/commands.py`, `mboot/error_codes.py`). Memory semantics are those of the part:
-RAM regions from spsdk's memory map, a serial NOR behind the FlexSPI window that must be
-configured (`configure-memory 9 <addr>` with option words in RAM) before it can be erased,
-written or read; erase by 4 KiB sectors to 0xFF; programming only clears bits.
+`mboot/commands.py`, `mboot/error_codes.py`). RAM regions come from spsdk's memory map; the
+serial NOR behind the FlexSPI window is driven by `flexspi_nor.py`, which follows NXP's FlexSPI NOR
+driver rule by rule (configure before use, sector-widened erase verified at the read clock,
+page-buffered writes that refuse unerased pages, reads at the configured clock).
 
-`MISUSE` below is the one table of what the board answers to each misuse.
+`MISUSE` below is the one table of what the board answers to each misuse outside that driver.
 """
 
 from __future__ import annotations
@@ -17,11 +17,10 @@ from spsdk.mboot.commands import CommandTag, ResponseTag
 from spsdk.mboot.error_codes import StatusCode
 from spsdk.mboot.properties import ExtMemPropTags
 
-from .board import ROM, FlashConfig, LeaveStage, SimBoard, Unplugged
+from .board import ROM, LeaveStage, SimBoard, Unplugged
+from .flexspi_nor import FlexspiNorDriver
 
 FLEXSPI_NOR_MEMORY_ID = 9
-FLEXSPI_OPTION_TAG = 0xC
-FCB_TAG = 0x42464346  # "FCFB": a complete FlexSPI configuration block instead of option words
 
 # Status a real flashloader returns for each misuse: one table, not scattered ifs.
 MISUSE = {
@@ -29,8 +28,6 @@ MISUSE = {
     "outside-memory": StatusCode.MEMORY_RANGE_INVALID,  # 10200: no region, or beyond the NOR
     "reserved-region": StatusCode.MEMORY_RANGE_INVALID,  # 10200: the flashloader's own RAM
     "not-configured": StatusCode.MEMORY_NOT_CONFIGURED,  # 10205: FlexSPI used before configure
-    "misaligned-erase": StatusCode.FLASH_ALIGNMENT_ERROR,  # 101: erase not on sector boundaries
-    "bad-option": StatusCode.INVALID_ARGUMENT,  # 4: configure-memory option tag not 0xC / FCFB
     "unknown-memory-id": StatusCode.INVALID_ARGUMENT,  # 4: configure/erase-all of another memory
     "unknown-property": StatusCode.UNKNOWN_PROPERTY,  # 10300
     "read-only-property": StatusCode.READ_ONLY_PROPERTY,  # 10301
@@ -75,7 +72,11 @@ class FlashloaderEngine:
     def __init__(self, board: SimBoard, link) -> None:
         self.board = board
         self.link = link
-        self.verify_writes = 1
+        # The FlexSPI driver lives as long as the flashloader runs: a new handle (a new blhost
+        # process) talks to the same driver, its configuration and its VerifyWrites setting.
+        if board.nor_driver is None:
+            board.nor_driver = FlexspiNorDriver(board)
+        self.nor: FlexspiNorDriver = board.nor_driver
 
     # --- dispatch -----------------------------------------------------------------------------
 
@@ -176,7 +177,7 @@ class FlashloaderEngine:
                 if self._overlaps_reserved(address, length):
                     return "", MISUSE["reserved-region"].tag
                 return "ram", 0
-        flex = self._flexspi_region()
+        flex = self.board.flexspi_window
         if flex is not None and flex.contains(address, max(length, 1)):
             config = self.board.flash_config
             if config is None:
@@ -190,12 +191,6 @@ class FlashloaderEngine:
         reserved = self.board.reserved
         return bool(reserved) and address < reserved[1] and address + length > reserved[0]
 
-    def _flexspi_region(self):
-        for region in self.board.family.regions:
-            if region.external and region.name.startswith("flexspi"):
-                return region
-        return None
-
     # --- commands without a data phase --------------------------------------------------------
 
     def _fill_memory(self, tag: int, address: int, length: int, pattern: int = 0xFFFFFFFF, *_) -> None:
@@ -204,9 +199,8 @@ class FlashloaderEngine:
             data = (pattern.to_bytes(4, "little") * (length // 4 + 1))[:length]
             if where == "ram":
                 self.board.ram.write(address, data)
-            else:
-                self.board.clock.charge(self._program_cost(address, length))
-                self.board.flash.program(address, data)
+            else:  # fill-memory to FlexSPI goes through the driver's write path (flexspi_nor_mem_write)
+                status = self.nor.begin_write(address) or self.nor.write(data) or self.nor.end_write()
         self._respond("fill-memory", tag, (address, length, pattern), status)
 
     def _configure_memory(self, tag: int, memory_id: int, address: int, *_) -> None:
@@ -216,16 +210,7 @@ class FlashloaderEngine:
         else:
             where, status = self._locate(address, 4)
             if where == "ram":
-                option0 = struct.unpack("<I", self.board.ram.read(address, 4))[0]
-                if option0 == FCB_TAG or option0 >> 28 == FLEXSPI_OPTION_TAG:
-                    extra = (option0 >> 24) & 0xF if option0 != FCB_TAG else 0
-                    words = struct.unpack(f"<{1 + extra}I", self.board.ram.read(address, 4 * (1 + extra)))
-                    flex = self._flexspi_region()
-                    self.board.flash_config = FlashConfig(
-                        region=flex, size=self.board.spec.nor_size, option_words=words
-                    )
-                else:
-                    status = MISUSE["bad-option"].tag
+                status = self.nor.configure(address)
             elif where == "flash":
                 status = MISUSE["outside-memory"].tag
         self._respond("configure-memory", tag, (memory_id, address), status)
@@ -235,24 +220,16 @@ class FlashloaderEngine:
         if where == "ram":
             status = MISUSE["outside-memory"].tag  # RAM is not erasable memory
         elif where == "flash":
-            config = self.board.flash_config
-            if address % config.sector_size or length % config.sector_size:
-                status = MISUSE["misaligned-erase"].tag
-            else:
-                self.board.clock.charge(self.board.clock.model.erase_plan_s(address, length))
-                self.board.flash.erase(address, length)
+            status = self.nor.erase(address, length)
         self._respond("flash-erase-region", tag, (address, length, memory_id), status)
 
     def _flash_erase_all(self, tag: int, memory_id: int = 0, *_) -> None:
-        config = self.board.flash_config
         if memory_id != FLEXSPI_NOR_MEMORY_ID:
             status = MISUSE["unknown-memory-id"].tag
-        elif config is None:
+        elif self.board.flash_config is None:
             status = MISUSE["not-configured"].tag
         else:
-            self.board.clock.charge(self.board.clock.model.chip_erase_s * self.board.clock.model.flash_slowdown)
-            self.board.flash.erase(config.region.start, config.size)
-            status = 0
+            status = self.nor.erase_all()
         self._respond("flash-erase-all", tag, (memory_id,), status)
 
     def _get_property(self, tag: int, prop: int, index: int = 0, *_) -> None:
@@ -267,7 +244,7 @@ class FlashloaderEngine:
             0x01: lambda: [CURRENT_VERSION],
             0x02: lambda: [PERIPHERALS_UART_USBHID],
             0x07: lambda: [AVAILABLE_COMMANDS],
-            0x0A: lambda: [self.verify_writes],
+            0x0A: lambda: [int(self.nor.verify_writes)],
             0x0B: lambda: [self.link.packet_size],
             0x0C: lambda: list(board.reserved and (board.reserved[0], board.reserved[1] - 1) or ()),
             0x0E: lambda: [ram[index].start] if index < len(ram) else None,
@@ -300,7 +277,7 @@ class FlashloaderEngine:
 
     def _set_property(self, tag: int, prop: int, value: int = 0, *_) -> None:
         if prop == 0x0A:
-            self.verify_writes = value
+            self.nor.verify_writes = bool(value)
             status = 0
         elif prop in (0x01, 0x02, 0x07, 0x0B, 0x0C, 0x0E, 0x0F, 0x10, 0x11, 0x12, 0x18, 0x19):
             status = MISUSE["read-only-property"].tag
@@ -335,7 +312,9 @@ class FlashloaderEngine:
 
     def _write_memory(self, tag: int, address: int, length: int, memory_id: int = 0, *_) -> None:
         where, status = self._locate(address, length)
-        if not where:
+        if where == "flash":
+            status = self.nor.begin_write(address)
+        if status:
             self._respond("write-memory", tag, (address, length, memory_id), status)
             return
         self.link.send_response(generic(0, tag))
@@ -350,18 +329,16 @@ class FlashloaderEngine:
             if disconnect is not None and received + len(chunk) > disconnect.after:
                 self.board.record("write-memory", (address, length, memory_id), None)
                 raise Unplugged(f"unplugged {disconnect.after} bytes into write-memory")
-            target = address + received
-            if where == "ram":
-                self.board.ram.write(target, chunk)
+            if status:
+                pass  # after a failure the rest of the data phase is taken and dropped
+            elif where == "ram":
+                self.board.ram.write(address + received, chunk)
             else:
-                self.board.clock.charge(self._program_cost(target, len(chunk)))
-                self.board.flash.program(target, chunk)
+                status = self.nor.write(chunk)
             received += len(chunk)
-        self._respond("write-memory", tag, (address, length, memory_id), 0)
-
-    def _program_cost(self, address: int, length: int) -> float:
-        model = self.board.clock.model
-        return model.pages_programmed(address, length, length) * model.page_program_s * model.flash_slowdown
+        if where == "flash":
+            status = status or self.nor.end_write()
+        self._respond("write-memory", tag, (address, length, memory_id), status)
 
     def _read_memory(self, tag: int, address: int, length: int, memory_id: int = 0, *_) -> None:
         where, status = self._locate(address, length)
@@ -370,8 +347,7 @@ class FlashloaderEngine:
             self.link.send_response(self._read_memory_response(status, 0))
             return
         self.link.send_response(self._read_memory_response(0, length))
-        source = self.board.ram if where == "ram" else self.board.flash
-        data = bytearray(source.read(address, length))
+        data = bytearray(self.board.ram.read(address, length) if where == "ram" else self.nor.read(address, length))
         corrupt = self.board.faults.fire("corrupt-readback", "read-memory")
         if corrupt is not None and data:
             bit = corrupt.choose(len(data) * 8)

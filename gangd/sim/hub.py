@@ -69,6 +69,7 @@ class SimPort:
             if self.board is not None:
                 raise RuntimeError(f"port {self.path} already holds board {self.board.serial}")
             self.board = board
+            board.power_up()
             self.boards_seen += 1
             self._on_bus = threading.Event()
             self._thread = threading.Thread(
@@ -100,8 +101,6 @@ class SimPort:
             board = self.unplug()
             if board is None:
                 return
-            board.unplugged.clear()
-            board.enter(ROM)
             board.power_cycles += 1
             with self._lock:
                 self.boards_seen -= 1  # the same board, not a new one
@@ -354,10 +353,7 @@ class Operator:
         if self._stopped.is_set():
             return
         if candidate is not None:
-            again = candidate[0]
-            again.unplugged.clear()
-            again.enter(ROM)
-            self.hub.plug(port, again)
+            self.hub.plug(port, candidate[0])
         elif (spec := self.make_board()) is not None:
             self.replaced += 1
             self.hub.plug(port, spec)

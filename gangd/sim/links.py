@@ -30,8 +30,10 @@ SDP_CMD, SDP_DATA, SDP_HAB, SDP_RET = 0x01, 0x02, 0x03, 0x04
 SDP_REPORT_DATA = 1024
 SDP_RET_SIZE = 64
 HID_REPORT_SIZE = 1024
-# The largest mboot payload that fits one 1024-byte report together with its 4-byte header.
-MBOOT_HID_PACKET_SIZE = HID_REPORT_SIZE - 4
+# The RT10xx flashloader's HID endpoints carry 1016-byte reports: a 4-byte header and 1012 bytes of
+# payload, which the MaxPacketSize property reports over USB (mcu-boot usb_descriptor.*, RT1021
+# `BL_EXPANDED_USB_HID_PACKET_SIZE 1012`; FLASHLOADER.md "USB").
+MBOOT_HID_PACKET_SIZE = 1012
 MBOOT_UART_PACKET_SIZE = 512
 
 # mboot UART framing

@@ -76,3 +76,52 @@ def test_blhost_prints_the_users_failure(boards, flashloader_image, tmp_path):
         )  # fmt: skip
     assert result.returncode != 0
     assert "20106 (0x4e8a) FlexSPINOR: Command Failure." in result.stdout + result.stderr
+
+
+def blhost_status(port: str, *args: str) -> str:
+    """Run one blhost command that is expected to fail; its printed status line."""
+    result = subprocess.run([str(BIN / "blhost"), "-p", port, *args], capture_output=True, text=True, timeout=60)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, f"blhost {' '.join(args)} succeeded:\n{output}"
+    return output
+
+
+def test_blhost_the_users_sequence_on_a_marginal_board(boards, tmp_path):
+    """Reads above 100 MHz are unreliable on this board: the user's option 0xC0000007 (133 MHz)
+    gives the user's 20106 on erase, option 0xC0000006 (100 MHz) works."""
+    board = SimBoard(boards(faults=("marginal-read:max-mhz=100",), stage="flashloader"))
+    app = os.urandom(45056)
+    (tmp_path / "app.bin").write_bytes(app)
+    with UartBoard(board) as uart:
+        tool("blhost", uart.path, "fill-memory", "0x2000", "4", "0xC0000007", "word")
+        tool("blhost", uart.path, "configure-memory", "9", "0x2000")
+        failure = blhost_status(uart.path, "flash-erase-region", "0x60000000", "45056", "0")
+        assert "20106 (0x4e8a) FlexSPINOR: Command Failure." in failure
+
+        tool("blhost", uart.path, "fill-memory", "0x2000", "4", "0xC0000006", "word")
+        tool("blhost", uart.path, "configure-memory", "9", "0x2000")
+        tool("blhost", uart.path, "flash-erase-region", "0x60000000", "45056", "0")
+        tool("blhost", uart.path, "write-memory", "0x60000000", str(tmp_path / "app.bin"))
+        tool("blhost", uart.path, "read-memory", "0x60000000", "45056", str(tmp_path / "back.bin"))
+    assert (tmp_path / "back.bin").read_bytes() == app
+    assert board.flash_image(0x6000_0000, len(app)) == app
+
+
+def test_blhost_meets_each_flashloader_rule(boards, tmp_path):
+    board = SimBoard(boards(stage="flashloader"))
+    (tmp_path / "page.bin").write_bytes(b"\x11" * 256)
+    with UartBoard(board) as uart:
+        port = uart.path
+        assert "10205" in blhost_status(port, "flash-erase-region", "0x60000000", "4096", "0")  # not configured
+        tool("blhost", port, "fill-memory", "0x2000", "4", "0xC0000007", "word")
+        tool("blhost", port, "configure-memory", "9", "0x2000")
+        # Misaligned: widened to the whole sector 0x60001000-0x60001fff, and it succeeds.
+        tool("blhost", port, "write-memory", "0x60001000", str(tmp_path / "page.bin"))
+        tool("blhost", port, "flash-erase-region", "0x60001100", "16", "0")
+        assert board.flash_image(0x6000_1000, 256) == b"\xff" * 256
+        tool("blhost", port, "write-memory", "0x60001000", str(tmp_path / "page.bin"))
+        assert "10203" in blhost_status(port, "write-memory", "0x60001000", str(tmp_path / "page.bin"))  # unerased
+        assert "20105" in blhost_status(port, "write-memory", "0x60002010", str(tmp_path / "page.bin"))  # mid-page
+        assert "10200" in blhost_status(port, "read-memory", "0x70000000", "16")  # outside every region
+        assert "10000" in blhost_status(port, "flash-read-resource", "0", "4", "0")  # not implemented
+    assert board.flash_image(0x6000_1000, 256) == b"\x11" * 256

@@ -1,0 +1,201 @@
+"""The flashloader's FlexSPI NOR driver, rule by rule as NXP's mcu-boot source has it.
+
+Every rule below names where it was read (mcu-boot = `middleware/mcu-boot` of the MCUXpresso SDK;
+the facts are collected with their sources in the project's FLASHLOADER.md). Where the simulator
+had to choose, the comment says "our choice".
+
+    rule                                                   status   mcu-boot source (SDK 2.11, lines there)
+    access before a successful configure-memory            10205    src/memory/src/flexspi_nor_memory.c 919-922
+                                                                    (FlexSPI pre-mapped on RT1021's memory map)
+    option0 tag not 0xC and not an FCFB block              4        flexspi_nor_mem_config 444-511
+    device type other than SFDP SDR/DDR, query pads or     4        src/drivers/flexspi_nor/flexspi_nor_flash.c
+      command pads other than 1                                     3385-3387, 2033-2036, parse_sfdp 1610-1613
+    no SFDP signature from the flash                       20107    flexspi_nor_read_sfdp_info 1929-1933
+    a failed configure leaves the previous state           -        flexspi_nor_mem_config breaks out before
+                                                                    isConfigured is touched
+    range outside the FlexSPI window or the flash          10200    src/memory/src/memory.c find_map_entry 354-386
+    erase: start aligned down, end aligned up to sectors   0        flexspi_nor_mem_erase 924-926
+      erase runs at the safe clock (30 MHz),               -        flexspi_change_serial_clock callers 867/937
+      then (VerifyWrites) the widened range is read at     20106    flexspi_nor_mem_erase 945-954,
+      max_freq and must be all 0xFF                                 FLEXSPI_NOR_ERASE_VERIFY (on for RT1021)
+    write: with no page pending, the address must be       20105    flexspi_nor_mem_write 697-703
+      page aligned; the buffer is flushed at the end of             bl_command.c finalize_data_phase 833-850,
+      every write-memory and fill-memory, so every                  flexspi_nor_mem_fill 796
+      command starts a new write
+      flush: pad with 0xFF, the page read at max_freq      10203    flexspi_nor_mem_flush 857-869,
+      must be all 0xFF (cumulative-write check)                     is_flexspi_nor_mem_erased 799-821
+      program at the safe clock, then (VerifyWrites)       20106    flush 899-908, flexspi_nor_memory_check
+      read back at max_freq and compared
+    read runs at max_freq through an IP command, no        0        flexspi_nor_mem_read 668-676
+      check: a marginal read path returns wrong bytes
+    VerifyWrites is property 10, default true              -        src/property/property.h 128, property_imx.c
+
+Reads go through IP commands at the configured clock (flexspi_nor_flash_read 3474-3515), so every
+read-back above, the cumulative check included, sees a marginal read path. The line numbers are
+of SDK 2.11.0's mcu-boot (an RT1170 flashloader); the RT1021 settings (cumulative-write check,
+erase verify, 1012-byte HID packets) are from its `targets/MIMXRT1021/src/bootloader_config.h`.
+set-property 10 0 is accepted as in the newer `property_imx.c` (SDK 2.11 answered 10301).
+
+The quad-enable step of the SFDP path writes the status register only when QE is clear, and that
+write clears the block-protect bits; the write-protect fault models a flash whose application left
+QE set with BP bits on, so configure-memory does not clear them (FLASHLOADER.md).
+"""
+
+from __future__ import annotations
+
+import struct
+
+from spsdk.mboot.error_codes import StatusCode
+
+from ..flexspi import FCFB_TAG, OPTION_TAG, NorOption0, NorOption1, clock_mhz
+from .board import FlashConfig, SimBoard
+
+# The status of each refusal: one table, the rows of the module docstring.
+STATUS = {
+    "not-configured": StatusCode.MEMORY_NOT_CONFIGURED.tag,  # 10205
+    "bad-option": StatusCode.INVALID_ARGUMENT.tag,  # 4
+    "sfdp-not-found": StatusCode.FLEXSPINOR_SFDP_NOTFOUND.tag,  # 20107
+    "write-alignment": StatusCode.FLEXSPINOR_WRITE_ALIGNMENT_ERROR.tag,  # 20105
+    "cumulative-write": StatusCode.MEMORY_CUMULATIVE_WRITE.tag,  # 10203
+    "command-failure": StatusCode.FLEXSPINOR_COMMANDFAILURE.tag,  # 20106
+}
+FCFB_SIZE = 512
+FCFB_SERIAL_CLK_FREQ = 0x46  # flexspi_mem_config_t.serialClkFreq: the same code as option0's max_freq
+# Device types the SFDP path serves: 0 read SFDP in SDR, 1 read SFDP in DDR (flexspi_nor_get_config).
+SFDP_DEVICE_TYPES = (0, 1)
+
+
+class FlexspiNorDriver:
+    """The driver's state on one board while its flashloader runs: configuration, page buffer."""
+
+    def __init__(self, board: SimBoard) -> None:
+        self.board = board
+        self.verify_writes = True  # property 10, on by default (mcu-boot property.c)
+        self._page_address: int | None = None  # flash offset of the page being collected
+        self._page = bytearray()
+
+    @property
+    def config(self) -> FlashConfig | None:
+        return self.board.flash_config
+
+    # --- configure-memory 9 ---------------------------------------------------------------------
+
+    def configure(self, option_address: int) -> int:
+        """Parse the option words (or FCFB block) at a RAM address and probe the flash."""
+        ram = self.board.ram
+        option0 = struct.unpack("<I", ram.read(option_address, 4))[0]
+        if option0 == FCFB_TAG:
+            block = ram.read(option_address, FCFB_SIZE)
+            words: tuple[int, ...] = (option0,)
+            code = block[FCFB_SERIAL_CLK_FREQ]
+        elif option0 >> 28 == OPTION_TAG:
+            fields = NorOption0.parse(option0)
+            words = struct.unpack(f"<{1 + fields.option_size}I", ram.read(option_address, 4 * (1 + fields.option_size)))
+            if fields.query_pads != 0 or fields.cmd_pads != 0 or fields.device_type not in SFDP_DEVICE_TYPES:
+                # The SFDP path serves 1-pad queries and commands and the SFDP device types only.
+                return STATUS["bad-option"]
+            if len(words) > 1:
+                NorOption1.parse(words[1])  # drive strength, dummy cycles: no effect modelled (our choice)
+            code = fields.max_freq
+        else:
+            return STATUS["bad-option"]
+        window = self.board.flexspi_window
+        assert window is not None, "configure-memory 9 on a family without a FlexSPI window"
+        self.board.flash_config = FlashConfig(
+            region=window, part=self.board.flash.part, read_mhz=clock_mhz(self.board.family.name, code),
+            option_words=words,
+        )
+        self._page_address = None
+        return 0
+
+    # --- erase ----------------------------------------------------------------------------------
+
+    def erase(self, address: int, length: int) -> int:
+        """Erase whole sectors around the range at the safe clock, then read them back at max_freq."""
+        config = self._configured()
+        sector = config.sector_size
+        start = self._offset(address) // sector * sector
+        end = -(-(self._offset(address) + length) // sector) * sector
+        clock = self.board.clock
+        clock.charge(clock.model.erase_plan_s(start, end - start))
+        self.board.flash.erase(start, end - start)
+        if self.verify_writes:
+            back = self.board.flash.read(start, end - start, config.read_mhz)
+            if back.count(0xFF) != len(back):
+                return STATUS["command-failure"]
+        return 0
+
+    def erase_all(self) -> int:
+        config = self._configured()
+        model = self.board.clock.model
+        self.board.clock.charge(model.chip_erase_s * model.flash_slowdown)
+        self.board.flash.erase(0, config.size)
+        if self.verify_writes:
+            back = self.board.flash.read(0, config.size, config.read_mhz)
+            if back.count(0xFF) != len(back):
+                return STATUS["command-failure"]
+        return 0
+
+    # --- write: one page buffer, flushed at the end of each command ---------------------------
+
+    def begin_write(self, address: int) -> int:
+        config = self._configured()
+        if self._offset(address) % config.page_size:
+            return STATUS["write-alignment"]
+        self._page_address, self._page = self._offset(address), bytearray()
+        return 0
+
+    def write(self, data: bytes) -> int:
+        """Collect data; every full page is programmed as it completes."""
+        config = self._configured()
+        view = memoryview(data)
+        while view:
+            take = config.page_size - len(self._page)
+            self._page += view[:take]
+            view = view[take:]
+            if len(self._page) == config.page_size:
+                status = self._program_page()
+                if status:
+                    return status
+        return 0
+
+    def end_write(self) -> int:
+        """The command's data phase ended: the partial page is padded with 0xFF and programmed."""
+        if self._page_address is None or not self._page:
+            self._page_address = None
+            return 0
+        status = self._program_page()
+        self._page_address = None
+        return status
+
+    def _program_page(self) -> int:
+        config = self._configured()
+        assert self._page_address is not None
+        address, page = self._page_address, bytes(self._page) + b"\xff" * (config.page_size - len(self._page))
+        self._page_address, self._page = address + config.page_size, bytearray()
+        flash = self.board.flash
+        if flash.read(address, config.page_size, config.read_mhz) != b"\xff" * len(page):
+            return STATUS["cumulative-write"]
+        model = self.board.clock.model
+        self.board.clock.charge(model.page_program_s * model.flash_slowdown)
+        flash.program(address, page)
+        if self.verify_writes and flash.read(address, config.page_size, config.read_mhz) != page:
+            return STATUS["command-failure"]
+        return 0
+
+    # --- read -----------------------------------------------------------------------------------
+
+    def read(self, address: int, length: int) -> bytes:
+        """At max_freq and unchecked: a marginal read path returns wrong bytes with status 0."""
+        config = self._configured()
+        return self.board.flash.read(self._offset(address), length, config.read_mhz)
+
+    # --- helpers --------------------------------------------------------------------------------
+
+    def _configured(self) -> FlashConfig:
+        config = self.board.flash_config
+        assert config is not None, "the engine checks configuration (10205) before the driver runs"
+        return config
+
+    def _offset(self, address: int) -> int:
+        return address - self._configured().region.start
