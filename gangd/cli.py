@@ -13,9 +13,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gangd {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     from . import daemon, udev_rules
+    from . import explain
     from .sim import cli as sim_cli
 
     daemon.add_parsers(subparsers)
+    explain.add_parser(subparsers)
     udev_rules.add_parser(subparsers)
     sim_cli.add_parser(subparsers)
     return parser
