@@ -19,12 +19,12 @@ from .family import FamilyInfo, UnknownFamilyError, load_family
 from .hotplug.udev import is_port_path
 from .http import DEFAULT_ADDRESS, parse_address
 from .images import FORMATS, ImageError, guess_format, load_segments
-from .recipe import FUSE_POLICIES, Deadlines, FusePlan, FuseWord, Image, Recipe, RecoveryPolicy
+from .recipe import FUSE_POLICIES, MARGINAL_POLICIES, Deadlines, FusePlan, FuseWord, Image, Recipe, RecoveryPolicy
 
 SUPPORTED_MEMORY_IDS = {9: "FlexSPI NOR"}
 FINAL_ACTIONS = ("reset", "leave")
 TOP_LEVEL = {"family", "station", "flashloader", "memory", "image", "verify", "fuses", "recovery", "final", "http",
-             "deadlines"}
+             "deadlines", "quality"}
 
 
 class ConfigError(ValueError):
@@ -162,6 +162,12 @@ def load_config(path: str | Path) -> Config:
     if action not in FINAL_ACTIONS:
         raise r.error("final.action", f"{action!r} is not one of {', '.join(FINAL_ACTIONS)}")
 
+    quality = r.get(raw, "quality", dict, "quality", {})
+    r.unknown_keys(quality, {"marginal"}, "quality.")
+    marginal = r.get(quality, "marginal", str, "quality.marginal", "accept")
+    if marginal not in MARGINAL_POLICIES:
+        raise r.error("quality.marginal", f"{marginal!r} is not one of {', '.join(MARGINAL_POLICIES)}")
+
     recipe = Recipe(
         family=family,
         flashloader=loader_data,
@@ -173,6 +179,7 @@ def load_config(path: str | Path) -> Config:
         images=images,
         verify=r.get(verify, "read_back", bool, "verify.read_back", True),
         final_action=action,
+        quality_marginal=marginal,
         fuses=_fuses(r, raw, family),
         recovery=_recovery(r, raw),
         deadlines=_deadlines(r, raw),

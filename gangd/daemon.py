@@ -256,10 +256,12 @@ def records_command(args: argparse.Namespace) -> int:
     if args.format != "table":
         sys.stdout.write(export(rows, args.format))
         return 0
-    print(f"{'ID':>5} {'PORT':<10} {'LABEL':<6} {'BOARD':<17} {'RESULT':<11} {'STEP':<16} {'TRIES':>5}  REASON")
+    # MHZ: the flash read clock the board was programmed at; "*" marks a marginal board (below the recipe's).
+    print(f"{'ID':>5} {'PORT':<10} {'LABEL':<6} {'BOARD':<17} {'RESULT':<11} {'STEP':<16} {'TRIES':>5} {'MHZ':>4}  REASON")
     for row in rows:
+        clock = f"{row['flash_clock_mhz']}{'*' if row['marginal'] else ''}" if row["flash_clock_mhz"] else ""
         print(f"{row['id']:>5} {row['port']:<10} {row['label']:<6} {(row['board_id'] or row['serial'] or ''):<17} "
-              f"{row['result']:<11} {(row['step'] or ''):<16} {len(row['attempts']):>5}  {row['reason'] or ''}")  # fmt: skip
+              f"{row['result']:<11} {(row['step'] or ''):<16} {len(row['attempts']):>5} {clock:>4}  {row['reason'] or ''}")  # fmt: skip
     return 0
 
 
@@ -278,7 +280,8 @@ def check_config_command(args: argparse.Namespace) -> int:
     print(f"  memory      id {recipe.memory_id}, options {', '.join(f'0x{w:08x}' for w in recipe.option_words)} at 0x{recipe.option_address:08x}")
     for image in recipe.images:
         print(f"  image       {len(image.data)} bytes at 0x{image.address:08x} sha256 {image.sha256}")
-    print(f"  verify      {'read-back' if recipe.verify else 'off'}; final action {recipe.final_action}")
+    print(f"  verify      {'read-back' if recipe.verify else 'off'}; final action {recipe.final_action}; "
+          f"marginal boards {recipe.quality_marginal}")  # fmt: skip
     print(f"  fuses       policy {recipe.fuses.policy}, {len(recipe.fuses.words)} words")
     return 0
 

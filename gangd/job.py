@@ -5,14 +5,17 @@ through a capacity limiter of one that belongs to this port alone: no global lim
 handle, no lock across ports. When a step's deadline fires the thread is abandoned and its handle
 aborted (`FdHidDevice.abort` wakes the blocked poll), so a hung board costs its own port only.
 
-Failures are classified by one table (`recovery.py`): transient ones retry the step after
-re-configuring the memory; board ones reset the board (or power-cycle its port, or ask the operator
-to replug it) and rerun the flow from the ROM; permanent ones end the job with the reason. Every
-failure and the recovery taken is kept in the job's record.
+Failures are classified by one table (`recovery.py`): transient flash failures are diagnosed by
+mechanism (`diagnosis.py`: a marginal read path lowers the flash clock for the rest of the job,
+write protection escalates to a power cycle) and the image is programmed again from its erase;
+board ones reset the board (or power-cycle its port, or ask the operator to replug it) and rerun
+the flow from the ROM; permanent ones end the job with the reason and the code's explanation.
+Every failure, diagnosis and recovery taken, and the flash clock used, is kept in the job's record.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import time
 from collections.abc import Callable
@@ -28,7 +31,10 @@ from spsdk.mboot.properties import PropertyTag
 from spsdk.sdp.exceptions import SdpCommandError, SdpConnectionError
 
 from . import recovery
+from .diagnosis import PROTECTED, READ_PATH, Diagnosis, FlashDiagnostician
 from .errors import BoardRemoved, CommandFailed, JobError, JobStopped, ReplugTimeout, StepTimeout
+from .explain import one_line
+from .flexspi import clock_mhz, max_freq_code, with_max_freq
 from .fuses import BURN, conflict_reason, decide
 from .hotplug.events import PortEvent
 from .port import FLASHLOADER, ROM, Port, stage_of
@@ -87,6 +93,9 @@ class JobResult:
     steps: list[StepTiming] = field(default_factory=list)
     attempts: list[Attempt] = field(default_factory=list)
     fuses: list[dict] = field(default_factory=list)
+    flash_clock_mhz: int | None = None  # the read clock the images were programmed and verified at
+    diagnoses: list[Diagnosis] = field(default_factory=list)
+    marginal: bool = False  # programmed below the recipe's clock: a marginal board, flagged
 
     @property
     def identity(self) -> str | None:
@@ -118,6 +127,11 @@ class Job:
         self.device: FdHidDevice | None = None
         self.mboot = None
         self.attempt = 1
+        # Write protection gets one power cycle per job: if it survives that, it survives everything.
+        self.cycled_for_protection = False
+        # The option words in force: a diagnosis may lower their clock for the rest of the job.
+        self.option_words = recipe.option_words
+        self.diagnostician = FlashDiagnostician(recipe.family.name)
         self.result = JobResult(self.id, port.path, port.label, event.serial, "success")
         self.log = structlog.get_logger("gangd.job")
 
@@ -142,6 +156,8 @@ class Job:
             finished = True
         except JobError as error:
             result.result, result.step, result.reason, result.status = error.result, error.step, error.reason, error.status
+            if error.result == "failed" and error.status is not None:
+                result.reason = f"{error.reason} | {_explained(error.status, self.recipe.family.name)}"
             finished = True
         finally:
             if not finished:  # cancelled (shutdown past its grace time) or a bug: never "success"
@@ -157,6 +173,8 @@ class Job:
         # The one summary line of the job.
         self.log.info("job finished", result=result.result, step=result.step, reason=result.reason,
                       status=result.status, attempts=len(result.attempts), record=result.record_id,
+                      flash_mhz=result.flash_clock_mhz, marginal=result.marginal or None,
+                      diagnoses=[d.finding for d in result.diagnoses] or None,
                       steps={s.name: round(s.seconds, 3) for s in result.steps},
                       duration_s=round(result.duration_s, 3))  # fmt: skip
         return result
@@ -172,6 +190,8 @@ class Job:
                 raise
             except JobError as error:
                 klass = recovery.classify(error.status, error.kind)
+                if klass == recovery.POWER and (self.cycled_for_protection or not self._may_power_cycle()):
+                    klass = recovery.PERMANENT  # cycled once already, or not allowed: nothing else clears it
                 if klass == recovery.PERMANENT or self.attempt >= policy.max_attempts:
                     self._note(error, klass, recovery.NONE)
                     if klass != recovery.PERMANENT:
@@ -186,7 +206,8 @@ class Job:
         """Bring the board back to its ROM: reset over USB, else power-cycle the port, else give up."""
         deadlines = self.recipe.deadlines
         self.port.state = "recovering"
-        if self.mboot is not None and not isinstance(error, (StepTimeout, ReplugTimeout)) and error.kind != "lost-contact":
+        reset_may_help = klass != recovery.POWER and error.kind != "lost-contact"
+        if self.mboot is not None and reset_may_help and not isinstance(error, (StepTimeout, ReplugTimeout)):
             try:
                 await self._step("recover-reset", deadlines.command_s, self.mboot.reset, 0, False)
                 self._close()
@@ -199,7 +220,8 @@ class Job:
             except JobError:
                 pass  # the board does not take a reset: try its port's power
         self._close()
-        if self.recipe.recovery.power_cycle and self.power is not None and self.power.available(self.port.path):
+        if self._may_power_cycle():
+            self.cycled_for_protection |= klass == recovery.POWER
             self._note(error, klass, recovery.POWER_CYCLE)
             self.log.warning("power-cycling the port", step=error.step)
             self.port.state = "disabled"
@@ -211,6 +233,9 @@ class Job:
         self._note(error, klass, recovery.REPLUG)
         error.reason += "; the board stopped answering and cannot be reset from here: replug it"
         raise error
+
+    def _may_power_cycle(self) -> bool:
+        return self.recipe.recovery.power_cycle and self.power is not None and self.power.available(self.port.path)
 
     def _note(self, error: JobError, klass: str, action: str) -> None:
         attempt = Attempt(self.attempt, error.step, error.status, error.reason, klass, action)
@@ -237,12 +262,9 @@ class Job:
         structlog.contextvars.bind_contextvars(board=board_id)
         await self._step("configure-memory", deadlines.command_s, self._configure, mboot)
         for image in recipe.images:
-            await self._memory_step("erase", deadlines.erase_s(image.erase_length), mboot.flash_erase_region,
-                                    image.address, image.erase_length, 0)  # fmt: skip
-            await self._memory_step("write", deadlines.data_s(len(image.data)), mboot.write_memory, image.address, image.data)
-            self.port.wrote(len(image.data))
-            if recipe.verify:
-                await self._memory_step("verify", deadlines.data_s(len(image.data)), self._verify, mboot, image)
+            await self._program(mboot, image)
+        code = max_freq_code(self.option_words)
+        self.result.flash_clock_mhz = clock_mhz(recipe.family.name, code) if code is not None else None
         if recipe.fuses.policy != "never" and recipe.fuses.words:
             await self._fuses(mboot)
         if recipe.final_action == "reset":
@@ -257,23 +279,60 @@ class Job:
                 except BoardRemoved:
                     pass  # programmed and reset; the operator was just quick to take it out
 
-    async def _memory_step(self, name: str, deadline_s: float, fn: Callable[..., Any], *args: Any) -> Any:
-        """A flash step; a transient failure is retried after re-configuring the memory."""
-        policy = self.recipe.recovery
+    async def _program(self, mboot, image: Image) -> None:
+        """Erase, write and verify one image. A flash failure is retried (bounded) after a diagnosis
+        by mechanism or a re-configure, always from the erase: the flashloader never programs a
+        page that is not erased, so a half-written image must be erased again before it is re-written."""
+        deadlines, policy = self.recipe.deadlines, self.recipe.recovery
         for retry in itertools.count():
             try:
-                return await self._step(name, deadline_s, fn, *args)
+                await self._step("erase", deadlines.erase_s(image.erase_length), mboot.flash_erase_region,
+                                 image.address, image.erase_length, 0)  # fmt: skip
+                await self._step("write", deadlines.data_s(len(image.data)), mboot.write_memory, image.address, image.data)
+                self.port.wrote(len(image.data))
+                if self.recipe.verify:
+                    await self._step("verify", deadlines.data_s(len(image.data)), self._verify, mboot, image)
+                return
             except (BoardRemoved, JobStopped):
                 raise
             except JobError as error:
                 if recovery.classify(error.status, error.kind) != recovery.TRANSIENT or retry >= policy.transient_retries:
                     raise
-                self._note(error, recovery.TRANSIENT, recovery.RECONFIGURE)
                 self.port.state = "recovering"
                 await trio.sleep(policy.backoff(retry + 1))
-                await self._step("configure-memory", self.recipe.deadlines.command_s, self._configure, self.mboot)
+                if recovery.is_flash_readback(error.status, error.kind):
+                    await self._diagnose(mboot, image, error)
+                else:
+                    self._note(error, recovery.TRANSIENT, recovery.RECONFIGURE)
+                    await self._step("configure-memory", deadlines.command_s, self._configure, mboot)
                 self.port.state = "programming"
-        raise AssertionError("unreachable")
+
+    async def _diagnose(self, mboot, image: Image, error: JobError) -> None:
+        """Tell a marginal read path from write protection (diagnosis.py) and act on the finding."""
+        deadlines = self.recipe.deadlines
+        length = image.erase_length if error.step == "erase" else len(image.data)
+        # Each call is one configure or one read of the range: one data deadline covers either.
+        run = functools.partial(self._step, "diagnose", deadlines.data_s(length))
+        configure = functools.partial(self._configure_words, mboot)
+        diagnosis = await self.diagnostician.diagnose(run, configure, mboot.read_memory, self.option_words,
+                                                      image.address, length, error.step, error.status)  # fmt: skip
+        self.result.diagnoses.append(diagnosis)
+        self.log.warning("flash diagnosed", step=error.step, status=error.status, finding=diagnosis.finding,
+                         failed_mhz=diagnosis.failed_mhz, mhz=diagnosis.mhz, detail=diagnosis.detail)  # fmt: skip
+        if diagnosis.finding == PROTECTED:
+            raise JobError(self.port.path, error.step, f"flash write-protected (block-protect bits set): "
+                           f"{diagnosis.detail}; {error.reason}", error.status, kind="write-protected")  # fmt: skip
+        if diagnosis.finding == READ_PATH:
+            if self.recipe.quality_marginal == "reject":
+                raise JobError(self.port.path, error.step, f"marginal board rejected ([quality] marginal = reject): "
+                               f"{diagnosis.detail}", error.status, kind="marginal-board")  # fmt: skip
+            assert diagnosis.code is not None  # a clock ladder exists only for option words
+            self.option_words = with_max_freq(self.option_words, diagnosis.code)
+            self.result.marginal = True
+            self.port.clock_fallback()
+            self._note(error, recovery.TRANSIENT, recovery.LOWER_CLOCK)
+        else:
+            self._note(error, recovery.TRANSIENT, recovery.RECONFIGURE)
 
     async def _fuses(self, mboot) -> None:
         """Read every word, judge them all, then burn (shielded from cancellation) and read back."""
@@ -327,8 +386,11 @@ class Job:
         return "".join(f"{v:08x}" for v in reversed(values)) if values else None
 
     def _configure(self, mboot) -> None:
+        self._configure_words(mboot, self.option_words)
+
+    def _configure_words(self, mboot, option_words: tuple[int, ...]) -> None:
         recipe = self.recipe
-        for offset, word in enumerate(recipe.option_words):
+        for offset, word in enumerate(option_words):
             mboot.fill_memory(recipe.option_address + 4 * offset, 4, word)
         mboot.configure_memory(recipe.option_address, recipe.memory_id)
 
@@ -438,5 +500,13 @@ class Job:
             r.record_id, finished=time.time(), result=r.result, step=r.step, reason=r.reason, status=r.status,
             board_id=r.board_id,
             steps=[{"name": s.name, "seconds": round(s.seconds, 4), "attempt": s.attempt} for s in r.steps],
-            attempts=[a.to_record() for a in r.attempts], fuses=r.fuses,
+            attempts=[a.to_record() for a in r.attempts], fuses=r.fuses, flash_clock_mhz=r.flash_clock_mhz,
+            marginal=int(r.marginal), diagnoses=[d.to_record() for d in r.diagnoses],
         )  # fmt: skip
+
+
+def _explained(status: int, family: str) -> str:
+    try:
+        return one_line(status, family)
+    except KeyError:
+        return f"status {status} is unknown to spsdk"

@@ -13,13 +13,13 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram, Info
 
 from . import __version__
-from .recovery import BOARD, PERMANENT, TRANSIENT
+from . import recovery
 
 RESULTS = ("success", "failed", "removed", "stopped")
 STEPS = ("load-flashloader", "wait-replug", "open", "identify", "configure-memory", "erase", "write",
-         "verify", "fuses", "fuses-burn", "reset", "recover-reset")  # fmt: skip
-CODE_CLASSES = (TRANSIENT, BOARD, PERMANENT)
-ACTIONS = ("reconfigure-memory", "reset-board", "power-cycle-port", "ask-operator-to-replug")
+         "verify", "diagnose", "fuses", "fuses-burn", "reset", "recover-reset")  # fmt: skip
+CODE_CLASSES = recovery.CLASSES
+ACTIONS = recovery.ACTIONS
 PORT_STATES = ("idle", "programming", "recovering", "waiting-replug", "suspect", "disabled")
 
 BOARD_BUCKETS = (1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600)
@@ -47,6 +47,9 @@ class Metrics:
                                      registry=r)  # fmt: skip
         self.suspect = Gauge("gangd_port_suspect", "1 when the port's boards fail there and pass elsewhere.",
                              ["port"], registry=r)  # fmt: skip
+        self.clock_fallbacks = Counter("gangd_flash_clock_fallbacks", "Boards whose flash read path was marginal "
+                                       "at the recipe's clock and were programmed at a lower one, by port.", ["port"],
+                                       registry=r)  # fmt: skip
         self.build = Info("gangd_build", "gangd version.", registry=r)
         self.build.info({"version": __version__})
         self.started = Gauge("gangd_start_time_seconds", "Unix time gangd started.", registry=r)
@@ -67,4 +70,5 @@ class Metrics:
         self.port_state.labels(port).state("idle")
         self.last_success.labels(port)
         self.bytes_written.labels(port)
+        self.clock_fallbacks.labels(port)
         self.suspect.labels(port).set(0)

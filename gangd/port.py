@@ -90,6 +90,11 @@ class Port:
             if action != "none":
                 self.metrics.recoveries.labels(self.label, action).inc()
 
+    def clock_fallback(self) -> None:
+        """A board on this port was programmed below the recipe's flash clock (a marginal board)."""
+        if self.metrics is not None:
+            self.metrics.clock_fallbacks.labels(self.label).inc()
+
     def wrote(self, length: int) -> None:
         if self.metrics is not None:
             self.metrics.bytes_written.labels(self.label).inc(length)

@@ -45,6 +45,7 @@ class Deadlines:
 
 
 FUSE_POLICIES = ("never", "if-blank", "enforce")
+MARGINAL_POLICIES = ("accept", "reject")
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,9 @@ class Recipe:
     images: tuple[Image, ...]
     verify: bool = True
     final_action: str = "reset"  # or "leave"
+    # A board that reads reliably only below the recipe's flash clock: "accept" (programmed at the
+    # lower clock, flagged in its record) or "reject" (failed).
+    quality_marginal: str = "accept"
     fuses: FusePlan = field(default_factory=FusePlan)
     recovery: RecoveryPolicy = field(default_factory=RecoveryPolicy)
     deadlines: Deadlines = field(default_factory=Deadlines)

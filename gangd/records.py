@@ -33,14 +33,25 @@ CREATE TABLE IF NOT EXISTS jobs (
     status      INTEGER,
     steps       TEXT NOT NULL DEFAULT '[]',    -- JSON: [{"name", "seconds", "attempt"}]
     attempts    TEXT NOT NULL DEFAULT '[]',    -- JSON: [{"attempt", "step", "status", "error", "class", "action"}]
-    fuses       TEXT NOT NULL DEFAULT '[]'     -- JSON: [{"name", "index", "before", "after", "action"}]
+    fuses       TEXT NOT NULL DEFAULT '[]',    -- JSON: [{"name", "index", "before", "after", "action"}]
+    flash_clock_mhz INTEGER,                   -- the read clock the images were programmed at
+    marginal    INTEGER NOT NULL DEFAULT 0,    -- 1: programmed below the recipe's clock
+    diagnoses   TEXT NOT NULL DEFAULT '[]'     -- JSON: [{"step", "status", "finding", "failed_mhz", "mhz", "code", "detail"}]
 );
 CREATE INDEX IF NOT EXISTS jobs_port ON jobs (port, id);
 """
 
 COLUMNS = ("id", "port", "label", "serial", "board_id", "family", "images", "started", "finished",
-           "result", "step", "reason", "status", "steps", "attempts", "fuses")  # fmt: skip
-JSON_COLUMNS = ("images", "steps", "attempts", "fuses")
+           "result", "step", "reason", "status", "steps", "attempts", "fuses", "flash_clock_mhz", "marginal",
+           "diagnoses")  # fmt: skip
+JSON_COLUMNS = ("images", "steps", "attempts", "fuses", "diagnoses")
+# Columns added after the first release, with their definitions: a database written by an older
+# gangd gains them when it is opened (SQLite's ALTER TABLE ADD COLUMN keeps every existing row).
+ADDED_COLUMNS = {
+    "flash_clock_mhz": "INTEGER",
+    "marginal": "INTEGER NOT NULL DEFAULT 0",
+    "diagnoses": "TEXT NOT NULL DEFAULT '[]'",
+}
 
 
 class RecordStore:
@@ -57,6 +68,10 @@ class RecordStore:
             # memory flat as the file grows (SQLite's default grows to 2 MiB).
             self._db.execute("PRAGMA cache_size=-256")
             self._db.executescript(SCHEMA)
+            present = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+            for column, definition in ADDED_COLUMNS.items():
+                if column not in present:
+                    self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {definition}")
 
     def close(self) -> None:
         with self._lock:

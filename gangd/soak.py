@@ -44,11 +44,25 @@ SRK = [0x5EED_0000 + n for n in range(8)]  # most significant word first
 GANGD = [sys.executable, "-m", "gangd"]
 
 
-def board_faults(seed: int):
-    """A random mix per board: every kind the simulator has, often enough to exercise recovery."""
+MARGINAL_LIMITS_MHZ = (100, 80, 60)  # boards whose reads are reliable only up to these clocks
+
+
+def board_faults(seed: int, marginal: float = 0.0, protected: float = 0.0):
+    """A random mix per board: every kind the simulator has, often enough to exercise recovery.
+
+    With `marginal`/`protected` (the mechanism variant), that share of boards carries only a flash
+    mechanism instead: a marginal read path, or block protection that survives everything (and as
+    many again with volatile protection, which a power cycle clears)."""
 
     def faults(n: int) -> tuple[str, ...]:
         rng = random.Random(seed * 7919 + n)
+        mechanism = rng.random()
+        if mechanism < marginal:
+            return (f"marginal-read:max-mhz={rng.choice(MARGINAL_LIMITS_MHZ)}",)
+        if mechanism < marginal + protected:
+            return ("write-protect:persist=always",)
+        if mechanism < marginal + 2 * protected:
+            return ("write-protect:persist=power",)
         chosen = []
         table = [
             (0.30, "status:cmd=flash-erase-region,code=20106,p=0.5"),
@@ -124,11 +138,14 @@ class Soak:
         self.config = write_config(directory, self.ports, self.http_port, args.time_scale)
         self.state = directory / "state"
         self.db = self.state / "records.sqlite"
-        flaky = {self.ports[-1]: ["status:cmd=write-memory,code=10200,p=0.6"]}  # a bad port: its boards fail
+        # A bad port whose boards fail; not in the mechanism variant, whose invariant is that every
+        # marginal board ends programmed (a board failed by the port would only prove the port bad).
+        mechanisms = args.marginal > 0 or args.protected > 0
+        flaky = {} if mechanisms else {self.ports[-1]: ["status:cmd=write-memory,code=10200,p=0.6"]}
         self.hub = SimHub(self.ports, port_faults=flaky, seed=args.seed)
         family = load_family("mimxrt1020")
         factory = BoardFactory(family, TimingModel(time_scale=args.time_scale), seed=args.seed,
-                               faults=board_faults(args.seed))  # fmt: skip
+                               faults=board_faults(args.seed, args.marginal, args.protected))  # fmt: skip
         self.operator = Operator(self.hub, factory, delay_s=args.replace_delay, limit=args.boards,
                                  retest=0.5, seed=args.seed)  # fmt: skip
         self.finished = 0
@@ -312,6 +329,7 @@ class Soak:
                 faults["port:" + spec.split(":")[0]] += fired
         recoveries = Counter(a["action"] for r in rows for a in r["attempts"])
         ever_suspect = _ports_ever_suspect(rows, k=3)
+        mechanisms = _mechanism_outcomes(boards, by_serial)
         return {
             "boards": len(boards), "jobs": len(rows), "results": dict(Counter(r["result"] for r in rows)),
             "faults_injected": dict(faults), "recoveries": dict(recoveries), "kills": len(self.kill_log),
@@ -319,7 +337,7 @@ class Soak:
             "interrupted_not_programmed_again": not_again,
             "suspect_ports": self.suspect_ports, "ever_suspect": ever_suspect, "retested": self.operator.retested,
             "false_successes": false_successes, "lost_records": lost, "metrics_vs_records_mismatches": mismatches,
-            "ports_left_stuck": stuck, "rss_growth": growth, "rss_final_kb": final_rss[-1] if final_rss else 0,
+            "ports_left_stuck": stuck, **mechanisms, "rss_growth": growth, "rss_final_kb": final_rss[-1] if final_rss else 0,
             "rss_samples_kb": final_rss,
             "wall_s": wall_s,
         }  # fmt: skip
@@ -342,6 +360,33 @@ def _ports_ever_suspect(rows, k: int) -> list[str]:
             ):
                 flagged.add(port)
     return sorted(flagged)
+
+
+def _mechanism_outcomes(boards, by_serial: dict[str, list[dict]]) -> dict:
+    """How the boards with a flash mechanism ended. A marginal board must end programmed, at a clock
+    its read path takes; a board protected for good must never succeed, and fail naming the
+    protection; a board protected until power-off must end programmed (power cycling is allowed)."""
+    marginal, marginal_wrong, protected, protected_wrong, volatile_wrong = [], [], [], [], []
+    for serial, board in boards.items():
+        specs = board.spec.faults
+        rows = by_serial.get(serial, [])
+        successes = [r for r in rows if r["result"] == "success"]
+        if any(spec.startswith("marginal-read") for spec in specs):
+            marginal.append(serial)
+            limit = board.flash.max_read_mhz
+            if not successes or any(r["flash_clock_mhz"] > limit or not r["marginal"] for r in successes):
+                marginal_wrong.append(serial)
+        elif "write-protect:persist=always" in specs:
+            protected.append(serial)
+            failed = [r for r in rows if r["result"] == "failed"]
+            if successes or not failed or not all(r["reason"].startswith("flash write-protected") for r in failed):
+                protected_wrong.append(serial)
+        elif "write-protect:persist=power" in specs and not successes:
+            volatile_wrong.append(serial)
+    clocks = Counter(r["flash_clock_mhz"] for serial in marginal for r in by_serial.get(serial, [])
+                     if r["result"] == "success")  # fmt: skip
+    return {"marginal_boards": marginal, "protected_boards": protected, "marginal_clocks": dict(clocks), "marginal_not_programmed_right": marginal_wrong,
+            "protected_not_failed_right": protected_wrong, "volatile_protected_not_programmed": volatile_wrong}
 
 
 def _completed(board) -> bool:
@@ -369,6 +414,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--replace-delay", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for each stage")
+    parser.add_argument("--marginal", type=float, default=0.0,
+                        help="mechanism variant: share of boards with a marginal flash read path")  # fmt: skip
+    parser.add_argument("--protected", type=float, default=0.0,
+                        help="mechanism variant: share of boards write-protected for good (as many again "
+                        "with volatile protection)")  # fmt: skip
     parser.add_argument("--json", help="also write the summary here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, records)")
     args = parser.parse_args(argv)
@@ -385,6 +435,9 @@ def main(argv: list[str] | None = None) -> int:
         "ports left stuck": len(summary["ports_left_stuck"]),
         "interrupted jobs not marked": len(summary["interrupted_not_marked"]),
         "interrupted boards not programmed again": len(summary["interrupted_not_programmed_again"]),
+        "marginal boards not programmed right": len(summary["marginal_not_programmed_right"]),
+        "protected boards not failed right": len(summary["protected_not_failed_right"]),
+        "volatile-protected boards not programmed": len(summary["volatile_protected_not_programmed"]),
     }
     print(f"soak: {summary['boards']} boards, {summary['jobs']} jobs, {summary['kills']} SIGKILLs, "
           f"{summary['wall_s']:.0f} s wall")  # fmt: skip
@@ -394,6 +447,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"interrupted jobs: {summary['interrupted_jobs']}; failed boards retested elsewhere: "
           f"{summary['retested']}; ports flagged suspect: {summary['ever_suspect']} (at the end: "
           f"{summary['suspect_ports']})")  # fmt: skip
+    if args.marginal or args.protected:
+        print(f"mechanisms:      {len(summary['marginal_boards'])} marginal boards, flash clocks of their "
+              f"successes: {dict(sorted(summary['marginal_clocks'].items()))}; "
+              f"{len(summary['protected_boards'])} boards protected for good")  # fmt: skip
     for name, value in invariants.items():
         print(f"{name:<42} {value}")
     growth = summary["rss_growth"]

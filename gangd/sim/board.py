@@ -8,6 +8,7 @@ by the exceptions below, which those carriers act on.
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from .timing import BoardClock, TimingModel
 ROM = "rom"
 FLASHLOADER = "flashloader"
 STAGES = (ROM, FLASHLOADER)
+OLD_APPLICATION_SIZE = 64 * 1024  # what a write-protected board's flash holds when it arrives
 
 
 class LeaveStage(Exception):
@@ -130,7 +132,12 @@ class SimBoard:
         protection = None
         for rule in self.faults.of_kind("write-protect"):
             protection = rule.persist
-        return NorFlash(PARTS[self.spec.flash_part], max_read_mhz, protection, seed=(self.spec.seed, self.serial))
+        flash = NorFlash(PARTS[self.spec.flash_part], max_read_mhz, None, seed=(self.spec.seed, self.serial))
+        if protection is not None:
+            # An application that protects its flash has first written itself there.
+            flash.program(0, random.Random(f"app:{self.serial}").randbytes(OLD_APPLICATION_SIZE))
+            flash.protection, flash.block_protect = protection, True
+        return flash
 
     # --- identity -------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ A fault is written as `KIND[:key=value,...]`, the same on the command line, in c
 
     status:cmd=flash-erase-region,code=20106,nth=1+2   the 1st and 2nd erase fail with 20106
     status:cmd=flash-erase-region,code=20106,p=0.2     each erase fails with probability 0.2
+    status:cmd=write-memory,code=20106,after=16384     a write programs 16 KiB, then fails with 20106
     no-response:cmd=write-memory,nth=1                 the first write-memory gets no answer at all
     hang:cmd=write-memory                              the board stops answering until re-plugged
     disconnect:cmd=write-memory,after=8192             unplugged 8 KiB into the data phase

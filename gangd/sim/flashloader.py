@@ -18,6 +18,7 @@ from spsdk.mboot.error_codes import StatusCode
 from spsdk.mboot.properties import ExtMemPropTags
 
 from .board import ROM, LeaveStage, SimBoard, Unplugged
+from .faults import FaultRule
 from .flexspi_nor import FlexspiNorDriver
 
 FLEXSPI_NOR_MEMORY_ID = 9
@@ -77,6 +78,7 @@ class FlashloaderEngine:
         if board.nor_driver is None:
             board.nor_driver = FlexspiNorDriver(board)
         self.nor: FlexspiNorDriver = board.nor_driver
+        self._write_fails_after: FaultRule | None = None
 
     # --- dispatch -----------------------------------------------------------------------------
 
@@ -119,6 +121,9 @@ class FlashloaderEngine:
             board.record(name, params, None)
             return True
         rule = faults.fire("status", name)
+        if rule is not None and rule.after and name == "write-memory":
+            self._write_fails_after = rule  # the data phase programs `after` bytes, then fails
+            return False
         if rule is not None:
             board.record(name, params, rule.code)
             self._fail(tag, rule.code or 0, name)
@@ -319,6 +324,7 @@ class FlashloaderEngine:
             return
         self.link.send_response(generic(0, tag))
         disconnect = self.board.faults.fire("disconnect", "write-memory")
+        fails_after, self._write_fails_after = self._write_fails_after, None
         received = 0
         while received < length:
             kind, chunk = self.link.recv()
@@ -326,6 +332,14 @@ class FlashloaderEngine:
                 self.board.record("write-memory", (address, length, memory_id), None)
                 raise DataPhaseInterrupted(chunk)
             chunk = chunk[: length - received]
+            if fails_after is not None and not status and received + len(chunk) > fails_after.after:
+                head = chunk[: max(0, fails_after.after - received)]
+                if where == "flash":
+                    status = self.nor.write(head)
+                    self.nor.abandon_write()  # the partial page is lost with the failure
+                status = status or fails_after.code or 0
+                received += len(chunk)
+                continue
             if disconnect is not None and received + len(chunk) > disconnect.after:
                 self.board.record("write-memory", (address, length, memory_id), None)
                 raise Unplugged(f"unplugged {disconnect.after} bytes into write-memory")

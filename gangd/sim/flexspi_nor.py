@@ -168,6 +168,10 @@ class FlexspiNorDriver:
         self._page_address = None
         return status
 
+    def abandon_write(self) -> None:
+        """The command failed mid-data: the partial page is dropped, not programmed."""
+        self._page_address, self._page = None, bytearray()
+
     def _program_page(self) -> int:
         config = self._configured()
         assert self._page_address is not None

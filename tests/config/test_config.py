@@ -42,6 +42,7 @@ def test_the_example_is_valid(line_dir):
     assert (recipe.memory_id, recipe.option_address, recipe.option_words) == (9, 0x2000, (0xC000_0007,))
     assert recipe.images[0].address == 0x6000_0000 and recipe.images[0].data == APP
     assert recipe.fuses.policy == "never" and recipe.final_action == "reset"
+    assert recipe.quality_marginal == "accept"
     result = subprocess.run([GANGD, "check-config", str(line_dir / "line.toml")], capture_output=True, text=True)
     assert result.returncode == 0 and ": ok" in result.stdout
 
@@ -71,6 +72,7 @@ MISTAKES = [
     ("values with policy never", "# [fuses.values]", f'[fuses.values]\nSRK_HASH = "{SRK}"', 'policy = "never"', "policy is 'never'"),
     ("unknown fuse policy", 'policy = "never"', 'policy = "sometimes"', "sometimes", "is not one of"),
     ("final action", 'action = "reset"', 'action = "reboot"', "reboot", "is not one of"),
+    ("marginal policy", 'marginal = "accept"', 'marginal = "sometimes"', "sometimes", "is not one of"),
     ("zero attempts", "max_attempts = 3 ", "max_attempts = 0 ", "max_attempts", "at least 1"),
     ("invalid TOML", "[memory]", "[memory", "[memory", "not valid TOML"),
 ]

@@ -67,18 +67,18 @@ def test_verify_writes_off_hides_the_marginal_read(hub, events, boards, flashloa
 
 def test_write_protected_flash_ignores_the_erase(hub, events, boards, flashloader_image):
     board = hub.plug(PORT, boards(faults=("write-protect:persist=always",)))
-    board.flash.block_protect = False  # an application wrote its image, then protected the flash
-    board.flash.program(0, b"\x00" * 4096)
-    board.flash.block_protect = True
+    old = board.flash_image(BASE, 16)
+    assert old != b"\xff" * 16  # an application wrote itself, then protected the flash
     devnode = load_flashloader(events, PORT, *flashloader_image)
     with open_mboot(devnode) as mboot:
         configure(mboot, 0xC000_0001)  # even at the safe clock: the erase did not happen
         assert status_of(mboot.flash_erase_region, BASE, 4096, 0) == StatusCode.FLEXSPINOR_COMMANDFAILURE
-        assert mboot.read_memory(BASE, 16) == b"\x00" * 16
+        assert mboot.read_memory(BASE, 16) == old
 
 
 def test_protection_on_blank_flash_shows_at_the_first_program(hub, events, boards, flashloader_image):
     board = hub.plug(PORT, boards(faults=("write-protect:persist=always",)))
+    board.flash.cells.clear()  # a blank part whose status register came with BP bits set
     devnode = load_flashloader(events, PORT, *flashloader_image)
     with open_mboot(devnode) as mboot:
         configure(mboot, 0xC000_0007)

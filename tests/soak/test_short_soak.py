@@ -23,3 +23,22 @@ def test_short_soak_holds_every_invariant():
     faults = re.search(r"faults injected: (\{.*\})", out).group(1)
     for kind in ("status", "malformed", "corrupt-readback", "port:status"):
         assert f"'{kind}'" in faults
+
+
+def test_mechanism_soak_marginal_boards_succeed_protected_ones_fail_right():
+    """The issue's variant: 20 % of boards with a marginal read path, 5 % protected for good (and
+    5 % protected until power-off), among every other fault and a SIGKILL."""
+    result = subprocess.run(
+        [sys.executable, "-m", "gangd.soak", "--boards", "60", "--ports", "4", "--kills", "1",
+         "--time-scale", "0.02", "--timeout", "240", "--seed", "5", "--marginal", "0.2", "--protected", "0.05"],
+        capture_output=True, text=True, timeout=400,
+    )  # fmt: skip
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr[-3000:]
+    for name in ("false successes", "marginal boards not programmed right", "protected boards not failed right",
+                 "volatile-protected boards not programmed"):  # fmt: skip
+        assert re.search(rf"^{name}\s+0$", out, re.M), (name, out)
+    marginal = int(re.search(r"mechanisms:\s+(\d+) marginal boards", out).group(1))
+    protected = int(re.search(r"(\d+) boards protected for good", out).group(1))
+    assert marginal >= 5 and protected >= 1, out  # the variant really had boards of both mechanisms
+    assert "'lower-flash-clock'" in re.search(r"recoveries: +(\{.*\})", out).group(1)
