@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from . import __version__
@@ -12,11 +13,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gangd", description="Gang programmer for NXP MCU boards over USB")
     parser.add_argument("--version", action="version", version=f"gangd {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    from . import daemon, udev_rules
+    from . import daemon, import_script, plan_command, udev_rules
     from . import explain
     from .sim import cli as sim_cli
 
     daemon.add_parsers(subparsers)
+    plan_command.add_parser(subparsers)
+    import_script.add_parser(subparsers)
     explain.add_parser(subparsers)
     udev_rules.add_parser(subparsers)
     sim_cli.add_parser(subparsers)
@@ -24,6 +27,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # spsdk logs warnings of its own (its device database cache, for one) through a handler it
+    # installs on stderr when its database is first used: a command's output is gangd's alone.
+    # Commands that log (`gangd run`) switch logging back on in `logs.configure`.
+    logging.disable(logging.WARNING)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

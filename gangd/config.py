@@ -104,7 +104,9 @@ class _Reader:
         return path
 
 
-def load_config(path: str | Path) -> Config:
+def load_config(path: str | Path, need_flashloader: bool = True) -> Config:
+    """Read and validate a configuration. `need_flashloader=False` (for `gangd plan`, whose output
+    does not depend on the flashloader's bytes) accepts a flashloader file that is not there yet."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -128,12 +130,14 @@ def load_config(path: str | Path) -> Config:
     ports = _ports(r, raw)
     loader = r.get(raw, "flashloader", dict, "flashloader")
     r.unknown_keys(loader, {"path", "load_address", "jump_address"}, "flashloader.")
-    loader_data = r.file(r.get(loader, "path", str, "flashloader.path"), "flashloader.path").read_bytes()
+    loader_name = r.get(loader, "path", str, "flashloader.path")
+    loader_file = (path.parent / loader_name).resolve()
+    loader_data = b"" if not need_flashloader and not loader_file.is_file() else r.file(loader_name, "flashloader.path").read_bytes()
     load_address = r.get(loader, "load_address", int, "flashloader.load_address")
     jump_address = r.get(loader, "jump_address", int, "flashloader.jump_address")
     if not _in_ram(family, load_address, len(loader_data)):
         raise r.error("flashloader.load_address", f"0x{load_address:08x}..+{len(loader_data)} is not inside one RAM region of {family.name}")
-    if not load_address <= jump_address < load_address + len(loader_data):
+    if loader_data and not load_address <= jump_address < load_address + len(loader_data):
         raise r.error("flashloader.jump_address", f"0x{jump_address:08x} is not inside the loaded flashloader")
 
     memory = r.get(raw, "memory", dict, "memory")
@@ -171,6 +175,7 @@ def load_config(path: str | Path) -> Config:
     recipe = Recipe(
         family=family,
         flashloader=loader_data,
+        flashloader_path=loader_name,
         flashloader_address=load_address,
         jump_address=jump_address,
         memory_id=memory_id,
@@ -255,7 +260,7 @@ def _images(r: _Reader, raw: dict, family: FamilyInfo) -> tuple[Image, ...]:
             for other_n, other in images:
                 if _overlaps(address, len(data), other.address, len(other.data)):
                     raise r.error(where + "address", f"overlaps image[{other_n}] (0x{other.address:08x}..+{len(other.data)})")
-            images.append((n, Image(address, data)))
+            images.append((n, Image(address, data, r.get(entry, "path", str, where + "path"))))
     return tuple(image for _, image in images)
 
 

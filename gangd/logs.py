@@ -22,6 +22,7 @@ SHARED = [
 
 
 def configure(level: str = "info", json: bool | None = None, spsdk_level: str = "warning", stream=None) -> None:
+    logging.disable(logging.NOTSET)  # the command line keeps logging off until a command sets it up
     stream = stream or sys.stdout
     if json is None:
         json = not stream.isatty()

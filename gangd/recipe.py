@@ -16,6 +16,7 @@ SECTOR = 4096
 class Image:
     address: int
     data: bytes
+    path: str | None = None  # the file it came from, as the configuration names it (for `gangd plan`)
 
     @property
     def erase_length(self) -> int:
@@ -95,6 +96,7 @@ class Recipe:
     # lower clock, flagged in its record) or "reject" (failed).
     quality_marginal: str = "accept"
     fuses: FusePlan = field(default_factory=FusePlan)
+    flashloader_path: str | None = None  # as the configuration names it (for `gangd plan`)
     recovery: RecoveryPolicy = field(default_factory=RecoveryPolicy)
     deadlines: Deadlines = field(default_factory=Deadlines)
 
