@@ -13,8 +13,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gangd", description="Gang programmer for NXP MCU boards over USB")
     parser.add_argument("--version", action="version", version=f"gangd {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    from . import daemon, import_script, plan_command, udev_rules
-    from . import explain
+    from . import daemon, explain, import_script, plan_command, udev_rules
     from .sim import cli as sim_cli
 
     daemon.add_parsers(subparsers)

@@ -19,12 +19,13 @@ from .family import FamilyInfo, UnknownFamilyError, load_family
 from .hotplug.udev import is_port_path
 from .http import DEFAULT_ADDRESS, parse_address
 from .images import FORMATS, ImageError, guess_format, load_segments
-from .recipe import FUSE_POLICIES, MARGINAL_POLICIES, Deadlines, FusePlan, FuseWord, Image, Recipe, RecoveryPolicy
+from .recipe import (SECTOR, BOARD_DATA_ENCODINGS, BOARD_DATA_SOURCES, FUSE_POLICIES, MARGINAL_POLICIES, BoardData, Deadlines,
+                     FusePlan, FuseWord, Image, Recipe, RecoveryPolicy)  # fmt: skip
 
 SUPPORTED_MEMORY_IDS = {9: "FlexSPI NOR"}
 FINAL_ACTIONS = ("reset", "leave")
 TOP_LEVEL = {"family", "station", "flashloader", "memory", "image", "verify", "fuses", "recovery", "final", "http",
-             "deadlines", "quality"}
+             "deadlines", "quality", "board_data"}
 
 
 class ConfigError(ValueError):
@@ -172,6 +173,9 @@ def load_config(path: str | Path, need_flashloader: bool = True) -> Config:
     if marginal not in MARGINAL_POLICIES:
         raise r.error("quality.marginal", f"{marginal!r} is not one of {', '.join(MARGINAL_POLICIES)}")
 
+    fuses = _fuses(r, raw, family)
+    board_data = _board_data(r, raw, family, images, fuses)
+
     recipe = Recipe(
         family=family,
         flashloader=loader_data,
@@ -185,7 +189,8 @@ def load_config(path: str | Path, need_flashloader: bool = True) -> Config:
         verify=r.get(verify, "read_back", bool, "verify.read_back", True),
         final_action=action,
         quality_marginal=marginal,
-        fuses=_fuses(r, raw, family),
+        fuses=fuses,
+        board_data=board_data,
         recovery=_recovery(r, raw),
         deadlines=_deadlines(r, raw),
     )
@@ -262,6 +267,63 @@ def _images(r: _Reader, raw: dict, family: FamilyInfo) -> tuple[Image, ...]:
                     raise r.error(where + "address", f"overlaps image[{other_n}] (0x{other.address:08x}..+{len(other.data)})")
             images.append((n, Image(address, data, r.get(entry, "path", str, where + "path"))))
     return tuple(image for _, image in images)
+
+
+def _board_data(r: _Reader, raw: dict, family: FamilyInfo, images: tuple[Image, ...], fuses: FusePlan) -> tuple[BoardData, ...]:
+    entries = r.get(raw, "board_data", list, "board_data", [])
+    allowed = {"name", "source", "format", "start", "step", "file", "address", "encoding", "size", "fuse"}
+    result: list[BoardData] = []
+    flash = next((reg for reg in family.regions if reg.external and reg.name.startswith("flexspi")), None)
+    for n, entry in enumerate(entries):
+        where = f"board_data[{n}]."
+        if not isinstance(entry, dict):
+            raise r.error(f"board_data[{n}]", "expected a table")
+        r.unknown_keys(entry, allowed, where)
+        name = r.get(entry, "name", str, where + "name")
+        if any(other.name == name for other in result):
+            raise r.error(where + "name", f"{name!r} is used twice")
+        source = r.get(entry, "source", str, where + "source")
+        if source not in BOARD_DATA_SOURCES:
+            raise r.error(where + "source", f"{source!r} is not one of {', '.join(BOARD_DATA_SOURCES)}")
+        list_file = None
+        if source == "list":
+            list_file = str(r.file(r.get(entry, "file", str, where + "file"), where + "file"))
+        fmt = r.get(entry, "format", str, where + "format", "{}")
+        try:
+            fmt.format(0)
+        except (ValueError, IndexError, KeyError) as exc:
+            raise r.error(where + "format", f"not a format for one number: {exc}") from None
+        encoding = r.get(entry, "encoding", str, where + "encoding", "text")
+        if encoding not in BOARD_DATA_ENCODINGS:
+            raise r.error(where + "encoding", f"{encoding!r} is not one of {', '.join(BOARD_DATA_ENCODINGS)}")
+        address = r.get(entry, "address", int, where + "address", None)
+        fuse_name = r.get(entry, "fuse", str, where + "fuse", None)
+        if (address is None) == (fuse_name is None):
+            raise r.error(where + "name", "say where the value goes: address = ... (flash) or fuse = ... (OTP)")
+        size = r.get(entry, "size", int, where + "size", 16)
+        fuse = None
+        if fuse_name is not None:
+            if fuses.policy == "never":
+                raise r.error(where + "fuse", "burning a fuse needs [fuses] policy = 'if-blank' or 'enforce'")
+            try:
+                word = family.fuse(fuse_name)
+            except KeyError:
+                raise r.error(where + "fuse", f"{family.name} has no fuse word named {fuse_name!r}") from None
+            if any(w.index == word.index for w in fuses.words):
+                raise r.error(where + "fuse", f"{fuse_name} is also in [fuses.values]")
+            fuse = FuseWord(word.name, word.index, 0)
+        else:
+            assert address is not None
+            if flash is None or not flash.contains(address, size):
+                raise r.error(where + "address", f"0x{address:08x}..+{size} is outside the flash of {family.name}")
+            for image in images:
+                # The value's sector is erased for it: it must not share a sector with an image.
+                sector_start, sector_end = address // SECTOR * SECTOR, -(-(address + size) // SECTOR) * SECTOR
+                if _overlaps(sector_start, sector_end - sector_start, image.address, image.erase_length):
+                    raise r.error(where + "address", f"shares a 4 KiB sector with the image at 0x{image.address:08x}")
+        result.append(BoardData(name, source, fmt, r.get(entry, "start", int, where + "start", 1),
+                                r.get(entry, "step", int, where + "step", 1), list_file, address, encoding, size, fuse))  # fmt: skip
+    return tuple(result)
 
 
 def _fuses(r: _Reader, raw: dict, family: FamilyInfo) -> FusePlan:

@@ -23,12 +23,11 @@ from .config import Config, ConfigError, load_config
 from .family import UsbIds, family_names, isp_usb_ids
 from .hotplug.sim_socket import SimSocketPower, SimSocketSource
 from .hotplug.udev import BoardFilter, UdevSource
-from .notify import Notifier
-from .recipe import Recipe
 from .http import DEFAULT_ADDRESS, StatusServer, parse_address
 from .metrics import Metrics
+from .notify import Notifier
 from .power import SimPortPower, SysfsPortPower
-from .recipe import builtin_rt1020
+from .recipe import Recipe, builtin_rt1020
 from .records import RecordStore, export
 from .station import Station
 
@@ -257,11 +256,15 @@ def records_command(args: argparse.Namespace) -> int:
         sys.stdout.write(export(rows, args.format))
         return 0
     # MHZ: the flash read clock the board was programmed at; "*" marks a marginal board (below the recipe's).
-    print(f"{'ID':>5} {'PORT':<10} {'LABEL':<6} {'BOARD':<17} {'RESULT':<11} {'STEP':<16} {'TRIES':>5} {'MHZ':>4}  REASON")
+    # DATA: the per-board values (serial numbers, MAC addresses) the board got.
+    print(f"{'ID':>5} {'PORT':<10} {'LABEL':<6} {'BOARD':<17} {'RESULT':<11} {'STEP':<16} {'TRIES':>5} {'MHZ':>4} "
+          f"{'DATA':<20}  REASON")  # fmt: skip
     for row in rows:
         clock = f"{row['flash_clock_mhz']}{'*' if row['marginal'] else ''}" if row["flash_clock_mhz"] else ""
+        data = " ".join(f"{k}={v}" for k, v in row["board_data"].items())
         print(f"{row['id']:>5} {row['port']:<10} {row['label']:<6} {(row['board_id'] or row['serial'] or ''):<17} "
-              f"{row['result']:<11} {(row['step'] or ''):<16} {len(row['attempts']):>5} {clock:>4}  {row['reason'] or ''}")  # fmt: skip
+              f"{row['result']:<11} {(row['step'] or ''):<16} {len(row['attempts']):>5} {clock:>4} {data:<20}  "
+              f"{row['reason'] or ''}")  # fmt: skip
     return 0
 
 
@@ -283,6 +286,10 @@ def check_config_command(args: argparse.Namespace) -> int:
     print(f"  verify      {'read-back' if recipe.verify else 'off'}; final action {recipe.final_action}; "
           f"marginal boards {recipe.quality_marginal}")  # fmt: skip
     print(f"  fuses       policy {recipe.fuses.policy}, {len(recipe.fuses.words)} words")
+    for entry in recipe.board_data:
+        where = f"fuse {entry.fuse.name}" if entry.fuse else f"flash 0x{entry.address:08x} ({entry.encoding}, {entry.size} bytes)"
+        origin = f"list {entry.list_file}" if entry.list_file else f"counter {entry.format!r} from {entry.start} step {entry.step}"
+        print(f"  board data  {entry.name}: {origin} -> {where}")
     return 0
 
 

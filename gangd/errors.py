@@ -39,3 +39,10 @@ class JobStopped(JobError):
     """gangd is shutting down; the job ended at a safe point between steps."""
 
     result = "stopped"
+
+
+class DataUnavailable(JobError):
+    """No per-board value can be handed out (a list is exhausted): the board is not at fault, and
+    the station starts no new job that needs a value until there is one."""
+
+    result = "stopped"

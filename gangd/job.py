@@ -1,25 +1,28 @@
-"""One board's provisioning job: the recipe's steps under deadlines, with automatic recovery.
+"""One board's job: the engine that runs its plan under deadlines, with automatic recovery.
+
+The plan (`plan.py`) says what to do; this engine says how: each step under its deadline in the
+port's own worker thread, failures classified by one table (`recovery.py`) and answered by it:
+
+- transient flash failures of an image's group are diagnosed by mechanism (`diagnosis.py`: a
+  marginal read path lowers the flash clock for the rest of the job, write protection escalates to
+  a power cycle) and the group runs again from its erase;
+- board failures reset the board (or power-cycle its port, or ask for a replug) and the plan runs
+  again from the ROM; permanent ones end the job with the reason and the code's explanation.
 
 spsdk is synchronous, so every call to the board runs in a worker thread (`trio.to_thread`),
 through a capacity limiter of one that belongs to this port alone: no global limit, no shared
-handle, no lock across ports. When a step's deadline fires the thread is abandoned and its handle
-aborted (`FdHidDevice.abort` wakes the blocked poll), so a hung board costs its own port only.
-
-Failures are classified by one table (`recovery.py`): transient flash failures are diagnosed by
-mechanism (`diagnosis.py`: a marginal read path lowers the flash clock for the rest of the job,
-write protection escalates to a power cycle) and the image is programmed again from its erase;
-board ones reset the board (or power-cycle its port, or ask the operator to replug it) and rerun
-the flow from the ROM; permanent ones end the job with the reason and the code's explanation.
-Every failure, diagnosis and recovery taken, and the flash clock used, is kept in the job's record.
+handle. When a step's deadline fires the thread is abandoned and its handle aborted
+(`FdHidDevice.abort` wakes the blocked poll), so a hung board costs its own port only. Everything
+the job does is reported to its observers (`observer.py`): the port, the metrics, the records.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -27,20 +30,29 @@ import trio
 from spsdk.exceptions import SPSDKConnectionError, SPSDKError
 from spsdk.mboot.error_codes import stringify_status_code
 from spsdk.mboot.exceptions import McuBootCommandError, McuBootConnectionError
-from spsdk.mboot.properties import PropertyTag
 from spsdk.sdp.exceptions import SdpCommandError, SdpConnectionError
 
+from . import board_ops as ops
+from . import plan as p
 from . import recovery
-from .diagnosis import PROTECTED, READ_PATH, Diagnosis, FlashDiagnostician
-from .errors import BoardRemoved, CommandFailed, JobError, JobStopped, ReplugTimeout, StepTimeout
+from .diagnosis import PROTECTED, READ_PATH, FlashDiagnostician
+from .errors import BoardRemoved, CommandFailed, DataUnavailable, JobError, JobStopped, ReplugTimeout, StepTimeout
 from .explain import one_line
 from .flexspi import clock_mhz, max_freq_code, with_max_freq
 from .fuses import BURN, conflict_reason, decide
 from .hotplug.events import PortEvent
-from .port import FLASHLOADER, ROM, Port, stage_of
-from .recipe import Image, Recipe
-from .records import RecordStore
-from .transport import DeviceGoneError, FdHidDevice, TransportAborted, mboot_client, sdp_client
+from .observer import JobObserver, RecordObserver
+from .port import Port, stage_of
+from .recipe import FusePlan, Image, Recipe
+from .records import DataExhausted, RecordStore
+from .results import Attempt, JobResult, StepTiming
+from .transport import (
+    DeviceGoneError,
+    FdHidDevice,
+    TransportAborted,
+    mboot_client,
+    sdp_client,
+)
 from .transport.fd_device import WrongDeviceError
 
 _job_ids = itertools.count(1)
@@ -50,60 +62,6 @@ _job_ids = itertools.count(1)
 REMOVAL_GRACE_S = 1.0
 # Handles are opened with a long spsdk timeout: the step deadline, not spsdk, decides when to stop.
 HANDLE_TIMEOUT_MS = 600_000
-# Progress weights of the steps (fwupd-style), for status displays.
-STEP_WEIGHTS = {"load-flashloader": 10, "wait-replug": 5, "open": 1, "identify": 1, "configure-memory": 2,
-                "erase": 15, "write": 40, "verify": 20, "fuses": 3, "reset": 3}  # fmt: skip
-
-
-@dataclass
-class StepTiming:
-    name: str
-    seconds: float
-    attempt: int = 1
-
-
-@dataclass
-class Attempt:
-    attempt: int
-    step: str
-    status: int | None
-    error: str
-    klass: str
-    action: str
-
-    def to_record(self) -> dict:
-        return {"attempt": self.attempt, "step": self.step, "status": self.status, "error": self.error,
-                "class": self.klass, "action": self.action}  # fmt: skip
-
-
-@dataclass
-class JobResult:
-    job_id: int
-    port: str
-    label: str
-    serial: str | None
-    result: str  # success | failed | removed | stopped
-    step: str | None = None
-    reason: str | None = None
-    status: int | None = None
-    board_id: str | None = None
-    record_id: int | None = None
-    started: float = 0.0
-    duration_s: float = 0.0
-    steps: list[StepTiming] = field(default_factory=list)
-    attempts: list[Attempt] = field(default_factory=list)
-    fuses: list[dict] = field(default_factory=list)
-    flash_clock_mhz: int | None = None  # the read clock the images were programmed and verified at
-    diagnoses: list[Diagnosis] = field(default_factory=list)
-    marginal: bool = False  # programmed below the recipe's clock: a marginal board, flagged
-
-    @property
-    def identity(self) -> str | None:
-        return self.board_id or self.serial
-
-
-class VerifyMismatch(Exception):
-    pass
 
 
 class Job:
@@ -120,12 +78,14 @@ class Job:
         self.port = port
         self.event = event
         self.recipe = recipe
+        self.plan = p.plan(recipe)
         self.stopping = stopping
         self.records = records
         self.power = power
+        self.observers: list[JobObserver] = [port] + ([RecordObserver(records)] if records is not None else [])
         self.limiter = trio.CapacityLimiter(1)
         self.device: FdHidDevice | None = None
-        self.mboot = None
+        self.mboot: Any = None
         self.attempt = 1
         # Write protection gets one power cycle per job: if it survives that, it survives everything.
         self.cycled_for_protection = False
@@ -134,6 +94,10 @@ class Job:
         self.diagnostician = FlashDiagnostician(recipe.family.name)
         self.result = JobResult(self.id, port.path, port.label, event.serial, "success")
         self.log = structlog.get_logger("gangd.job")
+
+    def _tell(self, method: str, *args: Any) -> None:
+        for observer in self.observers:
+            getattr(observer, method)(*args)
 
     # --- the job as a whole ---------------------------------------------------------------------
 
@@ -146,10 +110,9 @@ class Job:
     async def _run(self) -> JobResult:
         result = self.result
         result.started, started = time.time(), time.monotonic()
-        self.port.state = "programming"
-        self.port.progress = 0.0
-        if self.records is not None:
-            result.record_id = await trio.to_thread.run_sync(self._record_start)
+        images = [{"address": i.address, "size": len(i.data), "sha256": i.sha256} for i in self.recipe.images]
+        for observer in self.observers:
+            await observer.job_started(result, images, self.recipe.family.name)
         finished = False
         try:
             await self._attempts()
@@ -166,10 +129,8 @@ class Job:
             self._close()
             result.duration_s = time.monotonic() - started
             with trio.CancelScope(shield=True):  # the record is written even while shutting down
-                if self.records is not None:
-                    await trio.to_thread.run_sync(self._record_end)
-            self.port.step = None
-            self.port.state = "idle"
+                for observer in self.observers:
+                    await observer.job_finished(result)
         # The one summary line of the job.
         self.log.info("job finished", result=result.result, step=result.step, reason=result.reason,
                       status=result.status, attempts=len(result.attempts), record=result.record_id,
@@ -184,9 +145,9 @@ class Job:
         event = self.event
         while True:
             try:
-                await self._flow(event)
+                await self._run_plan(event)
                 return
-            except (BoardRemoved, JobStopped):
+            except (BoardRemoved, JobStopped, DataUnavailable):
                 raise
             except JobError as error:
                 klass = recovery.classify(error.status, error.kind)
@@ -197,25 +158,23 @@ class Job:
                     if klass != recovery.PERMANENT:
                         error.reason += f" (gave up after {self.attempt} attempts)"
                     raise
-                action, event = await self._recover_board(error, klass)
+                event = await self._recover_board(error, klass)
                 await trio.sleep(policy.backoff(self.attempt))
                 self.attempt += 1
-                self.port.state = "programming"
+                self._tell("state_changed", "programming")
 
-    async def _recover_board(self, error: JobError, klass: str) -> tuple[str, PortEvent]:
+    async def _recover_board(self, error: JobError, klass: str) -> PortEvent:
         """Bring the board back to its ROM: reset over USB, else power-cycle the port, else give up."""
         deadlines = self.recipe.deadlines
-        self.port.state = "recovering"
+        self._tell("state_changed", "recovering")
         reset_may_help = klass != recovery.POWER and error.kind != "lost-contact"
         if self.mboot is not None and reset_may_help and not isinstance(error, (StepTimeout, ReplugTimeout)):
             try:
                 await self._step("recover-reset", deadlines.command_s, self.mboot.reset, 0, False)
                 self._close()
                 self._note(error, klass, recovery.RESET)
-                return recovery.RESET, await self.port.wait_for_stage(
-                    ROM, deadlines.replug_s, "recover-reset", self.event.serial
-                )
-            except (BoardRemoved, JobStopped):
+                return await self.port.wait_for_stage(p.Stage.ROM, deadlines.replug_s, "recover-reset", self.event.serial)
+            except (BoardRemoved, JobStopped, DataUnavailable):
                 raise
             except JobError:
                 pass  # the board does not take a reset: try its port's power
@@ -224,12 +183,10 @@ class Job:
             self.cycled_for_protection |= klass == recovery.POWER
             self._note(error, klass, recovery.POWER_CYCLE)
             self.log.warning("power-cycling the port", step=error.step)
-            self.port.state = "disabled"
+            self._tell("state_changed", "disabled")
             await self.power.power_cycle(self.port.path)
-            self.port.state = "recovering"
-            return recovery.POWER_CYCLE, await self.port.wait_for_stage(
-                ROM, deadlines.replug_s, "power-cycle", self.event.serial
-            )
+            self._tell("state_changed", "recovering")
+            return await self.port.wait_for_stage(p.Stage.ROM, deadlines.replug_s, "power-cycle", self.event.serial)
         self._note(error, klass, recovery.REPLUG)
         error.reason += "; the board stopped answering and cannot be reset from here: replug it"
         raise error
@@ -238,83 +195,116 @@ class Job:
         return self.recipe.recovery.power_cycle and self.power is not None and self.power.available(self.port.path)
 
     def _note(self, error: JobError, klass: str, action: str) -> None:
-        attempt = Attempt(self.attempt, error.step, error.status, error.reason, klass, action)
-        self.result.attempts.append(attempt)
-        self.port.step_failed(error.step, klass, action)
+        self.result.attempts.append(Attempt(self.attempt, error.step, error.status, error.reason, klass, action))
+        self._tell("step_failed", error.step, klass, action)
         self.log.warning("step failed", step=error.step, status=error.status, reason=error.reason,
                          recovery_class=klass, action=action, attempt=self.attempt)  # fmt: skip
 
-    # --- the flow -------------------------------------------------------------------------------
+    # --- the plan -------------------------------------------------------------------------------
 
-    async def _flow(self, event: PortEvent) -> None:
-        recipe, deadlines = self.recipe, self.recipe.deadlines
-        if stage_of(recipe.family, event) == ROM:
-            await self._step("load-flashloader", deadlines.load_flashloader_s, self._load_flashloader, event)
-            self.port.state = "waiting-replug"
-            event = await self._wait_stage("wait-replug", FLASHLOADER, deadlines.replug_s)
-            self.port.state = "programming"
-        self.mboot = mboot = await self._step("open", deadlines.command_s, self._open_mboot, event)
-        board_id = await self._step("identify", deadlines.command_s, self._identify, mboot)
-        if self.result.board_id and board_id != self.result.board_id:
-            # Between two attempts someone swapped the board: the rest is not this job's board.
-            raise BoardRemoved(self.port.path, "identify", f"a different board ({board_id}) is on the port now")
-        self.result.board_id = board_id
-        structlog.contextvars.bind_contextvars(board=board_id)
-        await self._step("configure-memory", deadlines.command_s, self._configure, mboot)
-        for image in recipe.images:
-            await self._program(mboot, image)
-        code = max_freq_code(self.option_words)
-        self.result.flash_clock_mhz = clock_mhz(recipe.family.name, code) if code is not None else None
-        if recipe.fuses.policy != "never" and recipe.fuses.words:
-            await self._fuses(mboot)
-        if recipe.final_action == "reset":
-            await self._step("reset", deadlines.command_s, mboot.reset, 0, False)
-            self._close()
-            # Seeing it come back proves it rebooted; a board that boots its application without
-            # USB never does, which is not a failure.
-            self.port.state = "waiting-replug"
-            with trio.move_on_after(deadlines.reset_replug_s):
-                try:
-                    await self.port.wait_for_stage(ROM, deadlines.reset_replug_s, "reset", self.event.serial)
-                except BoardRemoved:
-                    pass  # programmed and reset; the operator was just quick to take it out
-
-    async def _program(self, mboot, image: Image) -> None:
-        """Erase, write and verify one image. A flash failure is retried (bounded) after a diagnosis
-        by mechanism or a re-configure, always from the erase: the flashloader never programs a
-        page that is not erased, so a half-written image must be erased again before it is re-written."""
-        deadlines, policy = self.recipe.deadlines, self.recipe.recovery
-        for retry in itertools.count():
+    async def _run_plan(self, event: PortEvent) -> None:
+        """Run the plan's steps for a board that arrived with `event`; progress is the weight of
+        the steps done over the weight of the steps this board needs (fwupd-style)."""
+        stage = p.Stage.FLASHLOADER if stage_of(self.recipe.family, event) == p.Stage.FLASHLOADER else p.Stage.ROM
+        steps = p.steps_from(self.plan, stage)
+        self.result.fuses = []  # what this run read and burned
+        planned = sum(step.weight for step in steps)
+        retries = dict.fromkeys({step.group for step in steps if step.group is not None}, 0)
+        index = 0
+        while index < len(steps):
+            step = steps[index]
             try:
-                await self._step("erase", deadlines.erase_s(image.erase_length), mboot.flash_erase_region,
-                                 image.address, image.erase_length, 0)  # fmt: skip
-                await self._step("write", deadlines.data_s(len(image.data)), mboot.write_memory, image.address, image.data)
-                self.port.wrote(len(image.data))
-                if self.recipe.verify:
-                    await self._step("verify", deadlines.data_s(len(image.data)), self._verify, mboot, image)
-                return
-            except (BoardRemoved, JobStopped):
+                event = await self._execute(step, event)
+            except (BoardRemoved, JobStopped, DataUnavailable):
                 raise
             except JobError as error:
-                if recovery.classify(error.status, error.kind) != recovery.TRANSIENT or retry >= policy.transient_retries:
+                if step.retry != p.Retry.GROUP or recovery.classify(error.status, error.kind) != recovery.TRANSIENT:
                     raise
-                self.port.state = "recovering"
-                await trio.sleep(policy.backoff(retry + 1))
-                if recovery.is_flash_readback(error.status, error.kind):
-                    await self._diagnose(mboot, image, error)
-                else:
-                    self._note(error, recovery.TRANSIENT, recovery.RECONFIGURE)
-                    await self._step("configure-memory", deadlines.command_s, self._configure, mboot)
-                self.port.state = "programming"
+                if retries[step.group] >= self.recipe.recovery.transient_retries:
+                    raise
+                retries[step.group] += 1
+                await self._retry_flash(step, error, retries[step.group])
+                index = p.group_start(steps, index)
+                continue
+            index += 1
+            self._tell("progress_changed", sum(s.weight for s in steps[:index]) / planned)
 
-    async def _diagnose(self, mboot, image: Image, error: JobError) -> None:
+    async def _execute(self, step: p.Step, event: PortEvent) -> PortEvent:
+        """One step; returns the board's current event (a wait brings a new one)."""
+        match step:
+            case p.LoadFlashloader():
+                await self._step(step.name, step.deadline_s, lambda: ops.load_flashloader(self._client(event), step))
+            case p.WaitStage(required=True):
+                self._tell("state_changed", "waiting-replug")
+                event = await self._wait_stage(step, self.event.serial)
+                self._tell("state_changed", "programming")
+            case p.WaitStage():
+                # Seeing it come back proves it rebooted; a board that boots its application
+                # without USB never does, which is not a failure.
+                self._tell("state_changed", "waiting-replug")
+                self._tell("step_started", step.name)
+                started = time.monotonic()
+                with trio.move_on_after(step.deadline_s):
+                    try:
+                        await self.port.wait_for_stage(step.target, step.deadline_s, step.name, self.event.serial)
+                    except BoardRemoved:
+                        pass  # programmed and reset; the operator was just quick to take it out
+                self._record_timing(step.name, time.monotonic() - started)
+            case p.Open():
+                self.mboot = await self._step(step.name, step.deadline_s, lambda: ops.open_mboot(self._client(event)))
+            case p.Identify():
+                board_id = await self._step(step.name, step.deadline_s, ops.identify, self.mboot)
+                if self.result.board_id and board_id != self.result.board_id:
+                    # Between two attempts someone swapped the board: the rest is not this job's board.
+                    raise BoardRemoved(self.port.path, step.name, f"a different board ({board_id}) is on the port now")
+                self.result.board_id = board_id
+                structlog.contextvars.bind_contextvars(board=board_id)
+            case p.ConfigureMemory():
+                await self._step(step.name, step.deadline_s, ops.configure, self.mboot, step, self.option_words)
+            case p.Erase():
+                await self._step(step.name, step.deadline_s, self.mboot.flash_erase_region, step.address,
+                                 step.length, step.memory_id)  # fmt: skip
+            case p.Write():
+                await self._step(step.name, step.deadline_s, self.mboot.write_memory, step.image.address,
+                                 step.image.data, step.memory_id)  # fmt: skip
+                self._tell("bytes_written", len(step.image.data))
+                code = max_freq_code(self.option_words)
+                self.result.flash_clock_mhz = clock_mhz(self.recipe.family.name, code) if code is not None else None
+            case p.Verify():
+                await self._step(step.name, step.deadline_s, ops.verify, self.mboot, step.image, step.memory_id)
+            case p.TakeBoardData():
+                await self._take_board_data(step)
+            case p.WriteBoardData():
+                await self._board_data(step)
+            case p.Fuses():
+                await self._fuses(step.name, step.deadline_s, step.fuses)
+            case p.Reset():
+                await self._step(step.name, step.deadline_s, self.mboot.reset, 0, False)
+                self._close()
+            case _:
+                raise AssertionError(f"no engine for step {step!r}")
+        return event
+
+    async def _retry_flash(self, step: p.Step, error: JobError, retry: int) -> None:
+        """Before a flash group runs again: diagnose a read-back failure, else re-configure."""
+        self._tell("state_changed", "recovering")
+        await trio.sleep(self.recipe.recovery.backoff(retry))
+        if recovery.is_flash_readback(error.status, error.kind) and isinstance(step, (p.Erase, p.Write, p.Verify)):
+            await self._diagnose(step, error)
+        else:
+            self._note(error, recovery.TRANSIENT, recovery.RECONFIGURE)
+            await self._step(p.StepName.CONFIGURE_MEMORY, self.recipe.deadlines.command_s, ops.configure, self.mboot,
+                             self._configure_step, self.option_words)  # fmt: skip
+        self._tell("state_changed", "programming")
+
+    async def _diagnose(self, step: p.Step, error: JobError) -> None:
         """Tell a marginal read path from write protection (diagnosis.py) and act on the finding."""
-        deadlines = self.recipe.deadlines
-        length = image.erase_length if error.step == "erase" else len(image.data)
+        image = next(s.image for s in self.plan if isinstance(s, p.Write) and s.group == step.group)
+        length = image.erase_length if error.step == p.StepName.ERASE else len(image.data)
         # Each call is one configure or one read of the range: one data deadline covers either.
-        run = functools.partial(self._step, "diagnose", deadlines.data_s(length))
-        configure = functools.partial(self._configure_words, mboot)
-        diagnosis = await self.diagnostician.diagnose(run, configure, mboot.read_memory, self.option_words,
+        run = functools.partial(self._step, "diagnose", self.recipe.deadlines.data_s(length))
+        configure = functools.partial(ops.configure, self.mboot, self._configure_step)
+        diagnosis = await self.diagnostician.diagnose(run, configure, self.mboot.read_memory, self.option_words,
                                                       image.address, length, error.step, error.status)  # fmt: skip
         self.result.diagnoses.append(diagnosis)
         self.log.warning("flash diagnosed", step=error.step, status=error.status, finding=diagnosis.finding,
@@ -322,36 +312,68 @@ class Job:
         if diagnosis.finding == PROTECTED:
             raise JobError(self.port.path, error.step, f"flash write-protected (block-protect bits set): "
                            f"{diagnosis.detail}; {error.reason}", error.status, kind="write-protected")  # fmt: skip
-        if diagnosis.finding == READ_PATH:
-            if self.recipe.quality_marginal == "reject":
-                raise JobError(self.port.path, error.step, f"marginal board rejected ([quality] marginal = reject): "
-                               f"{diagnosis.detail}", error.status, kind="marginal-board")  # fmt: skip
-            assert diagnosis.code is not None  # a clock ladder exists only for option words
-            self.option_words = with_max_freq(self.option_words, diagnosis.code)
-            self.result.marginal = True
-            self.port.clock_fallback()
-            self._note(error, recovery.TRANSIENT, recovery.LOWER_CLOCK)
-        else:
+        if diagnosis.finding != READ_PATH:
             self._note(error, recovery.TRANSIENT, recovery.RECONFIGURE)
+            return
+        if self.recipe.quality_marginal == "reject":
+            raise JobError(self.port.path, error.step, f"marginal board rejected ([quality] marginal = reject): "
+                           f"{diagnosis.detail}", error.status, kind="marginal-board")  # fmt: skip
+        assert diagnosis.code is not None  # a clock ladder exists only for option words
+        self.option_words = with_max_freq(self.option_words, diagnosis.code)
+        self.result.marginal = True
+        self._tell("clock_fallback")
+        self._note(error, recovery.TRANSIENT, recovery.LOWER_CLOCK)
 
-    async def _fuses(self, mboot) -> None:
+    async def _take_board_data(self, step: p.TakeBoardData) -> None:
+        """This board's values, taken durably with its record (records.allocate)."""
+        if self.records is None or self.result.record_id is None or not self.result.board_id:
+            raise JobError(self.port.path, step.name, "per-board data needs the records database and the board's "
+                           "unique id", kind="board-data")  # fmt: skip
+        try:
+            values = await trio.to_thread.run_sync(self.records.allocate, self.result.record_id, self.result.board_id,
+                                                   list(step.entries))  # fmt: skip
+        except DataExhausted as exc:
+            self.result.halt = str(exc)
+            raise DataUnavailable(self.port.path, step.name, str(exc)) from None
+        self.result.board_data = values
+        structlog.contextvars.bind_contextvars(board_data=values)
+
+    async def _board_data(self, step: p.WriteBoardData) -> None:
+        """The values taken for this board, written and read back (or burned)."""
+        for entry in step.entries:
+            value = self.result.board_data[entry.name]
+            if entry.fuse is not None:
+                word = dataclasses.replace(entry.fuse, value=entry.as_int(value))
+                await self._fuses(step.name, step.deadline_s, FusePlan(self.recipe.fuses.policy, (word,)))
+                continue
+            assert entry.address is not None
+            data = entry.encode(value)
+            if len(data) > entry.size:
+                raise JobError(self.port.path, step.name, f"{entry.name} {value!r} needs {len(data)} bytes, the "
+                               f"configuration reserves {entry.size}", kind="board-data")  # fmt: skip
+            start = entry.address // p.SECTOR_SIZE * p.SECTOR_SIZE
+            end = -(-(entry.address + entry.size) // p.SECTOR_SIZE) * p.SECTOR_SIZE
+            await self._step(step.name, step.deadline_s, self.mboot.flash_erase_region, start, end - start, step.memory_id)
+            await self._step(step.name, step.deadline_s, self.mboot.write_memory, entry.address, data, step.memory_id)
+            await self._step(step.name, step.deadline_s, ops.verify, self.mboot, Image(entry.address, data), step.memory_id)
+
+    async def _fuses(self, name: str, deadline_s: float, fuses: FusePlan) -> None:
         """Read every word, judge them all, then burn (shielded from cancellation) and read back."""
-        plan, deadlines = self.recipe.fuses, self.recipe.deadlines
-        readings = await self._step("fuses", deadlines.command_s, self._read_fuses, mboot, [w.index for w in plan.words])
-        decisions = decide(plan, readings)
-        self.result.fuses = [{"name": d.word.name, "index": d.word.index, "before": d.current,
-                              "wanted": d.word.value, "action": d.action} for d in decisions]  # fmt: skip
+        mboot = self.mboot
+        readings = await self._step(name, deadline_s, ops.read_fuses, mboot, [w.index for w in fuses.words])
+        decisions = decide(fuses, readings)
+        self.result.fuses += [{"name": d.word.name, "index": d.word.index, "before": d.current,
+                               "wanted": d.word.value, "action": d.action} for d in decisions]  # fmt: skip
         reason = conflict_reason(decisions)
         if reason:
-            raise JobError(self.port.path, "fuses", reason, kind="fuse-conflict")
+            raise JobError(self.port.path, name, reason, kind="fuse-conflict")
         burns = [d for d in decisions if d.action == BURN]
         if not burns:
             return
         # Once the first bit is burned the rest must follow and be read back: no deadline-free
         # cancellation, no shutdown, may interrupt it (the step's own deadline still applies).
         with trio.CancelScope(shield=True):
-            after = await self._step("fuses-burn", deadlines.command_s + len(burns), self._burn, mboot, burns,
-                                     check_stopping=False)  # fmt: skip
+            after = await self._step("fuses-burn", deadline_s, ops.burn, mboot, burns, check_stopping=False)
         for entry in self.result.fuses:
             entry["after"] = after.get(entry["index"], entry["before"])
         wrong = [d for d in burns if after[d.word.index] != d.word.value]
@@ -359,59 +381,22 @@ class Job:
             names = ", ".join(f"{d.word.name}=0x{after[d.word.index]:08x}" for d in wrong)
             raise JobError(self.port.path, "fuses-burn", f"read-back after burning differs: {names}", kind="fuse-readback")
 
-    async def _wait_stage(self, step: str, stage: str, timeout_s: float) -> PortEvent:
-        self.port.step = step
+    async def _wait_stage(self, step: p.WaitStage, serial: str | None) -> PortEvent:
+        self._tell("step_started", step.name)
         started = time.monotonic()
-        event = await self.port.wait_for_stage(stage, timeout_s, step, self.event.serial)
-        self.result.steps.append(StepTiming(step, time.monotonic() - started, self.attempt))
-        self._progress(step)
+        event = await self.port.wait_for_stage(step.target, step.deadline_s, step.name, serial)
+        self._record_timing(step.name, time.monotonic() - started)
         return event
 
-    # --- blocking bodies, run in the port's worker thread ---------------------------------------
+    def _client(self, event: PortEvent):
+        """spsdk's client for the stage the event names, on this board's own handle."""
+        stage = stage_of(self.recipe.family, event)
+        device = self._open_device(event)
+        return sdp_client(device) if stage == p.Stage.ROM and self.recipe.family.rom_protocol == "sdp" else mboot_client(device)
 
-    def _load_flashloader(self, event: PortEvent) -> None:
-        sdp = sdp_client(self._open_device(event))
-        sdp.open()
-        sdp.write_file(self.recipe.flashloader_address, self.recipe.flashloader)
-        sdp.jump_and_run(self.recipe.jump_address)
-
-    def _open_mboot(self, event: PortEvent):
-        mboot = mboot_client(self._open_device(event))
-        mboot.open()
-        return mboot
-
-    @staticmethod
-    def _identify(mboot) -> str | None:
-        values = mboot.get_property(PropertyTag.UNIQUE_DEVICE_IDENT)
-        return "".join(f"{v:08x}" for v in reversed(values)) if values else None
-
-    def _configure(self, mboot) -> None:
-        self._configure_words(mboot, self.option_words)
-
-    def _configure_words(self, mboot, option_words: tuple[int, ...]) -> None:
-        recipe = self.recipe
-        for offset, word in enumerate(option_words):
-            mboot.fill_memory(recipe.option_address + 4 * offset, 4, word)
-        mboot.configure_memory(recipe.option_address, recipe.memory_id)
-
-    @staticmethod
-    def _verify(mboot, image: Image) -> None:
-        back = mboot.read_memory(image.address, len(image.data))
-        if back != image.data:
-            first = next((i for i, (a, b) in enumerate(zip(back, image.data)) if a != b), len(back))
-            raise VerifyMismatch(f"read-back differs from the image at 0x{image.address + first:08x}")
-
-    @staticmethod
-    def _read_fuses(mboot, indexes: list[int]) -> dict[int, int]:
-        return {index: mboot.efuse_read_once(index) for index in indexes}
-
-    @staticmethod
-    def _burn(mboot, burns) -> dict[int, int]:
-        after = {}
-        for decision in burns:
-            mboot.efuse_program_once(decision.word.index, decision.bits_to_burn)
-            after[decision.word.index] = mboot.efuse_read_once(decision.word.index)
-        return after
+    @property
+    def _configure_step(self) -> p.ConfigureMemory:
+        return next(step for step in self.plan if isinstance(step, p.ConfigureMemory))
 
     def _open_device(self, event: PortEvent) -> FdHidDevice:
         """This board's own handle: the exact node udev named for its port, checked against its ids."""
@@ -435,7 +420,7 @@ class Job:
                     check_stopping: bool = True) -> Any:  # fmt: skip
         if check_stopping and self.stopping():
             raise JobStopped(self.port.path, name, "gangd is stopping; ended before this step")
-        self.port.step = name
+        self._tell("step_started", name)
         started = time.monotonic()
         self.log.debug("step started", step=name, attempt=self.attempt, deadline_s=round(deadline_s, 3))
         try:
@@ -447,7 +432,7 @@ class Job:
             raise StepTimeout(self.port.path, name, f"no answer within the {deadline_s:g} s deadline", kind="timeout") from None
         except (McuBootCommandError, SdpCommandError) as exc:
             raise CommandFailed(self.port.path, name, self._describe(exc), exc.error_value) from exc
-        except VerifyMismatch as exc:
+        except ops.VerifyMismatch as exc:
             raise JobError(self.port.path, name, str(exc), kind="verify-mismatch") from exc
         except WrongDeviceError as exc:
             raise JobError(self.port.path, name, f"not the expected board: {exc}", kind="wrong-device") from exc
@@ -459,18 +444,12 @@ class Job:
         except Exception as exc:  # noqa: BLE001 - a reply spsdk could not parse must cost this board only
             self.log.warning("malformed reply", step=name, error=repr(exc))
             raise JobError(self.port.path, name, f"malformed reply from the board: {exc!r}", kind="malformed") from exc
-        seconds = time.monotonic() - started
-        self.result.steps.append(StepTiming(name, seconds, self.attempt))
-        self.port.step_done(name, seconds)
-        self._progress(name)
+        self._record_timing(name, time.monotonic() - started)
         return value
 
-    def _progress(self, finished_step: str) -> None:
-        """Weighted progress of this attempt (fwupd-style), for the port's status."""
-        done = {s.name for s in self.result.steps if s.attempt == self.attempt} | {finished_step}
-        planned = [step for step in STEP_WEIGHTS if step != "fuses" or self.recipe.fuses.words]
-        total = sum(STEP_WEIGHTS[step] for step in planned)
-        self.port.progress = sum(STEP_WEIGHTS[step] for step in planned if step in done) / total
+    def _record_timing(self, name: str, seconds: float) -> None:
+        self.result.steps.append(StepTiming(name, seconds, self.attempt))
+        self._tell("step_finished", name, seconds)
 
     @staticmethod
     def _describe(exc: McuBootCommandError | SdpCommandError) -> str:
@@ -486,23 +465,6 @@ class Job:
         if self.port.attached is None:
             return BoardRemoved(self.port.path, step, "the board was removed from the port")
         return JobError(self.port.path, step, f"lost contact with the board: {exc}", kind="lost-contact")
-
-    # --- the record -----------------------------------------------------------------------------
-
-    def _record_start(self) -> int:
-        images = [{"address": i.address, "size": len(i.data), "sha256": i.sha256} for i in self.recipe.images]
-        return self.records.start(port=self.port.path, label=self.port.label, serial=self.event.serial,
-                                  family=self.recipe.family.name, images=images, started=self.result.started)  # fmt: skip
-
-    def _record_end(self) -> None:
-        r = self.result
-        self.records.update(
-            r.record_id, finished=time.time(), result=r.result, step=r.step, reason=r.reason, status=r.status,
-            board_id=r.board_id,
-            steps=[{"name": s.name, "seconds": round(s.seconds, 4), "attempt": s.attempt} for s in r.steps],
-            attempts=[a.to_record() for a in r.attempts], fuses=r.fuses, flash_clock_mhz=r.flash_clock_mhz,
-            marginal=int(r.marginal), diagnoses=[d.to_record() for d in r.diagnoses],
-        )  # fmt: skip
 
 
 def _explained(status: int, family: str) -> str:

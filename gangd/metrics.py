@@ -12,8 +12,7 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram, Info
 
-from . import __version__
-from . import recovery
+from . import __version__, recovery
 
 RESULTS = ("success", "failed", "removed", "stopped")
 STEPS = ("load-flashloader", "wait-replug", "open", "identify", "configure-memory", "erase", "write",

@@ -18,8 +18,9 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
-from .recipe import FusePlan, Image, Recipe
+from .recipe import BoardData, FusePlan, Image, Recipe
 
 
 class StepName(enum.StrEnum):
@@ -27,10 +28,12 @@ class StepName(enum.StrEnum):
     WAIT_REPLUG = "wait-replug"
     OPEN = "open"
     IDENTIFY = "identify"
+    TAKE_BOARD_DATA = "take-board-data"
     CONFIGURE_MEMORY = "configure-memory"
     ERASE = "erase"
     WRITE = "write"
     VERIFY = "verify"
+    BOARD_DATA = "board-data"
     FUSES = "fuses"
     RESET = "reset"
     WAIT_REBOOT = "wait-reboot"
@@ -110,6 +113,23 @@ class Verify(Step):
 
 
 @dataclass(frozen=True)
+class TakeBoardData(Step):
+    """Take this board's values, durably, in one transaction with its record, before anything is
+    written: a board that cannot get its values is left as it came."""
+
+    entries: tuple[BoardData, ...] = ()
+
+
+@dataclass(frozen=True)
+class WriteBoardData(Step):
+    """Write the board's values: to flash (erase the value's sectors, write, read back) or into
+    fuse words (the fuse rules apply)."""
+
+    entries: tuple[BoardData, ...] = ()
+    memory_id: int = 0
+
+
+@dataclass(frozen=True)
 class Fuses(Step):
     fuses: FusePlan = FusePlan()
 
@@ -122,8 +142,9 @@ class Reset(Step):
 # Progress weights (fwupd-style): roughly each step's share of a board's time on the user's recipe.
 WEIGHTS = {
     StepName.LOAD_FLASHLOADER: 10, StepName.WAIT_REPLUG: 5, StepName.OPEN: 1, StepName.IDENTIFY: 1,
+    StepName.TAKE_BOARD_DATA: 1,
     StepName.CONFIGURE_MEMORY: 2, StepName.ERASE: 15, StepName.WRITE: 40, StepName.VERIFY: 20,
-    StepName.FUSES: 3, StepName.RESET: 1, StepName.WAIT_REBOOT: 2,
+    StepName.BOARD_DATA: 3, StepName.FUSES: 3, StepName.RESET: 1, StepName.WAIT_REBOOT: 2,
 }  # fmt: skip
 
 
@@ -131,6 +152,7 @@ WEIGHTS = {
 # erase, write and read commands take memory id 0, as in the user's `flash-erase-region 0x60000000
 # 45056 0`. Other memories (SPI NOR, SD, eMMC, SEMC NAND) are addressed through their own id.
 MAPPED_MEMORY_IDS = (0, 9)
+SECTOR_SIZE = 4096
 
 
 def data_memory_id(memory_id: int) -> int:
@@ -152,6 +174,11 @@ def plan(recipe: Recipe) -> list[Step]:
     steps += [
         Open(StepName.OPEN, d.command_s, w[StepName.OPEN], loader),
         Identify(StepName.IDENTIFY, d.command_s, w[StepName.IDENTIFY], loader),
+    ]
+    if recipe.board_data:
+        steps.append(TakeBoardData(StepName.TAKE_BOARD_DATA, d.command_s, w[StepName.TAKE_BOARD_DATA], loader,
+                                   entries=recipe.board_data))  # fmt: skip
+    steps += [
         ConfigureMemory(StepName.CONFIGURE_MEMORY, d.command_s, w[StepName.CONFIGURE_MEMORY], loader,
                         memory_id=recipe.memory_id, option_address=recipe.option_address,
                         option_words=recipe.option_words),
@@ -166,6 +193,11 @@ def plan(recipe: Recipe) -> list[Step]:
         if recipe.verify:
             steps.append(Verify(StepName.VERIFY, d.data_s(len(image.data)), w[StepName.VERIFY], loader, **flash,
                                 image=image, memory_id=data_id))  # fmt: skip
+    if recipe.board_data:
+        # Its own group: a transient flash failure re-configures and writes the values again.
+        steps.append(WriteBoardData(StepName.BOARD_DATA, d.command_s + d.erase_s(SECTOR_SIZE) * len(recipe.board_data),
+                                    w[StepName.BOARD_DATA], loader, retry=Retry.GROUP, group=len(recipe.images),
+                                    entries=recipe.board_data, memory_id=data_id))  # fmt: skip
     if recipe.fuses.policy != "never" and recipe.fuses.words:
         # Reading and judging is cancellable; the burn itself is shielded inside the step.
         steps.append(Fuses(StepName.FUSES, d.command_s + len(recipe.fuses.words), w[StepName.FUSES], loader,
@@ -242,6 +274,21 @@ def tool_lines(steps: list[Step]) -> Iterator[ToolLine]:
                 memory = (str(step.memory_id),) if step.memory_id else ()
                 yield ToolLine(step, "blhost", ("read-memory", f"{step.image.address:#x}", str(len(step.image.data)),
                                                 "readback.bin", *memory))  # fmt: skip
+            case TakeBoardData():
+                for entry in step.entries:
+                    origin = f"the next of {Path(entry.list_file).name}" if entry.list_file else f"counter {entry.format!r}"
+                    yield ToolLine(step, "", (f"board data {entry.name}: {origin}, unique to this board, recorded",))
+            case WriteBoardData():
+                for entry in step.entries:
+                    if entry.fuse is not None:
+                        yield ToolLine(step, "blhost", ("efuse-program-once", f"{entry.fuse.index:#x}", f"<{entry.name}>"))
+                        continue
+                    assert entry.address is not None
+                    start = entry.address // SECTOR_SIZE * SECTOR_SIZE
+                    end = -(-(entry.address + entry.size) // SECTOR_SIZE) * SECTOR_SIZE
+                    yield ToolLine(step, "blhost", ("flash-erase-region", f"{start:#x}", str(end - start), str(step.memory_id)))
+                    yield ToolLine(step, "blhost", ("write-memory", f"{entry.address:#x}", f"{entry.name}.bin"))
+                    yield ToolLine(step, "blhost", ("read-memory", f"{entry.address:#x}", str(entry.size), f"{entry.name}-readback.bin"))
             case Fuses():
                 for word in step.fuses.words:
                     yield ToolLine(step, "blhost", ("efuse-read-once", f"{word.index:#x}"))

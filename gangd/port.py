@@ -9,6 +9,7 @@ on this port, under a deadline.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import trio
 
@@ -80,7 +81,24 @@ class Port:
         if self.metrics is not None:
             self.metrics.port_state.labels(self.label).state(self.shown_state)
 
-    def step_done(self, step: str, seconds: float) -> None:
+    # --- the job observer (observer.py): what the port's job does, for /status and the metrics ----
+
+    async def job_started(self, result: Any, images: list[dict[str, Any]], family: str) -> None:
+        self.state, self.progress = "programming", 0.0
+
+    async def job_finished(self, result: Any) -> None:
+        self.step, self.state = None, "idle"
+
+    def state_changed(self, state: str) -> None:
+        self.state = state
+
+    def step_started(self, step: str) -> None:
+        self.step = step
+
+    def progress_changed(self, fraction: float) -> None:
+        self.progress = fraction
+
+    def step_finished(self, step: str, seconds: float) -> None:
         if self.metrics is not None:
             self.metrics.step_duration.labels(step).observe(seconds)
 
@@ -95,7 +113,7 @@ class Port:
         if self.metrics is not None:
             self.metrics.clock_fallbacks.labels(self.label).inc()
 
-    def wrote(self, length: int) -> None:
+    def bytes_written(self, length: int) -> None:
         if self.metrics is not None:
             self.metrics.bytes_written.labels(self.label).inc(length)
 

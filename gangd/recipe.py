@@ -67,6 +67,42 @@ class FusePlan:
     words: tuple[FuseWord, ...] = ()
 
 
+BOARD_DATA_SOURCES = ("counter", "list")
+BOARD_DATA_ENCODINGS = ("text", "hex", "u32le")
+
+
+@dataclass(frozen=True)
+class BoardData:
+    """A value each board gets once and no other board ever gets: a serial number from a counter
+    (`format` applied to start, start + step, ...) or the next unused line of a list file (MAC
+    addresses). Written to flash at `address` (`encoding`: text, hex digits as bytes, or a 32-bit
+    little-endian number; padded with 0xFF to `size`), or burned into a fuse word."""
+
+    name: str
+    source: str  # counter | list
+    format: str = "{}"
+    start: int = 1
+    step: int = 1
+    list_file: str | None = None  # absolute path of the list
+    address: int | None = None
+    encoding: str = "text"
+    size: int = 0
+    fuse: FuseWord | None = None  # value filled in per board
+
+    def encode(self, value: str) -> bytes:
+        if self.encoding == "hex":
+            data = bytes.fromhex(value.replace(":", "").replace("-", ""))
+        elif self.encoding == "u32le":
+            data = int(value, 0).to_bytes(4, "little")
+        else:
+            data = value.encode()
+        return data + b"\xff" * (self.size - len(data))
+
+    def as_int(self, value: str) -> int:
+        """The value as a number, for a fuse word."""
+        return int(value.replace(":", "").replace("-", ""), 16) if self.source == "list" else int(value, 0)
+
+
 @dataclass(frozen=True)
 class RecoveryPolicy:
     max_attempts: int = 3  # runs of the whole flow for one board
@@ -97,6 +133,7 @@ class Recipe:
     quality_marginal: str = "accept"
     fuses: FusePlan = field(default_factory=FusePlan)
     flashloader_path: str | None = None  # as the configuration names it (for `gangd plan`)
+    board_data: tuple[BoardData, ...] = ()
     recovery: RecoveryPolicy = field(default_factory=RecoveryPolicy)
     deadlines: Deadlines = field(default_factory=Deadlines)
 

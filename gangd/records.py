@@ -36,21 +36,39 @@ CREATE TABLE IF NOT EXISTS jobs (
     fuses       TEXT NOT NULL DEFAULT '[]',    -- JSON: [{"name", "index", "before", "after", "action"}]
     flash_clock_mhz INTEGER,                   -- the read clock the images were programmed at
     marginal    INTEGER NOT NULL DEFAULT 0,    -- 1: programmed below the recipe's clock
-    diagnoses   TEXT NOT NULL DEFAULT '[]'     -- JSON: [{"step", "status", "finding", "failed_mhz", "mhz", "code", "detail"}]
+    diagnoses   TEXT NOT NULL DEFAULT '[]',    -- JSON: [{"step", "status", "finding", "failed_mhz", "mhz", "code", "detail"}]
+    board_data  TEXT NOT NULL DEFAULT '{}'     -- JSON: {name: value} handed to this board
 );
 CREATE INDEX IF NOT EXISTS jobs_port ON jobs (port, id);
+-- Per-board data: every value ever handed out, to which board, by which job. A value is never
+-- handed to a second board (primary key); a board asking again gets its own value back.
+CREATE TABLE IF NOT EXISTS board_data (
+    name        TEXT NOT NULL,
+    value       TEXT NOT NULL,
+    seq         INTEGER NOT NULL,          -- counter: the number; list: the line's position
+    board_id    TEXT NOT NULL,
+    record_id   INTEGER NOT NULL,          -- the job that took it first
+    allocated   REAL NOT NULL,
+    PRIMARY KEY (name, value)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS board_data_board ON board_data (name, board_id);
 """
+
+
+class DataExhausted(Exception):
+    """A list of per-board values has no unused value left."""
 
 COLUMNS = ("id", "port", "label", "serial", "board_id", "family", "images", "started", "finished",
            "result", "step", "reason", "status", "steps", "attempts", "fuses", "flash_clock_mhz", "marginal",
-           "diagnoses")  # fmt: skip
-JSON_COLUMNS = ("images", "steps", "attempts", "fuses", "diagnoses")
+           "diagnoses", "board_data")  # fmt: skip
+JSON_COLUMNS = ("images", "steps", "attempts", "fuses", "diagnoses", "board_data")
 # Columns added after the first release, with their definitions: a database written by an older
 # gangd gains them when it is opened (SQLite's ALTER TABLE ADD COLUMN keeps every existing row).
 ADDED_COLUMNS = {
     "flash_clock_mhz": "INTEGER",
     "marginal": "INTEGER NOT NULL DEFAULT 0",
     "diagnoses": "TEXT NOT NULL DEFAULT '[]'",
+    "board_data": "TEXT NOT NULL DEFAULT '{}'",
 }
 
 
@@ -105,6 +123,50 @@ class RecordStore:
             cursor = self._db.execute(statement, values)  # autocommit: durable on return
             return cursor.lastrowid if job_id is None else job_id
 
+    def allocate(self, record_id: int, board_id: str, entries: list[Any]) -> dict[str, str]:
+        """The per-board values of one board, in one transaction with its job's record: the board's
+        own values if it got them before (an interrupted job's board comes back: same values), else
+        the next unused ones. Raises DataExhausted when a list has none left.
+
+        Our choice for a value whose job never finished: it stays the board's (it may sit in the
+        board's flash already), is handed back to that board when it returns, and to no other."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                values = {entry.name: self._value(entry, board_id, record_id) for entry in entries}
+                self._db.execute("UPDATE jobs SET board_data=? WHERE id=?", (json.dumps(values), record_id))
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")  # durable on return (synchronous=FULL)
+            return values
+
+    def _value(self, entry: Any, board_id: str, record_id: int) -> str:
+        row = self._db.execute("SELECT value FROM board_data WHERE name=? AND board_id=?", (entry.name, board_id)).fetchone()
+        if row is not None:
+            return row[0]
+        last = self._db.execute("SELECT max(seq) FROM board_data WHERE name=?", (entry.name,)).fetchone()[0]
+        if entry.source == "counter":
+            seq = entry.start if last is None else last + entry.step
+            value = entry.format.format(seq)
+        else:
+            # The next line of the file not handed out yet (the file may have been edited).
+            used = {row[0] for row in self._db.execute("SELECT value FROM board_data WHERE name=?", (entry.name,))}
+            values = list_values(entry.list_file)
+            fresh = next(((n, v) for n, v in enumerate(values) if v not in used), None)
+            if fresh is None:
+                raise DataExhausted(f"the list of {entry.name} values is exhausted ({entry.list_file}: "
+                                    f"all {len(values)} handed out); add values to it")  # fmt: skip
+            seq, value = fresh
+        self._db.execute("INSERT INTO board_data (name, value, seq, board_id, record_id, allocated) VALUES (?, ?, ?, ?, ?, ?)",
+                         (entry.name, value, seq, board_id, record_id, time.time()))  # fmt: skip
+        return value
+
+    def allocations(self) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute("SELECT name, value, seq, board_id, record_id FROM board_data ORDER BY name, seq").fetchall()
+        return [dict(zip(("name", "value", "seq", "board_id", "record_id"), row)) for row in rows]
+
     def jobs(self, port: str | None = None, result: str | None = None) -> list[dict[str, Any]]:
         query, args = f"SELECT {', '.join(COLUMNS)} FROM jobs", []
         conditions = []
@@ -129,6 +191,12 @@ class RecordStore:
                 "SELECT 1 FROM jobs WHERE board_id=? AND port<>? AND result='success' LIMIT 1", (board_id, port)
             ).fetchone()
         return row is not None
+
+
+def list_values(path: str) -> list[str]:
+    """The values of a list file: one per line; blank lines and # comments skipped."""
+    with open(path) as handle:
+        return [line.strip() for line in handle if line.strip() and not line.lstrip().startswith("#")]
 
 
 def export(rows: list[dict[str, Any]], fmt: str) -> str:

@@ -33,7 +33,9 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
+from .config import load_config
 from .family import load_family
+from .plan import plan, tool_lines
 from .records import RecordStore
 from .sim import BoardFactory, Operator, SimHub, TimingModel
 from .sim.images import build_flashloader_image
@@ -88,7 +90,11 @@ def board_faults(seed: int, marginal: float = 0.0, protected: float = 0.0):
     return faults
 
 
-def write_config(directory: Path, ports: list[str], http_port: int, scale: float) -> Path:
+SERIAL_AT = 0x6010_0000  # where the serial-number variant writes each board's serial
+SERIAL_SIZE = 16
+
+
+def write_config(directory: Path, ports: list[str], http_port: int, scale: float, serials: bool = False) -> Path:
     flashloader, jump = build_flashloader_image()
     (directory / "fl.bin").write_bytes(flashloader)
     (directory / "app.bin").write_bytes(IMAGE)
@@ -108,6 +114,9 @@ def write_config(directory: Path, ports: list[str], http_port: int, scale: float
         f"command_s = {max(1.0, 10 * scale)}", "per_byte_s = 0.00001", "per_erase_sector_s = 0.05",
         f"reset_replug_s = {max(1.0, 5 * scale)}",
     ]  # fmt: skip
+    if serials:
+        lines += ["[[board_data]]", 'name = "serial"', 'source = "counter"', 'format = "GD{:07d}"',
+                  f"address = {SERIAL_AT:#x}", f"size = {SERIAL_SIZE}"]  # fmt: skip
     path = directory / "soak.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -135,7 +144,7 @@ class Soak:
         self.dir = directory
         self.ports = [f"1-1.{n}" for n in range(1, args.ports + 1)]
         self.http_port = free_port()
-        self.config = write_config(directory, self.ports, self.http_port, args.time_scale)
+        self.config = write_config(directory, self.ports, self.http_port, args.time_scale, args.serials)
         self.state = directory / "state"
         self.db = self.state / "records.sqlite"
         # A bad port whose boards fail; not in the mechanism variant, whose invariant is that every
@@ -295,8 +304,9 @@ class Soak:
             srk = [board.otp.read(24 + i) for i in range(8)]
             if board.flash_image(0x6000_0000, len(IMAGE)) != IMAGE or srk != SRK:
                 false_successes.append(row["id"])
-        # Boards whose flow the simulator saw completed: verified (read-memory ok), then reset.
-        completed = [b for b in boards.values() if _completed(b)]
+        # Boards whose flow the simulator saw completed: the plan's flashloader commands, in order.
+        planned = [line.args[0] for line in tool_lines(plan(load_config(self.config).recipe)) if line.tool == "blhost"]
+        completed = [b for b in boards.values() if _completed(b, planned)]
         lost = [b.serial for b in completed if not any(r["result"] == "success" for r in by_serial.get(b.serial, []))]
         lost += [i for kill in self.kill_log for i in kill["lost"]]
         unmarked = [i for kill in self.kill_log for i in kill["unmarked"]]
@@ -330,6 +340,7 @@ class Soak:
         recoveries = Counter(a["action"] for r in rows for a in r["attempts"])
         ever_suspect = _ports_ever_suspect(rows, k=3)
         mechanisms = _mechanism_outcomes(boards, by_serial)
+        serials = _serial_outcomes(boards, rows, self.db) if self.args.serials else {}
         return {
             "boards": len(boards), "jobs": len(rows), "results": dict(Counter(r["result"] for r in rows)),
             "faults_injected": dict(faults), "recoveries": dict(recoveries), "kills": len(self.kill_log),
@@ -337,7 +348,7 @@ class Soak:
             "interrupted_not_programmed_again": not_again,
             "suspect_ports": self.suspect_ports, "ever_suspect": ever_suspect, "retested": self.operator.retested,
             "false_successes": false_successes, "lost_records": lost, "metrics_vs_records_mismatches": mismatches,
-            "ports_left_stuck": stuck, **mechanisms, "rss_growth": growth, "rss_final_kb": final_rss[-1] if final_rss else 0,
+            "ports_left_stuck": stuck, **mechanisms, **serials, "rss_growth": growth, "rss_final_kb": final_rss[-1] if final_rss else 0,
             "rss_samples_kb": final_rss,
             "wall_s": wall_s,
         }  # fmt: skip
@@ -360,6 +371,37 @@ def _ports_ever_suspect(rows, k: int) -> list[str]:
             ):
                 flagged.add(port)
     return sorted(flagged)
+
+
+def _serial_outcomes(boards, rows: list[dict], db: Path) -> dict:
+    """Per-board serials: each successful board's flash holds the serial its record names; no serial
+    is in two boards' flash or handed out twice; every value handed out is in the records."""
+    store = RecordStore(db)
+    allocations = store.allocations()
+    store.close()
+    wrong_in_flash = []
+    for row in rows:
+        if row["result"] == "success":
+            value = row["board_data"].get("serial", "")
+            held = boards[row["serial"]].flash_image(SERIAL_AT, SERIAL_SIZE)
+            if held != value.encode() + b"\xff" * (SERIAL_SIZE - len(value)):
+                wrong_in_flash.append(row["id"])
+    in_flash = Counter(
+        held.rstrip(b"\xff") for board in boards.values() if (held := board.flash_image(SERIAL_AT, SERIAL_SIZE)) != b"\xff" * SERIAL_SIZE
+    )
+    issued = Counter(a["value"] for a in allocations)
+    by_id = {row["id"]: row for row in rows}
+    unaccounted = [a for a in allocations if by_id.get(a["record_id"], {}).get("board_data", {}).get("serial") != a["value"]]
+    board_ids = {a["board_id"]: a["value"] for a in allocations}
+    strays = [serial for serial, board in boards.items()
+              if board.flash_image(SERIAL_AT, SERIAL_SIZE) != b"\xff" * SERIAL_SIZE
+              and board_ids.get(f"{board.uuid:016x}", "").encode() != board.flash_image(SERIAL_AT, SERIAL_SIZE).rstrip(b"\xff")]  # fmt: skip
+    return {
+        "serials_issued": len(allocations),
+        "serial_not_in_flash": wrong_in_flash,
+        "serial_issued_twice": [v for v, n in issued.items() if n > 1] + [v.decode() for v, n in in_flash.items() if n > 1],
+        "serial_not_accounted": [a["value"] for a in unaccounted] + strays,
+    }
 
 
 def _mechanism_outcomes(boards, by_serial: dict[str, list[dict]]) -> dict:
@@ -389,19 +431,19 @@ def _mechanism_outcomes(boards, by_serial: dict[str, list[dict]]) -> dict:
             "protected_not_failed_right": protected_wrong, "volatile_protected_not_programmed": volatile_wrong}
 
 
-def _completed(board) -> bool:
-    """Did the simulator see one flashloader session run the whole recipe to its final reset:
-    verified (read-memory ok), fuses read, then reset? Sessions end when the board is in its ROM."""
-    verified = fuses_read = False
+def _completed(board, planned: list[str]) -> bool:
+    """Did one flashloader session of the board carry every command of the plan, in order, each
+    last answered with success (retries and diagnoses in between)? Sessions end in the ROM."""
+    session: list[tuple[str, int | None]] = []
     for record in board.log:
         if record.stage != "flashloader":
-            verified = fuses_read = False
-        elif record.command == "read-memory" and record.status == 0:
-            verified = True
-        elif record.command == "efuse-read-once" and verified:
-            fuses_read = True
-        elif record.command == "reset" and record.status == 0 and verified and fuses_read:
-            return True
+            session = []
+            continue
+        session.append((record.command, record.status))
+        if record.command == "reset" and record.status == 0:
+            remaining = iter(session)
+            if all(any(command == want and status == 0 for command, status in remaining) for want in planned):
+                return True
     return False
 
 
@@ -419,6 +461,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--protected", type=float, default=0.0,
                         help="mechanism variant: share of boards write-protected for good (as many again "
                         "with volatile protection)")  # fmt: skip
+    parser.add_argument("--serials", action="store_true",
+                        help="per-board data variant: every board gets a serial number from a counter, in flash")  # fmt: skip
     parser.add_argument("--json", help="also write the summary here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, records)")
     args = parser.parse_args(argv)
@@ -439,6 +483,13 @@ def main(argv: list[str] | None = None) -> int:
         "protected boards not failed right": len(summary["protected_not_failed_right"]),
         "volatile-protected boards not programmed": len(summary["volatile_protected_not_programmed"]),
     }
+    if args.serials:
+        invariants.update({
+            "successful boards whose flash lacks their serial": len(summary["serial_not_in_flash"]),
+            "serials issued twice": len(summary["serial_issued_twice"]),
+            "serials not accounted for by the records": len(summary["serial_not_accounted"]),
+        })  # fmt: skip
+        print(f"serials:         {summary['serials_issued']} issued")
     print(f"soak: {summary['boards']} boards, {summary['jobs']} jobs, {summary['kills']} SIGKILLs, "
           f"{summary['wall_s']:.0f} s wall")  # fmt: skip
     print(f"results:         {summary['results']}")

@@ -19,11 +19,12 @@ import trio
 from .family import FamilyInfo
 from .hotplug.events import ADD, PortEvent
 from .hotplug.udev import is_port_path
-from .job import Job, JobResult
+from .job import Job
 from .metrics import Metrics
 from .port import Port, stage_of
 from .recipe import Recipe
-from .records import RecordStore
+from .records import RecordStore, list_values
+from .results import JobResult
 
 log = structlog.get_logger("gangd.station")
 
@@ -58,6 +59,7 @@ class Station:
         self._passed: OrderedDict[str, set[str]] = OrderedDict()  # board -> ports it passed on (LRU)
         self.listeners: list[ResultListener] = []
         self.stopping = False
+        self.halted: str | None = None  # why no job that needs per-board data can start now
         self._nursery: trio.Nursery | None = None
         self._jobs_running = 0
         self._idle = trio.Event()
@@ -99,6 +101,7 @@ class Station:
         """What /status shows: each port's state, step, progress, last result and counters."""
         return {
             "stopping": self.stopping,
+            "halted": self.halted,
             "ports": [
                 {
                     "port": port.path, "label": port.label, "state": port.shown_state, "step": port.step,
@@ -143,6 +146,12 @@ class Station:
                 log.info("board ignored: gangd is stopping", port=port.path)
                 event = None
                 continue
+            if self.halted and not self._data_available():
+                log.warning("board left alone: no per-board data to give it", port=port.path, reason=self.halted)
+                port.state_changed("disabled")
+                port.last_result, port.last_reason = "stopped", self.halted
+                event = None
+                continue
             self._jobs_running += 1
             try:
                 job = Job(port, event, self.recipe, lambda: self.stopping, self.records, self.power)
@@ -150,6 +159,9 @@ class Station:
             finally:
                 self._jobs_running -= 1
                 self._check_idle()
+            if result.halt:
+                self.halted = result.halt
+                log.error("no new jobs: per-board data exhausted", reason=result.halt)
             self._remember(result)
             port.finished(result.result, result.reason, result.duration_s, result.started + result.duration_s)
             self._judge_ports()
@@ -168,6 +180,20 @@ class Station:
             # The finished board stays until someone takes it out; only then is the port free.
             while port.attached is not None:
                 await port.next_event()
+
+    def _data_available(self) -> bool:
+        """Per-board data was exhausted: is there a value again (someone extended the list)?"""
+        if self.records is None or not any(entry.source == "list" for entry in self.recipe.board_data):
+            return True
+        used = {(a["name"], a["value"]) for a in self.records.allocations()}
+        for entry in self.recipe.board_data:
+            if entry.source == "list" and all((entry.name, v) in used for v in list_values(entry.list_file)):
+                return False
+        self.halted = None
+        for port in self.ports.values():
+            if port.state == "disabled" and port.last_reason and port.last_result == "stopped":
+                port.state_changed("idle")
+        return True
 
     def _remember(self, result: JobResult) -> None:
         """Bounded memory of results: a line runs for days, the daemon must not grow with it."""

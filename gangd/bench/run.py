@@ -28,6 +28,20 @@ import trio
 from .. import logs
 from ..hotplug.events import PortEvent
 from ..hotplug.sim_socket import json_messages
+from ..plan import (
+    ConfigureMemory,
+    Erase,
+    Identify,
+    LoadFlashloader,
+    Open,
+    Reset,
+    Stage,
+    Verify,
+    WaitStage,
+    Write,
+    tool_lines,
+)
+from ..plan import plan as plan_steps
 from ..recipe import Recipe, builtin_rt1020
 from ..sim.images import build_flashloader_image
 from ..sim.timing import TimingModel
@@ -137,36 +151,37 @@ async def gangd_phase(recipe: Recipe, batches: list[int], ports: int, idle_s: fl
 
 
 def cli_peer(recipe: Recipe, workdir: Path) -> float:
-    """The provisioning tool's way: one sdphost/blhost process per command, over the board's pty."""
-    image = recipe.images[0]
-    (workdir / "fl.bin").write_bytes(recipe.flashloader)
-    (workdir / "app.bin").write_bytes(image.data)
+    """The provisioning tool's way: one sdphost/blhost process per command of the plan (`gangd plan`
+    prints the same lines), over the board's pty."""
+    steps = plan_steps(recipe)
+    for step in steps:
+        if isinstance(step, LoadFlashloader):
+            (workdir / (step.path or "flashloader.bin")).write_bytes(step.data)
+        elif isinstance(step, Write):
+            (workdir / (step.image.path or "image.bin")).write_bytes(step.image.data)
     sim = subprocess.Popen([*SIM, "--ports", "1"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     sim.stdout.readline()  # ready
     sim.stdin.write("uart\n")
     sim.stdin.flush()
     port = json.loads(sim.stdout.readline())["path"]
 
-    def tool(name: str, *args: str) -> None:
-        subprocess.run([str(BIN / name), "-p", port, *args], check=True, capture_output=True, timeout=120)
+    def tool(name: str, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(BIN / name), "-p", port, *args], check=True, capture_output=True, timeout=120,
+                              cwd=workdir)  # fmt: skip
 
     started = time.monotonic()
-    tool("sdphost", "write-file", hex(recipe.flashloader_address), str(workdir / "fl.bin"))
-    tool("sdphost", "jump-address", hex(recipe.jump_address))
-    tool("blhost", "fill-memory", hex(recipe.option_address), "4", hex(recipe.option_words[0]), "word")
-    tool("blhost", "configure-memory", str(recipe.memory_id), hex(recipe.option_address))
-    tool("blhost", "flash-erase-region", hex(image.address), str(image.erase_length), "0")
-    tool("blhost", "write-memory", hex(image.address), str(workdir / "app.bin"))
-    tool("blhost", "read-memory", hex(image.address), str(len(image.data)), str(workdir / "back.bin"))
-    if (workdir / "back.bin").read_bytes() != image.data:
-        raise RuntimeError("CLI peer: read-back differs")
-    tool("blhost", "reset")
-    # Proof of reboot, as gangd and the sequential loop wait for it: the ROM answers again.
-    deadline = time.monotonic() + 10
-    while subprocess.run([str(BIN / "sdphost"), "-p", port, "-t", "200", "error-status"],
-                         capture_output=True).returncode != 0:  # fmt: skip
-        if time.monotonic() > deadline:
-            raise RuntimeError("CLI peer: the board did not come back after reset")
+    for line in tool_lines(steps):
+        if line.tool:
+            tool(line.tool, *line.args)
+        if isinstance(line.step, Verify) and (workdir / line.args[3]).read_bytes() != line.step.image.data:
+            raise RuntimeError("CLI peer: read-back differs")
+        if isinstance(line.step, WaitStage) and line.step.target == Stage.ROM:
+            # Proof of reboot, as gangd and the sequential loop wait for it: the ROM answers again.
+            deadline = time.monotonic() + 10
+            while subprocess.run([str(BIN / "sdphost"), "-p", port, "-t", "200", "error-status"],
+                                 capture_output=True).returncode != 0:  # fmt: skip
+                if time.monotonic() > deadline:
+                    raise RuntimeError("CLI peer: the board did not come back after reset")
     elapsed = time.monotonic() - started
     sim.stdin.write("quit\n")
     sim.stdin.flush()
@@ -175,7 +190,9 @@ def cli_peer(recipe: Recipe, workdir: Path) -> float:
 
 
 def sequential_peer(recipe: Recipe, boards: int) -> float:
-    """A hand-written spsdk loop: one board after another, over the same transport as gangd."""
+    """A hand-written spsdk loop: one board after another, each through the plan's steps with the
+    same board operations gangd uses, over the same transport, with no engine around them."""
+    from .. import board_ops as ops
     from ..transport import FdHidDevice, mboot_client, sdp_client
 
     sim = subprocess.Popen([*SIM, "--ports", str(boards)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -193,33 +210,41 @@ def sequential_peer(recipe: Recipe, boards: int) -> float:
                 pending.append(message)
 
     family = recipe.family
-    rom_pid, loader_pid = family.rom_usb[0].pid, family.flashloader_usb[0].pid
-    image = recipe.images[0]
+    pids = {Stage.ROM: family.rom_usb[0].pid, Stage.FLASHLOADER: family.flashloader_usb[0].pid}
+    steps = plan_steps(recipe)
     sim.stdin.write("plug\n")
     sim.stdin.flush()
     started = time.monotonic()
     for n in range(1, boards + 1):
         port = f"1-1.{n}"
-        device = FdHidDevice(next_add(port, rom_pid))
-        sdp = sdp_client(device)
-        sdp.open()
-        sdp.write_file(recipe.flashloader_address, recipe.flashloader)
-        sdp.jump_and_run(recipe.jump_address)
-        sdp.close()
-        device.dispose()
-        device = FdHidDevice(next_add(port, loader_pid))
-        mboot = mboot_client(device)
-        mboot.open()
-        mboot.fill_memory(recipe.option_address, 4, recipe.option_words[0])
-        mboot.configure_memory(recipe.option_address, recipe.memory_id)
-        mboot.flash_erase_region(image.address, image.erase_length, 0)
-        mboot.write_memory(image.address, image.data)
-        if mboot.read_memory(image.address, len(image.data)) != image.data:
-            raise RuntimeError("sequential peer: read-back differs")
-        mboot.reset(reopen=False)
-        mboot.close()
-        device.dispose()
-        next_add(port, rom_pid)  # back in the ROM: the same proof of reboot gangd waits for
+        devnode, device, mboot = next_add(port, pids[Stage.ROM]), None, None
+        for step in steps:
+            match step:
+                case LoadFlashloader():
+                    device = FdHidDevice(devnode)
+                    ops.load_flashloader(sdp_client(device), step)
+                    device.dispose()
+                case WaitStage():
+                    devnode = next_add(port, pids[step.target])  # after the reset: the same proof gangd waits for
+                case Open():
+                    device = FdHidDevice(devnode)
+                    mboot = ops.open_mboot(mboot_client(device))
+                case Identify():
+                    ops.identify(mboot)
+                case ConfigureMemory():
+                    ops.configure(mboot, step, step.option_words)
+                case Erase():
+                    mboot.flash_erase_region(step.address, step.length, step.memory_id)
+                case Write():
+                    mboot.write_memory(step.image.address, step.image.data, step.memory_id)
+                case Verify():
+                    ops.verify(mboot, step.image, step.memory_id)
+                case Reset():
+                    mboot.reset(reopen=False)
+                    mboot.close()
+                    device.dispose()
+                case _:
+                    raise NotImplementedError(f"the sequential peer has no {step.name} step")
     elapsed = time.monotonic() - started
     sim.stdin.write("quit\n")
     sim.stdin.flush()

@@ -22,6 +22,7 @@ from .faults import FaultRule
 from .flexspi_nor import FlexspiNorDriver
 
 FLEXSPI_NOR_MEMORY_ID = 9
+AFTER_THE_FACT = StatusCode.FLEXSPINOR_COMMANDFAILURE.tag  # 20106: reported after the command ran
 
 # Status a real flashloader returns for each misuse: one table, not scattered ifs.
 MISUSE = {
@@ -78,7 +79,7 @@ class FlashloaderEngine:
         if board.nor_driver is None:
             board.nor_driver = FlexspiNorDriver(board)
         self.nor: FlexspiNorDriver = board.nor_driver
-        self._write_fails_after: FaultRule | None = None
+        self._fails_after_run: FaultRule | None = None
 
     # --- dispatch -----------------------------------------------------------------------------
 
@@ -121,8 +122,11 @@ class FlashloaderEngine:
             board.record(name, params, None)
             return True
         rule = faults.fire("status", name)
-        if rule is not None and rule.after and name == "write-memory":
-            self._write_fails_after = rule  # the data phase programs `after` bytes, then fails
+        if rule is not None and (rule.after or rule.code == AFTER_THE_FACT) and name in ("write-memory", "flash-erase-region"):
+            # 20106 is the driver's verdict on a read-back (FLASHLOADER.md): the real driver returns
+            # it only after the erase or the program ran, so an injected one runs the command first.
+            # `after` cuts a write short: the data phase programs that many bytes, then fails.
+            self._fails_after_run = rule
             return False
         if rule is not None:
             board.record(name, params, rule.code)
@@ -226,6 +230,9 @@ class FlashloaderEngine:
             status = MISUSE["outside-memory"].tag  # RAM is not erasable memory
         elif where == "flash":
             status = self.nor.erase(address, length)
+        fails, self._fails_after_run = self._fails_after_run, None
+        if fails is not None and where:
+            status = status or fails.code or 0
         self._respond("flash-erase-region", tag, (address, length, memory_id), status)
 
     def _flash_erase_all(self, tag: int, memory_id: int = 0, *_) -> None:
@@ -324,7 +331,7 @@ class FlashloaderEngine:
             return
         self.link.send_response(generic(0, tag))
         disconnect = self.board.faults.fire("disconnect", "write-memory")
-        fails_after, self._write_fails_after = self._write_fails_after, None
+        fails_after, self._fails_after_run = self._fails_after_run, None
         received = 0
         while received < length:
             kind, chunk = self.link.recv()
@@ -332,11 +339,15 @@ class FlashloaderEngine:
                 self.board.record("write-memory", (address, length, memory_id), None)
                 raise DataPhaseInterrupted(chunk)
             chunk = chunk[: length - received]
-            if fails_after is not None and not status and received + len(chunk) > fails_after.after:
-                head = chunk[: max(0, fails_after.after - received)]
+            cut = fails_after.after or length if fails_after is not None else length
+            if fails_after is not None and not status and received + len(chunk) >= cut:
+                head = chunk[: max(0, cut - received)]
                 if where == "flash":
                     status = self.nor.write(head)
-                    self.nor.abandon_write()  # the partial page is lost with the failure
+                    if cut < length:
+                        self.nor.abandon_write()  # cut short: the partial page is lost with the failure
+                    else:
+                        status = status or self.nor.end_write()
                 status = status or fails_after.code or 0
                 received += len(chunk)
                 continue

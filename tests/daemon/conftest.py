@@ -28,6 +28,15 @@ class Line:
                 self._results_changed = trio.Event()
         return self.station.results
 
+    async def station_idle_with_reason(self, port: str, fragment: str, timeout: float = 10) -> None:
+        """Until the port shows, in /status, a board left alone for `fragment`'s reason."""
+        with trio.fail_after(timeout):
+            while True:
+                entry = next(p for p in self.station.status()["ports"] if p["port"] == port)
+                if fragment in (entry["last_reason"] or "") and entry["state"] == "disabled":
+                    return
+                await trio.sleep(0.01)
+
     def by_port(self) -> dict:
         return {r.port: r for r in self.station.results}
 

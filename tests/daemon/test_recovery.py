@@ -101,3 +101,34 @@ async def test_boards_that_fail_everywhere_do_not_make_a_port_suspect(line):
     run = await line(2, faults={"1-1.1": bad, "1-1.2": bad})
     await run.wait_results(2)
     assert not any(port.suspect for port in run.station.ports.values())
+
+
+async def test_boards_failing_everywhere_never_flag_the_ports_they_pass_through(line, rt1020):
+    """Three boards that fail on any port go through both ports, then three good boards pass on
+    port 2: port 1's last three failures are of boards that never passed anywhere, so it is not
+    suspect; and a port whose failed boards pass elsewhere is (the rule's both halves)."""
+    run = await line(2, plug=False, port_faults={"1-1.2": ["status:cmd=write-memory,code=10200"]})
+    factory = BoardFactory(rt1020, TimingModel(time_scale=0), seed=41)
+    count = 0
+
+    async def through(port: str, spec) -> None:
+        nonlocal count
+        run.hub.plug(port, spec)
+        count += 1
+        await run.wait_results(count)
+        run.hub.unplug(port)
+
+    bad = []
+    for _ in range(3):
+        spec = factory()
+        spec.faults = ("status:cmd=write-memory,code=10200",)  # fails wherever it goes
+        bad.append(spec)
+        await through("1-1.1", spec)
+        await through("1-1.2", spec)
+    assert not run.station.ports["1-1.1"].suspect  # its failures are the boards' own
+    assert not run.station.ports["1-1.2"].suspect
+    for _ in range(3):  # good boards: fail on the flaky port 1-1.2, pass on 1-1.1
+        spec = factory()
+        await through("1-1.2", spec)
+        await through("1-1.1", spec)
+    assert run.station.ports["1-1.2"].suspect and not run.station.ports["1-1.1"].suspect

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,16 +13,34 @@ from pathlib import Path
 GANGD = str(Path(sys.executable).parent / "gangd")
 
 
-def test_simulated_station_programs_boards_and_stops_on_sigterm():
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_simulated_station_programs_boards_and_stops_on_sigterm(tmp_path):
     process = subprocess.Popen(
-        [GANGD, "run", "--simulate", "3", "--time-scale", "0.2", "--replace-delay", "0.5"],
+        [GANGD, "run", "--simulate", "3", "--time-scale", "0.2", "--replace-delay", "0.5", "--state-dir", str(tmp_path),
+         "--metrics-address", f"127.0.0.1:{free_port()}"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    time.sleep(4)
+    # Read its log as it comes: SIGTERM once each port has programmed a board.
+    seen, output = set(), []
+    deadline = time.monotonic() + 60
+    while len(seen) < 3 and time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        output.append(line)
+        if line.startswith("{"):
+            entry = json.loads(line)
+            if entry["event"] == "job finished" and entry["result"] == "success":
+                seen.add(entry["port"])
     process.send_signal(signal.SIGTERM)
     stdout, stderr = process.communicate(timeout=30)
     assert process.returncode == 0, stderr
-    lines = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    lines = [json.loads(line) for line in output + stdout.splitlines() if line.startswith("{")]
     finished = [line for line in lines if line["event"] == "job finished"]
     assert len([f for f in finished if f["result"] == "success"]) >= 3
     assert {f["port"] for f in finished} == {"1-1.1", "1-1.2", "1-1.3"}

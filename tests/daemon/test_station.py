@@ -7,13 +7,14 @@ import trio
 import trio.testing
 
 from gangd.hotplug.events import ADD, REMOVE, PortEvent
+from gangd.plan import plan
 
 from .conftest import IMAGE
 
 pytestmark = pytest.mark.trio
 
 
-async def test_eight_boards_each_programmed_on_its_own_port(line):
+async def test_eight_boards_each_programmed_on_its_own_port(line, recipe):
     run = await line(8)
     results = await run.wait_results(8)
     assert sorted(r.port for r in results) == sorted(run.hub.ports)
@@ -25,9 +26,8 @@ async def test_eight_boards_each_programmed_on_its_own_port(line):
         assert [r.command for r in board.commands() if r.stage == "flashloader"][-1] == "reset"
         assert len(board.commands("write-memory")) == 1
     assert all(port.progress == 1.0 for port in run.station.ports.values())  # weighted steps all done
-    assert [s.name for s in results[0].steps] == [
-        "load-flashloader", "wait-replug", "open", "identify", "configure-memory", "erase", "write", "verify", "reset",
-    ]  # fmt: skip
+    # The steps the engine ran are the plan's, in order.
+    assert [s.name for s in results[0].steps] == [step.name for step in plan(recipe)]
 
 
 async def test_a_hung_board_costs_its_own_port_only(line):
@@ -121,3 +121,38 @@ async def test_a_board_swapped_during_a_replug_is_not_taken_for_the_old_one(line
     assert (second.serial, second.result, second.board_id) == (new.serial, "success", f"{new.uuid:016x}")
     assert new.flash_image(0x6000_0000, len(IMAGE)) == IMAGE
     assert [r["serial"] for r in store.jobs()] == [old.serial, new.serial]
+
+
+async def test_a_board_swapped_in_while_the_last_one_rebooted_gets_its_own_job(line, rt1020, store):
+    """The operator takes a programmed board out during its reboot and puts the next one in: the
+    newcomer is seen by the finished job's wait, and the station starts a job on it at once."""
+    from gangd.sim import BoardFactory, TimingModel
+
+    slow_reboot = TimingModel(time_scale=1.0, report_interval_s=0, page_program_s=0, sector_erase_s=0,
+                              block_erase_s=0, fuse_program_s=0, reenumeration_s=0.3)  # fmt: skip
+    run = await line(1, plug=False)
+    first_board = run.hub.plug("1-1.1", BoardFactory(rt1020, slow_reboot, seed=31)())
+    with trio.fail_after(10):
+        while run.station.ports["1-1.1"].step != "wait-reboot":
+            await trio.sleep(0.005)
+    run.hub.unplug("1-1.1")
+    newcomer = BoardFactory(rt1020, TimingModel(time_scale=0), seed=32)()
+    newcomer.serial = "SWAPPED-IN"
+    run.hub.plug("1-1.1", newcomer)
+    first, second = await run.wait_results(2)
+    assert (first.serial, first.result) == (first_board.serial, "success")
+    assert (second.serial, second.result) == ("SWAPPED-IN", "success")
+    assert [r["serial"] for r in store.jobs()] == [first_board.serial, "SWAPPED-IN"]
+
+
+async def test_a_duplicate_enumeration_is_one_event(rt1020):
+    """Coldplug and the monitor may both report the board that is there at start: one add."""
+    from gangd.port import Port
+
+    port = Port("1-1.1", "A1", rt1020)
+    board = PortEvent(ADD, "1-1.1", 0x1FC9, 0x0130, "S1", "/dev/hidraw3")
+    for event in (board, board, PortEvent(REMOVE, "1-1.1", 0x1FC9, 0x0130, "S1", "/dev/hidraw3")):
+        port.deliver(event)
+    with trio.fail_after(1):
+        assert await port.next_event() == board
+        assert (await port.next_event()).action == REMOVE

@@ -42,3 +42,21 @@ def test_mechanism_soak_marginal_boards_succeed_protected_ones_fail_right():
     protected = int(re.search(r"(\d+) boards protected for good", out).group(1))
     assert marginal >= 5 and protected >= 1, out  # the variant really had boards of both mechanisms
     assert "'lower-flash-clock'" in re.search(r"recoveries: +(\{.*\})", out).group(1)
+
+
+def test_serials_200_boards_8_ports_2_sigkills_never_issued_twice():
+    """Per-board serial numbers from a counter, through SIGKILLs: every successful board's flash holds
+    the serial its record names, no value is issued twice, and the records account for every value."""
+    result = subprocess.run(
+        [sys.executable, "-m", "gangd.soak", "--boards", "200", "--ports", "8", "--kills", "2",
+         "--time-scale", "0.02", "--timeout", "240", "--seed", "4", "--serials"],
+        capture_output=True, text=True, timeout=400,
+    )  # fmt: skip
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr[-3000:]
+    for name in ("false successes", "lost records", "successful boards whose flash lacks their serial",
+                 "serials issued twice", "serials not accounted for by the records"):  # fmt: skip
+        assert re.search(rf"^{name}\s+0$", out, re.M), (name, out)
+    assert "2 SIGKILLs" in out and "200 boards" in out
+    issued = int(re.search(r"serials:\s+(\d+) issued", out).group(1))
+    assert issued >= 150, out  # most boards got one: the invariants were not met vacuously
