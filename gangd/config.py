@@ -15,14 +15,33 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from spsdk.mboot.memories import MemId
+
 from .family import FamilyInfo, UnknownFamilyError, load_family
+from .flexspi import FCFB_TAG
 from .hotplug.udev import is_port_path
 from .http import DEFAULT_ADDRESS, parse_address
 from .images import FORMATS, ImageError, guess_format, load_segments
-from .recipe import (SECTOR, BOARD_DATA_ENCODINGS, BOARD_DATA_SOURCES, FUSE_POLICIES, MARGINAL_POLICIES, BoardData, Deadlines,
-                     FusePlan, FuseWord, Image, Recipe, RecoveryPolicy)  # fmt: skip
+from .recipe import (
+    BOARD_DATA_ENCODINGS,
+    BOARD_DATA_SOURCES,
+    FUSE_POLICIES,
+    MARGINAL_POLICIES,
+    SECTOR,
+    BoardData,
+    Deadlines,
+    FusePlan,  # fmt: skip
+    FuseWord,
+    Image,
+    Recipe,
+    RecoveryPolicy,
+)
 
-SUPPORTED_MEMORY_IDS = {9: "FlexSPI NOR"}
+INTERNAL_FLASH, FLEXSPI_NOR = 0, 9
+# Memory ids of the MCU bootloader (blhost's configure-memory / spsdk's MemoryId). Internal flash
+# and FlexSPI NOR are provisioned and simulated; the others are planned with the option words the
+# configuration gives, and only real boards (or a simulator refusing them) answer them.
+MEMORY_IDS = {member.tag: member.description for member in MemId}
 FINAL_ACTIONS = ("reset", "leave")
 TOP_LEVEL = {"family", "station", "flashloader", "memory", "image", "verify", "fuses", "recovery", "final", "http",
              "deadlines", "quality", "board_data"}
@@ -129,35 +148,49 @@ def load_config(path: str | Path, need_flashloader: bool = True) -> Config:
         raise r.error("family", str(exc)) from None
 
     ports = _ports(r, raw)
-    loader = r.get(raw, "flashloader", dict, "flashloader")
-    r.unknown_keys(loader, {"path", "load_address", "jump_address"}, "flashloader.")
-    loader_name = r.get(loader, "path", str, "flashloader.path")
-    loader_file = (path.parent / loader_name).resolve()
-    loader_data = b"" if not need_flashloader and not loader_file.is_file() else r.file(loader_name, "flashloader.path").read_bytes()
-    load_address = r.get(loader, "load_address", int, "flashloader.load_address")
-    jump_address = r.get(loader, "jump_address", int, "flashloader.jump_address")
-    if not _in_ram(family, load_address, len(loader_data)):
-        raise r.error("flashloader.load_address", f"0x{load_address:08x}..+{len(loader_data)} is not inside one RAM region of {family.name}")
-    if loader_data and not load_address <= jump_address < load_address + len(loader_data):
-        raise r.error("flashloader.jump_address", f"0x{jump_address:08x} is not inside the loaded flashloader")
+    if family.rom_protocol not in ("sdp", "mboot") or not family.rom_usb:
+        raise r.error("family", f"the ROM of {family.name} speaks neither SDP nor the MCU bootloader over USB "
+                      f"(spsdk's database: {family.rom_protocol or 'no ISP'})")  # fmt: skip
+    loader_name, loader_data, load_address, jump_address = None, b"", 0, 0
+    if family.rom_protocol == "sdp" or "flashloader" in raw:
+        # i.MX RT ROMs speak SDP and need a flashloader; where the ROM is itself an MCU bootloader
+        # (LPC55, MCX, RT5xx/6xx) the ROM is the programmer and [flashloader] is left out.
+        if family.rom_protocol != "sdp":
+            raise r.error("flashloader", f"the ROM of {family.name} is an MCU bootloader: it needs no flashloader")
+        loader = r.get(raw, "flashloader", dict, "flashloader")
+        r.unknown_keys(loader, {"path", "load_address", "jump_address"}, "flashloader.")
+        loader_name = r.get(loader, "path", str, "flashloader.path")
+        loader_file = (path.parent / loader_name).resolve()
+        loader_data = b"" if not need_flashloader and not loader_file.is_file() else r.file(loader_name, "flashloader.path").read_bytes()
+        load_address = r.get(loader, "load_address", int, "flashloader.load_address")
+        jump_address = r.get(loader, "jump_address", int, "flashloader.jump_address")
+        if not _in_ram(family, load_address, len(loader_data)):
+            raise r.error("flashloader.load_address", f"0x{load_address:08x}..+{len(loader_data)} is not inside one RAM region of {family.name}")
+        if loader_data and not load_address <= jump_address < load_address + len(loader_data):
+            raise r.error("flashloader.jump_address", f"0x{jump_address:08x} is not inside the loaded flashloader")
 
     memory = r.get(raw, "memory", dict, "memory")
     r.unknown_keys(memory, {"id", "option_address", "options"}, "memory.")
     memory_id = r.get(memory, "id", int, "memory.id")
-    if memory_id not in SUPPORTED_MEMORY_IDS:
-        raise r.error("memory.id", f"{memory_id} is not supported (supported: 9 = FlexSPI NOR)")
-    option_address = r.get(memory, "option_address", int, "memory.option_address")
-    options = r.get(memory, "options", list, "memory.options")
-    if not options or not all(isinstance(w, int) and not isinstance(w, bool) and 0 <= w <= 0xFFFFFFFF for w in options):
-        raise r.error("memory.options", "expected a non-empty list of 32-bit words")
-    if options[0] >> 28 != 0xC:
-        raise r.error("memory.options", f"option word 0x{options[0]:08x} lacks the 0xC tag in bits 31:28")
-    if not _in_ram(family, option_address, 4 * len(options)):
-        raise r.error("memory.option_address", f"0x{option_address:08x} is not in RAM")
-    if _overlaps(option_address, 4 * len(options), load_address, len(loader_data)):
-        raise r.error("memory.option_address", "overlaps the flashloader in RAM")
+    if memory_id not in MEMORY_IDS:
+        known = ", ".join(f"{k} {v}" for k, v in sorted(MEMORY_IDS.items()))
+        raise r.error("memory.id", f"{memory_id} is not a memory id of the MCU bootloader (spsdk's MemId: {known})")
+    if memory_id == INTERNAL_FLASH and family.internal_flash is None:
+        raise r.error("memory.id", f"{family.name} has no internal flash in spsdk's memory map")
+    option_address, options = 0, []
+    if memory_id != INTERNAL_FLASH:  # internal flash needs no configure-memory
+        option_address = r.get(memory, "option_address", int, "memory.option_address")
+        options = r.get(memory, "options", list, "memory.options")
+        if not options or not all(isinstance(w, int) and not isinstance(w, bool) and 0 <= w <= 0xFFFFFFFF for w in options):
+            raise r.error("memory.options", "expected a non-empty list of 32-bit words")
+        if memory_id == FLEXSPI_NOR and options[0] >> 28 != 0xC and options[0] != FCFB_TAG:
+            raise r.error("memory.options", f"option word 0x{options[0]:08x} lacks the 0xC tag in bits 31:28")
+        if not _in_ram(family, option_address, 4 * len(options)):
+            raise r.error("memory.option_address", f"0x{option_address:08x} is not in RAM")
+        if _overlaps(option_address, 4 * len(options), load_address, len(loader_data)):
+            raise r.error("memory.option_address", "overlaps the flashloader in RAM")
 
-    images = _images(r, raw, family)
+    images = _images(r, raw, family, memory_id)
 
     verify = r.get(raw, "verify", dict, "verify", {})
     r.unknown_keys(verify, {"read_back"}, "verify.")
@@ -174,7 +207,7 @@ def load_config(path: str | Path, need_flashloader: bool = True) -> Config:
         raise r.error("quality.marginal", f"{marginal!r} is not one of {', '.join(MARGINAL_POLICIES)}")
 
     fuses = _fuses(r, raw, family)
-    board_data = _board_data(r, raw, family, images, fuses)
+    board_data = _board_data(r, raw, family, images, fuses, memory_id)
 
     recipe = Recipe(
         family=family,
@@ -233,11 +266,13 @@ def _ports(r: _Reader, raw: dict) -> dict[str, str]:
     return labels
 
 
-def _images(r: _Reader, raw: dict, family: FamilyInfo) -> tuple[Image, ...]:
+def _images(r: _Reader, raw: dict, family: FamilyInfo, memory_id: int) -> tuple[Image, ...]:
     entries = r.get(raw, "image", list, "image")
     if not entries:
         raise r.error("image", "at least one [[image]] is needed")
-    flash = next((reg for reg in family.regions if reg.external and reg.name.startswith("flexspi")), None)
+    # Where images may go: the memory's window when it is mapped; other memories have their own
+    # address space, which only the board knows.
+    flash = {INTERNAL_FLASH: family.internal_flash, FLEXSPI_NOR: family.flexspi}.get(memory_id)
     images: list[tuple[int, Image]] = []
     for n, entry in enumerate(entries):
         where = f"image[{n}]."
@@ -260,7 +295,7 @@ def _images(r: _Reader, raw: dict, family: FamilyInfo) -> tuple[Image, ...]:
         except ImageError as exc:
             raise r.error(where + "path", str(exc)) from None
         for address, data in segments:
-            if flash is None or not flash.contains(address, len(data)):
+            if memory_id in (INTERNAL_FLASH, FLEXSPI_NOR) and (flash is None or not flash.contains(address, len(data))):
                 raise r.error(where + "address", f"0x{address:08x}..+{len(data)} is outside the flash of {family.name}")
             for other_n, other in images:
                 if _overlaps(address, len(data), other.address, len(other.data)):
@@ -269,11 +304,12 @@ def _images(r: _Reader, raw: dict, family: FamilyInfo) -> tuple[Image, ...]:
     return tuple(image for _, image in images)
 
 
-def _board_data(r: _Reader, raw: dict, family: FamilyInfo, images: tuple[Image, ...], fuses: FusePlan) -> tuple[BoardData, ...]:
+def _board_data(r: _Reader, raw: dict, family: FamilyInfo, images: tuple[Image, ...], fuses: FusePlan,
+                memory_id: int) -> tuple[BoardData, ...]:  # fmt: skip
     entries = r.get(raw, "board_data", list, "board_data", [])
     allowed = {"name", "source", "format", "start", "step", "file", "address", "encoding", "size", "fuse"}
     result: list[BoardData] = []
-    flash = next((reg for reg in family.regions if reg.external and reg.name.startswith("flexspi")), None)
+    flash = family.internal_flash if memory_id == INTERNAL_FLASH else family.flexspi
     for n, entry in enumerate(entries):
         where = f"board_data[{n}]."
         if not isinstance(entry, dict):

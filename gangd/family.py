@@ -43,6 +43,11 @@ class MemoryRegion:
     def contains(self, address: int, length: int = 1) -> bool:
         return self.start <= address and address + length <= self.end
 
+    @property
+    def is_internal_flash(self) -> bool:
+        """On-chip flash (spsdk names it `internal-flash*`; its IFR pages too): not RAM."""
+        return not self.external and ("flash" in self.name or self.name.startswith("ifr"))
+
 
 @dataclass(frozen=True)
 class Fuse:
@@ -61,7 +66,19 @@ class FamilyInfo:
 
     @property
     def ram_regions(self) -> tuple[MemoryRegion, ...]:
-        return tuple(r for r in self.regions if not r.external)
+        return tuple(r for r in self.regions if not r.external and not r.is_internal_flash)
+
+    @property
+    def internal_flash(self) -> MemoryRegion | None:
+        """The on-chip flash as the bootloader addresses it (the non-secure alias where there are two)."""
+        flashes = [r for r in self.regions if r.is_internal_flash and not r.name.startswith("ifr")]
+        return next((r for r in flashes if r.name.endswith("_ns")), flashes[0] if flashes else None)
+
+    @property
+    def flexspi(self) -> MemoryRegion | None:
+        """The FlexSPI window where a serial NOR is mapped (the first one, non-secure where there are two)."""
+        windows = [r for r in self.regions if r.external and r.name.startswith("flexspi")]
+        return next((r for r in windows if not r.name.endswith("_s")), windows[0] if windows else None)
 
     def region(self, name: str) -> MemoryRegion:
         for region in self.regions:

@@ -289,12 +289,15 @@ class Job:
         """Before a flash group runs again: diagnose a read-back failure, else re-configure."""
         self._tell("state_changed", "recovering")
         await trio.sleep(self.recipe.recovery.backoff(retry))
-        if recovery.is_flash_readback(error.status, error.kind) and isinstance(step, (p.Erase, p.Write, p.Verify)):
+        configure = self._configure_step
+        if configure is None:  # internal flash: nothing to configure, the group just runs again
+            self._note(error, recovery.TRANSIENT, recovery.RETRY)
+        elif recovery.is_flash_readback(error.status, error.kind) and isinstance(step, (p.Erase, p.Write, p.Verify)):
             await self._diagnose(step, error)
         else:
             self._note(error, recovery.TRANSIENT, recovery.RECONFIGURE)
             await self._step(p.StepName.CONFIGURE_MEMORY, self.recipe.deadlines.command_s, ops.configure, self.mboot,
-                             self._configure_step, self.option_words)  # fmt: skip
+                             configure, self.option_words)  # fmt: skip
         self._tell("state_changed", "programming")
 
     async def _diagnose(self, step: p.Step, error: JobError) -> None:
@@ -303,7 +306,7 @@ class Job:
         length = image.erase_length if error.step == p.StepName.ERASE else len(image.data)
         # Each call is one configure or one read of the range: one data deadline covers either.
         run = functools.partial(self._step, "diagnose", self.recipe.deadlines.data_s(length))
-        configure = functools.partial(ops.configure, self.mboot, self._configure_step)
+        configure = functools.partial(ops.configure, self.mboot, self._configure_step)  # FlexSPI: it exists
         diagnosis = await self.diagnostician.diagnose(run, configure, self.mboot.read_memory, self.option_words,
                                                       image.address, length, error.step, error.status)  # fmt: skip
         self.result.diagnoses.append(diagnosis)
@@ -395,8 +398,8 @@ class Job:
         return sdp_client(device) if stage == p.Stage.ROM and self.recipe.family.rom_protocol == "sdp" else mboot_client(device)
 
     @property
-    def _configure_step(self) -> p.ConfigureMemory:
-        return next(step for step in self.plan if isinstance(step, p.ConfigureMemory))
+    def _configure_step(self) -> p.ConfigureMemory | None:
+        return next((step for step in self.plan if isinstance(step, p.ConfigureMemory)), None)
 
     def _open_device(self, event: PortEvent) -> FdHidDevice:
         """This board's own handle: the exact node udev named for its port, checked against its ids."""

@@ -151,6 +151,7 @@ WEIGHTS = {
 # Memories the flashloader maps into the address space (internal flash 0, FlexSPI NOR 9): their
 # erase, write and read commands take memory id 0, as in the user's `flash-erase-region 0x60000000
 # 45056 0`. Other memories (SPI NOR, SD, eMMC, SEMC NAND) are addressed through their own id.
+INTERNAL_FLASH = 0
 MAPPED_MEMORY_IDS = (0, 9)
 SECTOR_SIZE = 4096
 
@@ -178,11 +179,10 @@ def plan(recipe: Recipe) -> list[Step]:
     if recipe.board_data:
         steps.append(TakeBoardData(StepName.TAKE_BOARD_DATA, d.command_s, w[StepName.TAKE_BOARD_DATA], loader,
                                    entries=recipe.board_data))  # fmt: skip
-    steps += [
-        ConfigureMemory(StepName.CONFIGURE_MEMORY, d.command_s, w[StepName.CONFIGURE_MEMORY], loader,
-                        memory_id=recipe.memory_id, option_address=recipe.option_address,
-                        option_words=recipe.option_words),
-    ]  # fmt: skip
+    if recipe.memory_id != INTERNAL_FLASH:  # the internal flash is ready without configure-memory
+        steps.append(ConfigureMemory(StepName.CONFIGURE_MEMORY, d.command_s, w[StepName.CONFIGURE_MEMORY], loader,
+                                     memory_id=recipe.memory_id, option_address=recipe.option_address,
+                                     option_words=recipe.option_words))  # fmt: skip
     data_id = data_memory_id(recipe.memory_id)
     for group, image in enumerate(recipe.images):
         flash = {"retry": Retry.GROUP, "group": group}

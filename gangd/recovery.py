@@ -25,11 +25,12 @@ CLASSES = (TRANSIENT, BOARD, POWER, PERMANENT)
 # Recovery actions recorded in attempts.
 RECONFIGURE = "reconfigure-memory"
 LOWER_CLOCK = "lower-flash-clock"
+RETRY = "retry-step"  # a memory that needs no configuration: the step's group simply runs again
 RESET = "reset-board"
 POWER_CYCLE = "power-cycle-port"
 REPLUG = "ask-operator-to-replug"
 NONE = "none"
-ACTIONS = (RECONFIGURE, LOWER_CLOCK, RESET, POWER_CYCLE, REPLUG)
+ACTIONS = (RECONFIGURE, LOWER_CLOCK, RETRY, RESET, POWER_CYCLE, REPLUG)
 
 STATUS_CLASS: dict[int, str] = {
     # FlexSPI NOR driver: the flash or the bus did not answer one command; the flash is fine.

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..family import FamilyInfo, MemoryRegion, UsbIds
 from .faults import CombinedFaults, FaultPlan
+from .internal_flash import InternalFlash
 from .memory import OtpFuses, SparseMemory
 from .nor_flash import DEFAULT_PART, PARTS, FlashPart, NorFlash
 from .timing import BoardClock, TimingModel
@@ -111,6 +112,8 @@ class SimBoard:
         self.clock = BoardClock(spec.timing.scaled(flash_slowdown=slowdown), self.unplugged)
         self.ram = SparseMemory(0x00)
         self.flash = self._make_flash()
+        region = spec.family.internal_flash
+        self.internal = InternalFlash(region, spec.family.name) if region is not None else None
         self.plugs = 0  # times the board was plugged in; every plug after the first is a power-up
         self.otp = OtpFuses(max((f.index for f in spec.family.fuses), default=127) + 1)
         self.flash_config: FlashConfig | None = None
@@ -195,13 +198,13 @@ class SimBoard:
 
     @property
     def flexspi_window(self) -> MemoryRegion | None:
-        for region in self.family.regions:
-            if region.external and region.name.startswith("flexspi"):
-                return region
-        return None
+        return self.family.flexspi
 
     def flash_image(self, address: int, length: int) -> bytes:
-        """What the NOR holds at a FlexSPI address, for tests: independent of any protocol."""
+        """What the flash holds at an address (internal flash or the FlexSPI NOR), for tests:
+        independent of any protocol."""
+        if self.internal is not None and self.internal.region.contains(address, length):
+            return self.internal.read(address, length)
         window = self.flexspi_window
         start = window.start if window is not None else 0
         return self.flash.contents(address - start, length)

@@ -186,6 +186,9 @@ class FlashloaderEngine:
                 if self._overlaps_reserved(address, length):
                     return "", MISUSE["reserved-region"].tag
                 return "ram", 0
+        internal = self.board.internal
+        if internal is not None and internal.region.contains(address, max(length, 1)):
+            return "internal", 0
         flex = self.board.flexspi_window
         if flex is not None and flex.contains(address, max(length, 1)):
             config = self.board.flash_config
@@ -208,8 +211,9 @@ class FlashloaderEngine:
             data = (pattern.to_bytes(4, "little") * (length // 4 + 1))[:length]
             if where == "ram":
                 self.board.ram.write(address, data)
-            else:  # fill-memory to FlexSPI goes through the driver's write path (flexspi_nor_mem_write)
-                status = self.nor.begin_write(address) or self.nor.write(data) or self.nor.end_write()
+            else:  # fill-memory to flash goes through the driver's write path (flexspi_nor_mem_write)
+                driver = self._driver(where)
+                status = driver.begin_write(address) or driver.write(data) or driver.end_write()
         self._respond("fill-memory", tag, (address, length, pattern), status)
 
     def _configure_memory(self, tag: int, memory_id: int, address: int, *_) -> None:
@@ -230,13 +234,19 @@ class FlashloaderEngine:
             status = MISUSE["outside-memory"].tag  # RAM is not erasable memory
         elif where == "flash":
             status = self.nor.erase(address, length)
+        elif where == "internal":
+            self.board.clock.charge(self.board.clock.model.erase_plan_s(address, length))
+            status = self.board.internal.erase(address, length)
         fails, self._fails_after_run = self._fails_after_run, None
         if fails is not None and where:
             status = status or fails.code or 0
         self._respond("flash-erase-region", tag, (address, length, memory_id), status)
 
     def _flash_erase_all(self, tag: int, memory_id: int = 0, *_) -> None:
-        if memory_id != FLEXSPI_NOR_MEMORY_ID:
+        if memory_id == 0 and self.board.internal is not None:
+            self.board.clock.charge(self.board.clock.model.chip_erase_s)
+            status = self.board.internal.erase_all()
+        elif memory_id != FLEXSPI_NOR_MEMORY_ID:
             status = MISUSE["unknown-memory-id"].tag
         elif self.board.flash_config is None:
             status = MISUSE["not-configured"].tag
@@ -255,6 +265,10 @@ class FlashloaderEngine:
         table = {
             0x01: lambda: [CURRENT_VERSION],
             0x02: lambda: [PERIPHERALS_UART_USBHID],
+            0x03: lambda: [board.internal.region.start] if board.internal else MISUSE["unknown-property"].tag,
+            0x04: lambda: [board.internal.region.size] if board.internal else MISUSE["unknown-property"].tag,
+            0x05: lambda: [board.internal.geometry.erase_size] if board.internal else MISUSE["unknown-property"].tag,
+            0x1B: lambda: [board.internal.geometry.page_size] if board.internal else MISUSE["unknown-property"].tag,
             0x07: lambda: [AVAILABLE_COMMANDS],
             0x0A: lambda: [int(self.nor.verify_writes)],
             0x0B: lambda: [self.link.packet_size],
@@ -322,10 +336,15 @@ class FlashloaderEngine:
 
     # --- commands with a data phase -----------------------------------------------------------
 
+    def _driver(self, where: str):
+        """The flash driver behind a located address: the FlexSPI NOR or the internal flash."""
+        return self.nor if where == "flash" else self.board.internal
+
     def _write_memory(self, tag: int, address: int, length: int, memory_id: int = 0, *_) -> None:
         where, status = self._locate(address, length)
-        if where == "flash":
-            status = self.nor.begin_write(address)
+        driver = self._driver(where) if where in ("flash", "internal") else None
+        if driver is not None:
+            status = driver.begin_write(address)
         if status:
             self._respond("write-memory", tag, (address, length, memory_id), status)
             return
@@ -342,12 +361,12 @@ class FlashloaderEngine:
             cut = fails_after.after or length if fails_after is not None else length
             if fails_after is not None and not status and received + len(chunk) >= cut:
                 head = chunk[: max(0, cut - received)]
-                if where == "flash":
-                    status = self.nor.write(head)
+                if driver is not None:
+                    status = driver.write(head)
                     if cut < length:
-                        self.nor.abandon_write()  # cut short: the partial page is lost with the failure
+                        driver.abandon_write()  # cut short: the partial page is lost with the failure
                     else:
-                        status = status or self.nor.end_write()
+                        status = status or driver.end_write()
                 status = status or fails_after.code or 0
                 received += len(chunk)
                 continue
@@ -356,13 +375,16 @@ class FlashloaderEngine:
                 raise Unplugged(f"unplugged {disconnect.after} bytes into write-memory")
             if status:
                 pass  # after a failure the rest of the data phase is taken and dropped
-            elif where == "ram":
+            elif driver is None:
                 self.board.ram.write(address + received, chunk)
             else:
-                status = self.nor.write(chunk)
+                if where == "internal":
+                    self.board.clock.charge(self.board.clock.model.pages_programmed(address + received, len(chunk))
+                                            * self.board.clock.model.page_program_s)  # fmt: skip
+                status = driver.write(chunk)
             received += len(chunk)
-        if where == "flash":
-            status = status or self.nor.end_write()
+        if driver is not None:
+            status = status or driver.end_write()
         self._respond("write-memory", tag, (address, length, memory_id), status)
 
     def _read_memory(self, tag: int, address: int, length: int, memory_id: int = 0, *_) -> None:
@@ -372,7 +394,7 @@ class FlashloaderEngine:
             self.link.send_response(self._read_memory_response(status, 0))
             return
         self.link.send_response(self._read_memory_response(0, length))
-        data = bytearray(self.board.ram.read(address, length) if where == "ram" else self.nor.read(address, length))
+        data = bytearray(self.board.ram.read(address, length) if where == "ram" else self._driver(where).read(address, length))
         corrupt = self.board.faults.fire("corrupt-readback", "read-memory")
         if corrupt is not None and data:
             bit = corrupt.choose(len(data) * 8)

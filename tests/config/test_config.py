@@ -60,7 +60,7 @@ MISTAKES = [
     ("wrong type", "max_attempts = 3 ", 'max_attempts = "3" ', "max_attempts", "expected int"),
     ("flashloader outside RAM", "load_address = 0x20000000", "load_address = 0x10000000", "load_address", "not inside one RAM region"),
     ("jump outside the flashloader", "jump_address = 0x20000400", "jump_address = 0x30000400", "jump_address", "not inside the loaded flashloader"),
-    ("unsupported memory id", "id = 9 ", "id = 8 ", "id = 8", "not supported"),
+    ("unknown memory id", "id = 9 ", "id = 7 ", "id = 7", "not a memory id of the MCU bootloader"),
     ("option word without tag", "options = [0xC0000007]", "options = [0x00000007]", "options =", "0xC tag"),
     ("image missing", 'path = "app.bin"', 'path = "missing.bin"', "missing.bin", "no such file"),
     ("sha256 mismatch", '# sha256 = "..."', 'sha256 = "' + "0" * 64 + '"', "sha256 =", "the pin says"),

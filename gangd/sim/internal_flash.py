@@ -1,0 +1,108 @@
+"""The on-chip flash of a part whose ROM is the MCU bootloader (LPC55Sxx, MCX N), as its ROM drives it.
+
+Address range from spsdk's memory map (`internal-flash_ns`); page and erase sizes are not in spsdk's
+database, so they come from the parts' reference manuals (our table below; unknown parts get
+512-byte pages erased by 4 KiB, our choice). The rules follow mcu-boot's internal flash memory
+interface (`src/memory/src/flash_memory.c`) with the same features the FlexSPI path has on:
+
+    rule                                                   status
+    erase start or length not on the erase unit            101   kStatus_FLASH_AlignmentError
+    a write that does not start on a page                  101   kStatus_FLASH_AlignmentError
+    a page to program that is not erased                   10203 kStatusMemoryCumulativeWrite
+    (pages are buffered and the last one padded with 0xFF at the end of the command)
+
+Inference, not checked against a real LPC55S69 ROM: the statuses of the two alignment rules (the
+SDK's flash driver returns kStatus_FLASH_AlignmentError for both) and that the ROM checks cumulative
+writes (ECC flash cannot be programmed twice without an erase, which the hardware itself refuses).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from spsdk.mboot.error_codes import StatusCode
+
+from ..family import MemoryRegion
+from .memory import SparseMemory
+
+ALIGNMENT = StatusCode.FLASH_ALIGNMENT_ERROR.tag  # 101
+CUMULATIVE_WRITE = StatusCode.MEMORY_CUMULATIVE_WRITE.tag  # 10203
+
+
+@dataclass(frozen=True)
+class Geometry:
+    page_size: int  # programming unit
+    erase_size: int  # erase unit, reported as FlashSectorSize
+
+
+# UM11126 (LPC55S6x) "Flash memory": 512-byte pages, erased and programmed by page.
+# MCX N (MCXNx4x reference manual, "Flash memory"): 128-byte pages, 8 KiB erase sectors.
+GEOMETRY = {"lpc55s6": Geometry(512, 512), "mcxn9": Geometry(128, 8192)}
+DEFAULT_GEOMETRY = Geometry(512, 4096)
+
+
+def geometry(family: str) -> Geometry:
+    return next((g for prefix, g in GEOMETRY.items() if family.startswith(prefix)), DEFAULT_GEOMETRY)
+
+
+class InternalFlash:
+    def __init__(self, region: MemoryRegion, family: str) -> None:
+        self.region = region
+        self.geometry = geometry(family)
+        self.cells = SparseMemory(0xFF)
+        self._page_address: int | None = None
+        self._page = bytearray()
+
+    def erase(self, address: int, length: int) -> int:
+        unit = self.geometry.erase_size
+        if address % unit or length % unit:
+            return ALIGNMENT
+        if unit % 4096 == 0:
+            self.cells.erase(address, length)  # whole pages of the sparse store
+        else:
+            self.cells.write(address, b"\xff" * length)
+        return 0
+
+    def erase_all(self) -> int:
+        self.cells.clear()
+        return 0
+
+    def begin_write(self, address: int) -> int:
+        if address % self.geometry.page_size:
+            return ALIGNMENT
+        self._page_address, self._page = address, bytearray()
+        return 0
+
+    def write(self, data: bytes) -> int:
+        page = self.geometry.page_size
+        view = memoryview(data)
+        while view:
+            take = page - len(self._page)
+            self._page += view[:take]
+            view = view[take:]
+            if len(self._page) == page:
+                status = self._program()
+                if status:
+                    return status
+        return 0
+
+    def end_write(self) -> int:
+        status = self._program() if self._page_address is not None and self._page else 0
+        self._page_address = None
+        return status
+
+    def abandon_write(self) -> None:
+        self._page_address, self._page = None, bytearray()
+
+    def _program(self) -> int:
+        assert self._page_address is not None
+        size = self.geometry.page_size
+        address, data = self._page_address, bytes(self._page) + b"\xff" * (size - len(self._page))
+        self._page_address, self._page = address + size, bytearray()
+        if self.cells.read(address, size) != b"\xff" * size:
+            return CUMULATIVE_WRITE
+        self.cells.program(address, data)
+        return 0
+
+    def read(self, address: int, length: int) -> bytes:
+        return self.cells.read(address, length)
