@@ -44,7 +44,12 @@ def default_port_paths(count: int) -> list[str]:
 
 def serve_hid_connection(board: SimBoard, sock: socket.socket) -> None:
     """Run the board's current stage on one opened handle until it closes or the board leaves."""
-    hid = HidSocket(sock, board.clock, board.unplugged)
+    serve_hid(board, HidSocket(sock, board.clock, board.unplugged))
+
+
+def serve_hid(board: SimBoard, hid) -> None:
+    """Run the board's current stage on a report channel (`recv_report` / `send_report`: a socket
+    here, an emulated hidraw node in `hidraw.py`) until it closes or the board leaves."""
     if board.stage == ROM and board.family.rom_protocol == "sdp":
         RomEngine(board, SdpHidLink(hid)).serve()
     else:
@@ -170,6 +175,8 @@ class SimPort:
 
 
 class SimHub:
+    port_type: type[SimPort] = SimPort  # how a port puts its board on the bus (hidraw.py has another)
+
     def __init__(
         self,
         ports: int | list[str],
@@ -181,7 +188,7 @@ class SimHub:
         self._own_dir = directory is None
         self.directory = directory or tempfile.mkdtemp(prefix="gangd-sim-")
         port_faults = port_faults or {}
-        self.ports = {p: SimPort(self, p, FaultPlan(port_faults.get(p, ()), seed)) for p in paths}
+        self.ports = {p: self.port_type(self, p, FaultPlan(port_faults.get(p, ()), seed)) for p in paths}
         self._numbers = itertools.count()
         self._subscribers: list[Callable[[PortEvent], None]] = []
         self._lock = threading.Lock()
@@ -382,5 +389,5 @@ class Operator:
 
 __all__ = [
     "FLASHLOADER", "ROM", "BoardFactory", "Operator", "SimHub", "SimPort", "default_port_paths",
-    "serve_hid_connection",
+    "serve_hid", "serve_hid_connection",
 ]  # fmt: skip
