@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # to re-run a command (gangd sim --hidraw)
     try:
         return args.func(args)
     except BrokenPipeError:  # `gangd records | head`
