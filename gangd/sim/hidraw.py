@@ -22,7 +22,9 @@ hidraw's semantics are kept (Linux `drivers/hid/hidraw.c`, `drivers/hid/usbhid/h
 - a board that leaves (jump, reset, unplug, power cycle) takes its node with it: reports already
   queued are still read, then EIO; writes and ioctls get ENODEV; poll() says POLLERR | POLLHUP;
   its devices are removed with their uevents, children first, and the next enumeration gets a
-  new hidrawN, as the kernel does.
+  new hidrawN, as the kernel does;
+- each port has the `disable` attribute Linux gives hub ports: writing 1 cuts its power, 0
+  restores it and the board boots into its ROM (gangd's power-cycle recovery writes it).
 
 What umockdev (0.17) makes us do, each found on these machines (shared/UMOCKDEV-HIDRAW.md): the
 node is a symlink to a pty, and umockdev does not interpose poll(), so one byte waits in the pty
@@ -84,6 +86,7 @@ _CONTROLLER = "0000:00:14.0"
 _PCI = f"/devices/pci0000:00/{_CONTROLLER}"
 
 _POLL_S = 0.05  # how often a blocked board looks at its stop flag
+_HOUSEKEEPING_S = 0.05  # how often write timeouts and the ports' power switches are looked at
 _ON_BUS, _LEAVING, _GONE = "on-bus", "leaving", "gone"
 
 
@@ -452,16 +455,26 @@ class HidrawHub(SimHub):
         self._devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         self._closed = threading.Event()
         super().__init__(ports, port_faults=port_faults, seed=seed, directory=self.testbed.get_root_dir())
-        self._sweeper = threading.Thread(target=self._expire_writes, name="hidraw-write-timeouts", daemon=True)
-        self._sweeper.start()
+        self._power_files: dict[str, str] = {}  # port -> its hub port's `disable` attribute, in the testbed
+        self._powered: dict[str, bool] = {}
+        with self._bed_lock:
+            for path in self.ports:
+                text, parent = self._hubs(path)
+                if text:
+                    self.testbed.add_from_string(text)
+                self._power_files[path] = self._make_power_file(path, parent)
+                self._powered[path] = True
+        self._housekeeper = threading.Thread(target=self._housekeeping, name="hidraw-housekeeping", daemon=True)
+        self._housekeeper.start()
 
     @property
     def umockdev_dir(self) -> str:
         return self.directory
 
     def close(self) -> None:
-        super().close()  # unplugs every board: their nodes are removed
         self._closed.set()
+        self._housekeeper.join()
+        super().close()  # unplugs every board: their nodes are removed
         # Dropping the testbed removes its directory and closes its descriptors (umockdev's own
         # finalizer, which fails loudly on a directory already gone).
         self.testbed = None
@@ -511,13 +524,41 @@ class HidrawHub(SimHub):
                 self.testbed.remove_device(path)
             self.testbed.detach_ioctl(node.devnode)
 
-    def _expire_writes(self) -> None:
-        while not self._closed.wait(0.25):
+    def _housekeeping(self) -> None:
+        """Expire the writes boards do not take, and follow the hub ports' power switches."""
+        while not self._closed.wait(_HOUSEKEEPING_S):
             with self._bed_lock:
                 nodes = list(self._nodes)
             now = time.monotonic()
             for node in nodes:
                 node.expire(now)
+            for path, file in self._power_files.items():
+                self._follow_power(path, file)
+
+    def _follow_power(self, path: str, file: str) -> None:
+        """The port's `disable` attribute as the kernel reads it (kstrtobool): 1 cuts the port's
+        power, the board leaves the bus; 0 restores it, the board boots into its ROM on a new node
+        (what gangd's SysfsPortPower writes, see gangd/power.py). An off time shorter than one
+        housekeeping tick may be missed; gangd keeps a port off for a second."""
+        try:
+            with open(file) as attribute:
+                text = attribute.read().strip().lower()
+        except OSError:
+            return
+        if text[:1] in ("1", "y") or text == "on":
+            disabled = True
+        elif text[:1] in ("0", "n") or text == "off":
+            disabled = False
+        else:
+            return  # being rewritten, or not a boolean: the kernel would refuse it
+        if disabled == (not self._powered[path]):
+            return
+        self._powered[path] = not disabled
+        port = self.port(path)
+        if disabled:
+            port.power_off()
+        else:
+            port.power_on()
 
     # --- sysfs ----------------------------------------------------------------------------------
 
@@ -540,14 +581,15 @@ class HidrawHub(SimHub):
         return _paragraph(path, props, attrs)
 
     def _hubs(self, port_path: str) -> tuple[str, str]:
-        """Paragraphs for the root hub and the hubs above `port_path` not yet in the testbed, and
-        the sysfs path of the port's parent."""
+        """Paragraphs for the root hub and the hubs above `port_path` not yet in the testbed (each
+        with its hub interface), and the sysfs path of the port's hub."""
         bus_text, chain = port_path.split("-", 1)
         bus = int(bus_text)
         parent = f"{_PCI}/usb{bus}"
         text = ""
         if parent not in self._hubs_made:
             text += self._usb_device(parent, bus, f"usb{bus}", 0x1D6B, 0x0002, {"product": "EHCI Host Controller"})
+            text += self._hub_interface(parent)
             self._hubs_made.add(parent)
         parts = chain.split(".")
         for depth in range(1, len(parts)):
@@ -555,8 +597,33 @@ class HidrawHub(SimHub):
             parent = f"{parent}/{name}"
             if parent not in self._hubs_made:
                 text += self._usb_device(parent, bus, name, 0x05E3, 0x0610, {"product": "USB2.0 Hub"})
+                text += self._hub_interface(parent)
                 self._hubs_made.add(parent)
         return text, parent
+
+    @staticmethod
+    def _interface_name(hub: str) -> str:
+        """A hub's interface: `1-1:1.0`, and `1-0:1.0` for the root hub `usb1`."""
+        name = os.path.basename(hub)
+        return f"{name[3:]}-0:1.0" if name.startswith("usb") else f"{name}:1.0"
+
+    def _hub_interface(self, hub: str) -> str:
+        return _paragraph(
+            f"{hub}/{self._interface_name(hub)}",
+            {"SUBSYSTEM": "usb", "DEVTYPE": "usb_interface", "DRIVER": "hub", "INTERFACE": "9/0/0"},
+            {"bInterfaceNumber": "00", "bInterfaceClass": "09", "bNumEndpoints": "01"},
+        )
+
+    def _make_power_file(self, port_path: str, hub: str) -> str:
+        """The port's `disable` attribute under its hub's interface, as Linux >= 4.20 has it:
+        .../1-1/1-1:1.0/1-1-port3/disable (gangd/power.py disable_attribute)."""
+        number = port_path.rsplit(".", 1)[1] if "." in port_path else port_path.split("-", 1)[1]
+        directory = f"{self.directory}/sys{hub}/{self._interface_name(hub)}/{os.path.basename(hub)}-port{number}"
+        os.makedirs(directory, exist_ok=True)
+        file = f"{directory}/disable"
+        with open(file, "w") as attribute:
+            attribute.write("0\n")
+        return file
 
     def _devices(
         self, port_path: str, board: SimBoard, node: HidrawNode, manufacturer: str, product: str

@@ -67,6 +67,7 @@ class SimPort:
         self._thread: threading.Thread | None = None
         self._on_bus = threading.Event()
         self.cycling = False
+        self._unpowered: SimBoard | None = None  # the board in a port whose power is off
         self._lock = threading.Lock()
 
     def plug(self, board: SimBoard) -> None:
@@ -100,10 +101,25 @@ class SimPort:
 
         The port is marked while its power is off, so the operator does not put another board
         into it in between (Operator._replace waits for the cycle to end)."""
+        self.power_off()
+        self.power_on()
+
+    def power_off(self) -> SimBoard | None:
+        """Cut the port's power: its board leaves the bus but stays in the port, unpowered, until
+        power_on (the two halves of a power cycle, for a hub whose ports are switched from outside)."""
         with self._lock:
             self.cycling = True
+        board = self.unplug()
+        with self._lock:
+            self._unpowered = board
+            self.cycling = board is not None
+        return board
+
+    def power_on(self) -> None:
+        """Restore the port's power: the board it held boots into its ROM afresh."""
+        with self._lock:
+            board, self._unpowered = self._unpowered, None
         try:
-            board = self.unplug()
             if board is None:
                 return
             board.power_cycles += 1

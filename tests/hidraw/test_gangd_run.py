@@ -1,11 +1,11 @@
 """`gangd run --config` on its production path: real libudev and pyudev for the boards, real
-/dev/hidrawN opened, id-checked with HIDIOCGRAWINFO, polled, read and written, against simulated
-boards in the ROM stage behind emulated hidraw nodes."""
+/dev/hidrawN opened, id-checked with HIDIOCGRAWINFO, polled, read and written, and a hub port
+power-cycled through its sysfs `disable` attribute, against simulated boards in the ROM stage
+behind emulated hidraw nodes."""
 
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 import threading
@@ -21,11 +21,17 @@ PORTS = [f"1-1.{n}" for n in range(1, 6)]
 
 
 def line_config(directory: Path) -> Path:
-    """The example configuration for five ports, with the files it names."""
+    """The example configuration for five ports, with port power-cycling allowed and a 2 s command
+    deadline (a hung board is found sooner), with the files it names."""
     text = EXAMPLE.read_text()
     listed = '"1-1.1" = "A1"\n"1-1.2" = "A2"\n"1-1.3" = "A3"\n"1-1.4" = "A4"\n'
-    assert listed in text
-    text = text.replace(listed, "".join(f'"{port}" = "A{n}"\n' for n, port in enumerate(PORTS, 1)))
+    for old, new in [
+        (listed, "".join(f'"{port}" = "A{n}"\n' for n, port in enumerate(PORTS, 1))),
+        ("power_cycle = false", "power_cycle = true"),
+        ("command_s = 10 ", "command_s = 2 "),
+    ]:  # fmt: skip
+        assert old in text, old
+        text = text.replace(old, new)
     (directory / "line.toml").write_text(text)
     (directory / "ivt_flashloader.bin").write_bytes(build_flashloader_image(load_address=0x2000_0000)[0])
     (directory / "app.bin").write_bytes(bytes(range(256)) * 176)  # 45,056 bytes
@@ -65,9 +71,11 @@ class JobLog:
 
 
 def test_gangd_run_programs_emulated_boards_and_refuses_a_foreign_node(hidraw_sim, tmp_path):
+    # Port 4's board hangs on its first write: gangd power-cycles the port through sysfs.
     # Port 5's first node answers with a keyboard's ids: the node number was reused between the
     # hotplug event and the open, and the id check must refuse it before a byte is sent.
-    sim = hidraw_sim("--hub", "5", "--port-fault", "1-1.5=foreign-node:nth=1")
+    sim = hidraw_sim("--hub", "5", "--port-fault", "1-1.4=hang:cmd=write-memory,nth=1",
+                     "--port-fault", "1-1.5=foreign-node:nth=1")  # fmt: skip
     config = line_config(tmp_path)
     state = tmp_path / "state"
     gangd = subprocess.Popen(
@@ -98,10 +106,12 @@ def test_gangd_run_programs_emulated_boards_and_refuses_a_foreign_node(hidraw_si
     assert "not the expected board" in refused["reason"] and "is 046d:c31c, expected 1fc9:0130" in refused["reason"]
     assert len(refused["attempts"]) <= 1  # permanent: no retry on a node that is not the board
 
-    # Each board went ROM -> flashloader -> ROM (the final reset) on its own port, a new node each time.
-    for port in PORTS[:4]:
+    # Each board went ROM -> flashloader -> ROM (the final reset) on its own port, a new node each
+    # time; the hung one twice, with the port's power cut and restored in between.
+    hung = records["1-1.4"]["attempts"]
+    assert [(a["step"], a["action"]) for a in hung] == [("write", "power-cycle-port")]
+    for port, enumerations in zip(PORTS[:4], (3, 3, 3, 5)):
         nodes = [e["devnode"] for e in sim.events if e["port"] == port and e["action"] == "add"]
-        assert len(nodes) == 3 and len(set(nodes)) == 3, (port, nodes)
+        assert len(nodes) == enumerations and len(set(nodes)) == enumerations, (port, nodes)
     # The refused board was never talked to: it is still in its ROM, on its first node.
     assert [e["action"] for e in sim.events if e["port"] == "1-1.5"] == ["add"]
-    assert shutil.which("umockdev-wrapper")
