@@ -78,7 +78,7 @@ WRITE_TIMEOUT_S = 5.0  # usbhid_output_report: usb_interrupt_msg(..., USB_CTRL_S
 # After a jump or a reset the board stops answering at once, but a host notices the device gone
 # only later (hub status polling, then the disconnect): time enough to read the board's last reply.
 DRAIN_S = 1.0
-HIDRAW_MAJOR = 240  # dynamic on real systems; 240 is what this major usually gets
+HIDRAW_MAJOR = 240  # allocated dynamically by the kernel; any free number does here
 TIOCGPTPEER = 0x5441  # the pty slave of a master fd, without a path (Linux >= 4.13)
 # What a foreign node answers (fault `foreign-node`): a USB keyboard's ids.
 FOREIGN_IDS = (0x046D, 0xC31C)
@@ -235,9 +235,9 @@ class HidrawNode:
                 if self._stop.is_set() or self._state != _ON_BUS:
                     raise LinkClosed("board left the bus")
                 self._cond.wait(_POLL_S)
-            for queue in self._handles.values():
-                if len(queue) < HIDRAW_BUFFER_SIZE:
-                    queue.append(report)
+            for reports in self._handles.values():
+                if len(reports) < HIDRAW_BUFFER_SIZE:
+                    reports.append(report)
             self._update_ready()
 
     # --- leaving ---------------------------------------------------------------------------------
@@ -290,12 +290,12 @@ class HidrawNode:
     def _handle(self, client) -> deque[bytes]:
         """The report queue of an open handle (lock held); made on first sight."""
         key = hash(client)  # PyGObject hashes a wrapper by its GObject's address
-        queue = self._handles.get(key)
-        if queue is None:
-            queue = self._handles[key] = deque()
+        reports = self._handles.get(key)
+        if reports is None:
+            reports = self._handles[key] = deque()
             client.weak_ref(self._on_closed, key)
             self._cond.notify_all()  # a board waiting for someone to poll its IN endpoint
-        return queue
+        return reports
 
     def _on_connected(self, _base, client) -> None:
         with self._cond:
@@ -312,9 +312,9 @@ class HidrawNode:
         arg = client.get_arg()
         count = len(arg.retrieve())
         with self._cond:
-            queue = self._handle(client)
-            if queue:
-                report = queue.popleft()[:count]  # hidraw cuts a report to the reader's buffer
+            reports = self._handle(client)
+            if reports:
+                report = reports.popleft()[:count]  # hidraw cuts a report to the reader's buffer
                 self._update_ready()
                 self._cond.notify_all()
             else:
