@@ -21,14 +21,14 @@ PORTS = [f"1-1.{n}" for n in range(1, 6)]
 
 
 def line_config(directory: Path) -> Path:
-    """The example configuration for five ports, with port power-cycling allowed and a 2 s command
+    """The example configuration for five ports, with port power-cycling allowed and a 3 s command
     deadline (a hung board is found sooner), with the files it names."""
     text = EXAMPLE.read_text()
     listed = '"1-1.1" = "A1"\n"1-1.2" = "A2"\n"1-1.3" = "A3"\n"1-1.4" = "A4"\n'
     for old, new in [
         (listed, "".join(f'"{port}" = "A{n}"\n' for n, port in enumerate(PORTS, 1))),
         ("power_cycle = false", "power_cycle = true"),
-        ("command_s = 10 ", "command_s = 2 "),
+        ("command_s = 10 ", "command_s = 3 "),
     ]:  # fmt: skip
         assert old in text, old
         text = text.replace(old, new)
