@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     # Commands that log (`gangd run`) switch logging back on in `logs.configure`.
     logging.disable(logging.WARNING)
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # to re-run a command (gangd sim --hidraw)
     try:
         return args.func(args)
     except BrokenPipeError:  # `gangd records | head`

@@ -4,6 +4,11 @@
         one board on a pseudo-terminal; prints its path; `blhost -p PATH` / `sdphost -p PATH` work
     gangd sim --hub N [--fault SPEC ...] [--port-fault PORT=SPEC ...]
         a hub of N ports with a board in each; prints every hotplug event as a JSON line
+    gangd sim --hidraw [--hub N] [--stage ...] [--fault SPEC ...] [--port-fault PORT=SPEC ...]
+        the hub's boards as emulated USB HID devices (/dev/hidrawN) in a umockdev testbed; prints
+        `UMOCKDEV_DIR=<path>` once they are on the bus (hotplug events go to stderr as JSON lines).
+        Programs run under `umockdev-wrapper` with that variable see the boards: `gangd scan`,
+        `gangd run --config`, `blhost -u`, `sdphost -u`.
 """
 
 from __future__ import annotations
@@ -18,16 +23,18 @@ from dataclasses import asdict
 from ..family import UnknownFamilyError, load_family
 from .board import FLASHLOADER, ROM, SimBoard
 from .faults import FaultSpecError, parse_fault
-from .hub import BoardFactory, SimHub
+from .hub import BoardFactory, SimHub, default_port_paths
 from .timing import TimingModel
 from .uart import UartBoard
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("sim", help="start simulated boards (a pty board, or a hub)")
-    where = parser.add_mutually_exclusive_group(required=True)
+    parser = subparsers.add_parser("sim", help="start simulated boards (a pty board, a hub, or emulated hidraw devices)")
+    where = parser.add_mutually_exclusive_group()
     where.add_argument("--uart", action="store_true", help="one board on a pseudo-terminal")
     where.add_argument("--hub", type=int, metavar="N", help="a simulated hub of N ports, all filled")
+    parser.add_argument("--hidraw", action="store_true",
+                        help="the hub's boards as emulated /dev/hidrawN devices (umockdev); prints UMOCKDEV_DIR=...")  # fmt: skip
     parser.add_argument("--family", default="mimxrt1020", help="spsdk family name (default mimxrt1020)")
     parser.add_argument("--stage", choices=(ROM, FLASHLOADER), default=ROM)
     parser.add_argument("--fault", action="append", default=[], metavar="SPEC",
@@ -47,6 +54,19 @@ def _fail(message: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.hidraw and args.uart:
+        return _fail("--hidraw is a hub of USB devices; it does not go with --uart")
+    if not (args.uart or args.hub or args.hidraw):
+        return _fail("say where the boards go: --uart, --hub N or --hidraw [--hub N]")
+    if args.hub is not None and args.hub < 1:
+        return _fail("--hub needs at least one port")
+    if args.hidraw:
+        from .hidraw import HidrawError, reexec_under_wrapper  # gi only on this path
+
+        try:
+            reexec_under_wrapper(args.argv)  # returns only when already under umockdev's preload
+        except HidrawError as exc:
+            return _fail(str(exc))
     try:
         family = load_family(args.family)
         for spec in args.fault:
@@ -71,12 +91,35 @@ def run(args: argparse.Namespace) -> int:
             print(board.path, flush=True)
             stop.wait()
         return 0
-    unknown = set(port_faults) - {f"1-1.{n}" for n in range(1, args.hub + 1)}
+    ports = args.hub or 1
+    unknown = set(port_faults) - set(default_port_paths(ports))
     if unknown:
         return _fail(f"--port-fault names ports the hub does not have: {', '.join(sorted(unknown))}")
+    if args.hidraw:
+        return _run_hidraw(args, ports, port_faults, factory, stop)
     with SimHub(args.hub, port_faults=port_faults, seed=args.seed) as hub:
         hub.subscribe(lambda event: print(json.dumps(asdict(event)), flush=True))
         for path in hub.ports:
             hub.plug(path, factory())
         stop.wait()
+    return 0
+
+
+def _run_hidraw(args: argparse.Namespace, ports: int, port_faults: dict[str, list[str]],
+                factory: BoardFactory, stop: threading.Event) -> int:  # fmt: skip
+    from .hidraw import HidrawError, HidrawHub
+
+    try:
+        hub = HidrawHub(ports, port_faults=port_faults, seed=args.seed)
+    except HidrawError as exc:
+        return _fail(str(exc))
+    with hub:
+        hub.subscribe(lambda event: print(json.dumps(asdict(event)), file=sys.stderr, flush=True))
+        for path in hub.ports:
+            hub.plug(path, factory())
+        print(f"UMOCKDEV_DIR={hub.umockdev_dir}", flush=True)
+        stop.wait()
+    if hub.errors:
+        print(f"gangd sim: the simulator crashed: {hub.errors!r}", file=sys.stderr)
+        return 1
     return 0

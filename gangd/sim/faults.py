@@ -17,6 +17,10 @@ A fault is written as `KIND[:key=value,...]`, the same on the command line, in c
     write-protect:persist=power                        block-protect bits set in the flash's status
                                                        register: `power` (volatile: cleared by a power
                                                        cycle or replug, not by a reset) or `always`
+    foreign-node:nth=1                                 (emulated hidraw only) the node of the 1st
+                                                       enumeration answers HIDIOCGRAWINFO with another
+                                                       device's ids, as when a node number is reused
+                                                       between the hotplug event and the open
 
 The last two are mechanisms, not dice: the simulated flashloader then fails the way NXP's does
 (20106 after an erase or a page program whose read-back differs), see `nor_flash.py`.
@@ -36,7 +40,8 @@ from dataclasses import dataclass, field
 COMMAND_KINDS = {"status", "no-response", "hang", "disconnect", "malformed"}
 # Ways a reply can be wrong, for `malformed:cmd=...,shape=...` (HID only).
 MALFORMED_SHAPES = ("truncated", "oversized", "wrong-id", "lying-length", "unknown-status", "halfway", "garbage")
-KINDS = COMMAND_KINDS | {"corrupt-readback", "no-reenumerate", "slow-flash", "otp", "marginal-read", "write-protect"}
+KINDS = COMMAND_KINDS | {"corrupt-readback", "no-reenumerate", "slow-flash", "otp", "marginal-read", "write-protect",
+                         "foreign-node"}  # fmt: skip
 PERSISTENCE = ("power", "always")  # write-protect: volatile or non-volatile block-protect bits
 
 COMMAND_NAMES = {

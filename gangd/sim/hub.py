@@ -44,7 +44,12 @@ def default_port_paths(count: int) -> list[str]:
 
 def serve_hid_connection(board: SimBoard, sock: socket.socket) -> None:
     """Run the board's current stage on one opened handle until it closes or the board leaves."""
-    hid = HidSocket(sock, board.clock, board.unplugged)
+    serve_hid(board, HidSocket(sock, board.clock, board.unplugged))
+
+
+def serve_hid(board: SimBoard, hid) -> None:
+    """Run the board's current stage on a report channel (`recv_report` / `send_report`: a socket
+    here, an emulated hidraw node in `hidraw.py`) until it closes or the board leaves."""
     if board.stage == ROM and board.family.rom_protocol == "sdp":
         RomEngine(board, SdpHidLink(hid)).serve()
     else:
@@ -62,6 +67,7 @@ class SimPort:
         self._thread: threading.Thread | None = None
         self._on_bus = threading.Event()
         self.cycling = False
+        self._unpowered: SimBoard | None = None  # the board in a port whose power is off
         self._lock = threading.Lock()
 
     def plug(self, board: SimBoard) -> None:
@@ -95,10 +101,25 @@ class SimPort:
 
         The port is marked while its power is off, so the operator does not put another board
         into it in between (Operator._replace waits for the cycle to end)."""
+        self.power_off()
+        self.power_on()
+
+    def power_off(self) -> SimBoard | None:
+        """Cut the port's power: its board leaves the bus but stays in the port, unpowered, until
+        power_on (the two halves of a power cycle, for a hub whose ports are switched from outside)."""
         with self._lock:
             self.cycling = True
+        board = self.unplug()
+        with self._lock:
+            self._unpowered = board
+            self.cycling = board is not None
+        return board
+
+    def power_on(self) -> None:
+        """Restore the port's power: the board it held boots into its ROM afresh."""
+        with self._lock:
+            board, self._unpowered = self._unpowered, None
         try:
-            board = self.unplug()
             if board is None:
                 return
             board.power_cycles += 1
@@ -170,6 +191,8 @@ class SimPort:
 
 
 class SimHub:
+    port_type: type[SimPort] = SimPort  # how a port puts its board on the bus (hidraw.py has another)
+
     def __init__(
         self,
         ports: int | list[str],
@@ -181,7 +204,7 @@ class SimHub:
         self._own_dir = directory is None
         self.directory = directory or tempfile.mkdtemp(prefix="gangd-sim-")
         port_faults = port_faults or {}
-        self.ports = {p: SimPort(self, p, FaultPlan(port_faults.get(p, ()), seed)) for p in paths}
+        self.ports = {p: self.port_type(self, p, FaultPlan(port_faults.get(p, ()), seed)) for p in paths}
         self._numbers = itertools.count()
         self._subscribers: list[Callable[[PortEvent], None]] = []
         self._lock = threading.Lock()
@@ -382,5 +405,5 @@ class Operator:
 
 __all__ = [
     "FLASHLOADER", "ROM", "BoardFactory", "Operator", "SimHub", "SimPort", "default_port_paths",
-    "serve_hid_connection",
+    "serve_hid", "serve_hid_connection",
 ]  # fmt: skip

@@ -7,8 +7,9 @@ Each link offers the two protocol engines what they need and nothing more:
   sends HAB, status and data replies (`SdpHidLink`, `SdpUartLink`).
 
 Report layouts follow spsdk's host side (`mboot/protocol/bulk_protocol.py`,
-`sdp/protocol/bulk_protocol.py`) and the UART framing its serial protocols (`serial_protocol.py`).
-Every packet that crosses the wire is charged one report interval to the board's clock.
+`sdp/protocol/bulk_protocol.py`) and the UART framing its serial protocols (`serial_protocol.py`);
+report sizes follow the stage's HID report descriptor (`hid_reports.py`). Every packet that crosses
+the wire is charged one report interval to the board's clock.
 """
 
 from __future__ import annotations
@@ -21,19 +22,26 @@ import threading
 
 from spsdk.crypto.crc import CrcAlg, from_crc_algorithm
 
+from .hid_reports import CMD_IN, CMD_OUT, DATA_IN, DATA_OUT, FLASHLOADER_DESCRIPTOR, ROM_DESCRIPTOR, report_sizes
 from .timing import BoardClock
 
+_MBOOT_SIZES = report_sizes(FLASHLOADER_DESCRIPTOR)
+_SDP_SIZES = report_sizes(ROM_DESCRIPTOR)
+
 # mboot over HID: [report id, 0, payload length (LE16), payload]
-MBOOT_CMD_OUT, MBOOT_DATA_OUT, MBOOT_CMD_IN, MBOOT_DATA_IN = 0x01, 0x02, 0x03, 0x04
+MBOOT_CMD_OUT, MBOOT_DATA_OUT, MBOOT_CMD_IN, MBOOT_DATA_IN = CMD_OUT, DATA_OUT, CMD_IN, DATA_IN
 # SDP over HID: CMD and DATA reports of 1024 bytes out, HAB (4 bytes) and RET (64 bytes) in.
-SDP_CMD, SDP_DATA, SDP_HAB, SDP_RET = 0x01, 0x02, 0x03, 0x04
-SDP_REPORT_DATA = 1024
-SDP_RET_SIZE = 64
+SDP_CMD, SDP_DATA, SDP_HAB, SDP_RET = CMD_OUT, DATA_OUT, CMD_IN, DATA_IN
+SDP_REPORT_DATA = _SDP_SIZES[("output", SDP_DATA)]
+SDP_HAB_SIZE = _SDP_SIZES[("input", SDP_HAB)]
+SDP_RET_SIZE = _SDP_SIZES[("input", SDP_RET)]
 HID_REPORT_SIZE = 1024
-# The RT10xx flashloader's HID endpoints carry 1016-byte reports: a 4-byte header and 1012 bytes of
-# payload, which the MaxPacketSize property reports over USB (mcu-boot usb_descriptor.*, RT1021
-# `BL_EXPANDED_USB_HID_PACKET_SIZE 1012`; FLASHLOADER.md "USB").
-MBOOT_HID_PACKET_SIZE = 1012
+# The RT10xx flashloader's HID endpoints carry 1016-byte reports (the report id and 1015 bytes): a
+# 4-byte header and 1012 bytes of payload, which the MaxPacketSize property reports over USB
+# (mcu-boot usb_descriptor.*, RT1021 `BL_EXPANDED_USB_HID_PACKET_SIZE 1012`; FLASHLOADER.md "USB").
+# The firmware sends every input report at that full length, padded with zeros.
+MBOOT_IN_REPORT_SIZE = 1 + _MBOOT_SIZES[("input", MBOOT_CMD_IN)]
+MBOOT_HID_PACKET_SIZE = MBOOT_IN_REPORT_SIZE - 4
 MBOOT_UART_PACKET_SIZE = 512
 
 # mboot UART framing
@@ -121,10 +129,15 @@ class MbootHidLink:
                 return "data", payload
 
     def send_response(self, payload: bytes) -> None:
-        self.hid.send_report(struct.pack("<BBH", MBOOT_CMD_IN, 0, len(payload)) + payload)
+        self.hid.send_report(_full_report(struct.pack("<BBH", MBOOT_CMD_IN, 0, len(payload)) + payload))
 
     def send_data(self, payload: bytes) -> None:
-        self.hid.send_report(struct.pack("<BBH", MBOOT_DATA_IN, 0, len(payload)) + payload)
+        self.hid.send_report(_full_report(struct.pack("<BBH", MBOOT_DATA_IN, 0, len(payload)) + payload))
+
+
+def _full_report(report: bytes) -> bytes:
+    """mcu-boot's usb_hid_packet_write sends sizeof(bl_hid_report_t) whatever the payload: pad."""
+    return report.ljust(MBOOT_IN_REPORT_SIZE, b"\0")
 
 
 class SdpHidLink:
@@ -148,7 +161,7 @@ class SdpHidLink:
         return bytes(data[:length])
 
     def send_hab(self, value: int) -> None:
-        self.hid.send_report(bytes([SDP_HAB]) + struct.pack(">I", value))
+        self.hid.send_report(bytes([SDP_HAB]) + struct.pack(">I", value).ljust(SDP_HAB_SIZE, b"\0"))
 
     def send_status(self, value: int) -> None:
         self.send_data(struct.pack(">I", value))

@@ -1,7 +1,8 @@
 """gangd's spsdk `DeviceBase`: HID reports over one file descriptor, with poll-based timeouts.
 
 On hardware the descriptor is the board's own `/dev/hidrawN` (the exact node udev named for its
-port); under simulation it is a SOCK_SEQPACKET unix socket to the simulated board. Both keep
+port); under simulation it is a SOCK_SEQPACKET unix socket to the simulated board, or the board's
+emulated /dev/hidrawN (`gangd sim --hidraw`). All keep
 report boundaries: one read returns one report, one write sends one. Everything above this class
 (spsdk's bulk framing, commands and status codes) is spsdk's real code path.
 
@@ -169,8 +170,8 @@ class FdHidDevice(DeviceBase):
     def _check_ids(self, fd: int) -> None:
         """Ask the hidraw driver which device this node is, before talking to it.
 
-        Hardware boundary: exercised only on a real /dev/hidrawN (neither the simulator's sockets
-        nor umockdev's emulated nodes answer this ioctl); the id comparison itself is plain code.
+        Runs on every character-device node: a real /dev/hidrawN, or a simulated board's emulated
+        one (`gangd sim --hidraw`, tests/hidraw); the simulator's sockets skip it.
         """
         _, vendor, product = struct.unpack("<Ihh", fcntl.ioctl(fd, HIDIOCGRAWINFO, bytes(8)))
         actual = (vendor & 0xFFFF, product & 0xFFFF)

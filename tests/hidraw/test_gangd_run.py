@@ -1,0 +1,117 @@
+"""`gangd run --config` on its production path: real libudev and pyudev for the boards, real
+/dev/hidrawN opened, id-checked with HIDIOCGRAWINFO, polled, read and written, and a hub port
+power-cycled through its sysfs `disable` attribute, against simulated boards in the ROM stage
+behind emulated hidraw nodes."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import threading
+from pathlib import Path
+
+from gangd.records import RecordStore
+from gangd.sim.images import build_flashloader_image
+
+from .conftest import GANGD
+
+EXAMPLE = Path(__file__).parents[2] / "config" / "rt1020.toml"
+PORTS = [f"1-1.{n}" for n in range(1, 6)]
+
+
+def line_config(directory: Path) -> Path:
+    """The example configuration for five ports, with port power-cycling allowed and a 3 s command
+    deadline (a hung board is found sooner), with the files it names."""
+    text = EXAMPLE.read_text()
+    listed = '"1-1.1" = "A1"\n"1-1.2" = "A2"\n"1-1.3" = "A3"\n"1-1.4" = "A4"\n'
+    for old, new in [
+        (listed, "".join(f'"{port}" = "A{n}"\n' for n, port in enumerate(PORTS, 1))),
+        ("power_cycle = false", "power_cycle = true"),
+        ("command_s = 10 ", "command_s = 3 "),
+    ]:  # fmt: skip
+        assert old in text, old
+        text = text.replace(old, new)
+    (directory / "line.toml").write_text(text)
+    (directory / "ivt_flashloader.bin").write_bytes(build_flashloader_image(load_address=0x2000_0000)[0])
+    (directory / "app.bin").write_bytes(bytes(range(256)) * 176)  # 45,056 bytes
+    return directory / "line.toml"
+
+
+class JobLog:
+    """gangd's JSON log lines, read as they come; waits for `job finished` lines."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.lines: list[dict] = []
+        self.other: list[str] = []
+        self._cond = threading.Condition()
+        self._reader = threading.Thread(target=self._read, args=(process,), daemon=True)
+        self._reader.start()
+
+    def _read(self, process) -> None:
+        for line in process.stdout:
+            with self._cond:
+                try:
+                    self.lines.append(json.loads(line))
+                except ValueError:
+                    self.other.append(line)
+                self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()
+
+    def finished(self, count: int, timeout: float) -> list[dict]:
+        def done():
+            jobs = [line for line in self.lines if line.get("event") == "job finished"]
+            return jobs if len(jobs) >= count else None
+
+        with self._cond:
+            jobs = self._cond.wait_for(done, timeout)
+        assert jobs, f"{count} jobs did not finish within {timeout} s:\n" + "\n".join(map(str, self.lines[-30:]))
+        return jobs
+
+
+def test_gangd_run_programs_emulated_boards_and_refuses_a_foreign_node(hidraw_sim, tmp_path):
+    # Port 4's board hangs on its first write: gangd power-cycles the port through sysfs.
+    # Port 5's first node answers with a keyboard's ids: the node number was reused between the
+    # hotplug event and the open, and the id check must refuse it before a byte is sent.
+    sim = hidraw_sim("--hub", "5", "--port-fault", "1-1.4=hang:cmd=write-memory,nth=1",
+                     "--port-fault", "1-1.5=foreign-node:nth=1")  # fmt: skip
+    config = line_config(tmp_path)
+    state = tmp_path / "state"
+    gangd = subprocess.Popen(
+        ["umockdev-wrapper", GANGD, "run", "--config", str(config), "--state-dir", str(state),
+         "--metrics-address", "127.0.0.1:0", "--stop-grace", "10"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=sim.env,
+    )  # fmt: skip
+    try:
+        log = JobLog(gangd)
+        jobs = log.finished(5, timeout=60)
+        gangd.send_signal(signal.SIGTERM)
+        _, stderr = gangd.communicate(timeout=30)
+    finally:
+        if gangd.poll() is None:
+            gangd.kill()
+            gangd.wait(timeout=10)
+    assert gangd.returncode == 0, stderr
+
+    store = RecordStore(state / "records.sqlite")
+    records = {row["port"]: row for row in store.jobs()}
+    store.close()
+    assert sorted(records) == PORTS and {job["port"] for job in jobs} == set(PORTS)
+    for n, port in enumerate(PORTS[:4], 1):
+        record = records[port]
+        assert (record["result"], record["label"], record["serial"]) == ("success", f"A{n}", f"SIM00000{n}")
+    refused = records["1-1.5"]
+    assert refused["result"] == "failed"
+    assert "not the expected board" in refused["reason"] and "is 046d:c31c, expected 1fc9:0130" in refused["reason"]
+    assert len(refused["attempts"]) <= 1  # permanent: no retry on a node that is not the board
+
+    # Each board went ROM -> flashloader -> ROM (the final reset) on its own port, a new node each
+    # time; the hung one twice, with the port's power cut and restored in between.
+    hung = records["1-1.4"]["attempts"]
+    assert [(a["step"], a["action"]) for a in hung] == [("write", "power-cycle-port")]
+    for port, enumerations in zip(PORTS[:4], (3, 3, 3, 5)):
+        nodes = [e["devnode"] for e in sim.events if e["port"] == port and e["action"] == "add"]
+        assert len(nodes) == enumerations and len(set(nodes)) == enumerations, (port, nodes)
+    # The refused board was never talked to: it is still in its ROM, on its first node.
+    assert [e["action"] for e in sim.events if e["port"] == "1-1.5"] == ["add"]
