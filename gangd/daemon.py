@@ -266,6 +266,7 @@ def records_command(args: argparse.Namespace) -> int:
 
 
 def check_config_command(args: argparse.Namespace) -> int:
+    logs.configure("warning", stream=sys.stderr)  # spsdk's database chatter stays out of the report
     try:
         config = load_config(args.file)
     except ConfigError as exc:
