@@ -16,6 +16,7 @@ spsdk's lines, step timings or the job's full context.
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 import time
 
@@ -77,7 +78,7 @@ class OperatorConsole:
     def __call__(self, logger, name: str, event: dict) -> str:
         when = self._c(self.DIM, time.strftime("%H:%M:%S"))
         if event.get("event") == "job finished":
-            return f"{when}  {self.job(event)}"
+            return f"{when}  {self.job(event, shutil.get_terminal_size((100, 24)).columns - 10)}"
         level = event.get("level", "info")
         text = str(event.get("event", ""))
         if event.get("event") == "station page" and event.get("url"):
@@ -91,7 +92,9 @@ class OperatorConsole:
             line = self._c(self.LEVELS[level], line)
         return f"{when}  {line}"
 
-    def job(self, event: dict) -> str:
+    def job(self, event: dict, width: int = 90) -> str:
+        """`A3    ✘ failed     2.1 s  write: <reason>`, the reason without its code's explanation
+        (the page and the records have it) and cut to the terminal's width."""
         result = event.get("result", "?")
         label = str(event.get("label") or event.get("port") or "")
         duration = event.get("duration_s")
@@ -105,8 +108,11 @@ class OperatorConsole:
                 notes.append(f"recovered after {event['attempts']} failed step(s)")
             parts.append("  ".join(notes))
         else:
-            step, reason = event.get("step"), event.get("reason")
-            parts.append(f"{step}: {reason}" if step and reason else reason or "")
+            step, reason = event.get("step"), (event.get("reason") or "").rpartition(" | ")
+            reason = reason[0] if reason[1] else reason[2]
+            text = f"{step}: {reason}" if step and reason else reason
+            room = max(30, width - 25)
+            parts.append(text if len(text) <= room else text[: room - 1] + "…")
         return "  ".join(part for part in parts if part)
 
 

@@ -36,7 +36,7 @@ def hold(state_dir: str | Path, setting: str = "--state-dir") -> int:
     except (FileExistsError, NotADirectoryError):
         raise StateDirError(f"state directory {path} is not a directory: change {setting}") from None
     except OSError as exc:
-        raise StateDirError(f"state directory {path} is not writable ({exc.strerror}): change {setting}") from None
+        raise StateDirError(f"state directory {path} cannot be created or written ({exc.strerror}): change {setting}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

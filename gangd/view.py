@@ -14,7 +14,7 @@ import time
 from collections import deque
 from typing import Any
 
-from . import __version__
+from . import __version__, recovery
 from .job import JobResult
 from .port import Port
 from .records import RecordStore
@@ -72,7 +72,7 @@ def instruction(state: str, port: Port, stopping: bool = False) -> str:
     if state == "success":
         return f"Take the board out of {label}: programmed"
     if state == "failed":
-        if last is not None and last.attempts and last.attempts[-1].action == "replug":
+        if last is not None and last.attempts and last.attempts[-1].action == recovery.REPLUG:
             return f"Replug the board in {label}"
         return f"Take the board out of {label} and put it with the failed boards"
     if state == "stopped":

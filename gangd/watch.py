@@ -111,7 +111,7 @@ def render(snapshot: dict | None, age_s: float, address: str, problem: str | Non
             last = p["last_result"]
             last_text = Text(LAST.get(last, last) if last else "",
                              style={"success": "green", "failed": "red"}.get(last or "", ""))  # fmt: skip
-            progress = bar(p["progress"], 8 if narrow else 14) if state in RUNNING or state == "success" else Text("")
+            progress = bar(p["progress"], 8 if narrow else 14)
             table.add_row(p["label"], Text(f" {NAMES.get(state, state)} ", style=STYLES.get(state, "")), progress, step,
                           duration(elapsed), last_text, str(p["counts"].get("success", 0)),
                           str(p["counts"].get("failed", 0)))  # fmt: skip

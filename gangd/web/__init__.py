@@ -29,7 +29,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 
 from .. import __version__
-from ..http import MAX_REQUEST_BYTES, REQUEST_DEADLINE_S
+from .. import http as limits  # REQUEST_DEADLINE_S and MAX_REQUEST_BYTES, read at each request
 from ..metrics import Metrics
 from ..station import UnknownPort
 from ..view import StationView
@@ -58,13 +58,9 @@ def _asset(name: str) -> bytes:
     return resources.files(__package__).joinpath("static", name).read_bytes()
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 class Limits:
     """ASGI middleware: security headers on every response; a deadline on every response but the
-    live stream (503 when it passes); request bodies up to MAX_REQUEST_BYTES (413)."""
+    live stream (503 when it passes); headers (431) and bodies (413) up to MAX_REQUEST_BYTES."""
 
     def __init__(self, app, streams: tuple[str, ...]) -> None:
         self.app = app
@@ -83,29 +79,38 @@ class Limits:
                 message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
             await send(message)
 
+        most = limits.MAX_REQUEST_BYTES
+        # h11 bounds headers that arrive in pieces; headers that come whole are measured here.
+        if len(scope.get("raw_path") or b"") + sum(len(k) + len(v) + 4 for k, v in scope["headers"]) > most:
+            await self._fail(guarded_send, 431, f"request line and headers larger than {most} bytes")
+            return
         length = dict(scope["headers"]).get(b"content-length", b"0")
-        if not length.isdigit() or int(length) > MAX_REQUEST_BYTES:
-            await self._fail(guarded_send, 413, f"request body larger than {MAX_REQUEST_BYTES} bytes")
+        if not length.isdigit() or int(length) > most:
+            await self._fail(guarded_send, 413, f"request body larger than {most} bytes")
             return
-        received = 0
+        deadline = float("inf") if scope["path"] in self.streams else limits.REQUEST_DEADLINE_S
+        with trio.move_on_after(deadline) as timer:
+            # The body is read here, bounded, before the app sees it (gangd's bodies are tiny).
+            body, more = b"", scope.get("method") in ("POST", "PUT", "PATCH", "DELETE")
+            while more:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return  # the client went away
+                body += message.get("body", b"")
+                more = message.get("more_body", False)
+                if len(body) > most:
+                    await self._fail(guarded_send, 413, f"request body larger than {most} bytes")
+                    return
+            replayed = False
 
-        async def limited_receive():
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > MAX_REQUEST_BYTES:
-                    raise BodyTooLarge
-            return message
+            async def replay():
+                nonlocal replayed
+                if not replayed:
+                    replayed = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+                return await receive()
 
-        deadline = float("inf") if scope["path"] in self.streams else REQUEST_DEADLINE_S
-        try:
-            with trio.move_on_after(deadline) as timer:
-                await self.app(scope, limited_receive, guarded_send)
-        except BodyTooLarge:
-            if not started:
-                await self._fail(guarded_send, 413, f"request body larger than {MAX_REQUEST_BYTES} bytes")
-            return
+            await self.app(scope, replay, guarded_send)
         if timer.cancelled_caught and not started:
             log.warning("request took too long", path=scope["path"], deadline_s=deadline)
             await self._fail(guarded_send, 503, f"no answer within {deadline:g} s")
