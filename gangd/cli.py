@@ -13,12 +13,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gangd", description="Gang programmer for NXP MCU boards over USB")
     parser.add_argument("--version", action="version", version=f"gangd {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    from . import daemon, explain, import_script, plan_command, udev_rules
+    from . import control, daemon, explain, import_script, plan_command, udev_rules, watch
     from .sim import cli as sim_cli
 
     daemon.add_parsers(subparsers)
     plan_command.add_parser(subparsers)
     import_script.add_parser(subparsers)
+    watch.add_parser(subparsers)
+    control.add_parser(subparsers)
     explain.add_parser(subparsers)
     udev_rules.add_parser(subparsers)
     sim_cli.add_parser(subparsers)

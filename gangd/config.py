@@ -51,12 +51,19 @@ class ConfigError(ValueError):
     pass
 
 
+Layout = tuple[tuple[str | None, ...], ...]  # rows of port paths as they stand on the bench; None: a gap
+GAP = "."
+MIN_TOKEN_LENGTH = 16
+
+
 @dataclass(frozen=True)
 class Config:
     path: Path
     ports: dict[str, str]
     recipe: Recipe
     http_address: str = DEFAULT_ADDRESS
+    layout: Layout | None = None  # None: a grid in port order
+    control_token: str | None = None  # None: the station page and API are read-only
 
 
 class _Reader:
@@ -228,13 +235,18 @@ def load_config(path: str | Path, need_flashloader: bool = True) -> Config:
         deadlines=_deadlines(r, raw),
     )
     http = r.get(raw, "http", dict, "http", {})
-    r.unknown_keys(http, {"address"}, "http.")
+    r.unknown_keys(http, {"address", "control_token"}, "http.")
     address = r.get(http, "address", str, "http.address", DEFAULT_ADDRESS)
     try:
         parse_address(address)
     except ValueError as exc:
         raise r.error("http.address", str(exc)) from None
-    return Config(path=path, ports=ports, recipe=recipe, http_address=address)
+    token = r.get(http, "control_token", str, "http.control_token", None)
+    if token is not None and (len(token) < MIN_TOKEN_LENGTH or not token.isprintable() or " " in token):
+        raise r.error("http.control_token", f"must be at least {MIN_TOKEN_LENGTH} printable characters without "
+                      "spaces (make one with: openssl rand -hex 16)")  # fmt: skip
+    layout = _layout(r, raw, ports)
+    return Config(path=path, ports=ports, recipe=recipe, http_address=address, layout=layout, control_token=token)
 
 
 def _line_from_message(message: str) -> int | None:
@@ -252,7 +264,7 @@ def _overlaps(a: int, a_len: int, b: int, b_len: int) -> bool:
 
 def _ports(r: _Reader, raw: dict) -> dict[str, str]:
     station = r.get(raw, "station", dict, "station", {})
-    r.unknown_keys(station, {"ports"}, "station.")
+    r.unknown_keys(station, {"ports", "layout"}, "station.")
     ports = r.get(station, "ports", dict, "station.ports", {})
     labels: dict[str, str] = {}
     for port, label in ports.items():
@@ -264,6 +276,57 @@ def _ports(r: _Reader, raw: dict) -> dict[str, str]:
             raise r.error(f'station.ports."{port}"', f"label {label!r} is used twice")
         labels[port] = label
     return labels
+
+
+def _layout(r: _Reader, raw: dict, ports: dict[str, str]) -> Layout | None:
+    rows = raw.get("station", {}).get("layout")
+    if rows is None:
+        return None
+    if not ports:
+        raise r.error("station.layout", "a layout needs the ports it places: list them in [station.ports]")
+    if not isinstance(rows, list) or not rows:
+        raise r.error("station.layout", 'expected rows of labels, e.g. ["A1 A2 A3 A4", "B1 B2 B3 B4"]')
+    try:
+        return resolve_layout(rows, ports)
+    except ValueError as exc:
+        raise r.error("station.layout", str(exc)) from None
+
+
+def resolve_layout(rows: list, ports: dict[str, str]) -> Layout:
+    """Rows of labels or port paths (each row a list, or one string of names separated by spaces;
+    "." leaves a gap) as rows of port paths. Every port is placed exactly once."""
+    by_name = {**{label: path for path, label in ports.items()}, **{path: path for path in ports}}
+    placed: dict[str, str] = {}
+    resolved = []
+    for number, row in enumerate(rows, start=1):
+        names = row.split() if isinstance(row, str) else row
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            raise ValueError(f"row {number}: expected a list of labels or a string of labels separated by spaces")
+        paths: list[str | None] = []
+        for name in names:
+            if name in (GAP, ""):
+                paths.append(None)
+                continue
+            if name not in by_name:
+                raise ValueError(f"row {number}: {name!r} is not a configured port (labels: {', '.join(ports.values())})")
+            path = by_name[name]
+            if path in placed:
+                raise ValueError(f"row {number}: {name!r} is placed twice")
+            placed[path] = name
+            paths.append(path)
+        resolved.append(tuple(paths))
+    missing = [label for path, label in ports.items() if path not in placed]
+    if missing:
+        raise ValueError(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} configured but not placed")
+    return tuple(resolved)
+
+
+def parse_layout_text(text: str) -> list[list[str]]:
+    """`--layout "A1 A2 A3 A4 / B1 B2 B3 B4"`: rows separated by "/", names by spaces."""
+    rows = [row.split() for row in text.split("/")]
+    if not all(rows):
+        raise ValueError(f"--layout {text!r}: an empty row (rows are separated by '/', labels by spaces)")
+    return rows
 
 
 def _images(r: _Reader, raw: dict, family: FamilyInfo, memory_id: int) -> tuple[Image, ...]:

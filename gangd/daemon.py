@@ -18,18 +18,19 @@ from pathlib import Path
 import structlog
 import trio
 
-from . import logs
-from .config import Config, ConfigError, load_config
+from . import logs, statedir
+from .config import Config, ConfigError, load_config, parse_layout_text, resolve_layout
 from .family import UsbIds, family_names, isp_usb_ids
 from .hotplug.sim_socket import SimSocketPower, SimSocketSource
 from .hotplug.udev import BoardFilter, UdevSource
-from .http import DEFAULT_ADDRESS, StatusServer, parse_address
+from .http import DEFAULT_ADDRESS, AddressError, HttpServer, bind, parse_address
 from .metrics import Metrics
 from .notify import Notifier
 from .power import SimPortPower, SysfsPortPower
 from .recipe import Recipe, builtin_rt1020
 from .records import RecordStore, export
 from .station import Station
+from .view import StationView
 
 log = structlog.get_logger("gangd")
 
@@ -42,6 +43,10 @@ def add_parsers(subparsers) -> None:
     run.add_argument("--time-scale", type=float, default=1.0, help="simulation speed (1 = real time, 0 = instant)")
     run.add_argument("--replace-delay", type=float, default=2.0, help="simulated operator's seconds to swap a board")
     run.add_argument("--fault", action="append", default=[], metavar="SPEC", help="fault on every simulated board")
+    run.add_argument("--fault-share", action="append", default=[], metavar="SPEC=FRACTION",
+                     help="simulation: the fault on that share of the boards, e.g. marginal-read:max-mhz=100=0.25")  # fmt: skip
+    run.add_argument("--layout", metavar="ROWS",
+                     help='simulation: label and arrange the ports, e.g. "A1 A2 A3 A4 / B1 B2 B3 B4"')  # fmt: skip
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--stop-grace", type=float, default=30.0, help="seconds running jobs get to stop on SIGTERM")
     run.add_argument("--log-level", default="info")
@@ -54,8 +59,8 @@ def add_parsers(subparsers) -> None:
     run.add_argument("--power-cycle", action="store_true", help="simulation: allow power-cycling hub ports")
     run.add_argument("--sim-socket", metavar="PATH",
                      help="with --config: boards from a simulated hub in another process (the soak)")  # fmt: skip
-    run.add_argument("--metrics-address", metavar="HOST:PORT",
-                     help=f"where /metrics, /status and /healthz listen (default: config, else {DEFAULT_ADDRESS})")  # fmt: skip
+    run.add_argument("--http-address", "--metrics-address", dest="metrics_address", metavar="HOST:PORT",
+                     help=f"where the station page, /status and /metrics listen (default: config, else {DEFAULT_ADDRESS})")  # fmt: skip
     run.set_defaults(func=run_command)
 
     status = subparsers.add_parser("status", help="print each port's state from a running gangd's /status")
@@ -82,7 +87,7 @@ async def serve(
     station: Station,
     source,
     stop_grace_s: float,
-    server: StatusServer | None = None,
+    server: HttpServer | None = None,
     reload: Callable[[], Recipe] | None = None,
     notifier: Notifier | None = None,
 ) -> None:
@@ -125,6 +130,7 @@ def _reload(station: Station, reload: Callable[[], Recipe] | None, notifier: Not
         log.error("reload rejected: the running configuration stays", reason=str(exc))
     else:
         station.recipe = recipe
+        station.changes.notify()
         log.info("configuration reloaded: new jobs use it, running jobs finish on the old one",
                  images=[image.sha256 for image in recipe.images])  # fmt: skip
     notifier.send(ready="1", status=station.summary())
@@ -134,24 +140,73 @@ def run_command(args: argparse.Namespace) -> int:
     logs.configure(args.log_level, spsdk_level=args.spsdk_log_level)
     config = None
     try:
-        if args.metrics_address:
-            parse_address(args.metrics_address)
         if args.config:
             config = load_config(args.config)
+        if args.simulate is None and config is None:
+            raise ConfigError("run needs --config FILE (or --simulate N)")
+        share = fault_shares(args.fault_share)
+        layout_rows = parse_layout_text(args.layout) if args.layout else None
     except (ConfigError, ValueError) as exc:
         print(f"gangd: {exc}", file=sys.stderr)
         return 2
-    if args.simulate is not None:
-        return _run_simulated(args, config)
-    if config is None:
-        print("gangd: run needs --config FILE (or --simulate N)", file=sys.stderr)
+    # The environment, before anything starts: one line naming the problem and the setting.
+    try:
+        lock = statedir.hold(args.state_dir, "--state-dir" + (" (StateDirectory=)" if "STATE_DIRECTORY" in os.environ else ""))
+        address = args.metrics_address or (config.http_address if config else DEFAULT_ADDRESS)
+        setting = "--http-address" if args.metrics_address or config is None else f"[http] address in {config.path}"
+        sock = bind(address, setting)
+    except (statedir.StateDirError, AddressError) as exc:
+        print(f"gangd: {exc}", file=sys.stderr)
         return 2
+    try:
+        if args.simulate is not None:
+            return _run_simulated(args, config, sock, share, layout_rows)
+        return _run_hardware(args, config, sock)
+    finally:
+        sock.close()
+        os.close(lock)
+
+
+def fault_shares(items: list[str]) -> list[tuple[str, float]]:
+    """`--fault-share SPEC=FRACTION` (the fraction after the last '=') as checked (spec, fraction)."""
+    from .sim.faults import FaultSpecError, parse_fault
+
+    shares = []
+    for item in items:
+        spec, sep, fraction = item.rpartition("=")
+        try:
+            value = float(fraction)
+        except ValueError:
+            value = -1.0
+        if not sep or not spec or not 0.0 <= value <= 1.0:
+            raise ValueError(f"--fault-share {item!r}: expected SPEC=FRACTION with a fraction from 0 to 1")
+        try:
+            parse_fault(spec)
+        except FaultSpecError as exc:
+            raise ValueError(f"--fault-share {item!r}: {exc}") from None
+        shares.append((spec, value))
+    return shares
+
+
+def _board_faults(always: tuple[str, ...], shares: list[tuple[str, float]], seed: int):
+    """Each simulated board's faults: every --fault, and each shared fault drawn for that board
+    from a generator seeded by (seed, board number), so a run is repeatable."""
+    import random
+
+    def faults(n: int) -> tuple[str, ...]:
+        rng = random.Random(seed * 7_919 + n)
+        return always + tuple(spec for spec, fraction in shares if rng.random() < fraction)
+
+    return faults if shares else always
+
+
+def _run_hardware(args: argparse.Namespace, config: Config, sock) -> int:
     family = config.recipe.family
     store = open_records(args.state_dir)
     power = SysfsPortPower() if config.recipe.recovery.power_cycle else None
     metrics = Metrics()
     station = Station(family, config.recipe, config.ports, records=store, power=power, metrics=metrics)
-    server = StatusServer(metrics, station.status, args.metrics_address or config.http_address)
+    server = _http_server(station, store, metrics, sock, config.layout, config.control_token)
     source = UdevSource(BoardFilter(family.rom_usb + family.flashloader_usb, config.ports)).run
     if args.sim_socket:
         remote = SimSocketSource(args.sim_socket)
@@ -167,18 +222,28 @@ def run_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _http_server(station: Station, store: RecordStore, metrics: Metrics, sock, layout, token) -> HttpServer:
+    from .http import url_of
+    from .web import create_app
+
+    view = StationView(station, layout, records=store, control=bool(token), url=url_of(sock))
+    return HttpServer(create_app(view, metrics, token), sock)
+
+
 def _reloader(path: str) -> Callable[[], Recipe]:
     return lambda: load_config(path).recipe
 
 
-def _run_simulated(args: argparse.Namespace, config: Config | None) -> int:
+def _run_simulated(args: argparse.Namespace, config: Config | None, sock, shares, layout_rows) -> int:
     """The same station on the simulated hub. With --config, the recipe (and the port paths) come
     from the file: a line engineer's dry run of a new recipe before it meets hardware."""
     from .hotplug.sim_source import SimHubSource
     from .sim import BoardFactory, Operator, SimHub, TimingModel
     from .sim.hub import default_port_paths
+
     from .sim.images import build_flashloader_image
 
+    layout = config.layout if config else None
     if config is not None:
         recipe = config.recipe
         paths = list(config.ports) or default_port_paths(args.simulate)
@@ -187,6 +252,18 @@ def _run_simulated(args: argparse.Namespace, config: Config | None) -> int:
         flashloader, jump = build_flashloader_image()
         recipe = builtin_rt1020(os.urandom(45056), flashloader, jump)  # the user's image size
         labels = {path: None for path in default_port_paths(args.simulate)}
+    if layout_rows is not None:
+        names = [name for row in layout_rows for name in row if name != "."]
+        if config is None:  # the layout names the simulated ports, in port order
+            if len(names) != len(labels):
+                print(f"gangd: --layout names {len(names)} ports, --simulate has {len(labels)}", file=sys.stderr)
+                return 2
+            labels = dict(zip(labels, names))
+        try:
+            layout = resolve_layout(layout_rows, {path: label or path for path, label in labels.items()})
+        except ValueError as exc:
+            print(f"gangd: --layout: {exc}", file=sys.stderr)
+            return 2
     if args.power_cycle:
         recipe = dataclasses.replace(recipe, recovery=dataclasses.replace(recipe.recovery, power_cycle=True))
     port_faults: dict[str, list[str]] = {}
@@ -198,10 +275,10 @@ def _run_simulated(args: argparse.Namespace, config: Config | None) -> int:
     notifier = Notifier()
     with SimHub(list(labels), seed=args.seed, port_faults=port_faults) as hub:
         station = Station(recipe.family, recipe, labels, records=store, power=SimPortPower(hub), metrics=metrics)
-        address = args.metrics_address or (config.http_address if config else DEFAULT_ADDRESS)
-        server = StatusServer(metrics, station.status, address)
+        server = _http_server(station, store, metrics, sock, layout, config.control_token if config else None)
         timing = TimingModel(time_scale=args.time_scale)
-        factory = BoardFactory(recipe.family, timing, seed=args.seed, faults=tuple(args.fault))
+        faults = _board_faults(tuple(args.fault), shares, args.seed)
+        factory = BoardFactory(recipe.family, timing, seed=args.seed, faults=faults)
         operator = Operator(hub, factory, delay_s=args.replace_delay * max(args.time_scale, 0.0), limit=args.boards)
         station.listeners.append(lambda result: operator.finished(result.port))
         operator.populate()
@@ -269,6 +346,7 @@ def records_command(args: argparse.Namespace) -> int:
 
 
 def check_config_command(args: argparse.Namespace) -> int:
+    logs.configure("warning", stream=sys.stderr)  # spsdk's database chatter stays out of the report
     try:
         config = load_config(args.file)
     except ConfigError as exc:

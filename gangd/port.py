@@ -9,6 +9,8 @@ on this port, under a deadline.
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -42,11 +44,18 @@ class Port:
         self.present = False  # a board is there as of the last event delivered (not yet consumed)
         self._state = "idle"
         self._suspect = False
-        self.step: str | None = None
-        self.progress = 0.0  # the running job's weighted progress, 0..1
+        self._disabled = False  # by the operator: no new job starts here, its board is left alone
+        self._step: str | None = None
+        self._progress = 0.0  # the running job's weighted progress, 0..1
         self.last_result: str | None = None
         self.last_reason: str | None = None
         self.counts: dict[str, int] = {}
+        self.busy_since: float | None = None  # monotonic time the running job began
+        self.job = None  # the Job running here (set by the station), for the live views
+        self.last_job = None  # the JobResult of the last board finished here
+        self.last_duration_s: float | None = None
+        self.on_change: Callable[[], None] = lambda: None  # the station's live view listens here
+        self.wake: trio.CancelScope | None = None  # a task holding a board while the port is disabled
         if metrics is not None:
             metrics.add_port(self.label)
 
@@ -58,8 +67,42 @@ class Port:
 
     @state.setter
     def state(self, value: str) -> None:
+        if value != "idle" and self._state == "idle":
+            self.busy_since = time.monotonic()
         self._state = value
         self._export_state()
+        self.on_change()
+
+    @property
+    def step(self) -> str | None:
+        return self._step
+
+    @step.setter
+    def step(self, value: str | None) -> None:
+        self._step = value
+        self.on_change()
+
+    @property
+    def progress(self) -> float:
+        return self._progress
+
+    @progress.setter
+    def progress(self, value: float) -> None:
+        self._progress = value
+        self.on_change()
+
+    @property
+    def disabled(self) -> bool:
+        """Disabled by the operator: a running job finishes, no new one starts."""
+        return self._disabled
+
+    @disabled.setter
+    def disabled(self, value: bool) -> None:
+        self._disabled = value
+        self._export_state()
+        if not value and self.wake is not None:
+            self.wake.cancel()  # the port task holding a board goes on with it
+        self.on_change()
 
     @property
     def suspect(self) -> bool:
@@ -72,9 +115,12 @@ class Port:
         if self.metrics is not None:
             self.metrics.suspect.labels(self.label).set(int(value))
         self._export_state()
+        self.on_change()
 
     @property
     def shown_state(self) -> str:
+        if self._state == "idle" and self._disabled:
+            return "disabled"
         return "suspect" if self._suspect and self._state == "idle" else self._state
 
     def _export_state(self) -> None:
@@ -120,7 +166,9 @@ class Port:
     def finished(self, result: str, reason: str | None, duration_s: float, at: float) -> None:
         """Called once the job's record is committed: counts follow the records."""
         self.last_result, self.last_reason = result, reason
+        self.last_duration_s = duration_s
         self.counts[result] = self.counts.get(result, 0) + 1
+        self.on_change()
         if self.metrics is not None:
             self.metrics.boards.labels(self.label, result).inc()
             self.metrics.board_duration.labels(self.label).observe(duration_s)
@@ -131,6 +179,7 @@ class Port:
         """Called by the station, in event order, from the trio thread."""
         self.present = event.action == ADD
         self._send.send_nowait(event)
+        self.on_change()
 
     async def next_event(self) -> PortEvent:
         while True:

@@ -192,6 +192,14 @@ class RecordStore:
             ).fetchone()
         return row is not None
 
+    def recent(self, limit: int) -> list[dict[str, Any]]:
+        """The last `limit` finished jobs, newest first (the station page's table)."""
+        with self._lock:
+            rows = self._db.execute(f"SELECT {', '.join(COLUMNS)} FROM jobs WHERE result<>'running' "
+                                    "ORDER BY id DESC LIMIT ?", (limit,)).fetchall()  # fmt: skip
+        return [{k: json.loads(v) if k in JSON_COLUMNS and v is not None else v for k, v in zip(COLUMNS, row)}
+                for row in rows]  # fmt: skip
+
 
 def list_values(path: str) -> list[str]:
     """The values of a list file: one per line; blank lines and # comments skipped."""

@@ -33,6 +33,7 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
+from . import logs
 from .config import load_config
 from .family import load_family
 from .plan import plan, tool_lines
@@ -466,6 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="also write the summary here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, records)")
     args = parser.parse_args(argv)
+    logs.configure("warning", stream=sys.stderr)  # the simulator's spsdk database stays quiet
     directory = Path(tempfile.mkdtemp(prefix="gangd-soak-"))
     try:
         summary = Soak(args, directory).run()

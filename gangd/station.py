@@ -6,6 +6,10 @@ A port task waits for a board to appear, runs its job, reports the result, then 
 board to leave before it takes the next one (a finished board that re-enumerates after its reset
 is still the same board). Stopping means: no new jobs; running jobs end at their next step
 boundary, and whatever is still running when the grace period ends is cancelled.
+
+The operator may disable a port (its running job finishes, no new job starts, a board sitting
+there is left alone until the port is enabled again) and acknowledge a suspect flag. Every change
+of a port's state bumps `changes`, which the live views (station page, `gangd watch`) wait on.
 """
 
 from __future__ import annotations
@@ -35,6 +39,33 @@ ResultListener = Callable[[JobResult], None]
 BoardSource = Callable[..., Awaitable[None]]  # async (emit, *, task_status) -> None
 
 
+class UnknownPort(KeyError):
+    """A port named by an operator (path or label) that the station does not have."""
+
+
+class Changes:
+    """A version number that goes up whenever something the station shows changes.
+
+    Waiters are woken at once; they read whatever state is current, so a burst of changes costs
+    one wake-up per waiter, not one per change."""
+
+    def __init__(self) -> None:
+        self.version = 0
+        self._event = trio.Event()
+
+    def notify(self) -> None:
+        self.version += 1
+        self._event.set()
+
+    async def wait(self, seen: int) -> int:
+        """Returns the version as soon as it differs from `seen`."""
+        while self.version == seen:
+            if self._event.is_set():
+                self._event = trio.Event()
+            await self._event.wait()
+        return self.version
+
+
 class Station:
     def __init__(
         self,
@@ -60,6 +91,7 @@ class Station:
         self.listeners: list[ResultListener] = []
         self.stopping = False
         self.halted: str | None = None  # why no job that needs per-board data can start now
+        self.changes = Changes()
         self._nursery: trio.Nursery | None = None
         self._jobs_running = 0
         self._idle = trio.Event()
@@ -79,6 +111,7 @@ class Station:
         """No new jobs from now on; running jobs stop at their next step boundary."""
         self.stopping = True
         self._check_idle()
+        self.changes.notify()
 
     def _check_idle(self) -> None:
         if self.stopping and self._jobs_running == 0:
@@ -102,16 +135,48 @@ class Station:
         return {
             "stopping": self.stopping,
             "halted": self.halted,
+            "counts": dict(self.counts),
+            "jobs_finished": self.jobs_finished,
             "ports": [
                 {
                     "port": port.path, "label": port.label, "state": port.shown_state, "step": port.step,
-                    "progress": round(port.progress, 3), "suspect": port.suspect,
+                    "progress": round(port.progress, 3), "suspect": port.suspect, "disabled": port.disabled,
                     "board": port.attached.serial if port.attached else None,
                     "last_result": port.last_result, "last_reason": port.last_reason, "counts": dict(port.counts),
                 }  # fmt: skip
                 for port in sorted(self.ports.values(), key=lambda p: p.path)
             ],
         }
+
+    # --- the operator's controls ------------------------------------------------------------------
+
+    def port_named(self, name: str) -> Port:
+        """A port by its path (`1-1.3`) or its label (`A3`)."""
+        port = self.ports.get(name) or next((p for p in self.ports.values() if p.label == name), None)
+        if port is None:
+            raise UnknownPort(name)
+        return port
+
+    def set_enabled(self, name: str, enabled: bool) -> Port:
+        """Disable: the running job finishes, no new job starts and a board plugged in is left
+        alone. Enable: a board waiting on the port gets its job."""
+        port = self.port_named(name)
+        if port.disabled == (not enabled):
+            return port
+        port.disabled = not enabled
+        log.warning("port enabled by the operator" if enabled else "port disabled by the operator",
+                    port=port.path, label=port.label)  # fmt: skip
+        return port
+
+    def acknowledge(self, name: str) -> Port:
+        """The operator has seen the suspect flag (and moved the boards off, or fixed the port):
+        the flag clears and the port is judged afresh from its next boards."""
+        port = self.port_named(name)
+        self._recent.pop(port.path, None)
+        if port.suspect:
+            port.suspect = False
+            log.warning("suspect flag acknowledged by the operator", port=port.path, label=port.label)
+        return port
 
     # --- routing ------------------------------------------------------------------------------
 
@@ -129,7 +194,9 @@ class Station:
 
     def _add_port(self, path: str, label: str | None) -> Port:
         port = Port(path, label, self.family, self.metrics)
+        port.on_change = self.changes.notify
         self.ports[path] = port
+        self.changes.notify()
         assert self._nursery is not None
         self._nursery.start_soon(self._port_task, port, name=f"port {path}")
         return port
@@ -146,6 +213,9 @@ class Station:
                 log.info("board ignored: gangd is stopping", port=port.path)
                 event = None
                 continue
+            if port.disabled:
+                event = await self._hold(port, event)
+                continue
             if self.halted and not self._data_available():
                 log.warning("board left alone: no per-board data to give it", port=port.path, reason=self.halted)
                 port.state_changed("disabled")
@@ -154,15 +224,17 @@ class Station:
                 continue
             self._jobs_running += 1
             try:
-                job = Job(port, event, self.recipe, lambda: self.stopping, self.records, self.power)
+                job = port.job = Job(port, event, self.recipe, lambda: self.stopping, self.records, self.power)
                 result = await job.run()
             finally:
+                port.job = None
                 self._jobs_running -= 1
                 self._check_idle()
             if result.halt:
                 self.halted = result.halt
                 log.error("no new jobs: per-board data exhausted", reason=result.halt)
             self._remember(result)
+            port.last_job = result
             port.finished(result.result, result.reason, result.duration_s, result.started + result.duration_s)
             self._judge_ports()
             for listener in self.listeners:
@@ -180,6 +252,22 @@ class Station:
             # The finished board stays until someone takes it out; only then is the port free.
             while port.attached is not None:
                 await port.next_event()
+
+    async def _hold(self, port: Port, event: PortEvent | None) -> PortEvent | None:
+        """While the port is disabled: follow its board (in, out, another one) without touching it.
+        Returns the board on the port once it is enabled again, or None when it is empty."""
+        if event is not None:
+            log.info("board left alone: the port is disabled", port=port.path, serial=event.serial)
+        while port.disabled:
+            with trio.CancelScope() as scope:
+                port.wake = scope
+                try:
+                    latest = await port.next_event()
+                finally:
+                    port.wake = None
+            if not scope.cancelled_caught:
+                event = latest if latest.action == ADD else None
+        return event
 
     def _data_available(self) -> bool:
         """Per-board data was exhausted: is there a value again (someone extended the list)?"""
