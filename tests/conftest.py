@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from gangd.family import load_family
-from gangd.recipe import Deadlines, builtin_rt1020
+from gangd.config.family import load_family
+from gangd.config.recipe import Deadlines, builtin_rt1020
 from gangd.sim import BoardFactory, SimHub, TimingModel
 from gangd.sim.images import build_flashloader_image
 
@@ -14,8 +14,9 @@ from .helpers import EventWaiter
 INSTANT = TimingModel(time_scale=0)
 IMAGE = os.urandom(45056)
 # Deadlines short enough for tests at time scale 0, long enough never to fire on a healthy board.
-TEST_DEADLINES = Deadlines(load_flashloader_s=5, replug_s=2, command_s=2, per_byte_s=0,
-                           per_erase_sector_s=0, reset_replug_s=2)  # fmt: skip
+TEST_DEADLINES = Deadlines(
+    load_flashloader_s=5, replug_s=2, command_s=2, per_byte_s=0, per_erase_sector_s=0, reset_replug_s=2
+)
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from gangd.hotplug.events import PortEvent
+from gangd.core.events import PortEvent
 from gangd.sim import SimHub
 
 

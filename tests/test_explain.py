@@ -8,13 +8,14 @@ import sys
 import pytest
 from spsdk.mboot.error_codes import StatusCode
 
-from gangd import explain as explain_mod, recovery
-from gangd.explain import Explanation, explain, one_line
+from gangd.engine import explain as explain_mod
+from gangd.engine import recovery
+from gangd.engine.explain import Explanation, explain, one_line
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "gangd.cli", "explain", *args],
+        [sys.executable, "-m", "gangd", "explain", *args],
         capture_output=True,
         text=True,
         encoding="utf-8",
@@ -88,7 +89,7 @@ def test_one_line_for_20106() -> None:
 
 
 def test_family_changes_the_frequency_wording() -> None:
-    # FLASHLOADER.md: code 7 is 133 MHz on RT1021, 120 MHz on RT1176 (whose 133 MHz is code 8).
+    # docs/FLASHLOADER.md: code 7 is 133 MHz on RT1021, 120 MHz on RT1176 (whose 133 MHz is code 8).
     assert "code 7 = 133 MHz" in explain(20106, "mimxrt1020").meaning
     assert "code 7 = 120 MHz" in explain(20106, "mimxrt1176").meaning
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gangd.import_script import parse_script
+from gangd.cli.import_script import parse_script
 
 ROOT = Path(__file__).resolve().parents[1]
 GANGD = str(Path(sys.executable).parent / "gangd")
@@ -101,8 +101,10 @@ call "%blhost%" -t 5000 -u 0x15A2,0x0073 -j -- reset
 """
 
 
-@pytest.mark.parametrize("name, script", [("write_script.sh", SHELL_SCRIPT), ("write_script.bat", BATCH_SCRIPT),
-                                          ("pasted-log.txt", USERS_LOG.read_text())])  # fmt: skip
+@pytest.mark.parametrize(
+    "name, script",
+    [("write_script.sh", SHELL_SCRIPT), ("write_script.bat", BATCH_SCRIPT), ("pasted-log.txt", USERS_LOG.read_text())],
+)
 def test_imported_script_checks_and_plans_the_same_commands(script_dir, name, script):
     path = script_dir / name
     path.write_text(script)
@@ -131,7 +133,11 @@ def test_fuse_lines_become_fuse_entries_that_burn_nothing(script_dir):
 
 def test_a_script_line_that_cannot_be_mapped_is_a_located_error(tmp_path):
     path = tmp_path / "write_script.sh"
-    path.write_text(SHELL_SCRIPT.replace("jump-address 0x20000400", "jump-address 0x20000400\nblhost -u 0x15A2,0x0073 -- receive-sb-file boot.sb"))
+    path.write_text(
+        SHELL_SCRIPT.replace(
+            "jump-address 0x20000400", "jump-address 0x20000400\nblhost -u 0x15A2,0x0073 -- receive-sb-file boot.sb"
+        )
+    )
     result = gangd("import-script", str(path))
     line = next(n for n, text in enumerate(path.read_text().splitlines(), start=1) if "receive-sb-file" in text)
     assert result.returncode == 2

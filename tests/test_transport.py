@@ -10,7 +10,7 @@ import time
 import pytest
 from spsdk.utils.exceptions import SPSDKTimeoutError
 
-from gangd.transport import DeviceGoneError, FdHidDevice, TransportAborted
+from gangd.io.transport import DeviceGoneError, FdHidDevice, TransportAborted
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ def test_abort_wakes_a_blocked_read_at_once(node):
     def blocked():
         try:
             device.read(1024)
-        except Exception as exc:  # noqa: BLE001 - we record whatever it was
+        except Exception as exc:
             outcome.append(exc)
 
     thread = threading.Thread(target=blocked)

@@ -14,12 +14,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..family import FamilyInfo, MemoryRegion, UsbIds
-from .faults import CombinedFaults, FaultPlan
-from .internal_flash import InternalFlash
-from .memory import OtpFuses, SparseMemory
-from .nor_flash import DEFAULT_PART, PARTS, FlashPart, NorFlash
-from .timing import BoardClock, TimingModel
+from gangd.config.family import FamilyInfo, MemoryRegion, UsbIds
+from gangd.sim.faults import CombinedFaults, FaultPlan
+from gangd.sim.internal_flash import InternalFlash
+from gangd.sim.memory import OtpFuses, SparseMemory
+from gangd.sim.nor_flash import DEFAULT_PART, PARTS, FlashPart, NorFlash
+from gangd.sim.timing import BoardClock, TimingModel
 
 ROM = "rom"
 FLASHLOADER = "flashloader"

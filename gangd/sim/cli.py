@@ -1,14 +1,14 @@
 """`gangd sim`: start simulated boards by hand.
 
-    gangd sim --uart [--stage rom|flashloader] [--family NAME] [--fault SPEC ...]
-        one board on a pseudo-terminal; prints its path; `blhost -p PATH` / `sdphost -p PATH` work
-    gangd sim --hub N [--fault SPEC ...] [--port-fault PORT=SPEC ...]
-        a hub of N ports with a board in each; prints every hotplug event as a JSON line
-    gangd sim --hidraw [--hub N] [--stage ...] [--fault SPEC ...] [--port-fault PORT=SPEC ...]
-        the hub's boards as emulated USB HID devices (/dev/hidrawN) in a umockdev testbed; prints
-        `UMOCKDEV_DIR=<path>` once they are on the bus (hotplug events go to stderr as JSON lines).
-        Programs run under `umockdev-wrapper` with that variable see the boards: `gangd scan`,
-        `gangd run --config`, `blhost -u`, `sdphost -u`.
+gangd sim --uart [--stage rom|flashloader] [--family NAME] [--fault SPEC ...]
+    one board on a pseudo-terminal; prints its path; `blhost -p PATH` / `sdphost -p PATH` work
+gangd sim --hub N [--fault SPEC ...] [--port-fault PORT=SPEC ...]
+    a hub of N ports with a board in each; prints every hotplug event as a JSON line
+gangd sim --hidraw [--hub N] [--stage ...] [--fault SPEC ...] [--port-fault PORT=SPEC ...]
+    the hub's boards as emulated USB HID devices (/dev/hidrawN) in a umockdev testbed; prints
+    `UMOCKDEV_DIR=<path>` once they are on the bus (hotplug events go to stderr as JSON lines).
+    Programs run under `umockdev-wrapper` with that variable see the boards: `gangd scan`,
+    `gangd run --config`, `blhost -u`, `sdphost -u`.
 """
 
 from __future__ import annotations
@@ -20,30 +20,44 @@ import sys
 import threading
 from dataclasses import asdict
 
-from ..family import UnknownFamilyError, load_family
-from .board import FLASHLOADER, ROM, SimBoard
-from .faults import FaultSpecError, parse_fault
-from .hub import BoardFactory, SimHub, default_port_paths
-from .timing import TimingModel
-from .uart import UartBoard
+from gangd.config.family import UnknownFamilyError, load_family
+from gangd.sim.board import FLASHLOADER, ROM, SimBoard
+from gangd.sim.faults import FaultSpecError, parse_fault
+from gangd.sim.hub import BoardFactory, SimHub, default_port_paths
+from gangd.sim.timing import TimingModel
+from gangd.sim.uart import UartBoard
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("sim", help="start simulated boards (a pty board, a hub, or emulated hidraw devices)")
+    parser = subparsers.add_parser(
+        "sim", help="start simulated boards (a pty board, a hub, or emulated hidraw devices)"
+    )
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--uart", action="store_true", help="one board on a pseudo-terminal")
     where.add_argument("--hub", type=int, metavar="N", help="a simulated hub of N ports, all filled")
-    parser.add_argument("--hidraw", action="store_true",
-                        help="the hub's boards as emulated /dev/hidrawN devices (umockdev); prints UMOCKDEV_DIR=...")  # fmt: skip
+    parser.add_argument(
+        "--hidraw",
+        action="store_true",
+        help="the hub's boards as emulated /dev/hidrawN devices (umockdev); prints UMOCKDEV_DIR=...",
+    )
     parser.add_argument("--family", default="mimxrt1020", help="spsdk family name (default mimxrt1020)")
     parser.add_argument("--stage", choices=(ROM, FLASHLOADER), default=ROM)
-    parser.add_argument("--fault", action="append", default=[], metavar="SPEC",
-                        help="fault on the board(s), e.g. status:cmd=flash-erase-region,code=20106,nth=1")  # fmt: skip
-    parser.add_argument("--port-fault", action="append", default=[], metavar="PORT=SPEC",
-                        help="fault tied to a hub port, e.g. 1-1.3=status:cmd=write-memory,code=10004,p=0.5")  # fmt: skip
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="fault on the board(s), e.g. status:cmd=flash-erase-region,code=20106,nth=1",
+    )
+    parser.add_argument(
+        "--port-fault",
+        action="append",
+        default=[],
+        metavar="PORT=SPEC",
+        help="fault tied to a hub port, e.g. 1-1.3=status:cmd=write-memory,code=10004,p=0.5",
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--time-scale", type=float, default=1.0,
-                        help="1 = real time per the timing model, 0 = instant")  # fmt: skip
+    parser.add_argument("--time-scale", type=float, default=1.0, help="1 = real time per the timing model, 0 = instant")
     parser.add_argument("--hab-closed", action="store_true", help="the part's HAB is closed")
     parser.set_defaults(func=run)
 
@@ -61,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     if args.hub is not None and args.hub < 1:
         return _fail("--hub needs at least one port")
     if args.hidraw:
-        from .hidraw import HidrawError, reexec_under_wrapper  # gi only on this path
+        from gangd.sim.hidraw import HidrawError, reexec_under_wrapper  # gi only on this path
 
         try:
             reexec_under_wrapper(args.argv)  # returns only when already under umockdev's preload
@@ -81,8 +95,9 @@ def run(args: argparse.Namespace) -> int:
     except (UnknownFamilyError, FaultSpecError) as exc:
         return _fail(str(exc))
     timing = TimingModel(time_scale=args.time_scale)
-    factory = BoardFactory(family, timing, seed=args.seed, faults=tuple(args.fault),
-                           stage=args.stage, hab_closed=args.hab_closed)  # fmt: skip
+    factory = BoardFactory(
+        family, timing, seed=args.seed, faults=tuple(args.fault), stage=args.stage, hab_closed=args.hab_closed
+    )
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -105,9 +120,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_hidraw(args: argparse.Namespace, ports: int, port_faults: dict[str, list[str]],
-                factory: BoardFactory, stop: threading.Event) -> int:  # fmt: skip
-    from .hidraw import HidrawError, HidrawHub
+def _run_hidraw(
+    args: argparse.Namespace,
+    ports: int,
+    port_faults: dict[str, list[str]],
+    factory: BoardFactory,
+    stop: threading.Event,
+) -> int:
+    from gangd.sim.hidraw import HidrawError, HidrawHub
 
     try:
         hub = HidrawHub(ports, port_faults=port_faults, seed=args.seed)

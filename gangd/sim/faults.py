@@ -40,19 +40,44 @@ from dataclasses import dataclass, field
 COMMAND_KINDS = {"status", "no-response", "hang", "disconnect", "malformed"}
 # Ways a reply can be wrong, for `malformed:cmd=...,shape=...` (HID only).
 MALFORMED_SHAPES = ("truncated", "oversized", "wrong-id", "lying-length", "unknown-status", "halfway", "garbage")
-KINDS = COMMAND_KINDS | {"corrupt-readback", "no-reenumerate", "slow-flash", "otp", "marginal-read", "write-protect",
-                         "foreign-node"}  # fmt: skip
+KINDS = COMMAND_KINDS | {
+    "corrupt-readback",
+    "no-reenumerate",
+    "slow-flash",
+    "otp",
+    "marginal-read",
+    "write-protect",
+    "foreign-node",
+}
 PERSISTENCE = ("power", "always")  # write-protect: volatile or non-volatile block-protect bits
 
 COMMAND_NAMES = {
     # flashloader (blhost names)
-    "flash-erase-all", "flash-erase-region", "read-memory", "write-memory", "fill-memory",
-    "get-property", "set-property", "reset", "efuse-program-once", "efuse-read-once",
-    "configure-memory", "execute", "call", "flash-read-resource", "receive-sb-file",
+    "flash-erase-all",
+    "flash-erase-region",
+    "read-memory",
+    "write-memory",
+    "fill-memory",
+    "get-property",
+    "set-property",
+    "reset",
+    "efuse-program-once",
+    "efuse-read-once",
+    "configure-memory",
+    "execute",
+    "call",
+    "flash-read-resource",
+    "receive-sb-file",
     # ROM (sdphost names)
-    "read-register", "write-register", "write-file", "error-status", "write-csf", "write-dcd",
-    "skip-dcd-header", "jump-address",
-}  # fmt: skip
+    "read-register",
+    "write-register",
+    "write-file",
+    "error-status",
+    "write-csf",
+    "write-dcd",
+    "skip-dcd-header",
+    "jump-address",
+}
 
 
 class FaultSpecError(ValueError):

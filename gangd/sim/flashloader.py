@@ -17,9 +17,9 @@ from spsdk.mboot.commands import CommandTag, ResponseTag
 from spsdk.mboot.error_codes import StatusCode
 from spsdk.mboot.properties import ExtMemPropTags
 
-from .board import ROM, LeaveStage, SimBoard, Unplugged
-from .faults import FaultRule
-from .flexspi_nor import FlexspiNorDriver
+from gangd.sim.board import ROM, LeaveStage, SimBoard, Unplugged
+from gangd.sim.faults import FaultRule
+from gangd.sim.flexspi_nor import FlexspiNorDriver
 
 FLEXSPI_NOR_MEMORY_ID = 9
 AFTER_THE_FACT = StatusCode.FLEXSPINOR_COMMANDFAILURE.tag  # 20106: reported after the command ran
@@ -122,8 +122,12 @@ class FlashloaderEngine:
             board.record(name, params, None)
             return True
         rule = faults.fire("status", name)
-        if rule is not None and (rule.after or rule.code == AFTER_THE_FACT) and name in ("write-memory", "flash-erase-region"):
-            # 20106 is the driver's verdict on a read-back (FLASHLOADER.md): the real driver returns
+        if (
+            rule is not None
+            and (rule.after or rule.code == AFTER_THE_FACT)
+            and name in ("write-memory", "flash-erase-region")
+        ):
+            # 20106 is the driver's verdict on a read-back (docs/FLASHLOADER.md): the real driver returns
             # it only after the erase or the program ran, so an injected one runs the command first.
             # `after` cuts a write short: the data phase programs that many bytes, then fails.
             self._fails_after_run = rule
@@ -201,7 +205,7 @@ class FlashloaderEngine:
 
     def _overlaps_reserved(self, address: int, length: int) -> bool:
         reserved = self.board.reserved
-        return bool(reserved) and address < reserved[1] and address + length > reserved[0]
+        return reserved is not None and address < reserved[1] and address + length > reserved[0]
 
     # --- commands without a data phase --------------------------------------------------------
 
@@ -236,7 +240,7 @@ class FlashloaderEngine:
             status = self.nor.erase(address, length)
         elif where == "internal":
             self.board.clock.charge(self.board.clock.model.erase_plan_s(address, length))
-            status = self.board.internal.erase(address, length)
+            status = self._driver(where).erase(address, length)
         fails, self._fails_after_run = self._fails_after_run, None
         if fails is not None and where:
             status = status or fails.code or 0
@@ -272,7 +276,7 @@ class FlashloaderEngine:
             0x07: lambda: [AVAILABLE_COMMANDS],
             0x0A: lambda: [int(self.nor.verify_writes)],
             0x0B: lambda: [self.link.packet_size],
-            0x0C: lambda: list(board.reserved and (board.reserved[0], board.reserved[1] - 1) or ()),
+            0x0C: lambda: list((board.reserved and (board.reserved[0], board.reserved[1] - 1)) or ()),
             0x0E: lambda: [ram[index].start] if index < len(ram) else None,
             0x0F: lambda: [ram[index].size] if index < len(ram) else None,
             0x10: lambda: [SYSTEM_DEVICE_IDENT],
@@ -298,8 +302,14 @@ class FlashloaderEngine:
         if config is None:
             return MISUSE["not-configured"].tag
         flags = sum(tag.tag for tag in ExtMemPropTags)
-        return [flags, config.region.start, config.size // 1024, config.page_size,
-                config.sector_size, config.block_size]  # fmt: skip
+        return [
+            flags,
+            config.region.start,
+            config.size // 1024,
+            config.page_size,
+            config.sector_size,
+            config.block_size,
+        ]
 
     def _set_property(self, tag: int, prop: int, value: int = 0, *_) -> None:
         if prop == 0x0A:
@@ -379,8 +389,10 @@ class FlashloaderEngine:
                 self.board.ram.write(address + received, chunk)
             else:
                 if where == "internal":
-                    self.board.clock.charge(self.board.clock.model.pages_programmed(address + received, len(chunk))
-                                            * self.board.clock.model.page_program_s)  # fmt: skip
+                    self.board.clock.charge(
+                        self.board.clock.model.pages_programmed(address + received, len(chunk))
+                        * self.board.clock.model.page_program_s
+                    )
                 status = driver.write(chunk)
             received += len(chunk)
         if driver is not None:
@@ -394,7 +406,9 @@ class FlashloaderEngine:
             self.link.send_response(self._read_memory_response(status, 0))
             return
         self.link.send_response(self._read_memory_response(0, length))
-        data = bytearray(self.board.ram.read(address, length) if where == "ram" else self._driver(where).read(address, length))
+        data = bytearray(
+            self.board.ram.read(address, length) if where == "ram" else self._driver(where).read(address, length)
+        )
         corrupt = self.board.faults.fire("corrupt-readback", "read-memory")
         if corrupt is not None and data:
             bit = corrupt.choose(len(data) * 8)

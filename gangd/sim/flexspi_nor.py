@@ -1,7 +1,7 @@
 """The flashloader's FlexSPI NOR driver, rule by rule as NXP's mcu-boot source has it.
 
 Every rule below names where it was read (mcu-boot = `middleware/mcu-boot` of the MCUXpresso SDK;
-the facts are collected with their sources in the project's FLASHLOADER.md). Where the simulator
+the facts are collected with their sources in docs/FLASHLOADER.md). Where the simulator
 had to choose, the comment says "our choice".
 
     rule                                                   status   mcu-boot source (SDK 2.11, lines there)
@@ -38,7 +38,7 @@ set-property 10 0 is accepted as in the newer `property_imx.c` (SDK 2.11 answere
 
 The quad-enable step of the SFDP path writes the status register only when QE is clear, and that
 write clears the block-protect bits; the write-protect fault models a flash whose application left
-QE set with BP bits on, so configure-memory does not clear them (FLASHLOADER.md).
+QE set with BP bits on, so configure-memory does not clear them (docs/FLASHLOADER.md).
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ import struct
 
 from spsdk.mboot.error_codes import StatusCode
 
-from ..flexspi import FCFB_TAG, OPTION_TAG, NorOption0, NorOption1, clock_mhz
-from .board import FlashConfig, SimBoard
+from gangd.config.flexspi import FCFB_TAG, OPTION_TAG, NorOption0, NorOption1, clock_mhz
+from gangd.sim.board import FlashConfig, SimBoard
 
 # The status of each refusal: one table, the rows of the module docstring.
 STATUS = {
@@ -102,7 +102,9 @@ class FlexspiNorDriver:
         window = self.board.flexspi_window
         assert window is not None, "configure-memory 9 on a family without a FlexSPI window"
         self.board.flash_config = FlashConfig(
-            region=window, part=self.board.flash.part, read_mhz=clock_mhz(self.board.family.name, code),
+            region=window,
+            part=self.board.flash.part,
+            read_mhz=clock_mhz(self.board.family.name, code),
             option_words=words,
         )
         self._page_address = None

@@ -29,13 +29,23 @@ def _report(report_id: int, main: int, bits: int, count: int) -> tuple[int, ...]
     """One report the way NXP's bootloader writes it (mcu-boot `usb_descriptor.c`,
     HID_USAGE_HIDTC_DATA_OUT / _IN): id, usage 1..1, logical 0..255, size, count, main item."""
     return (
-        0x85, report_id,            # Report ID
-        0x19, 0x01, 0x29, 0x01,     # Usage Minimum (1), Usage Maximum (1)
-        0x15, 0x00, 0x26, 0xFF, 0x00,  # Logical Minimum (0), Logical Maximum (255)
-        0x75, bits,                 # Report Size (bits per field)
-        *_count(count),             # Report Count (fields)
-        main, 0x02,                 # Output / Input (Data, Variable, Absolute)
-    )  # fmt: skip
+        0x85,
+        report_id,  # Report ID
+        0x19,
+        0x01,
+        0x29,
+        0x01,  # Usage Minimum (1), Usage Maximum (1)
+        0x15,
+        0x00,
+        0x26,
+        0xFF,
+        0x00,  # Logical Minimum (0), Logical Maximum (255)
+        0x75,
+        bits,  # Report Size (bits per field)
+        *_count(count),  # Report Count (fields)
+        main,
+        0x02,  # Output / Input (Data, Variable, Absolute)
+    )
 
 
 def _descriptor(*reports: tuple[int, ...]) -> bytes:
@@ -120,6 +130,12 @@ def report_sizes(descriptor: bytes) -> dict[tuple[str, int], int]:
 
 
 __all__ = [
-    "CMD_IN", "CMD_OUT", "DATA_IN", "DATA_OUT", "FLASHLOADER_DESCRIPTOR", "ROM_DESCRIPTOR",
-    "DescriptorError", "report_sizes",
-]  # fmt: skip
+    "CMD_IN",
+    "CMD_OUT",
+    "DATA_IN",
+    "DATA_OUT",
+    "FLASHLOADER_DESCRIPTOR",
+    "ROM_DESCRIPTOR",
+    "DescriptorError",
+    "report_sizes",
+]

@@ -26,7 +26,7 @@ hidraw's semantics are kept (Linux `drivers/hid/hidraw.c`, `drivers/hid/usbhid/h
 - each port has the `disable` attribute Linux gives hub ports: writing 1 cuts its power, 0
   restores it and the board boots into its ROM (gangd's power-cycle recovery writes it).
 
-What umockdev (0.17) makes us do, each found on these machines (shared/UMOCKDEV-HIDRAW.md): the
+What umockdev (0.17) makes us do, each found on these machines (docs/UMOCKDEV-HIDRAW.md): the
 node is a symlink to a pty, and umockdev does not interpose poll(), so one byte waits in the pty
 while any handle has a report queued; the testbed must be built by a process under the preload,
 and the handler attached before the devices are added (their add uevents go out at once); a
@@ -55,11 +55,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..hotplug.events import ADD, REMOVE, PortEvent
-from .board import ROM, LeaveStage, SimBoard, Unplugged
-from .hid_reports import FLASHLOADER_DESCRIPTOR, ROM_DESCRIPTOR
-from .hub import SimHub, SimPort, serve_hid
-from .links import LinkClosed
+from gangd.core.events import ADD, REMOVE, PortEvent
+from gangd.sim.board import ROM, LeaveStage, SimBoard, Unplugged
+from gangd.sim.hid_reports import FLASHLOADER_DESCRIPTOR, ROM_DESCRIPTOR
+from gangd.sim.hub import SimHub, SimPort, serve_hid
+from gangd.sim.links import LinkClosed
 
 log = logging.getLogger(__name__)
 
@@ -417,8 +417,13 @@ class HidrawPort(SimPort):
         return leave
 
 
-def _paragraph(path: str, props: dict[str, str], attrs: dict[str, str] | None = None,
-               node: str | None = None, binary: dict[str, bytes] | None = None) -> str:  # fmt: skip
+def _paragraph(
+    path: str,
+    props: dict[str, str],
+    attrs: dict[str, str] | None = None,
+    node: str | None = None,
+    binary: dict[str, bytes] | None = None,
+) -> str:
     """One device in umockdev's record format (P:, N:, E:, A:, H: lines; see umockdev-record)."""
     lines = [f"P: {path}"]
     if node:
@@ -592,15 +597,30 @@ class HidrawHub(SimHub):
     def _usb_device(self, path: str, bus: int, name: str, vid: int, pid: int, strings: dict[str, str]) -> str:
         devnum = self._devnum(bus) if "-" in name else 1
         props = {
-            "SUBSYSTEM": "usb", "DEVTYPE": "usb_device", "DRIVER": "usb",
-            "PRODUCT": f"{vid:x}/{pid:x}/1", "TYPE": "0/0/0", "BUSNUM": f"{bus:03d}", "DEVNUM": f"{devnum:03d}",
-        }  # fmt: skip
+            "SUBSYSTEM": "usb",
+            "DEVTYPE": "usb_device",
+            "DRIVER": "usb",
+            "PRODUCT": f"{vid:x}/{pid:x}/1",
+            "TYPE": "0/0/0",
+            "BUSNUM": f"{bus:03d}",
+            "DEVNUM": f"{devnum:03d}",
+        }
         attrs = {
-            "idVendor": f"{vid:04x}", "idProduct": f"{pid:04x}", "bcdDevice": "0001", **strings,
-            "busnum": str(bus), "devnum": str(devnum), "devpath": name.split("-", 1)[1] if "-" in name else "0",
-            "speed": "480", "version": " 2.00", "bDeviceClass": "00", "bMaxPacketSize0": "64",
-            "bNumConfigurations": "1", "bConfigurationValue": "1", "bNumInterfaces": " 1",
-        }  # fmt: skip
+            "idVendor": f"{vid:04x}",
+            "idProduct": f"{pid:04x}",
+            "bcdDevice": "0001",
+            **strings,
+            "busnum": str(bus),
+            "devnum": str(devnum),
+            "devpath": name.split("-", 1)[1] if "-" in name else "0",
+            "speed": "480",
+            "version": " 2.00",
+            "bDeviceClass": "00",
+            "bMaxPacketSize0": "64",
+            "bNumConfigurations": "1",
+            "bConfigurationValue": "1",
+            "bNumInterfaces": " 1",
+        }
         return _paragraph(path, props, attrs)
 
     def _hubs(self, port_path: str) -> tuple[str, str]:
@@ -661,23 +681,47 @@ class HidrawHub(SimHub):
         hid = f"{interface}/0003:{ids.vid:04X}:{ids.pid:04X}.{next(self._hid_numbers):04X}"
         hidraw = f"{hid}/hidraw/hidraw{node.number}"
         identity = node.identity
-        text += self._usb_device(usb, bus, port_path, ids.vid, ids.pid,
-                                 {"manufacturer": manufacturer, "product": product, "serial": board.serial})  # fmt: skip
+        text += self._usb_device(
+            usb,
+            bus,
+            port_path,
+            ids.vid,
+            ids.pid,
+            {"manufacturer": manufacturer, "product": product, "serial": board.serial},
+        )
         modalias = f"usb:v{ids.vid:04X}p{ids.pid:04X}d0001dc00dsc00dp00ic03isc00ip00in00"
         text += _paragraph(
             interface,
-            {"SUBSYSTEM": "usb", "DEVTYPE": "usb_interface", "DRIVER": "usbhid",
-             "PRODUCT": f"{ids.vid:x}/{ids.pid:x}/1", "INTERFACE": "3/0/0", "MODALIAS": modalias},
-            {"bInterfaceNumber": "00", "bAlternateSetting": " 0", "bInterfaceClass": "03",
-             "bInterfaceSubClass": "00", "bInterfaceProtocol": "00", "bNumEndpoints": "02"},
-        )  # fmt: skip
+            {
+                "SUBSYSTEM": "usb",
+                "DEVTYPE": "usb_interface",
+                "DRIVER": "usbhid",
+                "PRODUCT": f"{ids.vid:x}/{ids.pid:x}/1",
+                "INTERFACE": "3/0/0",
+                "MODALIAS": modalias,
+            },
+            {
+                "bInterfaceNumber": "00",
+                "bAlternateSetting": " 0",
+                "bInterfaceClass": "03",
+                "bInterfaceSubClass": "00",
+                "bInterfaceProtocol": "00",
+                "bNumEndpoints": "02",
+            },
+        )
         text += _paragraph(
             hid,
-            {"SUBSYSTEM": "hid", "DRIVER": "hid-generic", "HID_ID": f"0003:{ids.vid:08X}:{ids.pid:08X}",
-             "HID_NAME": identity.name, "HID_PHYS": identity.phys, "HID_UNIQ": identity.uniq,
-             "MODALIAS": f"hid:b0003g0001v{ids.vid:08X}p{ids.pid:08X}"},
+            {
+                "SUBSYSTEM": "hid",
+                "DRIVER": "hid-generic",
+                "HID_ID": f"0003:{ids.vid:08X}:{ids.pid:08X}",
+                "HID_NAME": identity.name,
+                "HID_PHYS": identity.phys,
+                "HID_UNIQ": identity.uniq,
+                "MODALIAS": f"hid:b0003g0001v{ids.vid:08X}p{ids.pid:08X}",
+            },
             binary={"report_descriptor": identity.descriptor},
-        )  # fmt: skip
+        )
         text += _paragraph(
             hidraw,
             {"SUBSYSTEM": "hidraw", "DEVNAME": node.devnode, "MAJOR": str(HIDRAW_MAJOR), "MINOR": str(node.number)},

@@ -24,14 +24,14 @@ import threading
 import time
 from collections.abc import Callable
 
-from ..family import FamilyInfo
-from ..hotplug.events import ADD, REMOVE, PortEvent
-from .board import FLASHLOADER, ROM, BoardSpec, LeaveStage, SimBoard, Unplugged
-from .faults import FaultPlan
-from .flashloader import FlashloaderEngine
-from .links import HidSocket, LinkClosed, MbootHidLink, SdpHidLink
-from .rom import RomEngine
-from .timing import TimingModel
+from gangd.config.family import FamilyInfo
+from gangd.core.events import ADD, REMOVE, PortEvent
+from gangd.sim.board import FLASHLOADER, ROM, BoardSpec, LeaveStage, SimBoard, Unplugged
+from gangd.sim.faults import FaultPlan
+from gangd.sim.flashloader import FlashloaderEngine
+from gangd.sim.links import HidSocket, LinkClosed, MbootHidLink, SdpHidLink
+from gangd.sim.rom import RomEngine
+from gangd.sim.timing import TimingModel
 
 log = logging.getLogger(__name__)
 
@@ -299,10 +299,15 @@ class BoardFactory:
             uuid = self._rng.getrandbits(64)
         faults = self._faults(n) if callable(self._faults) else tuple(self._faults)
         return BoardSpec(
-            family=self.family, serial=f"SIM{n:06d}", uuid=uuid, stage=self._stage,
-            faults=faults, seed=None if self.seed is None else self.seed * 1_000_003 + n,
-            timing=self.timing, **self._spec_fields,
-        )  # fmt: skip
+            family=self.family,
+            serial=f"SIM{n:06d}",
+            uuid=uuid,
+            stage=self._stage,
+            faults=faults,
+            seed=None if self.seed is None else self.seed * 1_000_003 + n,
+            timing=self.timing,
+            **self._spec_fields,
+        )
 
 
 class Operator:
@@ -404,6 +409,13 @@ class Operator:
 
 
 __all__ = [
-    "FLASHLOADER", "ROM", "BoardFactory", "Operator", "SimHub", "SimPort", "default_port_paths",
-    "serve_hid", "serve_hid_connection",
-]  # fmt: skip
+    "FLASHLOADER",
+    "ROM",
+    "BoardFactory",
+    "Operator",
+    "SimHub",
+    "SimPort",
+    "default_port_paths",
+    "serve_hid",
+    "serve_hid_connection",
+]

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 from spsdk.mboot.error_codes import StatusCode
 
-from ..family import MemoryRegion
-from .memory import SparseMemory
+from gangd.config.family import MemoryRegion
+from gangd.sim.memory import SparseMemory
 
 ALIGNMENT = StatusCode.FLASH_ALIGNMENT_ERROR.tag  # 101
 CUMULATIVE_WRITE = StatusCode.MEMORY_CUMULATIVE_WRITE.tag  # 10203

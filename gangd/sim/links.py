@@ -22,8 +22,16 @@ import threading
 
 from spsdk.crypto.crc import CrcAlg, from_crc_algorithm
 
-from .hid_reports import CMD_IN, CMD_OUT, DATA_IN, DATA_OUT, FLASHLOADER_DESCRIPTOR, ROM_DESCRIPTOR, report_sizes
-from .timing import BoardClock
+from gangd.sim.hid_reports import (
+    CMD_IN,
+    CMD_OUT,
+    DATA_IN,
+    DATA_OUT,
+    FLASHLOADER_DESCRIPTOR,
+    ROM_DESCRIPTOR,
+    report_sizes,
+)
+from gangd.sim.timing import BoardClock
 
 _MBOOT_SIZES = report_sizes(FLASHLOADER_DESCRIPTOR)
 _SDP_SIZES = report_sizes(ROM_DESCRIPTOR)
@@ -38,7 +46,7 @@ SDP_RET_SIZE = _SDP_SIZES[("input", SDP_RET)]
 HID_REPORT_SIZE = 1024
 # The RT10xx flashloader's HID endpoints carry 1016-byte reports (the report id and 1015 bytes): a
 # 4-byte header and 1012 bytes of payload, which the MaxPacketSize property reports over USB
-# (mcu-boot usb_descriptor.*, RT1021 `BL_EXPANDED_USB_HID_PACKET_SIZE 1012`; FLASHLOADER.md "USB").
+# (mcu-boot usb_descriptor.*, RT1021 `BL_EXPANDED_USB_HID_PACKET_SIZE 1012`; docs/FLASHLOADER.md "USB").
 # The firmware sends every input report at that full length, padded with zeros.
 MBOOT_IN_REPORT_SIZE = 1 + _MBOOT_SIZES[("input", MBOOT_CMD_IN)]
 MBOOT_HID_PACKET_SIZE = MBOOT_IN_REPORT_SIZE - 4
@@ -292,9 +300,7 @@ class SdpUartLink:
 
     def recv_data(self, length: int) -> bytes:
         data = self.uart.read_exact(length)
-        self.uart.clock.charge(
-            self.uart.clock.model.transfer_s(length, SDP_REPORT_DATA)
-        )
+        self.uart.clock.charge(self.uart.clock.model.transfer_s(length, SDP_REPORT_DATA))
         return data
 
     def send_hab(self, value: int) -> None:

@@ -6,7 +6,7 @@ hundred KiB of RAM costs memory only for what a recipe touches: 64 boards fit in
 
 from __future__ import annotations
 
-from .timing import SECTOR_SIZE
+from gangd.sim.timing import SECTOR_SIZE
 
 _PAGE = SECTOR_SIZE
 

@@ -6,7 +6,7 @@ configured clock) is in `flexspi_nor.py`; this module is the chip and the board'
 - Geometry and JEDEC ids from the parts' datasheets (Winbond W25Q64JV/W25Q128JV rev. 2021,
   ISSI IS25LP064A rev. 2019): 256-byte pages, 4 KiB sectors, 64 KiB blocks. The RT1020-EVK carries
   an IS25LP064A; W25Q64JV is the part of spsdk's `W25QxxxJV` memory-configuration preset (option
-  0xC0000007) and of the forum case in FLASHLOADER.md (RT1021 + W25Q64JVS).
+  0xC0000007) and of the forum case in docs/FLASHLOADER.md (RT1021 + W25Q64JVS).
 - Block protection: the status register's block-protect bits make the chip ignore erase and
   program commands in the protected range (datasheets: "Write Protection"); modelled for the whole
   array, as an application that locks its flash leaves it. Volatile bits (written with 50h, Volatile
@@ -25,7 +25,7 @@ import math
 import random
 from dataclasses import dataclass
 
-from .memory import SparseMemory
+from gangd.sim.memory import SparseMemory
 
 VOLATILE = "power"  # cleared by a power cycle or a replug, kept through a reset
 NON_VOLATILE = "always"  # survives everything the host can do over the bootloader protocol

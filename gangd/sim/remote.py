@@ -15,8 +15,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import asdict
 
-from ..hotplug.events import ADD, PortEvent
-from .hub import SimHub
+from gangd.core.events import ADD, PortEvent
+from gangd.sim.hub import SimHub
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ import struct
 
 from spsdk.sdp.commands import CommandTag, ResponseValue
 
-from .board import FLASHLOADER, LeaveStage, SimBoard, Unplugged
-from .images import BOOT_DATA_SIZE, IVT_SIZE, parse_ivt
-from .links import LinkClosed
+from gangd.sim.board import FLASHLOADER, LeaveStage, SimBoard, Unplugged
+from gangd.sim.images import BOOT_DATA_SIZE, IVT_SIZE, parse_ivt
+from gangd.sim.links import LinkClosed
 
 # Values the ROM answers with when something goes wrong (HAB status words).
 HAB_FAILURE = 0x33333333  # jump refused: no valid IVT, or unsigned image on a closed part
@@ -183,4 +183,4 @@ class RomEngine:
         return ""
 
 
-__all__ = ["RomEngine", "LinkClosed"]
+__all__ = ["LinkClosed", "RomEngine"]

@@ -12,10 +12,10 @@ import os
 import threading
 import tty
 
-from .board import ROM, LeaveStage, SimBoard, Unplugged
-from .flashloader import FlashloaderEngine
-from .links import LinkClosed, MbootUartLink, SdpUartLink, UartChannel
-from .rom import RomEngine
+from gangd.sim.board import ROM, LeaveStage, SimBoard, Unplugged
+from gangd.sim.flashloader import FlashloaderEngine
+from gangd.sim.links import LinkClosed, MbootUartLink, SdpUartLink, UartChannel
+from gangd.sim.rom import RomEngine
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,12 @@ import sys
 
 def test_quick_benchmark_writes_its_table_and_json(tmp_path):
     out = tmp_path / "bench.json"
-    result = subprocess.run([sys.executable, "-m", "gangd.bench", "--quick", "--json", str(out)],
-                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "tools.bench", "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "floor ratio, 45,056-byte image" in result.stdout and "vs CLI flow" in result.stdout
     figures = json.loads(out.read_text())

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gangd.config import ConfigError, load_config
+from gangd.config.loader import ConfigError, load_config
 from gangd.sim.images import build_flashloader_image
 
 EXAMPLE = Path(__file__).parents[2] / "config" / "rt1020.toml"
@@ -58,8 +58,20 @@ MISTAKES = [
     ("unknown top-level key", "[final]", "[finale]", "[finale]", "unknown key"),
     ("unknown key in a table", "read_back = true", "readback = true", "readback", "unknown key"),
     ("wrong type", "max_attempts = 3 ", 'max_attempts = "3" ', "max_attempts", "expected int"),
-    ("flashloader outside RAM", "load_address = 0x20000000", "load_address = 0x10000000", "load_address", "not inside one RAM region"),
-    ("jump outside the flashloader", "jump_address = 0x20000400", "jump_address = 0x30000400", "jump_address", "not inside the loaded flashloader"),
+    (
+        "flashloader outside RAM",
+        "load_address = 0x20000000",
+        "load_address = 0x10000000",
+        "load_address",
+        "not inside one RAM region",
+    ),
+    (
+        "jump outside the flashloader",
+        "jump_address = 0x20000400",
+        "jump_address = 0x30000400",
+        "jump_address",
+        "not inside the loaded flashloader",
+    ),
     ("unknown memory id", "id = 9 ", "id = 7 ", "id = 7", "not a memory id of the MCU bootloader"),
     ("option word without tag", "options = [0xC0000007]", "options = [0x00000007]", "options =", "0xC tag"),
     ("image missing", 'path = "app.bin"', 'path = "missing.bin"', "missing.bin", "no such file"),
@@ -67,9 +79,27 @@ MISTAKES = [
     ("sha256 malformed", '# sha256 = "..."', 'sha256 = "abc"', "sha256 =", "64 hexadecimal"),
     ("image outside flash", "address = 0x60000000", "address = 0x50000000", "0x50000000", "outside the flash"),
     ("unknown image format", 'format = "bin"', 'format = "elf"', '"elf"', "is not one of"),
-    ("unknown fuse name", 'policy = "never"', 'policy = "if-blank"\n[fuses.values]\nNOT_A_FUSE = 1', "NOT_A_FUSE", "no fuse named"),
-    ("fuse value too wide", 'policy = "never"', 'policy = "if-blank"\n[fuses.values]\n"SRK_HASH[31:0]" = 0x1FFFFFFFF', "0x1FFFFFFFF", "wider than"),
-    ("values with policy never", "# [fuses.values]", f'[fuses.values]\nSRK_HASH = "{SRK}"', 'policy = "never"', "policy is 'never'"),
+    (
+        "unknown fuse name",
+        'policy = "never"',
+        'policy = "if-blank"\n[fuses.values]\nNOT_A_FUSE = 1',
+        "NOT_A_FUSE",
+        "no fuse named",
+    ),
+    (
+        "fuse value too wide",
+        'policy = "never"',
+        'policy = "if-blank"\n[fuses.values]\n"SRK_HASH[31:0]" = 0x1FFFFFFFF',
+        "0x1FFFFFFFF",
+        "wider than",
+    ),
+    (
+        "values with policy never",
+        "# [fuses.values]",
+        f'[fuses.values]\nSRK_HASH = "{SRK}"',
+        'policy = "never"',
+        "policy is 'never'",
+    ),
     ("unknown fuse policy", 'policy = "never"', 'policy = "sometimes"', "sometimes", "is not one of"),
     ("final action", 'action = "reset"', 'action = "reboot"', "reboot", "is not one of"),
     ("marginal policy", 'marginal = "accept"', 'marginal = "sometimes"', "sometimes", "is not one of"),

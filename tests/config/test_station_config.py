@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gangd.config import ConfigError, load_config, parse_layout_text, resolve_layout
+from gangd.config.loader import ConfigError, load_config, parse_layout_text, resolve_layout
 
 from .test_config import edit, line_dir  # noqa: F401 - the fixture
 

@@ -3,11 +3,10 @@ from __future__ import annotations
 import pytest
 import trio
 
-from gangd.hotplug.sim_source import SimHubSource
+from gangd.core.station import Station
+from gangd.service.records import RecordStore
 from gangd.sim import BoardFactory, SimHub, TimingModel
-from gangd.power import SimPortPower
-from gangd.records import RecordStore
-from gangd.station import Station
+from gangd.sim.source import SimHubSource, SimPortPower
 
 from ..conftest import IMAGE  # noqa: F401 - re-exported for the daemon tests
 
@@ -56,8 +55,14 @@ async def line(rt1020, recipe, nursery, store):
     """
     hubs = []
 
-    async def start(ports: int = 8, faults: dict[str, tuple[str, ...]] | None = None, configured=True,
-                    port_faults: dict[str, list[str]] | None = None, recipe_override=None, plug=True):  # fmt: skip
+    async def start(
+        ports: int = 8,
+        faults: dict[str, tuple[str, ...]] | None = None,
+        configured=True,
+        port_faults: dict[str, list[str]] | None = None,
+        recipe_override=None,
+        plug=True,
+    ):
         hub = SimHub(ports, seed=3, port_faults=port_faults)
         hubs.append(hub)
         factory = BoardFactory(rt1020, TimingModel(time_scale=0), seed=11)

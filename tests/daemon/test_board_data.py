@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from gangd.recipe import BoardData, FusePlan, FuseWord
-from gangd.records import DataExhausted, RecordStore
+from gangd.config.recipe import BoardData, FusePlan, FuseWord
+from gangd.service.records import DataExhausted, RecordStore
 from gangd.sim import BoardFactory, TimingModel
 
 SERIAL_AT = 0x6010_0000
@@ -86,7 +86,9 @@ def test_a_board_that_comes_back_gets_its_own_value_and_no_other_board_does(tmp_
     other = store.start(port="1-1.3", label="A3", serial="T", family="mimxrt1020", images=[], started=3.0)
     assert store.allocate(other, "board-b", [serial]) == {"serial": "0002"}
     assert [(a["value"], a["board_id"], a["record_id"]) for a in store.allocations()] == [
-        ("0001", "board-a", first), ("0002", "board-b", other)]  # fmt: skip
+        ("0001", "board-a", first),
+        ("0002", "board-b", other),
+    ]
     assert store.jobs()[1]["board_data"] == {"serial": "0001"}
     store.close()
 

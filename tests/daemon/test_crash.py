@@ -9,17 +9,33 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gangd.records import RecordStore
+from gangd.service.records import RecordStore
 
 GANGD = str(Path(sys.executable).parent / "gangd")
 
 
 def start(state_dir: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [GANGD, "run", "--simulate", "2", "--time-scale", "1", "--replace-delay", "0.2",
-         "--state-dir", str(state_dir), "--log-level", "debug"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            GANGD,
+            "run",
+            "--simulate",
+            "2",
+            "--time-scale",
+            "1",
+            "--replace-delay",
+            "0.2",
+            "--state-dir",
+            str(state_dir),
+            "--log-level",
+            "debug",
+            "--http-address",
+            "127.0.0.1:0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_sigkill_during_a_write(tmp_path):

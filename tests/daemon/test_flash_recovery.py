@@ -1,7 +1,7 @@
 """gangd recovers from 20106 by its mechanism: a marginal read path, or write protection.
 
 The boards are simulated with the mechanism itself (`marginal-read:max-mhz=`, `write-protect:`),
-not with a dice-rolled status: the simulated flashloader fails the way NXP's does (FLASHLOADER.md).
+not with a dice-rolled status: the simulated flashloader fails the way NXP's does (docs/FLASHLOADER.md).
 """
 
 from __future__ import annotations
@@ -54,7 +54,9 @@ async def test_volatile_write_protection_is_cleared_by_one_power_cycle(line, rec
     assert board.power_cycles == 1
     assert board.flash_image(BASE, len(IMAGE)) == IMAGE
     record = store.jobs()[0]
-    assert [(a["step"], a["class"], a["action"]) for a in record["attempts"]] == [("erase", "power", "power-cycle-port")]
+    assert [(a["step"], a["class"], a["action"]) for a in record["attempts"]] == [
+        ("erase", "power", "power-cycle-port")
+    ]
     assert record["diagnoses"][0]["finding"] == "write-protected"
     # No reset was tried: a reset keeps the flash's volatile protection.
     assert [r.command for r in board.commands("reset")] == ["reset"]  # only the final one

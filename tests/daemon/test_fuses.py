@@ -8,10 +8,10 @@ import dataclasses
 import pytest
 import trio
 
-from gangd.hotplug.sim_source import SimHubSource
-from gangd.recipe import FusePlan, FuseWord
+from gangd.config.recipe import FusePlan, FuseWord
+from gangd.core.station import Station
 from gangd.sim import BoardFactory, SimHub, TimingModel
-from gangd.station import Station
+from gangd.sim.source import SimHubSource
 
 pytestmark = pytest.mark.trio
 
@@ -59,7 +59,7 @@ async def test_conflicting_value_fails_permanently_with_no_write(line, recipe, r
 
 
 async def test_enforce_completes_a_partly_burned_word_if_blank_refuses_it(rt1020):
-    from gangd.fuses import BURN, CONFLICT, OK, decide
+    from gangd.engine.fuses import BURN, CONFLICT, OK, decide
 
     readings = {24 + n: 0 for n in range(8)} | {24: 0x1, 25: SRK[1]}  # word 0 partly burned, word 1 done
     enforce = decide(srk_plan(rt1020, "enforce"), readings)

@@ -11,12 +11,11 @@ from pathlib import Path
 import pytest
 import trio
 
-from gangd.config import load_config
-from gangd.family import load_family
-from gangd.hotplug.sim_source import SimHubSource
-from gangd.power import SimPortPower
+from gangd.config.family import load_family
+from gangd.config.loader import load_config
+from gangd.core.station import Station
 from gangd.sim import BoardFactory, SimHub, TimingModel
-from gangd.station import Station
+from gangd.sim.source import SimHubSource, SimPortPower
 
 GANGD = str(Path(sys.executable).parent / "gangd")
 IMAGE = os.urandom(20_000)
@@ -59,7 +58,9 @@ def test_udev_rules_list_the_rom_ids():
 
 
 def test_a_flashloader_table_is_refused_for_an_mboot_rom(lpc_config):
-    lpc_config.write_text(CONFIG + '[flashloader]\npath = "app.bin"\nload_address = 0x20000000\njump_address = 0x20000000\n')
+    lpc_config.write_text(
+        CONFIG + '[flashloader]\npath = "app.bin"\nload_address = 0x20000000\njump_address = 0x20000000\n'
+    )
     result = subprocess.run([GANGD, "check-config", str(lpc_config)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "is an MCU bootloader: it needs no flashloader" in result.stderr
 

@@ -7,8 +7,8 @@ import dataclasses
 
 import pytest
 
-from gangd.plan import Stage, plan, steps_from, tool_lines
-from gangd.recipe import FusePlan, FuseWord
+from gangd.config.recipe import FusePlan, FuseWord
+from gangd.engine.plan import Stage, plan, steps_from, tool_lines
 from gangd.sim import BoardFactory, TimingModel
 
 from .conftest import IMAGE

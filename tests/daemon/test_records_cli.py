@@ -11,26 +11,46 @@ from pathlib import Path
 
 import trio
 
-from gangd.power import SysfsPortPower, disable_attribute
-from gangd.records import RecordStore
+from gangd.io.power import SysfsPortPower, disable_attribute
+from gangd.service.records import RecordStore
 
 GANGD = str(Path(sys.executable).parent / "gangd")
 
 
 def test_records_list_and_export(tmp_path):
     store = RecordStore(tmp_path / "records.sqlite")
-    first = store.start(port="1-1.1", label="A1", serial="S1", family="mimxrt1020",
-                        images=[{"address": 0x60000000, "size": 4, "sha256": "ab"}], started=1.0)  # fmt: skip
-    store.update(first, result="success", board_id="00ff", finished=2.0,
-                 attempts=[{"attempt": 1, "step": "erase", "status": 20106, "error": "x",
-                            "class": "transient", "action": "reconfigure-memory"}])  # fmt: skip
+    first = store.start(
+        port="1-1.1",
+        label="A1",
+        serial="S1",
+        family="mimxrt1020",
+        images=[{"address": 0x60000000, "size": 4, "sha256": "ab"}],
+        started=1.0,
+    )
+    store.update(
+        first,
+        result="success",
+        board_id="00ff",
+        finished=2.0,
+        attempts=[
+            {
+                "attempt": 1,
+                "step": "erase",
+                "status": 20106,
+                "error": "x",
+                "class": "transient",
+                "action": "reconfigure-memory",
+            }
+        ],
+    )
     second = store.start(port="1-1.2", label="A2", serial="S2", family="mimxrt1020", images=[], started=3.0)
     store.update(second, result="failed", step="erase", reason="20106", status=20106)
     store.close()
 
     def records(*args):
-        result = subprocess.run([GANGD, "records", "--state-dir", str(tmp_path), *args],
-                                capture_output=True, text=True, check=True)  # fmt: skip
+        result = subprocess.run(
+            [GANGD, "records", "--state-dir", str(tmp_path), *args], capture_output=True, text=True, check=True
+        )
         return result.stdout
 
     table = records()
@@ -55,14 +75,25 @@ def test_records_show_the_flash_clock_and_a_database_of_an_older_gangd_opens(tmp
     old.close()
     store = RecordStore(tmp_path / "records.sqlite")
     marginal = store.start(port="1-1.2", label="A2", serial="S2", family="mimxrt1020", images=[], started=2.0)
-    store.update(marginal, result="success", flash_clock_mhz=100, marginal=1,
-                 diagnoses=[{"step": "erase", "finding": "marginal-read-path", "failed_mhz": 133, "mhz": 100}])
+    store.update(
+        marginal,
+        result="success",
+        flash_clock_mhz=100,
+        marginal=1,
+        diagnoses=[{"step": "erase", "finding": "marginal-read-path", "failed_mhz": 133, "mhz": 100}],
+    )
     rows = store.jobs()
     store.close()
-    assert [(r["result"], r["flash_clock_mhz"], r["marginal"], r["diagnoses"]) for r in rows][0] == ("success", None, 0, [])
+    assert [(r["result"], r["flash_clock_mhz"], r["marginal"], r["diagnoses"]) for r in rows][0] == (
+        "success",
+        None,
+        0,
+        [],
+    )
     assert rows[1]["diagnoses"][0]["mhz"] == 100
-    table = subprocess.run([GANGD, "records", "--state-dir", str(tmp_path)], capture_output=True, text=True,
-                           check=True).stdout  # fmt: skip
+    table = subprocess.run(
+        [GANGD, "records", "--state-dir", str(tmp_path)], capture_output=True, text=True, check=True
+    ).stdout
     assert "MHZ" in table.splitlines()[0] and " 100*" in table.splitlines()[2]
 
 

@@ -34,8 +34,9 @@ async def test_a_20106_with_no_mechanism_found_is_retried(line, store):
     assert record["flash_clock_mhz"] == 133 and not record["marginal"]
     # Each diagnosis: configure at the safe clock and read back, configure at 133 MHz and read back.
     diagnosis = ["configure-memory", "read-memory", "configure-memory", "read-memory"]
-    sequence = [r.command for r in board.commands() if r.command in ("configure-memory", "flash-erase-region",
-                                                                      "read-memory")]  # fmt: skip
+    sequence = [
+        r.command for r in board.commands() if r.command in ("configure-memory", "flash-erase-region", "read-memory")
+    ]
     assert sequence[:10] == ["configure-memory", "flash-erase-region", *diagnosis, "flash-erase-region", *diagnosis[:3]]
 
 

@@ -21,10 +21,24 @@ def free_port() -> int:
 
 def test_simulated_station_programs_boards_and_stops_on_sigterm(tmp_path):
     process = subprocess.Popen(
-        [GANGD, "run", "--simulate", "3", "--time-scale", "0.2", "--replace-delay", "0.5", "--state-dir", str(tmp_path),
-         "--metrics-address", f"127.0.0.1:{free_port()}"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            GANGD,
+            "run",
+            "--simulate",
+            "3",
+            "--time-scale",
+            "0.2",
+            "--replace-delay",
+            "0.5",
+            "--state-dir",
+            str(tmp_path),
+            "--metrics-address",
+            f"127.0.0.1:{free_port()}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     # Read its log as it comes: SIGTERM once each port has programmed a board.
     seen, output = set(), []
     deadline = time.monotonic() + 60

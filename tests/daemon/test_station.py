@@ -6,8 +6,8 @@ import pytest
 import trio
 import trio.testing
 
-from gangd.hotplug.events import ADD, REMOVE, PortEvent
-from gangd.plan import plan
+from gangd.core.events import ADD, REMOVE, PortEvent
+from gangd.engine.plan import plan
 
 from .conftest import IMAGE
 
@@ -128,8 +128,15 @@ async def test_a_board_swapped_in_while_the_last_one_rebooted_gets_its_own_job(l
     newcomer is seen by the finished job's wait, and the station starts a job on it at once."""
     from gangd.sim import BoardFactory, TimingModel
 
-    slow_reboot = TimingModel(time_scale=1.0, report_interval_s=0, page_program_s=0, sector_erase_s=0,
-                              block_erase_s=0, fuse_program_s=0, reenumeration_s=0.3)  # fmt: skip
+    slow_reboot = TimingModel(
+        time_scale=1.0,
+        report_interval_s=0,
+        page_program_s=0,
+        sector_erase_s=0,
+        block_erase_s=0,
+        fuse_program_s=0,
+        reenumeration_s=0.3,
+    )
     run = await line(1, plug=False)
     first_board = run.hub.plug("1-1.1", BoardFactory(rt1020, slow_reboot, seed=31)())
     with trio.fail_after(10):
@@ -147,7 +154,7 @@ async def test_a_board_swapped_in_while_the_last_one_rebooted_gets_its_own_job(l
 
 async def test_a_duplicate_enumeration_is_one_event(rt1020):
     """Coldplug and the monitor may both report the board that is there at start: one add."""
-    from gangd.port import Port
+    from gangd.core.port import Port
 
     port = Port("1-1.1", "A1", rt1020)
     board = PortEvent(ADD, "1-1.1", 0x1FC9, 0x0130, "S1", "/dev/hidraw3")

@@ -31,8 +31,11 @@ class HidrawSim:
         self.env = env
         self.process = subprocess.Popen(
             [GANGD, "sim", "--hidraw", "--time-scale", "0", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-        )  # fmt: skip
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         self._cond = threading.Condition()
         self.events: list[dict] = []
         self.stderr: list[str] = []
@@ -74,8 +77,9 @@ class HidrawSim:
         with self._cond:
             return "".join(self.stderr)
 
-    def wait_event(self, action: str, port: str, ids: tuple[int, int] | None = None, after: int = 0,
-                   timeout: float = 20) -> tuple[int, dict]:  # fmt: skip
+    def wait_event(
+        self, action: str, port: str, ids: tuple[int, int] | None = None, after: int = 0, timeout: float = 20
+    ) -> tuple[int, dict]:
         """The first matching hotplug event at index `after` or later: (its index, the event)."""
 
         def find():
@@ -126,9 +130,12 @@ def tool_env(tmp_path_factory) -> dict[str, str]:
     assert shutil.which("umockdev-wrapper"), "umockdev is installed by scripts/setup"
     home = tmp_path_factory.mktemp("spsdk-home")
     return {
-        **os.environ, "XDG_CACHE_HOME": str(home / "cache"), "XDG_STATE_HOME": str(home / "state"),
-        "SPSDK_DEBUG_LOGGING_DISABLED": "1", "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-    }  # fmt: skip
+        **os.environ,
+        "XDG_CACHE_HOME": str(home / "cache"),
+        "XDG_STATE_HOME": str(home / "state"),
+        "SPSDK_DEBUG_LOGGING_DISABLED": "1",
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
 
 
 @pytest.fixture

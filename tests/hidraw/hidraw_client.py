@@ -58,10 +58,12 @@ def main() -> None:
     hid = node.find_parent("hid")
     devnode = node.device_node
     seen["udev"] = {
-        "port": usb.sys_name, "ids": [usb.attributes.asstring("idVendor"), usb.attributes.asstring("idProduct")],
-        "serial": usb.attributes.asstring("serial"), "interface": interface.attributes.asstring("bInterfaceNumber"),
+        "port": usb.sys_name,
+        "ids": [usb.attributes.asstring("idVendor"), usb.attributes.asstring("idProduct")],
+        "serial": usb.attributes.asstring("serial"),
+        "interface": interface.attributes.asstring("bInterfaceNumber"),
         "hid_id": hid.properties["HID_ID"],
-    }  # fmt: skip
+    }
     # Read as hidapi does (libudev's sysattr API stops at the first NUL byte).
     with open(os.path.join(hid.sys_path, "report_descriptor"), "rb") as sysattr:
         seen["udev"]["report_descriptor"] = sysattr.read().hex()
@@ -99,7 +101,9 @@ def main() -> None:
     poller = select.poll()
     poller.register(first, 0)  # no events asked: poll() returns on POLLERR / POLLHUP only
     ready = poller.poll(5000)
-    seen["gone_poll"] = bool(ready) and ready[0][1] & (select.POLLERR | select.POLLHUP) == select.POLLERR | select.POLLHUP
+    seen["gone_poll"] = (
+        bool(ready) and ready[0][1] & (select.POLLERR | select.POLLHUP) == select.POLLERR | select.POLLHUP
+    )
     seen["node_exists"] = os.path.exists(devnode)
     late = os.read(first, 1024)
     seen["late_reply"] = [len(late), late[0], late[4]]  # report id, response tag
@@ -116,9 +120,10 @@ def main() -> None:
         events.append(device.action)
         if device.action == "add":
             seen["back"] = {
-                "node": device.device_node, "port": device.find_parent("usb", "usb_device").sys_name,
+                "node": device.device_node,
+                "port": device.find_parent("usb", "usb_device").sys_name,
                 "ids": device.find_parent("usb", "usb_device").attributes.asstring("idProduct"),
-            }  # fmt: skip
+            }
     seen["events"] = events
     seen["devnode"] = devnode
     print(json.dumps(seen))

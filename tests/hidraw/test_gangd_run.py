@@ -11,7 +11,7 @@ import subprocess
 import threading
 from pathlib import Path
 
-from gangd.records import RecordStore
+from gangd.service.records import RecordStore
 from gangd.sim.images import build_flashloader_image
 
 from .conftest import GANGD
@@ -29,7 +29,7 @@ def line_config(directory: Path) -> Path:
         (listed, "".join(f'"{port}" = "A{n}"\n' for n, port in enumerate(PORTS, 1))),
         ("power_cycle = false", "power_cycle = true"),
         ("command_s = 10 ", "command_s = 3 "),
-    ]:  # fmt: skip
+    ]:
         assert old in text, old
         text = text.replace(old, new)
     (directory / "line.toml").write_text(text)
@@ -74,15 +74,30 @@ def test_gangd_run_programs_emulated_boards_and_refuses_a_foreign_node(hidraw_si
     # Port 4's board hangs on its first write: gangd power-cycles the port through sysfs.
     # Port 5's first node answers with a keyboard's ids: the node number was reused between the
     # hotplug event and the open, and the id check must refuse it before a byte is sent.
-    sim = hidraw_sim("--hub", "5", "--port-fault", "1-1.4=hang:cmd=write-memory,nth=1",
-                     "--port-fault", "1-1.5=foreign-node:nth=1")  # fmt: skip
+    sim = hidraw_sim(
+        "--hub", "5", "--port-fault", "1-1.4=hang:cmd=write-memory,nth=1", "--port-fault", "1-1.5=foreign-node:nth=1"
+    )
     config = line_config(tmp_path)
     state = tmp_path / "state"
     gangd = subprocess.Popen(
-        ["umockdev-wrapper", GANGD, "run", "--config", str(config), "--state-dir", str(state),
-         "--metrics-address", "127.0.0.1:0", "--stop-grace", "10"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=sim.env,
-    )  # fmt: skip
+        [
+            "umockdev-wrapper",
+            GANGD,
+            "run",
+            "--config",
+            str(config),
+            "--state-dir",
+            str(state),
+            "--metrics-address",
+            "127.0.0.1:0",
+            "--stop-grace",
+            "10",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=sim.env,
+    )
     try:
         log = JobLog(gangd)
         jobs = log.finished(5, timeout=60)

@@ -18,9 +18,13 @@ def test_an_emulated_node_keeps_hidraw_semantics(hidraw_sim):
 
     # The sysfs chain libudev walks: usb_device named by its port path > interface > hid > hidraw.
     assert seen["udev"] == {
-        "port": "1-1.1", "ids": ["15a2", "0073"], "serial": "SIM000001", "interface": "00",
-        "hid_id": "0003:000015A2:00000073", "report_descriptor": FLASHLOADER_DESCRIPTOR.hex(),
-    }  # fmt: skip
+        "port": "1-1.1",
+        "ids": ["15a2", "0073"],
+        "serial": "SIM000001",
+        "interface": "00",
+        "hid_id": "0003:000015A2:00000073",
+        "report_descriptor": FLASHLOADER_DESCRIPTOR.hex(),
+    }
     assert seen["stat"][:2] == [True, 240]  # a character device
     # ioctls: ids (bus USB), the report descriptor, name / phys / uniq as hidraw copies them
     assert seen["rawinfo"] == [3, 0x15A2, 0x0073]

@@ -7,9 +7,9 @@ import struct
 
 import pytest
 
+from gangd.io.transport import FdHidDevice
 from gangd.sim import SimHub
 from gangd.sim.hid_reports import FLASHLOADER_DESCRIPTOR, ROM_DESCRIPTOR, DescriptorError, report_sizes
-from gangd.transport import FdHidDevice
 
 
 def test_the_flashloader_descriptor_is_nxps():
@@ -18,8 +18,11 @@ def test_the_flashloader_descriptor_is_nxps():
     assert len(FLASHLOADER_DESCRIPTOR) == 76
     assert FLASHLOADER_DESCRIPTOR.count(bytes([0x75, 40, 0x95, 203])) == 4
     assert report_sizes(FLASHLOADER_DESCRIPTOR) == {
-        ("output", 1): 1015, ("output", 2): 1015, ("input", 3): 1015, ("input", 4): 1015,
-    }  # fmt: skip
+        ("output", 1): 1015,
+        ("output", 2): 1015,
+        ("input", 3): 1015,
+        ("input", 4): 1015,
+    }
 
 
 def test_the_rom_descriptor_agrees_with_spsdk():
@@ -32,13 +35,36 @@ def test_the_rom_descriptor_agrees_with_spsdk():
 
 
 def test_report_sizes_walks_long_items_push_and_pop():
-    descriptor = bytes([
-        0x85, 0x05, 0x75, 0x08, 0x95, 0x02, 0xA4,  # id 5, 8 bits x 2, push
-        0x75, 0x01, 0x95, 0x03, 0x81, 0x02,        # 3 bits of input
-        0xB4, 0x91, 0x02,                          # pop: 2 bytes of output
-        0xFE, 0x02, 0x10, 0xAA, 0xBB,              # a long item, skipped
-        0x96, 0x00, 0x01, 0xB1, 0x02,              # count 256 (two-byte item): 256 bytes of feature
-    ])  # fmt: skip
+    descriptor = bytes(
+        [
+            0x85,
+            0x05,
+            0x75,
+            0x08,
+            0x95,
+            0x02,
+            0xA4,  # id 5, 8 bits x 2, push
+            0x75,
+            0x01,
+            0x95,
+            0x03,
+            0x81,
+            0x02,  # 3 bits of input
+            0xB4,
+            0x91,
+            0x02,  # pop: 2 bytes of output
+            0xFE,
+            0x02,
+            0x10,
+            0xAA,
+            0xBB,  # a long item, skipped
+            0x96,
+            0x00,
+            0x01,
+            0xB1,
+            0x02,  # count 256 (two-byte item): 256 bytes of feature
+        ]
+    )
     assert report_sizes(descriptor) == {("input", 5): 1, ("output", 5): 2, ("feature", 5): 256}
     with pytest.raises(DescriptorError):
         report_sizes(bytes([0x96, 0x00]))

@@ -8,8 +8,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gangd.config import ConfigError, load_config
-from gangd.images import ImageError, load_segments
+from gangd.config.images import ImageError, load_segments
+from gangd.config.loader import ConfigError, load_config
 from gangd.sim.images import build_flashloader_image
 
 EXAMPLE = (Path(__file__).parents[2] / "config" / "rt1020.toml").read_text()
@@ -42,12 +42,31 @@ def damage(text: str, edits: list[tuple[str, int, str]]) -> str:
 
 
 EDITS = st.lists(
-    st.tuples(st.sampled_from(["delete", "duplicate", "replace-value", "insert", "truncate"]),
-              st.integers(0, 10_000),
-              st.one_of(st.text(max_size=20), st.sampled_from(['"x"', "-1", "0x1FFFFFFFF", "[]", "{}", "true", '"1-1.1"',
-                                                                '"A1"', "[0xC0000007, 1]", "3.5", '"if-blank"']))),
-    min_size=1, max_size=4,
-)  # fmt: skip
+    st.tuples(
+        st.sampled_from(["delete", "duplicate", "replace-value", "insert", "truncate"]),
+        st.integers(0, 10_000),
+        st.one_of(
+            st.text(max_size=20),
+            st.sampled_from(
+                [
+                    '"x"',
+                    "-1",
+                    "0x1FFFFFFFF",
+                    "[]",
+                    "{}",
+                    "true",
+                    '"1-1.1"',
+                    '"A1"',
+                    "[0xC0000007, 1]",
+                    "3.5",
+                    '"if-blank"',
+                ]
+            ),
+        ),
+    ),
+    min_size=1,
+    max_size=4,
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -81,7 +100,11 @@ def ihex(records: int = 8) -> str:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.sampled_from(["srec", "hex"]), st.integers(0, 400), st.lists(st.tuples(st.integers(0, 400), st.integers(0, 255)), max_size=3))
+@given(
+    st.sampled_from(["srec", "hex"]),
+    st.integers(0, 400),
+    st.lists(st.tuples(st.integers(0, 400), st.integers(0, 255)), max_size=3),
+)
 def test_damaged_images_are_image_errors(tmp_path_factory, fmt, cut, flips):
     text = bytearray((srec() if fmt == "srec" else ihex()).encode())
     text = text[: len(text) - cut % len(text)]

@@ -11,11 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from spsdk.exceptions import SPSDKError
 
-from gangd.hotplug.sim_source import SimHubSource
+from gangd.core.station import Station
+from gangd.io.transport import FdHidDevice, MbootHidProtocol, SdpHidProtocol, mboot_client
 from gangd.sim import BoardFactory, SimHub, TimingModel
 from gangd.sim.faults import MALFORMED_SHAPES
-from gangd.station import Station
-from gangd.transport import FdHidDevice, MbootHidProtocol, SdpHidProtocol, mboot_client
+from gangd.sim.source import SimHubSource
 
 REPORT = st.binary(min_size=0, max_size=1100)
 
@@ -37,14 +37,20 @@ def header_report(report_id: int, length: int, payload: bytes) -> bytes:
 LYING_REPORTS = st.one_of(
     REPORT,  # anything at all
     st.builds(header_report, st.sampled_from([0x03, 0x04, 0x07, 0x00]), st.integers(0, 0xFFFF), st.binary(max_size=40)),
-    st.builds(lambda status, tag: header_report(0x03, 12, bytes([0xA0, 0, 0, 2]) + status.to_bytes(4, "little")
-                                                + tag.to_bytes(4, "little")),
-              st.integers(0, 0xFFFFFFFF), st.integers(0, 255)),  # any status, any command tag
+    st.builds(
+        lambda status, tag: header_report(
+            0x03, 12, bytes([0xA0, 0, 0, 2]) + status.to_bytes(4, "little") + tag.to_bytes(4, "little")
+        ),
+        st.integers(0, 0xFFFFFFFF),
+        st.integers(0, 255),
+    ),  # any status, any command tag
 )
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(LYING_REPORTS, min_size=0, max_size=4), st.sampled_from(["get-property", "read-memory", "write-memory"]))
+@given(
+    st.lists(LYING_REPORTS, min_size=0, max_size=4), st.sampled_from(["get-property", "read-memory", "write-memory"])
+)
 def test_a_lying_board_gives_spsdk_errors_not_crashes(replies, command):
     """A fake board answers one command with generated reports, then goes silent.
 

@@ -9,7 +9,7 @@ import logging
 import pytest
 import structlog
 
-from gangd import logs
+from gangd.service import logs
 
 
 @pytest.fixture
@@ -38,13 +38,27 @@ def emit_all() -> None:
     mboot = logging.getLogger("spsdk.mboot.mcuboot")
     mboot.debug("CMD: WriteMemory(address=0x60000000)")
     mboot.warning("a warning from spsdk's protocol layer")
-    log = structlog.get_logger("gangd.job")
+    log = structlog.get_logger("gangd.engine.job")
     log.info("ready", ports=2)
     log.warning("step failed", step="erase", status=20106, label="A1")
-    log.info("job finished", label="A1", result="success", duration_s=1.234, attempts=1, marginal=True, flash_mhz=100,
-             steps={"erase": 0.5, "write": 0.1})  # fmt: skip
-    log.info("job finished", label="B2", result="failed", step="write", duration_s=0.9,
-             reason="WriteMemory failed: 10200 (0x27d8) Memory Range Invalid. | 10200: address range outside")  # fmt: skip
+    log.info(
+        "job finished",
+        label="A1",
+        result="success",
+        duration_s=1.234,
+        attempts=1,
+        marginal=True,
+        flash_mhz=100,
+        steps={"erase": 0.5, "write": 0.1},
+    )
+    log.info(
+        "job finished",
+        label="B2",
+        result="failed",
+        step="write",
+        duration_s=0.9,
+        reason="WriteMemory failed: 10200 (0x27d8) Memory Range Invalid. | 10200: address range outside",
+    )
 
 
 def test_json_keeps_spsdk_at_its_level_and_the_database_quiet(restore_logging, capsys):

@@ -13,11 +13,30 @@ GANGD = str(Path(sys.executable).parent / "gangd")
 
 def test_job_lines_are_bound_and_summarised(tmp_path):
     daemon = subprocess.Popen(
-        [GANGD, "run", "--simulate", "2", "--boards", "2", "--time-scale", "0", "--state-dir", str(tmp_path),
-         "--metrics-address", "127.0.0.1:0", "--log-level", "debug", "--spsdk-log-level", "info",
-         "--fault", "status:cmd=flash-erase-region,code=20106,nth=1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            GANGD,
+            "run",
+            "--simulate",
+            "2",
+            "--boards",
+            "2",
+            "--time-scale",
+            "0",
+            "--state-dir",
+            str(tmp_path),
+            "--metrics-address",
+            "127.0.0.1:0",
+            "--log-level",
+            "debug",
+            "--spsdk-log-level",
+            "info",
+            "--fault",
+            "status:cmd=flash-erase-region,code=20106,nth=1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines = []
     for raw in daemon.stdout:  # JSON, since stdout is not a terminal
         entry = json.loads(raw)

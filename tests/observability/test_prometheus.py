@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gangd.records import RecordStore
+from gangd.service.records import RecordStore
 
 ROOT = Path(__file__).parents[2]
 DASHBOARDS = ROOT / "dashboards"
@@ -69,12 +69,31 @@ def station(tmp_path_factory):
     state = tmp_path_factory.mktemp("gangd")
     gangd_port, prom_port = free_port(), free_port()
     daemon = subprocess.Popen(
-        [GANGD, "run", "--simulate", "3", "--boards", str(BOARDS), "--time-scale", "0.02", "--replace-delay", "0.1",
-         "--seed", "5", "--state-dir", str(state), "--metrics-address", f"127.0.0.1:{gangd_port}",
-         "--fault", "status:cmd=flash-erase-region,code=20106,p=0.3",
-         "--port-fault", "1-1.3=status:cmd=write-memory,code=10200,p=0.5"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            GANGD,
+            "run",
+            "--simulate",
+            "3",
+            "--boards",
+            str(BOARDS),
+            "--time-scale",
+            "0.02",
+            "--replace-delay",
+            "0.1",
+            "--seed",
+            "5",
+            "--state-dir",
+            str(state),
+            "--metrics-address",
+            f"127.0.0.1:{gangd_port}",
+            "--fault",
+            "status:cmd=flash-erase-region,code=20106,p=0.3",
+            "--port-fault",
+            "1-1.3=status:cmd=write-memory,code=10200,p=0.5",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     config = state / "prometheus.yml"
     config.write_text(
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
@@ -82,12 +101,19 @@ def station(tmp_path_factory):
         f"scrape_configs: [{{job_name: gangd, static_configs: [{{targets: ['127.0.0.1:{gangd_port}']}}]}}]\n"
     )
     prometheus = subprocess.Popen(
-        ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={state / 'tsdb'}",
-         f"--web.listen-address=127.0.0.1:{prom_port}", "--log.level=warn"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            "prometheus",
+            f"--config.file={config}",
+            f"--storage.tsdb.path={state / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{prom_port}",
+            "--log.level=warn",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{prom_port}"
     try:
+
         def finished_records():
             path = state / "records.sqlite"
             if not path.exists():
@@ -151,11 +177,17 @@ def test_status_and_healthz(station):
         1 for r in station["records"] if r["result"] == "success"
     )
     assert get(station["gangd"] + "/healthz") == b"ok\n"
-    table = subprocess.run([GANGD, "status", "--address", station["gangd"].removeprefix("http://")],
-                           capture_output=True, text=True, check=True).stdout  # fmt: skip
+    table = subprocess.run(
+        [GANGD, "status", "--address", station["gangd"].removeprefix("http://")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "1-1.3" in table and "PROGRESS" in table
 
 
 def test_promtool_rule_tests():
-    result = subprocess.run(["promtool", "test", "rules", "alerts_test.yml"], cwd=DASHBOARDS, capture_output=True, text=True)
+    result = subprocess.run(
+        ["promtool", "test", "rules", "alerts_test.yml"], cwd=DASHBOARDS, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-from gangd.transport import FdHidDevice, mboot_client, sdp_client
+from gangd.io.transport import FdHidDevice, mboot_client, sdp_client
 
 RT1020_ROM_PID = 0x0130
 RT1020_FLASHLOADER_PID = 0x0073

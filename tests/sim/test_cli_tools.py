@@ -19,9 +19,7 @@ BIN = Path(sys.executable).parent
 
 
 def tool(name: str, port: str, *args: str) -> str:
-    result = subprocess.run(
-        [str(BIN / name), "-p", port, *args], capture_output=True, text=True, timeout=60
-    )
+    result = subprocess.run([str(BIN / name), "-p", port, *args], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, f"{name} {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout
 
@@ -60,9 +58,17 @@ def test_sdphost_and_blhost_run_the_users_flow(uart_board, flashloader_image, tm
     board = uart_board.board
     assert board.flash_image(0x6000_0000, len(app)) == app
     assert [r.command for r in board.commands() if r.stage == "flashloader"] == [
-        "get-property", "fill-memory", "configure-memory", "flash-erase-region",
-        "get-property", "write-memory", "read-memory", "efuse-program-once", "efuse-read-once", "reset",
-    ]  # fmt: skip
+        "get-property",
+        "fill-memory",
+        "configure-memory",
+        "flash-erase-region",
+        "get-property",
+        "write-memory",
+        "read-memory",
+        "efuse-program-once",
+        "efuse-read-once",
+        "reset",
+    ]
 
 
 def test_blhost_prints_the_users_failure(boards, flashloader_image, tmp_path):
@@ -72,8 +78,10 @@ def test_blhost_prints_the_users_failure(boards, flashloader_image, tmp_path):
         tool("blhost", uart.path, "configure-memory", "9", "0x2000")
         result = subprocess.run(
             [str(BIN / "blhost"), "-p", uart.path, "flash-erase-region", "0x60000000", "45056", "0"],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert result.returncode != 0
     assert "20106 (0x4e8a) FlexSPINOR: Command Failure." in result.stdout + result.stderr
 

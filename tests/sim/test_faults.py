@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-
 import pytest
 from spsdk.exceptions import SPSDKConnectionError
 from spsdk.mboot.exceptions import McuBootCommandError, McuBootConnectionError
 
-from gangd.sim.links import MBOOT_HID_PACKET_SIZE
+from gangd.io.transport import DeviceGoneError
 from gangd.sim import FaultPlan, FaultSpecError, TimingModel, parse_fault
-from gangd.transport import DeviceGoneError
+from gangd.sim.links import MBOOT_HID_PACKET_SIZE
 
 from .flow import RT1020_FLASHLOADER_PID, configure_flexspi, load_flashloader, open_mboot
 

@@ -1,6 +1,6 @@
 """The two real causes of 20106 in the simulated flashloader, driven with spsdk's McuBoot.
 
-FLASHLOADER.md: erase runs at the safe clock and is read back at the option word's clock; a
+docs/FLASHLOADER.md: erase runs at the safe clock and is read back at the option word's clock; a
 marginal read path fails that read-back (and returns wrong bytes with status 0 on a plain read),
 and block-protected flash ignores the erase, so the read-back finds the old contents.
 """

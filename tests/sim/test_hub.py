@@ -7,7 +7,7 @@ import time
 from gangd.sim import BoardFactory, Operator, SimHub, TimingModel
 
 from ..helpers import EventWaiter
-from .flow import RT1020_ROM_PID, open_mboot, load_flashloader
+from .flow import RT1020_ROM_PID, load_flashloader, open_mboot
 
 
 def test_plug_and_unplug_emit_add_and_remove(hub, events, boards):

@@ -49,8 +49,9 @@ def wait_for(condition, timeout: float, what: str, interval: float = 0.1):
         time.sleep(interval)
 
 
-def write_config(directory: Path, labels: list[str], address: str, layout: str | None = None,
-                 token: str | None = TOKEN) -> Path:  # fmt: skip
+def write_config(
+    directory: Path, labels: list[str], address: str, layout: str | None = None, token: str | None = TOKEN
+) -> Path:
     """A line's configuration with its own flashloader and image files, simulated ports 1-1.N."""
     image, jump = build_flashloader_image(load_address=0x2000_0000)
     (directory / "fl.bin").write_bytes(image)
@@ -61,12 +62,22 @@ def write_config(directory: Path, labels: list[str], address: str, layout: str |
     lines.append("[station.ports]")
     lines += [f'"1-1.{n}" = "{label}"' for n, label in enumerate(labels, start=1)]
     lines += [
-        "[flashloader]", 'path = "fl.bin"', "load_address = 0x20000000", f"jump_address = {jump:#x}",
-        "[memory]", "id = 9", "option_address = 0x2000", "options = [0xC0000007]",
-        "[[image]]", 'path = "app.bin"', "address = 0x60000000",
-        "[recovery]", "backoff_s = 0.05",
-        "[http]", f'address = "{address}"',
-    ]  # fmt: skip
+        "[flashloader]",
+        'path = "fl.bin"',
+        "load_address = 0x20000000",
+        f"jump_address = {jump:#x}",
+        "[memory]",
+        "id = 9",
+        "option_address = 0x2000",
+        "options = [0xC0000007]",
+        "[[image]]",
+        'path = "app.bin"',
+        "address = 0x60000000",
+        "[recovery]",
+        "backoff_s = 0.05",
+        "[http]",
+        f'address = "{address}"',
+    ]
     if token:
         lines.append(f'control_token = "{token}"')
     path = directory / "line.toml"
@@ -80,8 +91,9 @@ class Gangd:
     def __init__(self, args: list[str], address: str, log: Path, env: dict | None = None) -> None:
         self.address = address
         self.log = log
-        self.process = subprocess.Popen([GANGD, "run", *args], stdout=log.open("w"), stderr=subprocess.STDOUT,
-                                        env={**os.environ, **(env or {})})  # fmt: skip
+        self.process = subprocess.Popen(
+            [GANGD, "run", *args], stdout=log.open("w"), stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        )
 
     def wait_ready(self, timeout: float = 30) -> None:
         def up():

@@ -40,11 +40,28 @@ def test_run_on_a_terminal_is_quiet(tmp_path):
     master, slave = os.openpty()
     env = {**os.environ, "SPSDK_CACHE_FOLDER": str(tmp_path / "spsdk-cache"), "COLUMNS": "120"}
     process = subprocess.Popen(
-        [GANGD, "run", "--simulate", "4", "--time-scale", "0", "--state-dir", str(tmp_path / "state"),
-         "--http-address", "127.0.0.1:0", "--fault-share", "marginal-read:max-mhz=100=0.5",
-         "--fault-share", "write-protect:persist=always=0.1"],
-        stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True,
-    )  # fmt: skip
+        [
+            GANGD,
+            "run",
+            "--simulate",
+            "4",
+            "--time-scale",
+            "0",
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--http-address",
+            "127.0.0.1:0",
+            "--fault-share",
+            "marginal-read:max-mhz=100=0.5",
+            "--fault-share",
+            "write-protect:persist=always=0.1",
+        ],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        start_new_session=True,
+    )
     os.close(slave)
     try:
         lines = read_lines(master, 30, timeout=60)
@@ -79,8 +96,10 @@ def test_bad_environment_is_one_line_and_status_2(tmp_path, gangd):
 
     # The same address: named, with the setting to change.
     line = run_fails(["--simulate", "1", "--state-dir", str(tmp_path / "other"), "--http-address", first.address])
-    assert line == (f"gangd: {first.address} is already in use (another gangd, or another program): "
-                    "stop it or change --http-address")  # fmt: skip
+    assert line == (
+        f"gangd: {first.address} is already in use (another gangd, or another program): "
+        "stop it or change --http-address"
+    )
 
     # The same state directory: the other gangd is named by its pid.
     line = run_fails(["--simulate", "1", "--state-dir", str(state), "--http-address", f"127.0.0.1:{free_port()}"])
@@ -89,7 +108,10 @@ def test_bad_environment_is_one_line_and_status_2(tmp_path, gangd):
 
     # A port out of range, a state directory that is a file, one that cannot be written.
     line = run_fails(["--simulate", "1", "--state-dir", str(tmp_path / "x"), "--http-address", "127.0.0.1:70000"])
-    assert line == "gangd: '127.0.0.1:70000': port 70000 is out of range (1-65535, or 0 for any free port): change --http-address"
+    assert (
+        line
+        == "gangd: '127.0.0.1:70000': port 70000 is out of range (1-65535, or 0 for any free port): change --http-address"
+    )
     (tmp_path / "file").write_text("")
     line = run_fails(["--simulate", "1", "--state-dir", str(tmp_path / "file" / "state")])
     assert line == f"gangd: state directory {tmp_path / 'file' / 'state'} is not a directory: change --state-dir"
@@ -106,13 +128,17 @@ def test_config_http_address_errors_name_the_file(tmp_path):
 
     config = write_config(tmp_path, ["A1"], "127.0.0.1:99999")
     line = run_fails(["--config", str(config), "--simulate", "1", "--state-dir", str(tmp_path / "s")])
-    assert re.fullmatch(rf"gangd: {re.escape(str(config))}:\d+: http\.address: '127\.0\.0\.1:99999': port 99999 "
-                        r"is out of range \(1-65535, or 0 for any free port\)", line)  # fmt: skip
+    assert re.fullmatch(
+        rf"gangd: {re.escape(str(config))}:\d+: http\.address: '127\.0\.0\.1:99999': port 99999 "
+        r"is out of range \(1-65535, or 0 for any free port\)",
+        line,
+    )
     with socket_taken() as address:
         config = write_config(tmp_path, ["A1"], address)
         line = run_fails(["--config", str(config), "--simulate", "1", "--state-dir", str(tmp_path / "s")])
-        assert line.endswith(f"is already in use (another gangd, or another program): stop it or change "
-                             f"[http] address in {config}")  # fmt: skip
+        assert line.endswith(
+            f"is already in use (another gangd, or another program): stop it or change [http] address in {config}"
+        )
 
 
 class socket_taken:

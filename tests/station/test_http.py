@@ -9,13 +9,13 @@ import json
 import pytest
 import trio
 
-from gangd import http as gangd_http
-from gangd.hotplug.sim_source import SimHubSource
-from gangd.metrics import Metrics
+from gangd.core.station import Station
+from gangd.service import http as gangd_http
+from gangd.service.metrics import Metrics
+from gangd.service.view import StationView
+from gangd.service.web import Limits, create_app
 from gangd.sim import BoardFactory, SimHub, TimingModel
-from gangd.station import Station
-from gangd.view import StationView
-from gangd.web import Limits, create_app
+from gangd.sim.source import SimHubSource
 
 TOKEN = "station-token-0123456789"
 
@@ -90,7 +90,9 @@ async def test_control_needs_the_token_and_the_same_origin(served):
         assert status_of(response) == 403, response
     assert not station.ports["1-1.1"].disabled
 
-    response = await request(port, post("/api/ports/A1/disable", {"X-Gangd-Token": TOKEN, "Origin": "http://127.0.0.1"}))
+    response = await request(
+        port, post("/api/ports/A1/disable", {"X-Gangd-Token": TOKEN, "Origin": "http://127.0.0.1"})
+    )
     assert status_of(response) == 200
     assert body_of(response)["port"]["state"] == "disabled" and station.ports["1-1.1"].disabled
     response = await request(port, post("/api/ports/1-1.1/enable", {"Authorization": f"Bearer {TOKEN}"}))
@@ -149,7 +151,10 @@ async def test_static_assets_and_security_headers(served):
     for name in ("station.js", "station.css", "favicon.svg"):
         response = await request(port, f"GET /static/{name} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
         assert status_of(response) == 200, name
-    assert status_of(await request(port, b"GET /static/../../etc/passwd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")) == 404
+    assert (
+        status_of(await request(port, b"GET /static/../../etc/passwd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+        == 404
+    )
     status = await request(port, b"GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert body_of(status)["ports"][0]["label"] == "A1"
     metrics = await request(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -172,9 +177,14 @@ async def test_limits(served, monkeypatch):
     # A body larger than the limit, announced or chunked.
     big = post("/api/ports/A1/disable", {"X-Gangd-Token": TOKEN}, b"x" * 9000)
     assert status_of(await request(port, big)) == 413
-    chunked = (b"POST /api/ports/A1/disable HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n"
-               b"X-Gangd-Token: " + TOKEN.encode() + b"\r\n\r\n" + b"".join(b"1000\r\n" + b"x" * 4096 + b"\r\n" for _ in range(3))
-               + b"0\r\n\r\n")  # fmt: skip
+    chunked = (
+        b"POST /api/ports/A1/disable HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n"
+        b"X-Gangd-Token: "
+        + TOKEN.encode()
+        + b"\r\n\r\n"
+        + b"".join(b"1000\r\n" + b"x" * 4096 + b"\r\n" for _ in range(3))
+        + b"0\r\n\r\n"
+    )
     assert status_of(await request(port, chunked)) == 413
     assert not station.ports["1-1.1"].disabled
     # The server still answers.

@@ -17,6 +17,7 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.select import Select
 
 from .conftest import GANGD, TOKEN, free_port, status, wait_for, write_config
 
@@ -35,13 +36,25 @@ TILES_JS = """return [...document.querySelectorAll('article.tile')].map(t => ({
 
 @pytest.fixture
 def browser(tmp_path):
-    assert Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists(), "scripts/setup installs chromium and chromium-driver"
+    assert Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists(), (
+        "scripts/setup installs chromium and chromium-driver"
+    )
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     profile = tempfile.mkdtemp(dir=tmp_path, prefix="chromium-")
-    for argument in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1280,1000"):  # fmt: skip
+    for argument in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+        "--window-size=1280,1000",
+    ):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)  # no Selenium Manager: no download
@@ -77,10 +90,29 @@ def test_station_page_in_chromium(tmp_path, gangd, browser):
     config = write_config(tmp_path, LABELS, address, layout=LAYOUT)
     # Every board in B2 (1-1.5) fails at write for good; a third of the boards have a marginal flash
     # read path that gangd recovers from by lowering the clock.
-    daemon = gangd(["--config", str(config), "--simulate", "6", "--time-scale", "1", "--replace-delay", "1.5",
-                    "--boards", str(BOARDS), "--seed", "4", "--state-dir", str(tmp_path / "state"),
-                    "--fault-share", "marginal-read:max-mhz=100=0.35",
-                    "--port-fault", "1-1.5=status:cmd=write-memory,code=10200"], address=address)  # fmt: skip
+    daemon = gangd(
+        [
+            "--config",
+            str(config),
+            "--simulate",
+            "6",
+            "--time-scale",
+            "1",
+            "--replace-delay",
+            "1.5",
+            "--boards",
+            str(BOARDS),
+            "--seed",
+            "4",
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--fault-share",
+            "marginal-read:max-mhz=100=0.35",
+            "--port-fault",
+            "1-1.5=status:cmd=write-memory,code=10200",
+        ],
+        address=address,
+    )
     url = f"http://{address}/"
     browser.get(url)
     wait_for(lambda: browser.execute_script("return document.body.dataset.ready === '1'"), 15, "the first update")
@@ -90,7 +122,9 @@ def test_station_page_in_chromium(tmp_path, gangd, browser):
     assert [t["label"] for t in tiles] == LABELS
     grid = browser.find_element(By.ID, "grid")
     assert grid.get_attribute("role") == "list" and len(browser.find_elements(By.CSS_SELECTOR, "#grid > .tile")) == 6
-    first_row_top = {t.get_attribute("data-label"): t.rect["y"] for t in browser.find_elements(By.CSS_SELECTOR, ".tile")}
+    first_row_top = {
+        t.get_attribute("data-label"): t.rect["y"] for t in browser.find_elements(By.CSS_SELECTOR, ".tile")
+    }
     assert first_row_top["A1"] == first_row_top["A3"] < first_row_top["B1"] == first_row_top["B3"]
 
     # A tile shows a rising progress bar during a job.
@@ -124,14 +158,21 @@ def test_station_page_in_chromium(tmp_path, gangd, browser):
     assert control(address, "A1", "disable", {})[0] == 403
     assert control(address, "A1", "disable", {"X-Gangd-Token": "not-the-token-at-all"})[0] == 403
     assert control(address, "A1", "disable", {"X-Gangd-Token": TOKEN, "Origin": "http://elsewhere.example"})[0] == 403
-    refused = subprocess.run([GANGD, "port", "disable", "A1", "--address", address], capture_output=True, text=True,
-                             timeout=30, env={"PATH": "/usr/bin:/bin"})  # fmt: skip
+    refused = subprocess.run(
+        [GANGD, "port", "disable", "A1", "--address", address],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": "/usr/bin:/bin"},
+    )
     assert refused.returncode == 2 and "refused" in refused.stderr
     assert not status(address)["ports"][0]["disabled"]
     browser.find_element(By.ID, "unlock-open").click()
     browser.find_element(By.ID, "token").send_keys(TOKEN)
     browser.find_element(By.CSS_SELECTOR, "#unlock-form button[type=submit]").click()
-    button = wait_for(lambda: browser.find_elements(By.XPATH, "//button[normalize-space()='Disable A1']"), 5, "A1's button")
+    button = wait_for(
+        lambda: browser.find_elements(By.XPATH, "//button[normalize-space()='Disable A1']"), 5, "A1's button"
+    )
     button[0].click()
     wait_for(lambda: status(address)["ports"][0]["disabled"], 5, "A1 disabled")
     a1_done = None  # A1's count once its last job (if one was running) has finished
@@ -160,11 +201,22 @@ def test_station_page_in_chromium(tmp_path, gangd, browser):
     wait_for(header_matches, 5, "the header's counts to equal /status")
     rows = browser.find_elements(By.CSS_SELECTOR, "#records-body tr")
     assert len(rows) == min(before["jobs_finished"], 50)
+    # The records filter by result and by port.
+    Select(browser.find_element(By.ID, "filter-result")).select_by_visible_text("failed")
+    failed = browser.find_elements(By.CSS_SELECTOR, "#records-body tr")
+    assert failed and {r.get_attribute("data-result") for r in failed} == {"failed"}
+    assert {r.get_attribute("data-label") for r in failed} == {"B2"}
+    Select(browser.find_element(By.ID, "filter-result")).select_by_index(0)
+    Select(browser.find_element(By.ID, "filter-port")).select_by_visible_text("A2")
+    a2 = browser.find_elements(By.CSS_SELECTOR, "#records-body tr")
+    assert a2 and {r.get_attribute("data-label") for r in a2} == {"A2"}
+    Select(browser.find_element(By.ID, "filter-port")).select_by_index(0)
     save(browser, tmp_path / "station-after-run.png", height=1900)
 
     # Enabled again (from the command line, with the token from the configuration), A1 programs it.
-    enabled = subprocess.run([GANGD, "port", "enable", "A1", "--config", str(config)], capture_output=True,
-                             text=True, timeout=30)  # fmt: skip
+    enabled = subprocess.run(
+        [GANGD, "port", "enable", "A1", "--config", str(config)], capture_output=True, text=True, timeout=30
+    )
     assert enabled.returncode == 0, enabled.stderr
     wait_for(lambda: sum(status(address)["ports"][0]["counts"].values()) == a1_done + 1, 30, "A1's held board done")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from gangd.view import default_layout, instruction, split_reason
+from gangd.service.view import default_layout, instruction, split_reason
 
 
 def test_default_layout_is_a_grid_in_port_order():
@@ -17,8 +17,10 @@ def test_default_layout_is_a_grid_in_port_order():
 
 def test_a_reason_is_split_from_its_explanation():
     reason = "WriteMemory failed: 10200 (0x27d8) Memory Range Invalid. | 10200: address range outside the memory map"
-    assert split_reason(reason) == ("WriteMemory failed: 10200 (0x27d8) Memory Range Invalid.",
-                                    "10200: address range outside the memory map")  # fmt: skip
+    assert split_reason(reason) == (
+        "WriteMemory failed: 10200 (0x27d8) Memory Range Invalid.",
+        "10200: address range outside the memory map",
+    )
     assert split_reason("no answer within the 2 s deadline") == ("no answer within the 2 s deadline", None)
     assert split_reason(None) == (None, None)
 

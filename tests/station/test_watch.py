@@ -21,8 +21,20 @@ def tmux(*args: str) -> str:
 
 def test_watch_in_tmux(tmp_path, gangd):
     assert shutil.which("tmux"), "scripts/setup installs tmux"
-    daemon = gangd(["--simulate", "3", "--time-scale", "1", "--replace-delay", "0.5", "--state-dir", str(tmp_path / "state"),
-                    "--fault-share", "marginal-read:max-mhz=100=0.5"])  # fmt: skip
+    daemon = gangd(
+        [
+            "--simulate",
+            "3",
+            "--time-scale",
+            "1",
+            "--replace-delay",
+            "0.5",
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--fault-share",
+            "marginal-read:max-mhz=100=0.5",
+        ]
+    )
     session = f"gangd-watch-{uuid.uuid4().hex[:8]}"
     exit_file = tmp_path / "exit"
     command = f"{GANGD} watch --address {daemon.address}; echo $? > {exit_file}; sleep 30"
@@ -30,6 +42,7 @@ def test_watch_in_tmux(tmp_path, gangd):
     socket = ["-L", session]
     tmux(*socket, "new-session", "-d", "-s", session, "-x", "80", "-y", "24", "-e", "TERM=xterm-256color", command)
     try:
+
         def screen() -> str:
             return tmux(*socket, "capture-pane", "-p", "-t", session)
 
@@ -43,8 +56,10 @@ def test_watch_in_tmux(tmp_path, gangd):
         assert all(len(line) <= 80 for line in text.splitlines())
 
         def something_running():
-            return any(re.search(r"(programming|recovering|reconnecting)\s+[█░]{8}\s+\d+%", line)
-                       for line in screen().splitlines())  # fmt: skip
+            return any(
+                re.search(r"(programming|recovering|reconnecting)\s+[█░]{8}\s+\d+%", line)
+                for line in screen().splitlines()
+            )
 
         wait_for(something_running, 20, "a running job on the screen", interval=0.05)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import trio
 
-from gangd.notify import Notifier
+from gangd.service.notify import Notifier
 
 GANGD = str(Path(sys.executable).parent / "gangd")
 
@@ -37,10 +37,24 @@ def test_ready_after_coldplug_status_and_watchdog(tmp_path):
     sock.bind(path)
     env = {**os.environ, "NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000"}
     daemon = subprocess.Popen(
-        [GANGD, "run", "--simulate", "2", "--boards", "2", "--time-scale", "0", "--state-dir", str(tmp_path),
-         "--metrics-address", "127.0.0.1:0"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            GANGD,
+            "run",
+            "--simulate",
+            "2",
+            "--boards",
+            "2",
+            "--time-scale",
+            "0",
+            "--state-dir",
+            str(tmp_path),
+            "--metrics-address",
+            "127.0.0.1:0",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         seen = messages(sock, time.monotonic() + 4)
     finally:

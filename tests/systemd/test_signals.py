@@ -5,21 +5,21 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import signal
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
 import trio
 
-from gangd.config import load_config
-from gangd.daemon import serve
-from gangd.hotplug.sim_source import SimHubSource
-from gangd.recipe import FusePlan, FuseWord
-from gangd.records import RecordStore
+from gangd.config.loader import load_config
+from gangd.config.recipe import FusePlan, FuseWord
+from gangd.core.station import Station
+from gangd.service.app import serve
+from gangd.service.records import RecordStore
 from gangd.sim import BoardFactory, SimHub, TimingModel
 from gangd.sim.images import build_flashloader_image
-from gangd.station import Station
+from gangd.sim.source import SimHubSource
 
 EXAMPLE = Path(__file__).parents[2] / "config" / "rt1020.toml"
 SLOW = TimingModel(time_scale=1, reenumeration_s=0.05)

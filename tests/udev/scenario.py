@@ -14,12 +14,11 @@ from dataclasses import asdict
 import gi
 
 gi.require_version("UMockdev", "1.0")
+import trio  # noqa: E402
 from gi.repository import UMockdev  # noqa: E402
 
-import trio  # noqa: E402
-
-from gangd.family import load_family  # noqa: E402
-from gangd.hotplug.udev import BoardFilter, UdevSource  # noqa: E402
+from gangd.config.family import load_family  # noqa: E402
+from gangd.io.udev import BoardFilter, UdevSource  # noqa: E402
 
 bed = UMockdev.Testbed.new()
 counter = iter(range(100))

@@ -20,8 +20,11 @@ def run_scenario(*ports: str) -> tuple[list[dict], str]:
     assert shutil.which("umockdev-wrapper"), "umockdev is installed by scripts/setup"
     result = subprocess.run(
         ["umockdev-wrapper", sys.executable, str(SCENARIO), *ports],
-        capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[2],
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).parents[2],
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     return events, result.stdout + result.stderr

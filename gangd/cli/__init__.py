@@ -1,0 +1,38 @@
+"""The `gangd` command line: one subcommand per job, each in the module that owns it."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from gangd import __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gangd", description="Gang programmer for NXP MCU boards over USB")
+    parser.add_argument("--version", action="version", version=f"gangd {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    from gangd.cli import check_config, import_script, plan, port, records, run, scan, sim, status, udev_rules, watch
+    from gangd.engine import explain
+
+    for verb in (run, status, records, check_config, scan, plan, import_script, explain, udev_rules, watch, port, sim):
+        verb.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    # spsdk logs warnings of its own (its device database cache, for one) through a handler it
+    # installs on stderr when its database is first used: a command's output is gangd's alone.
+    # Commands that log (`gangd run`) switch logging back on in `logs.configure`.
+    logging.disable(logging.WARNING)
+    args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # to re-run a command (gangd sim --hidraw)
+    try:
+        return args.func(args)
+    except BrokenPipeError:  # `gangd records | head`
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""`gangd check-config FILE`: validate a configuration; the first mistake is one located line, exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from gangd.config.loader import ConfigError, load_config
+from gangd.service import logs
+
+
+def add_parser(subparsers) -> None:
+    check = subparsers.add_parser("check-config", help="validate a configuration file; exit 2 on the first mistake")
+    check.add_argument("file")
+    check.set_defaults(func=check_config_command)
+
+
+def check_config_command(args: argparse.Namespace) -> int:
+    logs.configure("warning", stream=sys.stderr)  # spsdk's database chatter stays out of the report
+    try:
+        config = load_config(args.file)
+    except ConfigError as exc:
+        print(f"gangd: {exc}", file=sys.stderr)
+        return 2
+    recipe = config.recipe
+    print(f"{config.path}: ok")
+    print(f"  family      {recipe.family.name}")
+    ports = ", ".join(f"{p}={label}" for p, label in config.ports.items()) or "every port"
+    print(f"  ports       {ports}")
+    print(
+        f"  flashloader {len(recipe.flashloader)} bytes at 0x{recipe.flashloader_address:08x}, jump 0x{recipe.jump_address:08x}"
+    )
+    print(
+        f"  memory      id {recipe.memory_id}, options {', '.join(f'0x{w:08x}' for w in recipe.option_words)} at 0x{recipe.option_address:08x}"
+    )
+    for image in recipe.images:
+        print(f"  image       {len(image.data)} bytes at 0x{image.address:08x} sha256 {image.sha256}")
+    print(
+        f"  verify      {'read-back' if recipe.verify else 'off'}; final action {recipe.final_action}; "
+        f"marginal boards {recipe.quality_marginal}"
+    )
+    print(f"  fuses       policy {recipe.fuses.policy}, {len(recipe.fuses.words)} words")
+    for entry in recipe.board_data:
+        where = (
+            f"fuse {entry.fuse.name}"
+            if entry.fuse
+            else f"flash 0x{entry.address:08x} ({entry.encoding}, {entry.size} bytes)"
+        )
+        origin = (
+            f"list {entry.list_file}"
+            if entry.list_file
+            else f"counter {entry.format!r} from {entry.start} step {entry.step}"
+        )
+        print(f"  board data  {entry.name}: {origin} -> {where}")
+    return 0

@@ -1,0 +1,111 @@
+"""`gangd run`: the station, on real boards (`--config`) or on a simulated hub (`--simulate N`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from gangd.config.loader import ConfigError, load_config, parse_layout_text
+from gangd.service import logs, statedir
+from gangd.service.app import run_hardware
+from gangd.service.http import DEFAULT_ADDRESS, AddressError, bind
+
+
+def add_parser(subparsers) -> None:
+    run = subparsers.add_parser("run", help="run the station: on real boards (--config) or simulated (--simulate)")
+    run.add_argument("--config", metavar="FILE", help="TOML configuration (required on hardware)")
+    run.add_argument(
+        "--simulate",
+        type=int,
+        metavar="N",
+        help="run on a simulated hub of N ports (with --config: its recipe and ports)",
+    )
+    run.add_argument("--time-scale", type=float, default=1.0, help="simulation speed (1 = real time, 0 = instant)")
+    run.add_argument("--replace-delay", type=float, default=2.0, help="simulated operator's seconds to swap a board")
+    run.add_argument("--fault", action="append", default=[], metavar="SPEC", help="fault on every simulated board")
+    run.add_argument(
+        "--fault-share",
+        action="append",
+        default=[],
+        metavar="SPEC=FRACTION",
+        help="simulation: the fault on that share of the boards, e.g. marginal-read:max-mhz=100=0.25",
+    )
+    run.add_argument(
+        "--layout", metavar="ROWS", help='simulation: label and arrange the ports, e.g. "A1 A2 A3 A4 / B1 B2 B3 B4"'
+    )
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--stop-grace", type=float, default=30.0, help="seconds running jobs get to stop on SIGTERM")
+    run.add_argument("--log-level", default="info")
+    run.add_argument("--spsdk-log-level", default="warning", help="level of spsdk's own log lines")
+    run.add_argument("--boards", type=int, metavar="N", help="simulation: the operator stops after N boards")
+    run.add_argument(
+        "--port-fault",
+        action="append",
+        default=[],
+        metavar="PORT=SPEC",
+        help="simulation: a fault tied to a hub port (a flaky port)",
+    )
+    run.add_argument(
+        "--state-dir",
+        default=os.environ.get("STATE_DIRECTORY", "var"),
+        help="where the board records live (systemd's StateDirectory; default ./var)",
+    )
+    run.add_argument("--power-cycle", action="store_true", help="simulation: allow power-cycling hub ports")
+    run.add_argument(
+        "--sim-socket", metavar="PATH", help="with --config: boards from a simulated hub in another process (the soak)"
+    )
+    run.add_argument(
+        "--http-address",
+        "--metrics-address",
+        dest="metrics_address",
+        metavar="HOST:PORT",
+        help=f"where the station page, /status and /metrics listen (default: config, else {DEFAULT_ADDRESS})",
+    )
+    run.set_defaults(func=run_command)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    logs.configure(args.log_level, spsdk_level=args.spsdk_log_level)
+    config = None
+    try:
+        if args.config:
+            config = load_config(args.config)
+        if args.simulate is None and config is None:
+            raise ConfigError("run needs --config FILE (or --simulate N)")
+        if args.simulate is None and (args.fault_share or args.layout):
+            raise ValueError("--fault-share and --layout are for simulated boards (--simulate N)")
+        if args.fault_share:
+            from gangd.service.simulated import fault_shares  # simulation only
+
+            share = fault_shares(args.fault_share)
+        else:
+            share = []
+        layout_rows = parse_layout_text(args.layout) if args.layout else None
+    except (ConfigError, ValueError) as exc:
+        print(f"gangd: {exc}", file=sys.stderr)
+        return 2
+    # The environment, before anything starts: one line naming the problem and the setting.
+    address = args.metrics_address or (config.http_address if config else DEFAULT_ADDRESS)
+    setting = "--http-address" if args.metrics_address or config is None else f"[http] address in {config.path}"
+    lock = None
+    try:
+        lock = statedir.hold(
+            args.state_dir, "--state-dir" + (" (StateDirectory=)" if "STATE_DIRECTORY" in os.environ else "")
+        )
+        sock = bind(address, setting)
+    except (statedir.StateDirError, AddressError) as exc:
+        if lock is not None:
+            os.close(lock)
+        print(f"gangd: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.simulate is not None:
+            from gangd.service.simulated import run_simulated
+
+            return run_simulated(args, config, sock, share, layout_rows)
+        assert config is not None  # checked above: hardware needs --config
+        return run_hardware(args, config, sock)
+    finally:
+        sock.close()
+        os.close(lock)

@@ -1,0 +1,40 @@
+"""`gangd scan`: the NXP boards attached now, by port, with their ids, stage and device node."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from gangd.config.family import UsbIds, family_names, isp_usb_ids
+from gangd.io.udev import BoardFilter, UdevSource
+
+
+def add_parser(subparsers) -> None:
+    scan = subparsers.add_parser("scan", help="list the NXP boards attached, by port")
+    scan.add_argument("--family", action="append", help="only these families (default: all in spsdk's database)")
+    scan.set_defaults(func=scan_command)
+
+
+def scan_command(args: argparse.Namespace) -> int:
+    names = args.family or family_names()
+    try:
+        known = {name: isp_usb_ids(name) for name in names}
+    except Exception as exc:
+        print(f"gangd scan: {exc}", file=sys.stderr)
+        return 2
+    all_ids = {ids for rom, loader in known.values() for ids in rom + loader}
+    events = UdevSource(BoardFilter(all_ids)).coldplug()
+    if not events:
+        print("no NXP boards attached")
+        return 0
+    print(f"{'PORT':<12} {'IDS':<10} {'STAGE':<12} {'FAMILIES':<30} {'DEVNODE':<16} SERIAL")
+    for event in sorted(events, key=lambda e: e.port):
+        ids = UsbIds(event.vid, event.pid)
+        roms = [n for n, (rom, _) in known.items() if ids in rom]
+        loaders = [n for n, (_, loader) in known.items() if ids in loader]
+        stage, matching = ("flashloader", loaders) if loaders else ("rom", roms)
+        names = ",".join(matching[:3]) + (f" +{len(matching) - 3}" if len(matching) > 3 else "")
+        print(
+            f"{event.port:<12} {event.ids:<10} {stage:<12} {names:<30} {event.devnode or '':<16} {event.serial or ''}"
+        )
+    return 0

@@ -1,0 +1,138 @@
+"""FlexSPI NOR option words and flash clocks, as NXP's flashloader reads them.
+
+`configure-memory 9 ADDR` takes one or more option words from RAM. Their layout is mcu-boot's
+`serial_nor_config_option_t` (`src/drivers/flexspi_nor/flexspi_nor_flash.h`), the same as spsdk's
+`data/common/memcfg/opt_word_flexspi_nor.json`. Both gangd (to lower the read clock after a
+diagnosis) and the simulator (to behave like the driver) read them through this module.
+
+The max-frequency field is a per-chip code: mcu-boot's clock configuration for each target maps it
+to a FlexSPI serial clock (`targets/MIMXRT1021/src/clock_config_MIMXRT1021.c`, PLL3 PFD0 table).
+The driver erases and programs at the safe clock (code 1, ~30 MHz) and reads at the code's clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+OPTION_TAG = 0xC
+FCFB_TAG = 0x42464346  # "FCFB": a complete 512-byte configuration block instead of option words
+SAFE_CODE = 1  # ~30 MHz: what mcu-boot's driver uses for the SFDP probe, erase and program
+
+# Nominal FlexSPI clocks in MHz by max_freq code (code 0 keeps the clock the flashloader started
+# with, which is the safe one). Source: docs/FLASHLOADER.md, from mcu-boot's per-target clock_config.
+_RT1021_TABLE = {0: 30, 1: 30, 2: 50, 3: 60, 4: 75, 5: 80, 6: 100, 7: 133, 8: 166, 9: 200}
+_RT1062_TABLE = {0: 30, 1: 30, 2: 50, 3: 60, 4: 75, 5: 80, 6: 100, 7: 120, 8: 133, 9: 166}
+# Which table each family's flashloader uses (docs/FLASHLOADER.md: "7 = 133 MHz on RT1015/1021/1024/1052",
+# "7 = 120 MHz and 8 = 133 MHz on RT1011/1042/1062/1064/1176").
+_TABLE_BY_PREFIX = (
+    ("mimxrt1010", _RT1062_TABLE),
+    ("mimxrt1040", _RT1062_TABLE),
+    ("mimxrt1060", _RT1062_TABLE),
+    ("mimxrt1064", _RT1062_TABLE),
+    ("mimxrt117", _RT1062_TABLE),
+    ("mimxrt116", _RT1062_TABLE),
+    ("mimxrt1015", _RT1021_TABLE),
+    ("mimxrt1020", _RT1021_TABLE),
+    ("mimxrt1024", _RT1021_TABLE),
+    ("mimxrt1050", _RT1021_TABLE),
+)
+# A lower clock is only worth a diagnosis read when it is clearly lower: steps of less than 20 %
+# (133 -> 120, 80 -> 75, 60 -> 50) are skipped. On RT1020 this gives 133 -> 100 -> 80 -> 60 -> 30.
+_MIN_STEP = 0.8
+
+
+def frequency_table(family: str) -> dict[int, int]:
+    """max_freq code -> MHz for a family. Families not listed use the RT1021 table (our choice:
+    no source was found for them; the ladder still ends at the safe clock)."""
+    for prefix, table in _TABLE_BY_PREFIX:
+        if family.startswith(prefix):
+            return table
+    return _RT1021_TABLE
+
+
+def clock_mhz(family: str, code: int) -> int:
+    """The serial clock a max_freq code selects; codes above 9 fall back to the safe clock."""
+    return frequency_table(family).get(code, frequency_table(family)[SAFE_CODE])
+
+
+def fallback_codes(family: str, code: int) -> list[int]:
+    """The lower codes worth trying after `code` reads unreliably, fastest first, ending at the
+    safe clock."""
+    table = frequency_table(family)
+    ladder, last = [], table.get(code, table[SAFE_CODE])
+    for candidate, mhz in sorted(table.items(), key=lambda item: -item[1]):
+        if candidate == 0 or mhz >= last:
+            continue
+        if mhz <= last * _MIN_STEP or candidate == SAFE_CODE:
+            ladder.append(candidate)
+            last = mhz
+    if ladder and table[ladder[-1]] != table[SAFE_CODE]:
+        ladder.append(SAFE_CODE)
+    return ladder
+
+
+@dataclass(frozen=True)
+class NorOption0:
+    """option0, lowest bits first (mcu-boot `serial_nor_config_option_t.option0`)."""
+
+    max_freq: int  # 3:0
+    misc_mode: int  # 7:4   0 none, 1 0-4-4, 3 data order swapped, 5 internal loopback
+    quad_mode_setting: int  # 11:8
+    cmd_pads: int  # 15:12 0 = 1 pad
+    query_pads: int  # 19:16 0 = 1 pad
+    device_type: int  # 23:20 0 = read SFDP, SDR
+    option_size: int  # 27:24 extra words
+    tag: int  # 31:28 must be 0xC
+
+    @classmethod
+    def parse(cls, word: int) -> NorOption0:
+        return cls(
+            max_freq=word & 0xF,
+            misc_mode=(word >> 4) & 0xF,
+            quad_mode_setting=(word >> 8) & 0xF,
+            cmd_pads=(word >> 12) & 0xF,
+            query_pads=(word >> 16) & 0xF,
+            device_type=(word >> 20) & 0xF,
+            option_size=(word >> 24) & 0xF,
+            tag=(word >> 28) & 0xF,
+        )
+
+
+@dataclass(frozen=True)
+class NorOption1:
+    """option1, present when option_size >= 1."""
+
+    dummy_cycles: int  # 7:0
+    status_override: int  # 15:8
+    pinmux_group: int  # 19:16
+    dqs_pinmux_group: int  # 23:20
+    drive_strength: int  # 27:24
+    flash_connection: int  # 31:28 0 port A, 1 parallel, 2 port B, 3 both
+
+    @classmethod
+    def parse(cls, word: int) -> NorOption1:
+        return cls(
+            dummy_cycles=word & 0xFF,
+            status_override=(word >> 8) & 0xFF,
+            pinmux_group=(word >> 16) & 0xF,
+            dqs_pinmux_group=(word >> 20) & 0xF,
+            drive_strength=(word >> 24) & 0xF,
+            flash_connection=(word >> 28) & 0xF,
+        )
+
+
+def is_option_words(option_words: tuple[int, ...]) -> bool:
+    """Option words (tag 0xC) rather than a complete FCFB block."""
+    return bool(option_words) and option_words[0] >> 28 == OPTION_TAG
+
+
+def with_max_freq(option_words: tuple[int, ...], code: int) -> tuple[int, ...]:
+    """The same option words with option0's frequency field replaced."""
+    if not is_option_words(option_words):
+        return option_words
+    return ((option_words[0] & ~0xF) | (code & 0xF), *option_words[1:])
+
+
+def max_freq_code(option_words: tuple[int, ...]) -> int | None:
+    """The frequency code of option words; None for an FCFB block (its clock is inside it)."""
+    return option_words[0] & 0xF if is_option_words(option_words) else None

@@ -1,0 +1,152 @@
+"""What a job does to each board. Until recipes come from configuration, one built-in flow:
+the user's i.MX RT1020 flow (load flashloader over SDP, configure FlexSPI NOR with option
+0xC0000007 at 0x2000, erase, write, verify, reset)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from gangd.config.family import FamilyInfo, load_family
+
+SECTOR = 4096
+
+
+@dataclass(frozen=True)
+class Image:
+    address: int
+    data: bytes
+    path: str | None = None  # the file it came from, as the configuration names it (for `gangd plan`)
+
+    @property
+    def erase_length(self) -> int:
+        return -(-len(self.data) // SECTOR) * SECTOR
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    """Seconds each step may take. Data steps add time per byte at a slow link's pace."""
+
+    load_flashloader_s: float = 30.0
+    replug_s: float = 10.0
+    command_s: float = 10.0
+    per_byte_s: float = 1 / 100_000  # 100 kB/s: half the slowest full-speed HID path
+    per_erase_sector_s: float = 0.5  # ten times a sector's datasheet worst case
+    reset_replug_s: float = 5.0
+
+    def data_s(self, length: int) -> float:
+        return self.command_s + length * self.per_byte_s
+
+    def erase_s(self, length: int) -> float:
+        return self.command_s + (length // SECTOR) * self.per_erase_sector_s
+
+
+FUSE_POLICIES = ("never", "if-blank", "enforce")
+MARGINAL_POLICIES = ("accept", "reject")
+
+
+@dataclass(frozen=True)
+class FuseWord:
+    name: str  # spsdk's name of the word, e.g. SRK_HASH[31:0]
+    index: int
+    value: int
+
+
+@dataclass(frozen=True)
+class FusePlan:
+    """OTP words to burn. `never`: burn nothing (the default). `if-blank`: burn only words that read
+    0, and pass words already holding exactly the value. `enforce`: also burn the missing bits of a
+    word whose burned bits are a subset of the value. A word holding a bit the value does not have
+    conflicts under every policy: the board is failed permanently, nothing written."""
+
+    policy: str = "never"
+    words: tuple[FuseWord, ...] = ()
+
+
+BOARD_DATA_SOURCES = ("counter", "list")
+BOARD_DATA_ENCODINGS = ("text", "hex", "u32le")
+
+
+@dataclass(frozen=True)
+class BoardData:
+    """A value each board gets once and no other board ever gets: a serial number from a counter
+    (`format` applied to start, start + step, ...) or the next unused line of a list file (MAC
+    addresses). Written to flash at `address` (`encoding`: text, hex digits as bytes, or a 32-bit
+    little-endian number; padded with 0xFF to `size`), or burned into a fuse word."""
+
+    name: str
+    source: str  # counter | list
+    format: str = "{}"
+    start: int = 1
+    step: int = 1
+    list_file: str | None = None  # absolute path of the list
+    address: int | None = None
+    encoding: str = "text"
+    size: int = 0
+    fuse: FuseWord | None = None  # value filled in per board
+
+    def encode(self, value: str) -> bytes:
+        if self.encoding == "hex":
+            data = bytes.fromhex(value.replace(":", "").replace("-", ""))
+        elif self.encoding == "u32le":
+            data = int(value, 0).to_bytes(4, "little")
+        else:
+            data = value.encode()
+        return data + b"\xff" * (self.size - len(data))
+
+    def as_int(self, value: str) -> int:
+        """The value as a number, for a fuse word."""
+        return int(value.replace(":", "").replace("-", ""), 16) if self.source == "list" else int(value, 0)
+
+
+@dataclass(frozen=True)
+class RecoveryPolicy:
+    max_attempts: int = 3  # runs of the whole flow for one board
+    transient_retries: int = 2  # retries of one step after re-configuring memory
+    backoff_s: float = 0.2
+    backoff_max_s: float = 2.0
+    suspect_after: int = 3  # consecutive failures on a port while its boards pass elsewhere
+    power_cycle: bool = False  # may gangd write the hub port's sysfs `disable` attribute
+
+    def backoff(self, attempt: int) -> float:
+        return min(self.backoff_max_s, self.backoff_s * 2 ** max(0, attempt - 1))
+
+
+@dataclass(frozen=True)
+class Recipe:
+    family: FamilyInfo
+    flashloader: bytes
+    flashloader_address: int
+    jump_address: int
+    memory_id: int
+    option_address: int
+    option_words: tuple[int, ...]
+    images: tuple[Image, ...]
+    verify: bool = True
+    final_action: str = "reset"  # or "leave"
+    # A board that reads reliably only below the recipe's flash clock: "accept" (programmed at the
+    # lower clock, flagged in its record) or "reject" (failed).
+    quality_marginal: str = "accept"
+    fuses: FusePlan = field(default_factory=FusePlan)
+    flashloader_path: str | None = None  # as the configuration names it (for `gangd plan`)
+    board_data: tuple[BoardData, ...] = ()
+    recovery: RecoveryPolicy = field(default_factory=RecoveryPolicy)
+    deadlines: Deadlines = field(default_factory=Deadlines)
+
+
+def builtin_rt1020(image: bytes, flashloader: bytes, jump_address: int, deadlines: Deadlines | None = None) -> Recipe:
+    return Recipe(
+        family=load_family("mimxrt1020"),
+        flashloader=flashloader,
+        flashloader_address=0x2000_0000,
+        jump_address=jump_address,
+        memory_id=9,
+        option_address=0x2000,
+        option_words=(0xC000_0007,),
+        images=(Image(0x6000_0000, image),),
+        deadlines=deadlines or Deadlines(),
+    )

@@ -1,0 +1,52 @@
+"""Domain errors: every failure a job can end with names its port and its step."""
+
+from __future__ import annotations
+
+
+class JobError(Exception):
+    """A provisioning step failed. `reason` is plain words; `status` the board's code, if any."""
+
+    result = "failed"
+
+    def __init__(self, port: str, step: str, reason: str, status: int | None = None, kind: str | None = None) -> None:
+        super().__init__(f"port {port}: {step}: {reason}")
+        self.port = port
+        self.step = step
+        self.reason = reason
+        self.status = status
+        self.kind = kind  # for failures without a status code: see recovery.KIND_CLASS
+
+
+class StepTimeout(JobError):
+    """A step's deadline fired while the board was still busy or silent."""
+
+
+class ReplugTimeout(JobError):
+    """The board did not come back on its port (after a jump or reset) before the deadline."""
+
+
+class BoardRemoved(JobError):
+    """The board left its port in the middle of the job."""
+
+    result = "removed"
+
+
+class CommandFailed(JobError):
+    """The board answered a command with an error status."""
+
+
+class JobStopped(JobError):
+    """gangd is shutting down; the job ended at a safe point between steps."""
+
+    result = "stopped"
+
+
+class DataUnavailable(JobError):
+    """No per-board value can be handed out (a list is exhausted): the board is not at fault, and
+    the station starts no new job that needs a value until there is one."""
+
+    result = "stopped"
+
+
+class DataExhausted(Exception):
+    """A list of per-board values has no unused value left (raised by the records store)."""

@@ -1,0 +1,210 @@
+"""One physical USB port of the station: its events, in order, and "wait for replug".
+
+A board is known by the port it sits in. The port's events arrive in one queue that whoever is
+in charge reads: the port task while the port is idle, the board's job while it runs. Waiting for a
+replug (fwupd's remove-delay) means reading that queue until an add of the expected stage shows up
+on this port, under a deadline.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from gangd.config.family import FamilyInfo, UsbIds
+from gangd.core.errors import BoardRemoved, ReplugTimeout
+from gangd.core.events import ADD, PortEvent
+from gangd.service.metrics import Metrics
+
+ROM = "rom"
+FLASHLOADER = "flashloader"
+
+
+def stage_of(family: FamilyInfo, event: PortEvent) -> str | None:
+    ids = UsbIds(event.vid, event.pid)
+    if family.is_flashloader(ids):
+        return FLASHLOADER
+    if family.is_rom(ids):
+        return ROM
+    return None
+
+
+class Port:
+    def __init__(self, path: str, label: str | None, family: FamilyInfo, metrics: Metrics | None = None) -> None:
+        self.path = path
+        self.label = label or path
+        self.family = family
+        self.metrics = metrics
+        self._send, self._receive = trio.open_memory_channel[PortEvent](math.inf)
+        self.attached: PortEvent | None = None  # the board as of the last event consumed
+        self.present = False  # a board is there as of the last event delivered (not yet consumed)
+        self._state = "idle"
+        self._suspect = False
+        self._disabled = False  # by the operator: no new job starts here, its board is left alone
+        self._step: str | None = None
+        self._progress = 0.0  # the running job's weighted progress, 0..1
+        self.last_result: str | None = None
+        self.last_reason: str | None = None
+        self.counts: dict[str, int] = {}
+        self.busy_since: float | None = None  # monotonic time the running job began
+        self.job: Any = None  # the Job running here (set by the station), for the live views
+        self.last_job: Any = None  # the JobResult of the last board finished here
+        self.last_duration_s: float | None = None
+        self.on_change: Callable[[], None] = lambda: None  # the station's live view listens here
+        self.wake: trio.CancelScope | None = None  # a task holding a board while the port is disabled
+        if metrics is not None:
+            metrics.add_port(self.label)
+
+    # --- what the port is doing, mirrored into the metrics ----------------------------------------
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    @state.setter
+    def state(self, value: str) -> None:
+        if value != "idle" and self._state == "idle":
+            self.busy_since = time.monotonic()
+        self._state = value
+        self._export_state()
+        self.on_change()
+
+    @property
+    def step(self) -> str | None:
+        return self._step
+
+    @step.setter
+    def step(self, value: str | None) -> None:
+        self._step = value
+        self.on_change()
+
+    @property
+    def progress(self) -> float:
+        return self._progress
+
+    @progress.setter
+    def progress(self, value: float) -> None:
+        self._progress = value
+        self.on_change()
+
+    @property
+    def disabled(self) -> bool:
+        """Disabled by the operator: a running job finishes, no new one starts."""
+        return self._disabled
+
+    @disabled.setter
+    def disabled(self, value: bool) -> None:
+        self._disabled = value
+        self._export_state()
+        if not value and self.wake is not None:
+            self.wake.cancel()  # the port task holding a board goes on with it
+        self.on_change()
+
+    @property
+    def suspect(self) -> bool:
+        """Its boards fail here and pass on other ports."""
+        return self._suspect
+
+    @suspect.setter
+    def suspect(self, value: bool) -> None:
+        self._suspect = value
+        if self.metrics is not None:
+            self.metrics.suspect.labels(self.label).set(int(value))
+        self._export_state()
+        self.on_change()
+
+    @property
+    def shown_state(self) -> str:
+        if self._state == "idle" and self._disabled:
+            return "disabled"
+        return "suspect" if self._suspect and self._state == "idle" else self._state
+
+    def _export_state(self) -> None:
+        if self.metrics is not None:
+            self.metrics.port_state.labels(self.label).state(self.shown_state)
+
+    # --- the job observer (observer.py): what the port's job does, for /status and the metrics ----
+
+    async def job_started(self, result: Any, images: list[dict[str, Any]], family: str) -> None:
+        self.state, self.progress = "programming", 0.0
+
+    async def job_finished(self, result: Any) -> None:
+        self.step, self.state = None, "idle"
+
+    def state_changed(self, state: str) -> None:
+        self.state = state
+
+    def step_started(self, step: str) -> None:
+        self.step = step
+
+    def progress_changed(self, fraction: float) -> None:
+        self.progress = fraction
+
+    def step_finished(self, step: str, seconds: float) -> None:
+        if self.metrics is not None:
+            self.metrics.step_duration.labels(step).observe(seconds)
+
+    def step_failed(self, step: str, code_class: str, action: str) -> None:
+        if self.metrics is not None:
+            self.metrics.step_failures.labels(self.label, step, code_class).inc()
+            if action != "none":
+                self.metrics.recoveries.labels(self.label, action).inc()
+
+    def clock_fallback(self) -> None:
+        """A board on this port was programmed below the recipe's flash clock (a marginal board)."""
+        if self.metrics is not None:
+            self.metrics.clock_fallbacks.labels(self.label).inc()
+
+    def bytes_written(self, length: int) -> None:
+        if self.metrics is not None:
+            self.metrics.bytes_written.labels(self.label).inc(length)
+
+    def finished(self, result: str, reason: str | None, duration_s: float, at: float) -> None:
+        """Called once the job's record is committed: counts follow the records."""
+        self.last_result, self.last_reason = result, reason
+        self.last_duration_s = duration_s
+        self.counts[result] = self.counts.get(result, 0) + 1
+        self.on_change()
+        if self.metrics is not None:
+            self.metrics.boards.labels(self.label, result).inc()
+            self.metrics.board_duration.labels(self.label).observe(duration_s)
+            if result == "success":
+                self.metrics.last_success.labels(self.label).set(at)
+
+    def deliver(self, event: PortEvent) -> None:
+        """Called by the station, in event order, from the trio thread."""
+        self.present = event.action == ADD
+        self._send.send_nowait(event)
+        self.on_change()
+
+    async def next_event(self) -> PortEvent:
+        while True:
+            event = await self._receive.receive()
+            if event.action == ADD and self.attached == event:
+                continue  # the same enumeration reported twice (coldplug racing the monitor)
+            self.attached = event if event.action == ADD else None
+            return event
+
+    async def wait_for_stage(self, stage: str, timeout_s: float, step: str, serial: str | None = None) -> PortEvent:
+        """The next add of `stage` on this port; ReplugTimeout naming port, step and deadline.
+
+        The port is the board's name, but not a proof: if the operator swapped boards while this
+        one was off the bus, the newcomer's USB serial tells (when both have one)."""
+        with trio.move_on_after(timeout_s):
+            while True:
+                event = await self.next_event()
+                if event.action == ADD and serial and event.serial and event.serial != serial:
+                    raise BoardRemoved(
+                        self.path,
+                        step,
+                        f"another board (serial {event.serial}) appeared on the port: {serial} was taken out",
+                    )
+                if event.action == ADD and stage_of(self.family, event) == stage:
+                    return event
+        raise ReplugTimeout(
+            self.path, step, f"the {stage} did not appear on the port within {timeout_s:g} s", kind="replug-timeout"
+        )

@@ -1,0 +1,85 @@
+"""What one board's job produced: its result, step timings and the failures met on the way.
+
+Written by the job engine (`job.py`), kept by the records (`to_record`), read by the station, the
+status API and the metrics.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from gangd.engine.diagnosis import Diagnosis
+
+
+@dataclass
+class StepTiming:
+    name: str
+    seconds: float
+    attempt: int = 1
+
+
+@dataclass
+class Attempt:
+    attempt: int
+    step: str
+    status: int | None
+    error: str
+    klass: str
+    action: str
+
+    def to_record(self) -> dict:
+        return {
+            "attempt": self.attempt,
+            "step": self.step,
+            "status": self.status,
+            "error": self.error,
+            "class": self.klass,
+            "action": self.action,
+        }
+
+
+@dataclass
+class JobResult:
+    job_id: int
+    port: str
+    label: str
+    serial: str | None
+    result: str  # success | failed | removed | stopped
+    step: str | None = None
+    reason: str | None = None
+    status: int | None = None
+    board_id: str | None = None
+    record_id: int | None = None
+    started: float = 0.0
+    duration_s: float = 0.0
+    steps: list[StepTiming] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)
+    fuses: list[dict] = field(default_factory=list)
+    flash_clock_mhz: int | None = None  # the read clock the images were programmed and verified at
+    diagnoses: list[Diagnosis] = field(default_factory=list)
+    marginal: bool = False  # programmed below the recipe's clock: a marginal board, flagged
+    board_data: dict[str, str] = field(default_factory=dict)  # per-board values this board got
+    halt: str | None = None  # why the station must start no new job (per-board data exhausted)
+
+    @property
+    def identity(self) -> str | None:
+        return self.board_id or self.serial
+
+    def to_record(self) -> dict[str, Any]:
+        return dict(
+            finished=time.time(),
+            result=self.result,
+            step=self.step,
+            reason=self.reason,
+            status=self.status,
+            board_id=self.board_id,
+            fuses=self.fuses,
+            flash_clock_mhz=self.flash_clock_mhz,
+            marginal=int(self.marginal),
+            steps=[{"name": s.name, "seconds": round(s.seconds, 4), "attempt": s.attempt} for s in self.steps],
+            attempts=[a.to_record() for a in self.attempts],
+            diagnoses=[d.to_record() for d in self.diagnoses],
+            board_data=self.board_data,
+        )

@@ -1,0 +1,335 @@
+"""The station: one task per USB port, events routed to their port, one job per board.
+
+    board source (udev / simulated hub) ─► Station.dispatch ─► Port queue ─► port task ─► Job
+
+A port task waits for a board to appear, runs its job, reports the result, then waits for that
+board to leave before it takes the next one (a finished board that re-enumerates after its reset
+is still the same board). Stopping means: no new jobs; running jobs end at their next step
+boundary, and whatever is still running when the grace period ends is cancelled.
+
+The operator may disable a port (its running job finishes, no new job starts, a board sitting
+there is left alone until the port is enabled again) and acknowledge a suspect flag. Every change
+of a port's state bumps `changes`, which the live views (station page, `gangd watch`) wait on.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict, deque
+from collections.abc import Callable
+
+import structlog
+import trio
+
+from gangd.config.family import FamilyInfo
+from gangd.config.recipe import Recipe
+from gangd.core.events import ADD, PortEvent
+from gangd.core.port import Port, stage_of
+from gangd.core.results import JobResult
+from gangd.core.types import BoardSource, PortPower
+from gangd.engine.job import Job
+from gangd.io.udev import is_port_path
+from gangd.service.metrics import Metrics
+from gangd.service.records import RecordStore, list_values
+
+log = structlog.get_logger("gangd.core.station")
+
+HISTORY = 100  # results kept in memory for status and tests (the records keep all of them)
+PASSED_MEMORY = 2_000  # boards remembered as good, for telling port faults from board faults
+
+ResultListener = Callable[[JobResult], None]
+
+
+class UnknownPort(KeyError):
+    """A port named by an operator (path or label) that the station does not have."""
+
+
+class Changes:
+    """A version number that goes up whenever something the station shows changes.
+
+    Waiters are woken at once; they read whatever state is current, so a burst of changes costs
+    one wake-up per waiter, not one per change."""
+
+    def __init__(self) -> None:
+        self.version = 0
+        self._event = trio.Event()
+
+    def notify(self) -> None:
+        self.version += 1
+        self._event.set()
+
+    async def wait(self, seen: int) -> int:
+        """Returns the version as soon as it differs from `seen`."""
+        while self.version == seen:
+            if self._event.is_set():
+                self._event = trio.Event()
+            await self._event.wait()
+        return self.version
+
+
+class Station:
+    def __init__(
+        self,
+        family: FamilyInfo,
+        recipe: Recipe,
+        ports: dict[str, str | None] | None = None,
+        records: RecordStore | None = None,
+        power: PortPower | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.metrics = metrics
+        self.family = family
+        self.recipe = recipe
+        self.records = records
+        self.power = power
+        self.configured = dict(ports or {})  # path -> label; empty means every port
+        self.ports: dict[str, Port] = {}
+        self.results: list[JobResult] = []  # the most recent ones only (see HISTORY)
+        self.jobs_finished = 0
+        self.counts: Counter[str] = Counter()
+        self._recent: dict[str, deque[tuple[str | None, str]]] = {}  # port -> (board, result), last K
+        self._passed: OrderedDict[str, set[str]] = OrderedDict()  # board -> ports it passed on (LRU)
+        self.listeners: list[ResultListener] = []
+        self.stopping = False
+        self.halted: str | None = None  # why no job that needs per-board data can start now
+        self.changes = Changes()
+        self._nursery: trio.Nursery | None = None
+        self._jobs_running = 0
+        self._idle = trio.Event()
+
+    # --- life cycle ---------------------------------------------------------------------------
+
+    async def run(self, source: BoardSource, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until cancelled. `task_status.started()` fires once the coldplug scan is done."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            for path, label in self.configured.items():
+                self._add_port(path, label)
+            await nursery.start(source, self.dispatch)
+            task_status.started()
+
+    def stop(self) -> None:
+        """No new jobs from now on; running jobs stop at their next step boundary."""
+        self.stopping = True
+        self._check_idle()
+        self.changes.notify()
+
+    def _check_idle(self) -> None:
+        if self.stopping and self._jobs_running == 0:
+            self._idle.set()
+
+    async def wait_jobs_done(self) -> None:
+        """After stop(): returns when no job is running any more."""
+        await self._idle.wait()
+
+    def summary(self) -> str:
+        """One line for systemd's STATUS=."""
+        busy = sum(1 for port in self.ports.values() if port.state != "idle")
+        ok, failed = self.counts["success"], self.counts["failed"]
+        suspect = sum(1 for port in self.ports.values() if port.suspect)
+        present = sum(1 for port in self.ports.values() if port.present)
+        text = f"{len(self.ports)} ports, {present} boards present, {busy} busy; {ok} programmed, {failed} failed"
+        return text + (f"; {suspect} suspect ports" if suspect else "")
+
+    def status(self) -> dict:
+        """What /status shows: each port's state, step, progress, last result and counters."""
+        return {
+            "stopping": self.stopping,
+            "halted": self.halted,
+            "counts": dict(self.counts),
+            "jobs_finished": self.jobs_finished,
+            "ports": [
+                {
+                    "port": port.path,
+                    "label": port.label,
+                    "state": port.shown_state,
+                    "step": port.step,
+                    "progress": round(port.progress, 3),
+                    "suspect": port.suspect,
+                    "disabled": port.disabled,
+                    "board": port.attached.serial if port.attached else None,
+                    "last_result": port.last_result,
+                    "last_reason": port.last_reason,
+                    "counts": dict(port.counts),
+                }
+                for port in sorted(self.ports.values(), key=lambda p: p.path)
+            ],
+        }
+
+    # --- the operator's controls ------------------------------------------------------------------
+
+    def port_named(self, name: str) -> Port:
+        """A port by its path (`1-1.3`) or its label (`A3`)."""
+        port = self.ports.get(name) or next((p for p in self.ports.values() if p.label == name), None)
+        if port is None:
+            raise UnknownPort(name)
+        return port
+
+    def set_enabled(self, name: str, enabled: bool) -> Port:
+        """Disable: the running job finishes, no new job starts and a board plugged in is left
+        alone. Enable: a board waiting on the port gets its job."""
+        port = self.port_named(name)
+        if port.disabled == (not enabled):
+            return port
+        port.disabled = not enabled
+        log.warning(
+            "port enabled by the operator" if enabled else "port disabled by the operator",
+            port=port.path,
+            label=port.label,
+        )
+        return port
+
+    def acknowledge(self, name: str) -> Port:
+        """The operator has seen the suspect flag (and moved the boards off, or fixed the port):
+        the flag clears and the port is judged afresh from its next boards."""
+        port = self.port_named(name)
+        self._recent.pop(port.path, None)
+        if port.suspect:
+            port.suspect = False
+            log.warning("suspect flag acknowledged by the operator", port=port.path, label=port.label)
+        return port
+
+    # --- routing ------------------------------------------------------------------------------
+
+    def dispatch(self, event: PortEvent) -> None:
+        port = self.ports.get(event.port)
+        if port is None:
+            if self.configured or not is_port_path(event.port):
+                log.warning("event on a port outside the configuration skipped", port=event.port, ids=event.ids)
+                return
+            port = self._add_port(event.port, None)
+        if event.action == ADD and stage_of(self.family, event) is None:
+            log.warning("device with unexpected ids skipped", port=event.port, ids=event.ids)
+            return
+        port.deliver(event)
+
+    def _add_port(self, path: str, label: str | None) -> Port:
+        port = Port(path, label, self.family, self.metrics)
+        port.on_change = self.changes.notify
+        self.ports[path] = port
+        self.changes.notify()
+        assert self._nursery is not None
+        self._nursery.start_soon(self._port_task, port, name=f"port {path}")
+        return port
+
+    async def _port_task(self, port: Port) -> None:
+        event: PortEvent | None = None
+        while True:
+            if event is None:
+                event = await port.next_event()
+                if event.action != ADD:
+                    event = None
+                    continue
+            if self.stopping:
+                log.info("board ignored: gangd is stopping", port=port.path)
+                event = None
+                continue
+            if port.disabled:
+                event = await self._hold(port, event)
+                continue
+            if self.halted and not self._data_available():
+                log.warning("board left alone: no per-board data to give it", port=port.path, reason=self.halted)
+                port.state_changed("disabled")
+                port.last_result, port.last_reason = "stopped", self.halted
+                event = None
+                continue
+            self._jobs_running += 1
+            try:
+                job = port.job = Job(port, event, self.recipe, lambda: self.stopping, self.records, self.power)
+                result = await job.run()
+            finally:
+                port.job = None
+                self._jobs_running -= 1
+                self._check_idle()
+            if result.halt:
+                self.halted = result.halt
+                log.error("no new jobs: per-board data exhausted", reason=result.halt)
+            self._remember(result)
+            port.last_job = result
+            port.finished(result.result, result.reason, result.duration_s, result.started + result.duration_s)
+            self._judge_ports()
+            for listener in self.listeners:
+                listener(result)
+            finished_serial, event = event.serial, None
+            newcomer = port.attached
+            if result.result == "removed":
+                # That board left; whatever is on the port now (a newcomer, or the same board
+                # plugged back in) is a board to program, and the next add starts it otherwise.
+                event = newcomer
+                continue
+            if newcomer is not None and newcomer.serial and finished_serial and newcomer.serial != finished_serial:
+                event = newcomer  # swapped in while the last job ran: it is a new board, start on it
+                continue
+            # The finished board stays until someone takes it out; only then is the port free.
+            while port.attached is not None:
+                await port.next_event()
+
+    async def _hold(self, port: Port, event: PortEvent | None) -> PortEvent | None:
+        """While the port is disabled: follow its board (in, out, another one) without touching it.
+        Returns the board on the port once it is enabled again, or None when it is empty."""
+        if event is not None:
+            log.info("board left alone: the port is disabled", port=port.path, serial=event.serial)
+        while port.disabled:
+            with trio.CancelScope() as scope:
+                port.wake = scope
+                try:
+                    latest = await port.next_event()
+                finally:
+                    port.wake = None
+            if not scope.cancelled_caught:
+                event = latest if latest.action == ADD else None
+        return event
+
+    def _data_available(self) -> bool:
+        """Per-board data was exhausted: is there a value again (someone extended the list)?"""
+        if self.records is None or not any(entry.source == "list" for entry in self.recipe.board_data):
+            return True
+        used = {(a["name"], a["value"]) for a in self.records.allocations()}
+        for entry in self.recipe.board_data:
+            if entry.list_file and all((entry.name, v) in used for v in list_values(entry.list_file)):
+                return False
+        self.halted = None
+        for port in self.ports.values():
+            if port.state == "disabled" and port.last_reason and port.last_result == "stopped":
+                port.state_changed("idle")
+        return True
+
+    def _remember(self, result: JobResult) -> None:
+        """Bounded memory of results: a line runs for days, the daemon must not grow with it."""
+        self.jobs_finished += 1
+        self.counts[result.result] += 1
+        self.results.append(result)
+        if len(self.results) > 2 * HISTORY:
+            del self.results[:-HISTORY]
+        k = self.recipe.recovery.suspect_after
+        recent = self._recent.setdefault(result.port, deque(maxlen=k))
+        if recent.maxlen != k:  # a reload changed suspect_after
+            recent = self._recent[result.port] = deque(recent, maxlen=k)
+        recent.append((result.identity, result.result))
+        if result.result == "success" and result.identity:
+            self._passed.setdefault(result.identity, set()).add(result.port)
+            self._passed.move_to_end(result.identity)
+            while len(self._passed) > PASSED_MEMORY:
+                self._passed.popitem(last=False)
+
+    def _judge_ports(self) -> None:
+        """Flag a port whose last K boards all failed there while each of them passed elsewhere.
+
+        Judged again after every result on any port: the proof that a board is good usually comes
+        after it failed on the suspect port, when the operator tries it in another one.
+        """
+        k = self.recipe.recovery.suspect_after
+        for port in self.ports.values():
+            recent = self._recent.get(port.path, ())
+            suspect = len(recent) == k and all(
+                result == "failed" and board and self._passed.get(board, set()) - {port.path}
+                for board, result in recent
+            )
+            if suspect != port.suspect:
+                port.suspect = suspect
+                if suspect:
+                    log.warning(
+                        "suspect port: its boards fail here and pass elsewhere",
+                        port=port.path,
+                        label=port.label,
+                        boards=[board for board, _ in recent],
+                    )

@@ -1,0 +1,1 @@
+"""The boundary to the machine: udev hotplug, the hidraw transport, hub port power."""

@@ -1,0 +1,210 @@
+"""gangd's spsdk `DeviceBase`: HID reports over one file descriptor, with poll-based timeouts.
+
+On hardware the descriptor is the board's own `/dev/hidrawN` (the exact node udev named for its
+port); under simulation it is a SOCK_SEQPACKET unix socket to the simulated board, or the board's
+emulated /dev/hidrawN (`gangd sim --hidraw`). All keep
+report boundaries: one read returns one report, one write sends one. Everything above this class
+(spsdk's bulk framing, commands and status codes) is spsdk's real code path.
+
+Timeouts are `poll()` deadlines, never a blocking read that cannot be interrupted, and `abort()`
+wakes a call blocked in another thread at once: that is how a trio deadline reaches a spsdk call
+running in a worker thread.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import select
+import socket
+import stat
+import struct
+
+from spsdk.exceptions import SPSDKConnectionError
+from spsdk.utils.exceptions import SPSDKTimeoutError
+from spsdk.utils.interfaces.device.base import DeviceBase
+
+DEFAULT_TIMEOUT_MS = 5000
+# linux/hidraw.h: HIDIOCGRAWINFO = _IOR('H', 0x03, struct hidraw_devinfo { u32 bustype; s16 vendor; s16 product; })
+HIDIOCGRAWINFO = 0x80084803
+_READ_EVENTS = select.POLLIN | select.POLLPRI
+
+
+class DeviceGoneError(SPSDKConnectionError):
+    """The device node no longer answers: the board was unplugged or re-enumerated."""
+
+
+class WrongDeviceError(SPSDKConnectionError):
+    """The node answers with other USB ids than the event named: not the board we were told of."""
+
+
+class TransportAborted(SPSDKConnectionError):
+    """The call was abandoned from outside (a deadline fired, or the job is being stopped)."""
+
+
+class FdHidDevice(DeviceBase):
+    def __init__(
+        self, devnode: str, timeout: int = DEFAULT_TIMEOUT_MS, expected_ids: tuple[int, int] | None = None
+    ) -> None:
+        self.devnode = devnode
+        self.expected_ids = expected_ids
+        self._timeout = timeout
+        self._fd: int | None = None
+        self._sock: socket.socket | None = None
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._aborted = False
+
+    # --- DeviceBase -----------------------------------------------------------------------------
+
+    @property
+    def is_opened(self) -> bool:
+        return self._fd is not None
+
+    @property
+    def timeout(self) -> int:
+        return self._timeout
+
+    @timeout.setter
+    def timeout(self, value: int) -> None:
+        self._timeout = value
+
+    def open(self) -> None:
+        if self._fd is not None:
+            return
+        try:
+            mode = os.stat(self.devnode).st_mode
+            if stat.S_ISSOCK(mode):
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+                try:
+                    sock.connect(self.devnode)
+                except OSError:
+                    sock.close()
+                    raise
+                sock.setblocking(False)
+                self._sock = sock
+                self._fd = sock.fileno()
+            else:
+                self._fd = os.open(self.devnode, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+                if stat.S_ISCHR(mode) and self.expected_ids is not None:
+                    self._check_ids(self._fd)
+        except WrongDeviceError:
+            self.close()
+            raise
+        except FileNotFoundError as exc:
+            raise DeviceGoneError(f"{self.devnode}: device node is gone") from exc
+        except ConnectionRefusedError as exc:
+            raise DeviceGoneError(f"{self.devnode}: device is gone") from exc
+        except PermissionError as exc:
+            raise SPSDKConnectionError(f"{self.devnode}: permission denied") from exc
+        except OSError as exc:
+            raise SPSDKConnectionError(f"{self.devnode}: cannot open: {exc.strerror}") from exc
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+        elif self._fd is not None:
+            os.close(self._fd)
+        self._sock = None
+        self._fd = None
+
+    def read(self, length: int, timeout: int | None = None) -> bytes:
+        fd = self._require_open()
+        # Try first: in a data phase the next report is usually there already, and a poll()
+        # per report is a measurable share of gangd's CPU at 64 boards.
+        try:
+            data = os.read(fd, length)
+        except BlockingIOError:
+            self._wait(fd, select.POLLIN, timeout, "read")
+            try:
+                data = os.read(fd, length)
+            except BlockingIOError:
+                raise SPSDKTimeoutError(f"{self.devnode}: no report") from None
+            except OSError as exc:
+                raise self._gone(exc) from exc
+        except OSError as exc:
+            raise self._gone(exc) from exc
+        if not data:
+            raise DeviceGoneError(f"{self.devnode}: device disconnected")
+        return data
+
+    def write(self, data: bytes, timeout: int | None = None) -> None:
+        fd = self._require_open()
+        try:
+            written = os.write(fd, data)  # try first: the device rarely makes us wait
+        except BlockingIOError:
+            self._wait(fd, select.POLLOUT, timeout, "write")
+            try:
+                written = os.write(fd, data)
+            except OSError as exc:
+                raise self._gone(exc) from exc
+        except OSError as exc:
+            raise self._gone(exc) from exc
+        if written != len(data):
+            raise SPSDKConnectionError(f"{self.devnode}: short write ({written} of {len(data)} bytes)")
+
+    def __str__(self) -> str:
+        return f"hid:{self.devnode}"
+
+    # --- cancellation -------------------------------------------------------------------------
+
+    def abort(self) -> None:
+        """Wake any call blocked on this device (safe from any thread); later calls fail too."""
+        self._aborted = True
+        try:
+            os.write(self._wake_w, b"\0")
+        except BlockingIOError:
+            pass
+
+    def dispose(self) -> None:
+        """Close the device and the wake-up pipe; the object cannot be used afterwards."""
+        self.close()
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _check_ids(self, fd: int) -> None:
+        """Ask the hidraw driver which device this node is, before talking to it.
+
+        Runs on every character-device node: a real /dev/hidrawN, or a simulated board's emulated
+        one (`gangd sim --hidraw`, tests/hidraw); the simulator's sockets skip it.
+        """
+        _, vendor, product = struct.unpack("<Ihh", fcntl.ioctl(fd, HIDIOCGRAWINFO, bytes(8)))
+        actual = (vendor & 0xFFFF, product & 0xFFFF)
+        assert self.expected_ids is not None  # checked only when the caller named the ids
+        if actual != self.expected_ids:
+            raise WrongDeviceError(
+                f"{self.devnode}: is {actual[0]:04x}:{actual[1]:04x}, "
+                f"expected {self.expected_ids[0]:04x}:{self.expected_ids[1]:04x}"
+            )
+
+    def _require_open(self) -> int:
+        if self._aborted:
+            raise TransportAborted(f"{self.devnode}: aborted")
+        if self._fd is None:
+            raise SPSDKConnectionError(f"{self.devnode}: device is not open")
+        return self._fd
+
+    def _wait(self, fd: int, event: int, timeout: int | None, what: str) -> None:
+        ms = self._timeout if timeout is None else timeout
+        poller = select.poll()
+        poller.register(fd, event)
+        poller.register(self._wake_r, select.POLLIN)
+        ready = dict(poller.poll(ms))
+        if self._wake_r in ready or self._aborted:
+            raise TransportAborted(f"{self.devnode}: aborted")
+        if fd not in ready:
+            raise SPSDKTimeoutError(f"{self.devnode}: no {what} within {ms} ms")
+        if ready[fd] & (select.POLLNVAL | select.POLLERR) or (
+            ready[fd] & select.POLLHUP and not ready[fd] & _READ_EVENTS
+        ):
+            raise DeviceGoneError(f"{self.devnode}: device disconnected")
+
+    def _gone(self, exc: OSError) -> SPSDKConnectionError:
+        if exc.errno in (errno.ENODEV, errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.EIO):
+            return DeviceGoneError(f"{self.devnode}: device disconnected ({exc.strerror})")
+        return SPSDKConnectionError(f"{self.devnode}: {exc.strerror}")

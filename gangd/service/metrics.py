@@ -1,0 +1,114 @@
+"""Prometheus metrics, on a registry gangd creates and passes in (never the global one).
+
+Naming follows Prometheus practice: `gangd_` prefix, base units (seconds, bytes), `_total` for
+counters, and bounded labels only: `port` (the configured label, else the port path), `result`,
+`step`, `code_class`, `action`. Never a serial number or board id: those live in the records.
+Every series of a configured port exists at zero before its first board.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram, Info
+
+from gangd import __version__
+from gangd.core.types import PortState, Result
+from gangd.engine import recovery
+
+RESULTS = tuple(Result)
+STEPS = (
+    "load-flashloader",
+    "wait-replug",
+    "open",
+    "identify",
+    "configure-memory",
+    "erase",
+    "write",
+    "verify",
+    "diagnose",
+    "fuses",
+    "fuses-burn",
+    "reset",
+    "recover-reset",
+)
+CODE_CLASSES = recovery.CLASSES
+ACTIONS = recovery.ACTIONS
+PORT_STATES = tuple(PortState)
+
+BOARD_BUCKETS = (1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600)
+STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.boards = Counter("gangd_boards", "Boards finished, by port and result.", ["port", "result"], registry=r)
+        self.board_duration = Histogram(
+            "gangd_board_duration_seconds",
+            "Time from a board's first event to its result, by port.",
+            ["port"],
+            buckets=BOARD_BUCKETS,
+            registry=r,
+        )
+        self.step_duration = Histogram(
+            "gangd_step_duration_seconds",
+            "Duration of successful steps, by step.",
+            ["step"],
+            buckets=STEP_BUCKETS,
+            registry=r,
+        )
+        self.step_failures = Counter(
+            "gangd_step_failures",
+            "Failed steps, by port, step and recovery class of the status code.",
+            ["port", "step", "code_class"],
+            registry=r,
+        )
+        self.recoveries = Counter(
+            "gangd_recoveries", "Recovery actions taken, by port and action.", ["port", "action"], registry=r
+        )
+        self.port_state = Enum(
+            "gangd_port_state", "What each port is doing.", ["port"], states=list(PORT_STATES), registry=r
+        )
+        self.last_success = Gauge(
+            "gangd_last_success_timestamp_seconds",
+            "Unix time of the last board programmed on the port.",
+            ["port"],
+            registry=r,
+        )
+        self.bytes_written = Counter(
+            "gangd_bytes_written", "Image bytes written to boards, by port.", ["port"], registry=r
+        )
+        self.suspect = Gauge(
+            "gangd_port_suspect", "1 when the port's boards fail there and pass elsewhere.", ["port"], registry=r
+        )
+        self.clock_fallbacks = Counter(
+            "gangd_flash_clock_fallbacks",
+            "Boards whose flash read path was marginal "
+            "at the recipe's clock and were programmed at a lower one, by port.",
+            ["port"],
+            registry=r,
+        )
+        self.build = Info("gangd_build", "gangd version.", registry=r)
+        self.build.info({"version": __version__})
+        self.started = Gauge("gangd_start_time_seconds", "Unix time gangd started.", registry=r)
+        self.started.set(time.time())
+        for step in STEPS:
+            self.step_duration.labels(step)
+
+    def add_port(self, port: str) -> None:
+        """Pre-create every series of a port so dashboards see zeros, not gaps."""
+        for result in RESULTS:
+            self.boards.labels(port, result)
+        self.board_duration.labels(port)
+        for step in STEPS:
+            for code_class in CODE_CLASSES:
+                self.step_failures.labels(port, step, code_class)
+        for action in ACTIONS:
+            self.recoveries.labels(port, action)
+        self.port_state.labels(port).state("idle")
+        self.last_success.labels(port)
+        self.bytes_written.labels(port)
+        self.clock_fallbacks.labels(port)
+        self.suspect.labels(port).set(0)

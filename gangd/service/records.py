@@ -1,0 +1,247 @@
+"""Durable board records in SQLite: one row per job, committed before the board is reported done.
+
+A row is inserted as `running` when the job starts and completed when it ends; on start-up every
+row still `running` belongs to a daemon that died mid-job and is marked `interrupted`. The journal
+is WAL with synchronous=FULL, so a committed record survives SIGKILL and power loss.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from gangd.core.errors import DataExhausted  # raised by allocate(); importers of the store catch it
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    port        TEXT NOT NULL,
+    label       TEXT NOT NULL,
+    serial      TEXT,
+    board_id    TEXT,
+    family      TEXT NOT NULL,
+    images      TEXT NOT NULL,           -- JSON: [{"address": .., "size": .., "sha256": ..}]
+    started     REAL NOT NULL,
+    finished    REAL,
+    result      TEXT NOT NULL,           -- running | success | failed | removed | stopped | interrupted
+    step        TEXT,
+    reason      TEXT,
+    status      INTEGER,
+    steps       TEXT NOT NULL DEFAULT '[]',    -- JSON: [{"name", "seconds", "attempt"}]
+    attempts    TEXT NOT NULL DEFAULT '[]',    -- JSON: [{"attempt", "step", "status", "error", "class", "action"}]
+    fuses       TEXT NOT NULL DEFAULT '[]',    -- JSON: [{"name", "index", "before", "after", "action"}]
+    flash_clock_mhz INTEGER,                   -- the read clock the images were programmed at
+    marginal    INTEGER NOT NULL DEFAULT 0,    -- 1: programmed below the recipe's clock
+    diagnoses   TEXT NOT NULL DEFAULT '[]',    -- JSON: [{"step", "status", "finding", "failed_mhz", "mhz", "code", "detail"}]
+    board_data  TEXT NOT NULL DEFAULT '{}'     -- JSON: {name: value} handed to this board
+);
+CREATE INDEX IF NOT EXISTS jobs_port ON jobs (port, id);
+-- Per-board data: every value ever handed out, to which board, by which job. A value is never
+-- handed to a second board (primary key); a board asking again gets its own value back.
+CREATE TABLE IF NOT EXISTS board_data (
+    name        TEXT NOT NULL,
+    value       TEXT NOT NULL,
+    seq         INTEGER NOT NULL,          -- counter: the number; list: the line's position
+    board_id    TEXT NOT NULL,
+    record_id   INTEGER NOT NULL,          -- the job that took it first
+    allocated   REAL NOT NULL,
+    PRIMARY KEY (name, value)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS board_data_board ON board_data (name, board_id);
+"""
+
+
+COLUMNS = (
+    "id",
+    "port",
+    "label",
+    "serial",
+    "board_id",
+    "family",
+    "images",
+    "started",
+    "finished",
+    "result",
+    "step",
+    "reason",
+    "status",
+    "steps",
+    "attempts",
+    "fuses",
+    "flash_clock_mhz",
+    "marginal",
+    "diagnoses",
+    "board_data",
+)
+JSON_COLUMNS = ("images", "steps", "attempts", "fuses", "diagnoses", "board_data")
+# Columns added after the first release, with their definitions: a database written by an older
+# gangd gains them when it is opened (SQLite's ALTER TABLE ADD COLUMN keeps every existing row).
+ADDED_COLUMNS = {
+    "flash_clock_mhz": "INTEGER",
+    "marginal": "INTEGER NOT NULL DEFAULT 0",
+    "diagnoses": "TEXT NOT NULL DEFAULT '[]'",
+    "board_data": "TEXT NOT NULL DEFAULT '{}'",
+}
+
+
+class RecordStore:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # One connection shared by the daemon's worker threads, serialized by a lock.
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            # Records are written once and read rarely: a small page cache keeps the daemon's
+            # memory flat as the file grows (SQLite's default grows to 2 MiB).
+            self._db.execute("PRAGMA cache_size=-256")
+            self._db.executescript(SCHEMA)
+            present = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+            for column, definition in ADDED_COLUMNS.items():
+                if column not in present:
+                    self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {definition}")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def mark_interrupted(self) -> int:
+        """Rows left `running` by a daemon that died; returns how many were marked."""
+        with self._lock:
+            cursor = self._db.execute(
+                "UPDATE jobs SET result='interrupted', finished=?, reason=coalesce(reason, "
+                "'gangd stopped while the job ran (killed or crashed)') WHERE result='running'",
+                (time.time(),),
+            )
+            return cursor.rowcount
+
+    def start(self, **fields: Any) -> int:
+        fields = {**fields, "result": "running"}
+        return self._write("INSERT INTO jobs ({}) VALUES ({})", fields)
+
+    def update(self, job_id: int, **fields: Any) -> None:
+        self._write("UPDATE jobs SET {} WHERE id=?", fields, job_id)
+
+    def _write(self, sql: str, fields: dict[str, Any], job_id: int | None = None) -> int:
+        values = [json.dumps(v) if k in JSON_COLUMNS else v for k, v in fields.items()]
+        if job_id is None:
+            statement = sql.format(", ".join(fields), ", ".join("?" * len(fields)))
+        else:
+            statement = sql.format(", ".join(f"{k}=?" for k in fields))
+            values.append(job_id)
+        with self._lock:
+            cursor = self._db.execute(statement, values)  # autocommit: durable on return
+            return (cursor.lastrowid or 0) if job_id is None else job_id
+
+    def allocate(self, record_id: int, board_id: str, entries: list[Any]) -> dict[str, str]:
+        """The per-board values of one board, in one transaction with its job's record: the board's
+        own values if it got them before (an interrupted job's board comes back: same values), else
+        the next unused ones. Raises DataExhausted when a list has none left.
+
+        Our choice for a value whose job never finished: it stays the board's (it may sit in the
+        board's flash already), is handed back to that board when it returns, and to no other."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                values = {entry.name: self._value(entry, board_id, record_id) for entry in entries}
+                self._db.execute("UPDATE jobs SET board_data=? WHERE id=?", (json.dumps(values), record_id))
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")  # durable on return (synchronous=FULL)
+            return values
+
+    def _value(self, entry: Any, board_id: str, record_id: int) -> str:
+        row = self._db.execute(
+            "SELECT value FROM board_data WHERE name=? AND board_id=?", (entry.name, board_id)
+        ).fetchone()
+        if row is not None:
+            return row[0]
+        last = self._db.execute("SELECT max(seq) FROM board_data WHERE name=?", (entry.name,)).fetchone()[0]
+        if entry.source == "counter":
+            seq = entry.start if last is None else last + entry.step
+            value = entry.format.format(seq)
+        else:
+            # The next line of the file not handed out yet (the file may have been edited).
+            used = {row[0] for row in self._db.execute("SELECT value FROM board_data WHERE name=?", (entry.name,))}
+            values = list_values(entry.list_file)
+            fresh = next(((n, v) for n, v in enumerate(values) if v not in used), None)
+            if fresh is None:
+                raise DataExhausted(
+                    f"the list of {entry.name} values is exhausted ({entry.list_file}: "
+                    f"all {len(values)} handed out); add values to it"
+                )
+            seq, value = fresh
+        self._db.execute(
+            "INSERT INTO board_data (name, value, seq, board_id, record_id, allocated) VALUES (?, ?, ?, ?, ?, ?)",
+            (entry.name, value, seq, board_id, record_id, time.time()),
+        )
+        return value
+
+    def allocations(self) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT name, value, seq, board_id, record_id FROM board_data ORDER BY name, seq"
+            ).fetchall()
+        return [dict(zip(("name", "value", "seq", "board_id", "record_id"), row)) for row in rows]
+
+    def jobs(self, port: str | None = None, result: str | None = None) -> list[dict[str, Any]]:
+        query, args = f"SELECT {', '.join(COLUMNS)} FROM jobs", []
+        conditions = []
+        if port:
+            conditions.append("(port=? OR label=?)")
+            args += [port, port]
+        if result:
+            conditions.append("result=?")
+            args.append(result)
+        if conditions:
+            query += " WHERE " + " AND ".join(conditions)
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY id", args).fetchall()
+        return [
+            {k: json.loads(v) if k in JSON_COLUMNS and v is not None else v for k, v in zip(COLUMNS, row)}
+            for row in rows
+        ]
+
+    def successes_elsewhere(self, board_id: str, port: str) -> bool:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT 1 FROM jobs WHERE board_id=? AND port<>? AND result='success' LIMIT 1", (board_id, port)
+            ).fetchone()
+        return row is not None
+
+    def recent(self, limit: int) -> list[dict[str, Any]]:
+        """The last `limit` finished jobs, newest first (the station page's table)."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {', '.join(COLUMNS)} FROM jobs WHERE result<>'running' ORDER BY id DESC LIMIT ?", (limit,)
+            ).fetchall()
+        return [
+            {k: json.loads(v) if k in JSON_COLUMNS and v is not None else v for k, v in zip(COLUMNS, row)}
+            for row in rows
+        ]
+
+
+def list_values(path: str) -> list[str]:
+    """The values of a list file: one per line; blank lines and # comments skipped."""
+    with open(path) as handle:
+        return [line.strip() for line in handle if line.strip() and not line.lstrip().startswith("#")]
+
+
+def export(rows: list[dict[str, Any]], fmt: str) -> str:
+    if fmt == "jsonl":
+        return "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: json.dumps(v) if k in JSON_COLUMNS else v for k, v in row.items()})
+    return buffer.getvalue()

@@ -1,0 +1,119 @@
+"""The composition root of a simulated line: the station on the simulated hub, with an operator.
+
+The only product module (with `gangd/cli/sim.py`) that imports `gangd.sim`: everything above the
+board source is the same code as on hardware (`app.py`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+
+import trio
+
+from gangd.config.loader import Config, resolve_layout
+from gangd.config.recipe import builtin_rt1020
+from gangd.core.station import Station
+from gangd.service.app import http_server, open_records, reloader, serve
+from gangd.service.metrics import Metrics
+from gangd.service.notify import Notifier
+from gangd.sim import BoardFactory, Operator, SimHub, TimingModel
+from gangd.sim.faults import FaultSpecError, parse_fault
+from gangd.sim.hub import default_port_paths
+from gangd.sim.images import build_flashloader_image
+from gangd.sim.socket_source import SimSocketPower, SimSocketSource
+from gangd.sim.source import SimHubSource, SimPortPower
+
+
+def attach_sim_socket(station: Station, path: str, power_cycle: bool):
+    """Boards from a simulated hub served by another process (the soak); returns the board source."""
+    remote = SimSocketSource(path)
+    station.power = SimSocketPower(remote) if power_cycle else None
+    station.listeners.append(lambda result: remote.finished(result.port, result.result))
+    return remote.run
+
+
+def fault_shares(items: list[str]) -> list[tuple[str, float]]:
+    """`--fault-share SPEC=FRACTION` (the fraction after the last '=') as checked (spec, fraction)."""
+    shares = []
+    for item in items:
+        spec, sep, fraction = item.rpartition("=")
+        try:
+            value = float(fraction)
+        except ValueError:
+            value = -1.0
+        if not sep or not spec or not 0.0 <= value <= 1.0:
+            raise ValueError(f"--fault-share {item!r}: expected SPEC=FRACTION with a fraction from 0 to 1")
+        try:
+            parse_fault(spec)
+        except FaultSpecError as exc:
+            raise ValueError(f"--fault-share {item!r}: {exc}") from None
+        shares.append((spec, value))
+    return shares
+
+
+def board_faults(always: tuple[str, ...], shares: list[tuple[str, float]], seed: int):
+    """Each simulated board's faults: every --fault, and each shared fault drawn for that board
+    from a generator seeded by (seed, board number), so a run is repeatable."""
+    import random
+
+    def faults(n: int) -> tuple[str, ...]:
+        rng = random.Random(seed * 7_919 + n)
+        return always + tuple(spec for spec, fraction in shares if rng.random() < fraction)
+
+    return faults if shares else always
+
+
+def run_simulated(args: argparse.Namespace, config: Config | None, sock, shares, layout_rows) -> int:
+    """The same station on the simulated hub. With --config, the recipe (and the port paths) come
+    from the file: a line engineer's dry run of a new recipe before it meets hardware."""
+    layout = config.layout if config else None
+    if config is not None:
+        recipe = config.recipe
+        paths = list(config.ports) or default_port_paths(args.simulate)
+        labels = {path: config.ports.get(path) for path in paths}
+    else:
+        flashloader, jump = build_flashloader_image()
+        recipe = builtin_rt1020(os.urandom(45056), flashloader, jump)  # the user's image size
+        labels = {path: None for path in default_port_paths(args.simulate)}
+    if layout_rows is not None:
+        names = [name for row in layout_rows for name in row if name != "."]
+        if config is None:  # the layout names the simulated ports, in port order
+            if len(names) != len(labels):
+                print(f"gangd: --layout names {len(names)} ports, --simulate has {len(labels)}", file=sys.stderr)
+                return 2
+            labels = dict(zip(labels, names))
+        try:
+            layout = resolve_layout(layout_rows, {path: label or path for path, label in labels.items()})
+        except ValueError as exc:
+            print(f"gangd: --layout: {exc}", file=sys.stderr)
+            return 2
+    if args.power_cycle:
+        recipe = dataclasses.replace(recipe, recovery=dataclasses.replace(recipe.recovery, power_cycle=True))
+    port_faults: dict[str, list[str]] = {}
+    for item in args.port_fault:
+        port, _, spec = item.partition("=")
+        port_faults.setdefault(port, []).append(spec)
+    store = open_records(args.state_dir)
+    metrics = Metrics()
+    notifier = Notifier()
+    with SimHub(list(labels), seed=args.seed, port_faults=port_faults) as hub:
+        station = Station(recipe.family, recipe, labels, records=store, power=SimPortPower(hub), metrics=metrics)
+        server = http_server(station, store, metrics, sock, layout, config.control_token if config else None)
+        timing = TimingModel(time_scale=args.time_scale)
+        faults = board_faults(tuple(args.fault), shares, args.seed)
+        factory = BoardFactory(recipe.family, timing, seed=args.seed, faults=faults)
+        operator = Operator(hub, factory, delay_s=args.replace_delay * max(args.time_scale, 0.0), limit=args.boards)
+        station.listeners.append(lambda result: operator.finished(result.port))
+        operator.populate()
+        reload = reloader(args.config) if args.config else None
+        try:
+            trio.run(serve, station, SimHubSource(hub).run, args.stop_grace, server, reload, notifier)
+        finally:
+            operator.stop()
+            notifier.close()
+            store.close()
+    print(f"gangd: {station.jobs_finished} boards, {station.counts['success']} programmed", file=sys.stderr)
+    return 0

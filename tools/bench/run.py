@@ -1,0 +1,385 @@
+"""`python -m tools.bench`: one table of figures, also written as JSON for comparing runs.
+
+Phases (all on the simulator's default timing model, boards in their own process):
+1. floor ratio: one board, the user's recipe with a 45,056-byte image, then with a 1 MiB image;
+2. scaling: batches of N = 1, 8, 32, 64 boards plugged at once on their own ports;
+3. latency: from each board's first hotplug event to its first USB command (measured by the sim);
+4. cost: gangd's CPU seconds per board and resident memory, idle and at N = 64;
+5. peers on the same simulated boards: the provisioning tool's way (one sdphost/blhost process per
+   command over the board's pty) and a sequential spsdk loop over the boards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from gangd.config.recipe import Recipe, builtin_rt1020
+from gangd.core.events import PortEvent
+from gangd.core.station import Station
+from gangd.engine.plan import (
+    ConfigureMemory,
+    Erase,
+    Identify,
+    LoadFlashloader,
+    Open,
+    Reset,
+    Stage,
+    Verify,
+    WaitStage,
+    Write,
+    tool_lines,
+)
+from gangd.engine.plan import plan as plan_steps
+from gangd.service import logs
+from gangd.sim.images import build_flashloader_image
+from gangd.sim.socket_source import json_messages
+from gangd.sim.timing import TimingModel
+from tools.bench.floor import floor_s
+
+IMAGE_SMALL = 45056
+IMAGE_LARGE = 1024 * 1024
+SIM = [sys.executable, "-m", "tools.bench.simproc"]
+BIN = Path(sys.executable).parent
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def make_recipe(size: int) -> Recipe:
+    flashloader, jump = build_flashloader_image()
+    image = hashlib.shake_256(b"gangd-bench").digest(size)
+    return builtin_rt1020(image, flashloader, jump)
+
+
+class SimProcess:
+    """The simulated hub in a child process, driven from trio."""
+
+    def __init__(self, ports: int, image_size: int) -> None:
+        self.args = [*SIM, "--ports", str(ports), "--image-size", str(image_size)]
+        self.replies = trio.open_memory_channel[tuple[Any, Any]](100)
+        self.emit = None
+
+    async def run(self, emit, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        self.emit = emit
+        proc = await trio.lowlevel.open_process(self.args, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.proc = proc
+        try:
+            started = False
+            async for kind, message in json_messages(proc.stdout):
+                if kind == "event":
+                    emit(PortEvent(**message))
+                elif kind == "ready" and not started:
+                    started = True
+                    task_status.started()
+                else:
+                    await self.replies[0].send((kind, message))
+        finally:
+            with trio.CancelScope(shield=True):
+                with trio.move_on_after(10):
+                    await proc.wait()
+                if proc.returncode is None:
+                    proc.kill()
+
+    async def command(self, text: str, reply: str | None = None) -> dict | None:
+        await self.proc.stdin.send_all(text.encode() + b"\n")
+        if reply is None:
+            return None
+        while True:
+            kind, message = await self.replies[1].receive()
+            if kind == reply:
+                return message
+            if kind == "error":
+                raise RuntimeError(f"simulator: {message}")
+
+
+async def gangd_phase(recipe: Recipe, batches: list[int], ports: int, idle_s: float) -> dict:
+    """gangd's station in this process, boards in the sim process."""
+    family = recipe.family
+    sim = SimProcess(ports, len(recipe.images[0].data))
+    station = Station(family, recipe, {f"1-1.{n}": None for n in range(1, ports + 1)})
+    out: dict = {"batches": {}}
+    async with trio.open_nursery() as nursery:
+        await nursery.start(station.run, sim.run)
+        # Idle cost: the station running with no boards.
+        rss_idle, cpu0, wall0 = rss_mb(), time.process_time(), time.monotonic()
+        await trio.sleep(idle_s)
+        out["idle_cpu_fraction"] = (time.process_time() - cpu0) / (time.monotonic() - wall0)
+        out["rss_idle_mb"] = rss_idle
+        for n in batches:
+            before = station.jobs_finished
+            done = trio.Event()
+            target = before + n
+
+            def finished(_result, done=done, target=target) -> None:
+                if station.jobs_finished >= target:
+                    done.set()
+
+            station.listeners[:] = [finished]
+            sim_cpu0 = (await sim.command("stats", "stats"))["cpu_s"]
+            cpu0, wall0 = time.process_time(), time.monotonic()
+            await sim.command(f"plug {n}")
+            await done.wait()
+            wall, cpu = time.monotonic() - wall0, time.process_time() - cpu0
+            results = station.results[-n:]
+            stats = await sim.command("stats", "stats")
+            await sim.command("unplug", "unplugged")
+            expected = recipe.images[0].sha256
+            out["batches"][n] = {
+                "wall_s": wall,
+                "cpu_s": cpu,
+                "ok": sum(r.result == "success" for r in results),
+                "job_s_mean": statistics.mean(r.duration_s for r in results),
+                "latencies_s": [b["latency_s"] for b in stats["boards"] if b["latency_s"] is not None],
+                "flash_ok": sum(b["flash_sha256"] == expected for b in stats["boards"]),
+                "rss_mb": rss_mb(),
+                "sim_cpu_s": stats["cpu_s"] - sim_cpu0,
+            }
+        await sim.command("quit")
+        nursery.cancel_scope.cancel()
+    out["rss_peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def cli_peer(recipe: Recipe, workdir: Path) -> float:
+    """The provisioning tool's way: one sdphost/blhost process per command of the plan (`gangd plan`
+    prints the same lines), over the board's pty."""
+    steps = plan_steps(recipe)
+    for step in steps:
+        if isinstance(step, LoadFlashloader):
+            (workdir / (step.path or "flashloader.bin")).write_bytes(step.data)
+        elif isinstance(step, Write):
+            (workdir / (step.image.path or "image.bin")).write_bytes(step.image.data)
+    sim = subprocess.Popen([*SIM, "--ports", "1"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    sim.stdout.readline()  # ready
+    sim.stdin.write("uart\n")
+    sim.stdin.flush()
+    port = json.loads(sim.stdout.readline())["path"]
+
+    def tool(name: str, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(BIN / name), "-p", port, *args], check=True, capture_output=True, timeout=120, cwd=workdir
+        )
+
+    started = time.monotonic()
+    for line in tool_lines(steps):
+        if line.tool:
+            tool(line.tool, *line.args)
+        if isinstance(line.step, Verify) and (workdir / line.args[3]).read_bytes() != line.step.image.data:
+            raise RuntimeError("CLI peer: read-back differs")
+        if isinstance(line.step, WaitStage) and line.step.target == Stage.ROM:
+            # Proof of reboot, as gangd and the sequential loop wait for it: the ROM answers again.
+            deadline = time.monotonic() + 10
+            while (
+                subprocess.run(
+                    [str(BIN / "sdphost"), "-p", port, "-t", "200", "error-status"], capture_output=True
+                ).returncode
+                != 0
+            ):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("CLI peer: the board did not come back after reset")
+    elapsed = time.monotonic() - started
+    sim.stdin.write("quit\n")
+    sim.stdin.flush()
+    sim.wait(timeout=30)
+    return elapsed
+
+
+def sequential_peer(recipe: Recipe, boards: int) -> float:
+    """A hand-written spsdk loop: one board after another, each through the plan's steps with the
+    same board operations gangd uses, over the same transport, with no engine around them."""
+    from gangd.engine import board_ops as ops
+    from gangd.io.transport import FdHidDevice, mboot_client, sdp_client
+
+    sim = subprocess.Popen([*SIM, "--ports", str(boards)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    sim.stdout.readline()
+    pending: list[dict] = []
+
+    def next_add(port: str, pid: int) -> str:
+        while True:
+            for event in pending:
+                if event["port"] == port and event["action"] == "add" and event["pid"] == pid:
+                    pending.remove(event)
+                    return event["devnode"]
+            message = json.loads(sim.stdout.readline())
+            if message.get("type") == "event":
+                pending.append(message)
+
+    family = recipe.family
+    pids = {Stage.ROM: family.rom_usb[0].pid, Stage.FLASHLOADER: family.flashloader_usb[0].pid}
+    steps = plan_steps(recipe)
+    sim.stdin.write("plug\n")
+    sim.stdin.flush()
+    started = time.monotonic()
+    for n in range(1, boards + 1):
+        port = f"1-1.{n}"
+        devnode, device, mboot = next_add(port, pids[Stage.ROM]), None, None
+        for step in steps:
+            match step:
+                case LoadFlashloader():
+                    device = FdHidDevice(devnode)
+                    ops.load_flashloader(sdp_client(device), step)
+                    device.dispose()
+                case WaitStage():
+                    devnode = next_add(port, pids[step.target])  # after the reset: the same proof gangd waits for
+                case Open():
+                    device = FdHidDevice(devnode)
+                    mboot = ops.open_mboot(mboot_client(device))
+                case Identify():
+                    ops.identify(mboot)
+                case ConfigureMemory():
+                    ops.configure(mboot, step, step.option_words)
+                case Erase():
+                    mboot.flash_erase_region(step.address, step.length, step.memory_id)
+                case Write():
+                    mboot.write_memory(step.image.address, step.image.data, step.memory_id)
+                case Verify():
+                    ops.verify(mboot, step.image, step.memory_id)
+                case Reset():
+                    mboot.reset(reopen=False)
+                    mboot.close()
+                    device.dispose()
+                case _:
+                    raise NotImplementedError(f"the sequential peer has no {step.name} step")
+    elapsed = time.monotonic() - started
+    sim.stdin.write("quit\n")
+    sim.stdin.flush()
+    sim.wait(timeout=30)
+    return elapsed
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", default="bench-results.json", help="where to write the figures as JSON")
+    parser.add_argument("--batches", default="1,8,32,64")
+    parser.add_argument("--sequential-boards", type=int, default=4)
+    parser.add_argument("--idle-s", type=float, default=5.0)
+    parser.add_argument("--quick", action="store_true", help="a smoke run: N = 1, 2 and one sequential board")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.batches, args.sequential_boards, args.idle_s = "1,2", 1, 0.2
+    logs.configure("warning")
+    model = TimingModel()
+    batches = [int(n) for n in args.batches.split(",")]
+    figures: dict = {"model": dataclasses.asdict(model), "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    started = time.monotonic()
+
+    # 1. floor ratio, one board, both images
+    floor = {}
+    for size in (IMAGE_SMALL, IMAGE_LARGE):
+        recipe = make_recipe(size)
+        run = trio.run(gangd_phase, recipe, [1], 1, 0.0)
+        batch = run["batches"][1]
+        computed = floor_s(recipe, model)
+        floor[size] = {
+            "gangd_s": batch["job_s_mean"],
+            "floor_s": computed["total"],
+            "floor_parts": computed,
+            "ratio": batch["job_s_mean"] / computed["total"],
+            "ok": batch["ok"] == batch["flash_ok"] == 1,
+        }
+    figures["floor"] = floor
+
+    # 2-4. scaling, latency, cost: the user's recipe
+    recipe = make_recipe(IMAGE_SMALL)
+    scaling = trio.run(gangd_phase, recipe, batches, max(batches), args.idle_s)
+    figures["gangd"] = scaling
+    one = scaling["batches"][batches[0]]["wall_s"]
+    latencies = [lat for b in scaling["batches"].values() for lat in b["latencies_s"]]
+
+    # 5. peers
+    with tempfile.TemporaryDirectory() as tmp:
+        cli_s = cli_peer(recipe, Path(tmp))
+    sequential_s = sequential_peer(recipe, args.sequential_boards)
+    sequential_per_board = sequential_s / args.sequential_boards
+    figures["peers"] = {
+        "cli_per_board_s": cli_s,
+        "sequential_boards": args.sequential_boards,
+        "sequential_s": sequential_s,
+        "sequential_per_board_s": sequential_per_board,
+    }
+    figures["elapsed_s"] = time.monotonic() - started
+
+    # --- the table ---
+    rows = []
+    for size, f in floor.items():
+        rows.append(
+            (
+                f"floor ratio, {size:,}-byte image",
+                f"{f['ratio']:.3f}",
+                f"gangd {f['gangd_s']:.3f} s / floor {f['floor_s']:.3f} s",
+                "<= 1.05",
+            )
+        )
+    for n, b in scaling["batches"].items():
+        efficiency = one / b["wall_s"]
+        per_hour = n / b["wall_s"] * 3600
+        target = {32: ">= 0.95", 64: ">= 0.90"}.get(n, "")
+        rows.append(
+            (
+                f"N={n:<3} boards/hour, efficiency",
+                f"{efficiency:.3f}",
+                f"{per_hour:,.0f} boards/h, batch {b['wall_s']:.2f} s, {b['ok']}/{n} ok, flash ok {b['flash_ok']}",
+                target,
+            )
+        )
+        b["efficiency"], b["boards_per_hour"] = efficiency, per_hour
+    rows.append(
+        ("hotplug -> first command p50", f"{percentile(latencies, 50) * 1000:.1f} ms", f"{len(latencies)} boards", "")
+    )
+    rows.append(("hotplug -> first command p99", f"{percentile(latencies, 99) * 1000:.1f} ms", "", "<= 50 ms"))
+    big = scaling["batches"][max(batches)]
+    rows.append(("gangd CPU per board", f"{big['cpu_s'] / max(batches) * 1000:.1f} ms", f"at N={max(batches)}", ""))
+    rows.append(("gangd idle CPU", f"{scaling['idle_cpu_fraction'] * 100:.2f} %", f"over {args.idle_s:g} s", "< 1 %"))
+    budget = 150 + 4 * max(batches)
+    rows.append(
+        (
+            "gangd RSS idle / at N=max",
+            f"{scaling['rss_idle_mb']:.0f} / {big['rss_mb']:.0f} MB",
+            f"peak {scaling['rss_peak_mb']:.0f} MB",
+            f"<= {budget} MB",
+        )
+    )
+    per_board = scaling["batches"][1]["job_s_mean"]
+    rows.append(
+        ("vs CLI flow, per board", f"{cli_s / per_board:.2f}x", f"CLI {cli_s:.2f} s, gangd {per_board:.2f} s", ">= 3x")
+    )
+    for n, b in scaling["batches"].items():
+        speedup = sequential_per_board * n / b["wall_s"]
+        rows.append(
+            (
+                f"vs sequential spsdk loop, N={n}",
+                f"{speedup:.2f}x",
+                f"loop {sequential_per_board:.2f} s/board x {n}",
+                f">= {0.9 * n:.1f}x",
+            )
+        )
+        b["speedup_vs_sequential"] = speedup
+    width = max(len(r[0]) for r in rows)
+    print(f"{'measure':<{width}}  {'value':>14}  {'target':<10}  detail")
+    for name, value, detail, target in rows:
+        print(f"{name:<{width}}  {value:>14}  {target:<10}  {detail}")
+    print(f"(whole benchmark: {figures['elapsed_s']:.0f} s; figures in {args.json})")
+    Path(args.json).write_text(json.dumps(figures, indent=1, default=str))
+    return 0

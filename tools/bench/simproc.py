@@ -1,0 +1,100 @@
+"""The simulated boards for the benchmark, in a process of their own.
+
+Reads one command per line on stdin and answers with JSON lines on stdout:
+
+    plug [N]         a fresh board into every port (or the first N)        → {"type": "event", ...} per hotplug event
+    unplug           every board out
+    stats            → {"type": "stats", "boards": [{port, serial, latency_s, commands, flash_sha256}]}
+    uart             one board on a pseudo-terminal        → {"type": "uart", "path": ...}
+    quit
+
+Devnodes are filesystem sockets, so the daemon in another process opens them like /dev/hidrawN.
+latency_s is measured here, on one clock: from the board's first add event to its first command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import threading
+import time
+from dataclasses import asdict
+
+from gangd.config.family import load_family
+from gangd.sim import BoardFactory, SimBoard, SimHub, TimingModel
+from gangd.sim.uart import UartBoard
+
+_lock = threading.Lock()
+
+
+def emit(obj: dict) -> None:
+    with _lock:
+        sys.stdout.write(json.dumps(obj) + "\n")
+        sys.stdout.flush()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--ports", type=int, required=True)
+    parser.add_argument("--time-scale", type=float, default=1.0)
+    parser.add_argument("--image-address", type=lambda t: int(t, 0), default=0x6000_0000)
+    parser.add_argument("--image-size", type=int, default=45056)
+    parser.add_argument("--switch-interval", type=float, default=0.0)
+    args = parser.parse_args()
+    if args.switch_interval:
+        sys.setswitchinterval(args.switch_interval)
+    family = load_family("mimxrt1020")
+    factory = BoardFactory(family, TimingModel(time_scale=args.time_scale), seed=1)
+    boards: list[SimBoard] = []
+    uarts: list[UartBoard] = []
+    with SimHub(args.ports) as hub:
+        hub.subscribe(lambda event: emit({"type": "event", **asdict(event)}))
+        emit({"type": "ready"})
+        for line in sys.stdin:
+            command = line.strip()
+            if command.startswith("plug"):
+                count = int(command.split()[1]) if " " in command else len(hub.ports)
+                for path in list(hub.ports)[:count]:
+                    boards.append(hub.plug(path, factory()))
+            elif command == "unplug":
+                for path in hub.ports:
+                    hub.unplug(path)
+                emit({"type": "unplugged"})
+            elif command == "stats":
+                emit(
+                    {
+                        "type": "stats",
+                        "cpu_s": time.process_time(),
+                        "boards": [stats(b, args.image_address, args.image_size) for b in boards],
+                    }
+                )
+                boards.clear()
+            elif command == "uart":
+                board = SimBoard(factory())
+                uart = UartBoard(board).start()
+                uarts.append(uart)
+                boards.append(board)
+                emit({"type": "uart", "path": uart.path})
+            elif command == "quit":
+                break
+        for uart in uarts:
+            uart.close()
+        if hub.errors:
+            emit({"type": "error", "errors": [repr(e) for e in hub.errors]})
+
+
+def stats(board: SimBoard, address: int, size: int) -> dict:
+    first = board.first_command_at
+    return {
+        "port": None,
+        "serial": board.serial,
+        "latency_s": None if first is None or board.first_enumerated_at is None else first - board.first_enumerated_at,
+        "commands": len(board.log),
+        "flash_sha256": hashlib.sha256(board.flash_image(address, size)).hexdigest(),
+    }
+
+
+if __name__ == "__main__":
+    main()
