@@ -145,18 +145,23 @@ def run_command(args: argparse.Namespace) -> int:
             config = load_config(args.config)
         if args.simulate is None and config is None:
             raise ConfigError("run needs --config FILE (or --simulate N)")
+        if args.simulate is None and (args.fault_share or args.layout):
+            raise ValueError("--fault-share and --layout are for simulated boards (--simulate N)")
         share = fault_shares(args.fault_share)
         layout_rows = parse_layout_text(args.layout) if args.layout else None
     except (ConfigError, ValueError) as exc:
         print(f"gangd: {exc}", file=sys.stderr)
         return 2
     # The environment, before anything starts: one line naming the problem and the setting.
+    address = args.metrics_address or (config.http_address if config else DEFAULT_ADDRESS)
+    setting = "--http-address" if args.metrics_address or config is None else f"[http] address in {config.path}"
+    lock = None
     try:
         lock = statedir.hold(args.state_dir, "--state-dir" + (" (StateDirectory=)" if "STATE_DIRECTORY" in os.environ else ""))
-        address = args.metrics_address or (config.http_address if config else DEFAULT_ADDRESS)
-        setting = "--http-address" if args.metrics_address or config is None else f"[http] address in {config.path}"
         sock = bind(address, setting)
     except (statedir.StateDirError, AddressError) as exc:
+        if lock is not None:
+            os.close(lock)
         print(f"gangd: {exc}", file=sys.stderr)
         return 2
     try:
@@ -241,7 +246,6 @@ def _run_simulated(args: argparse.Namespace, config: Config | None, sock, shares
     from .hotplug.sim_source import SimHubSource
     from .sim import BoardFactory, Operator, SimHub, TimingModel
     from .sim.hub import default_port_paths
-
     from .sim.images import build_flashloader_image
 
     layout = config.layout if config else None
