@@ -17,6 +17,7 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.select import Select
 
 from .conftest import GANGD, TOKEN, free_port, status, wait_for, write_config
 
@@ -160,6 +161,16 @@ def test_station_page_in_chromium(tmp_path, gangd, browser):
     wait_for(header_matches, 5, "the header's counts to equal /status")
     rows = browser.find_elements(By.CSS_SELECTOR, "#records-body tr")
     assert len(rows) == min(before["jobs_finished"], 50)
+    # The records filter by result and by port.
+    Select(browser.find_element(By.ID, "filter-result")).select_by_visible_text("failed")
+    failed = browser.find_elements(By.CSS_SELECTOR, "#records-body tr")
+    assert failed and {r.get_attribute("data-result") for r in failed} == {"failed"}
+    assert {r.get_attribute("data-label") for r in failed} == {"B2"}
+    Select(browser.find_element(By.ID, "filter-result")).select_by_index(0)
+    Select(browser.find_element(By.ID, "filter-port")).select_by_visible_text("A2")
+    a2 = browser.find_elements(By.CSS_SELECTOR, "#records-body tr")
+    assert a2 and {r.get_attribute("data-label") for r in a2} == {"A2"}
+    Select(browser.find_element(By.ID, "filter-port")).select_by_index(0)
     save(browser, tmp_path / "station-after-run.png", height=1900)
 
     # Enabled again (from the command line, with the token from the configuration), A1 programs it.
