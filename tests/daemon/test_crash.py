@@ -17,7 +17,7 @@ GANGD = str(Path(sys.executable).parent / "gangd")
 def start(state_dir: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [GANGD, "run", "--simulate", "2", "--time-scale", "1", "--replace-delay", "0.2",
-         "--state-dir", str(state_dir), "--log-level", "debug"],
+         "--state-dir", str(state_dir), "--log-level", "debug", "--http-address", "127.0.0.1:0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 

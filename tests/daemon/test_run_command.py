@@ -12,9 +12,10 @@ from pathlib import Path
 GANGD = str(Path(sys.executable).parent / "gangd")
 
 
-def test_simulated_station_programs_boards_and_stops_on_sigterm():
+def test_simulated_station_programs_boards_and_stops_on_sigterm(tmp_path):
     process = subprocess.Popen(
-        [GANGD, "run", "--simulate", "3", "--time-scale", "0.2", "--replace-delay", "0.5"],
+        [GANGD, "run", "--simulate", "3", "--time-scale", "0.2", "--replace-delay", "0.5", "--state-dir", str(tmp_path),
+         "--http-address", "127.0.0.1:0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     time.sleep(4)
