@@ -16,10 +16,13 @@ from gangd.sim import SimBoard
 from gangd.sim.uart import UartBoard
 
 BIN = Path(sys.executable).parent
+# The tools' own answer timeout (5 s by default) is about the board; on a loaded 2-core machine the
+# simulated board's thread can be starved that long, so the tests give the tools more.
+PATIENCE = ("-t", "20000")
 
 
 def tool(name: str, port: str, *args: str) -> str:
-    result = subprocess.run([str(BIN / name), "-p", port, *args], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([str(BIN / name), "-p", port, *PATIENCE, *args], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, f"{name} {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout
 
@@ -77,7 +80,7 @@ def test_blhost_prints_the_users_failure(boards, flashloader_image, tmp_path):
         tool("blhost", uart.path, "fill-memory", "0x2000", "4", "0xC0000007", "word")
         tool("blhost", uart.path, "configure-memory", "9", "0x2000")
         result = subprocess.run(
-            [str(BIN / "blhost"), "-p", uart.path, "flash-erase-region", "0x60000000", "45056", "0"],
+            [str(BIN / "blhost"), "-p", uart.path, *PATIENCE, "flash-erase-region", "0x60000000", "45056", "0"],
             capture_output=True,
             text=True,
             timeout=60,
@@ -88,7 +91,9 @@ def test_blhost_prints_the_users_failure(boards, flashloader_image, tmp_path):
 
 def blhost_status(port: str, *args: str) -> str:
     """Run one blhost command that is expected to fail; its printed status line."""
-    result = subprocess.run([str(BIN / "blhost"), "-p", port, *args], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [str(BIN / "blhost"), "-p", port, *PATIENCE, *args], capture_output=True, text=True, timeout=60
+    )
     output = result.stdout + result.stderr
     assert result.returncode != 0, f"blhost {' '.join(args)} succeeded:\n{output}"
     return output
