@@ -27,14 +27,21 @@ class Line:
                 self._results_changed = trio.Event()
         return self.station.results
 
+    async def until(self, predicate, timeout: float = 10) -> None:
+        """Until `predicate()` holds, woken by the station's change signal (port state, step,
+        progress), never by a timer."""
+        with trio.fail_after(timeout):
+            while not predicate():
+                await self.station.changes.wait(self.station.changes.version)
+
     async def station_idle_with_reason(self, port: str, fragment: str, timeout: float = 10) -> None:
         """Until the port shows, in /status, a board left alone for `fragment`'s reason."""
-        with trio.fail_after(timeout):
-            while True:
-                entry = next(p for p in self.station.status()["ports"] if p["port"] == port)
-                if fragment in (entry["last_reason"] or "") and entry["state"] == "disabled":
-                    return
-                await trio.sleep(0.01)
+
+        def shown() -> bool:
+            entry = next(p for p in self.station.status()["ports"] if p["port"] == port)
+            return fragment in (entry["last_reason"] or "") and entry["state"] == "disabled"
+
+        await self.until(shown, timeout)
 
     def by_port(self) -> dict:
         return {r.port: r for r in self.station.results}

@@ -108,9 +108,7 @@ async def test_a_board_swapped_during_a_replug_is_not_taken_for_the_old_one(line
     from gangd.sim import BoardFactory, TimingModel
 
     run = await line(1, faults={"1-1.1": ("no-reenumerate",)})
-    with trio.fail_after(10):
-        while run.station.ports["1-1.1"].step != "wait-replug":
-            await trio.sleep(0.005)
+    await run.until(lambda: run.station.ports["1-1.1"].step == "wait-replug")
     old = run.hub.unplug("1-1.1")  # the dark board is taken out …
     spec = BoardFactory(rt1020, TimingModel(time_scale=0), seed=77)()
     spec.serial = "SWAPPED-IN"
@@ -139,9 +137,7 @@ async def test_a_board_swapped_in_while_the_last_one_rebooted_gets_its_own_job(l
     )
     run = await line(1, plug=False)
     first_board = run.hub.plug("1-1.1", BoardFactory(rt1020, slow_reboot, seed=31)())
-    with trio.fail_after(10):
-        while run.station.ports["1-1.1"].step != "wait-reboot":
-            await trio.sleep(0.005)
+    await run.until(lambda: run.station.ports["1-1.1"].step == "wait-reboot")
     run.hub.unplug("1-1.1")
     newcomer = BoardFactory(rt1020, TimingModel(time_scale=0), seed=32)()
     newcomer.serial = "SWAPPED-IN"
