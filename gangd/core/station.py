@@ -250,6 +250,10 @@ class Station:
             for listener in self.listeners:
                 listener(result)
             finished_serial, event = event.serial, None
+            if job.rebooting:
+                event = await self._watch_reboot(port, finished_serial)
+                if event is not None:
+                    continue
             newcomer = port.attached
             if result.result == "removed":
                 # That board left; whatever is on the port now (a newcomer, or the same board
@@ -262,6 +266,22 @@ class Station:
             # The finished board stays until someone takes it out; only then is the port free.
             while port.attached is not None:
                 await port.next_event()
+
+    async def _watch_reboot(self, port: Port, serial: str | None) -> PortEvent | None:
+        """After a job that ended once its reset was acknowledged: the board leaves and comes back
+        rebooted while no job holds the port. Its return is logged, a board that never returns is
+        logged (not failed); another board appearing instead is returned, to be programmed."""
+        with trio.move_on_after(self.recipe.deadlines.reset_replug_s):
+            while True:
+                event = await port.next_event()
+                if event.action != ADD:
+                    continue
+                if serial and event.serial and event.serial != serial:
+                    return event
+                log.info("board rebooted after its job", port=port.path, serial=serial)
+                return None
+        log.info("board did not reappear after its reset (logged, not failed)", port=port.path, serial=serial)
+        return None
 
     async def _hold(self, port: Port, event: PortEvent | None) -> PortEvent | None:
         """While the port is disabled: follow its board (in, out, another one) without touching it.

@@ -18,7 +18,6 @@ the job does is reported to its observers (`observer.py`): the port, the metrics
 
 from __future__ import annotations
 
-import functools
 import itertools
 import time
 from collections.abc import Callable
@@ -31,7 +30,7 @@ from spsdk.mboot.error_codes import stringify_status_code
 from spsdk.mboot.exceptions import McuBootCommandError, McuBootConnectionError
 from spsdk.sdp.exceptions import SdpCommandError, SdpConnectionError
 
-from gangd.config.flexspi import clock_mhz, max_freq_code, with_max_freq
+from gangd.config.flexspi import clock_mhz, max_freq_code
 from gangd.config.recipe import Recipe
 from gangd.core.errors import (
     BoardRemoved,
@@ -50,7 +49,7 @@ from gangd.core.types import PortPower
 from gangd.engine import board_ops as ops
 from gangd.engine import plan as p
 from gangd.engine import recovery, steps
-from gangd.engine.diagnosis import PROTECTED, READ_PATH, FlashDiagnostician
+from gangd.engine.diagnosis import FlashDiagnostician
 from gangd.engine.explain import one_line
 from gangd.io.transport import DeviceGoneError, FdHidDevice, TransportAborted, mboot_client, sdp_client
 from gangd.io.transport.fd_device import WrongDeviceError
@@ -93,6 +92,11 @@ class Job:
         # The option words in force: a diagnosis may lower their clock for the rest of the job.
         self.option_words = recipe.option_words
         self.diagnostician = FlashDiagnostician(recipe.family.name)
+        # The minimal write: each image group's blank sectors, and the groups retried after a
+        # failure (written whole from then on).
+        self.blank: dict[int, list[bool]] = {}
+        self.full_groups: set[int] = set()
+        self.rebooting = False  # reset without a wait-reboot step: the station watches for its return
         self.result = JobResult(self.id, port.path, port.label, event.serial, "success")
         self.log = structlog.get_logger("gangd.engine.job")
 
@@ -247,6 +251,7 @@ class Job:
                 if retries[step.group] >= self.recipe.recovery.transient_retries:
                     raise
                 retries[step.group] += 1
+                self.full_groups.add(step.group)
                 await self._retry_flash(step, error, retries[step.group])
                 index = p.group_start(steps, index)
                 continue
@@ -285,20 +290,12 @@ class Job:
                 structlog.contextvars.bind_contextvars(board=board_id)
             case p.ConfigureMemory():
                 await self._step(step.name, step.deadline_s, ops.configure, self.mboot, step, self.option_words)
+            case p.BlankCheck():
+                await steps.blank_check(self, step)
             case p.Erase():
-                await self._step(
-                    step.name, step.deadline_s, self.mboot.flash_erase_region, step.address, step.length, step.memory_id
-                )
+                await steps.erase(self, step)
             case p.Write():
-                await self._step(
-                    step.name,
-                    step.deadline_s,
-                    self.mboot.write_memory,
-                    step.image.address,
-                    step.image.data,
-                    step.memory_id,
-                )
-                self._tell("bytes_written", len(step.image.data))
+                await steps.write(self, step)
                 code = max_freq_code(self.option_words)
                 self.result.flash_clock_mhz = clock_mhz(self.recipe.family.name, code) if code is not None else None
             case p.Verify():
@@ -312,6 +309,8 @@ class Job:
             case p.Reset():
                 await self._step(step.name, step.deadline_s, self.mboot.reset, 0, False)
                 self._close()
+                # Without a wait-reboot step the station watches for the board's return.
+                self.rebooting = not any(isinstance(s, p.WaitStage) and not s.required for s in self.plan)
             case _:
                 raise AssertionError(f"no engine for step {step!r}")
         return event
@@ -324,7 +323,7 @@ class Job:
         if configure is None:  # internal flash: nothing to configure, the group just runs again
             self._note(error, recovery.TRANSIENT, recovery.RETRY)
         elif recovery.is_flash_readback(error.status, error.kind) and isinstance(step, (p.Erase, p.Write, p.Verify)):
-            await self._diagnose(step, error)
+            await steps.diagnose(self, step, error)
         else:
             self._note(error, recovery.TRANSIENT, recovery.RECONFIGURE)
             await self._step(
@@ -336,53 +335,6 @@ class Job:
                 self.option_words,
             )
         self._tell("state_changed", "programming")
-
-    async def _diagnose(self, step: p.Step, error: JobError) -> None:
-        """Tell a marginal read path from write protection (diagnosis.py) and act on the finding."""
-        image = next(s.image for s in self.plan if isinstance(s, p.Write) and s.group == step.group)
-        length = image.erase_length if error.step == p.StepName.ERASE else len(image.data)
-        # Each call is one configure or one read of the range: one data deadline covers either.
-        run = functools.partial(self._step, "diagnose", self.recipe.deadlines.data_s(length))
-        configure_step = self._configure_step
-        assert configure_step is not None  # diagnosed only where the memory is configured (FlexSPI)
-        configure = functools.partial(ops.configure, self.mboot, configure_step)
-        diagnosis = await self.diagnostician.diagnose(
-            run, configure, self.mboot.read_memory, self.option_words, image.address, length, error.step, error.status
-        )
-        self.result.diagnoses.append(diagnosis)
-        self.log.warning(
-            "flash diagnosed",
-            step=error.step,
-            status=error.status,
-            finding=diagnosis.finding,
-            failed_mhz=diagnosis.failed_mhz,
-            mhz=diagnosis.mhz,
-            detail=diagnosis.detail,
-        )
-        if diagnosis.finding == PROTECTED:
-            raise JobError(
-                self.port.path,
-                error.step,
-                f"flash write-protected (block-protect bits set): {diagnosis.detail}; {error.reason}",
-                error.status,
-                kind="write-protected",
-            )
-        if diagnosis.finding != READ_PATH:
-            self._note(error, recovery.TRANSIENT, recovery.RECONFIGURE)
-            return
-        if self.recipe.quality_marginal == "reject":
-            raise JobError(
-                self.port.path,
-                error.step,
-                f"marginal board rejected ([quality] marginal = reject): {diagnosis.detail}",
-                error.status,
-                kind="marginal-board",
-            )
-        assert diagnosis.code is not None  # a clock ladder exists only for option words
-        self.option_words = with_max_freq(self.option_words, diagnosis.code)
-        self.result.marginal = True
-        self._tell("clock_fallback")
-        self._note(error, recovery.TRANSIENT, recovery.LOWER_CLOCK)
 
     async def _wait_stage(self, step: p.WaitStage, serial: str | None) -> PortEvent:
         self._tell("step_started", step.name)
