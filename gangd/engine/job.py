@@ -32,6 +32,7 @@ from spsdk.sdp.exceptions import SdpCommandError, SdpConnectionError
 
 from gangd.config.flexspi import clock_mhz, max_freq_code
 from gangd.config.recipe import Recipe
+from gangd.core.bus import Admission
 from gangd.core.errors import (
     BoardRemoved,
     CommandFailed,
@@ -50,7 +51,8 @@ from gangd.engine import board_ops as ops
 from gangd.engine import plan as p
 from gangd.engine import recovery, steps
 from gangd.engine.diagnosis import FlashDiagnostician
-from gangd.engine.explain import one_line
+from gangd.engine.explain import explained
+from gangd.engine.steps import retry_flash
 from gangd.io.transport import DeviceGoneError, FdHidDevice, TransportAborted, mboot_client, sdp_client
 from gangd.io.transport.fd_device import WrongDeviceError
 from gangd.service.records import RecordStore
@@ -73,8 +75,10 @@ class Job:
         stopping: Callable[[], bool],
         records: RecordStore | None = None,
         power: PortPower | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.id = next(_job_ids)
+        self.admission, self.admitted = admission or Admission(None), False
         self.port = port
         self.event = event
         self.recipe = recipe
@@ -131,13 +135,15 @@ class Job:
                 error.status,
             )
             if error.result == "failed" and error.status is not None:
-                result.reason = f"{error.reason} | {_explained(error.status, self.recipe.family.name)}"
+                result.reason = f"{error.reason} | {explained(error.status, self.recipe.family.name)}"
             finished = True
         finally:
             if not finished:  # cancelled (shutdown past its grace time) or a bug: never "success"
                 result.result, result.step = "stopped", self.port.step
                 result.reason = "gangd stopped the job in the middle of this step"
             self._close()
+            if not self.rebooting:  # else the station frees the slot once the board has left the bus
+                self.release_slot()
             result.duration_s = time.monotonic() - started
             with trio.CancelScope(shield=True):  # the record is written even while shutting down
                 for observer in self.observers:
@@ -186,6 +192,7 @@ class Job:
         """Bring the board back to its ROM: reset over USB, else power-cycle the port, else give up."""
         deadlines = self.recipe.deadlines
         self._tell("state_changed", "recovering")
+        self.release_slot()  # the board goes back to its ROM (or is given up)
         reset_may_help = klass != recovery.POWER and error.kind != "lost-contact"
         if self.mboot is not None and reset_may_help and not isinstance(error, (StepTimeout, ReplugTimeout)):
             try:
@@ -252,7 +259,7 @@ class Job:
                     raise
                 retries[step.group] += 1
                 self.full_groups.add(step.group)
-                await self._retry_flash(step, error, retries[step.group])
+                await retry_flash(self, step, error, retries[step.group])
                 index = p.group_start(steps, index)
                 continue
             index += 1
@@ -262,6 +269,7 @@ class Job:
         """One step; returns the board's current event (a wait brings a new one)."""
         match step:
             case p.LoadFlashloader():
+                await steps.admit(self, event)
                 await self._step(step.name, step.deadline_s, lambda: ops.load_flashloader(self._client(event), step))
             case p.WaitStage(required=True):
                 self._tell("state_changed", "waiting-replug")
@@ -280,6 +288,7 @@ class Job:
                         pass  # programmed and reset; the operator was just quick to take it out
                 self._record_timing(step.name, time.monotonic() - started)
             case p.Open():
+                await steps.admit(self, event)
                 self.mboot = await self._step(step.name, step.deadline_s, lambda: ops.open_mboot(self._client(event)))
             case p.Identify():
                 board_id = await self._step(step.name, step.deadline_s, ops.identify, self.mboot)
@@ -315,26 +324,10 @@ class Job:
                 raise AssertionError(f"no engine for step {step!r}")
         return event
 
-    async def _retry_flash(self, step: p.Step, error: JobError, retry: int) -> None:
-        """Before a flash group runs again: diagnose a read-back failure, else re-configure."""
-        self._tell("state_changed", "recovering")
-        await trio.sleep(self.recipe.recovery.backoff(retry))
-        configure = self._configure_step
-        if configure is None:  # internal flash: nothing to configure, the group just runs again
-            self._note(error, recovery.TRANSIENT, recovery.RETRY)
-        elif recovery.is_flash_readback(error.status, error.kind) and isinstance(step, (p.Erase, p.Write, p.Verify)):
-            await steps.diagnose(self, step, error)
-        else:
-            self._note(error, recovery.TRANSIENT, recovery.RECONFIGURE)
-            await self._step(
-                p.StepName.CONFIGURE_MEMORY,
-                self.recipe.deadlines.command_s,
-                ops.configure,
-                self.mboot,
-                configure,
-                self.option_words,
-            )
-        self._tell("state_changed", "programming")
+    def release_slot(self) -> None:
+        if self.admitted:
+            self.admitted = False
+            self.admission.leave(self.port.path)
 
     async def _wait_stage(self, step: p.WaitStage, serial: str | None) -> PortEvent:
         self._tell("step_started", step.name)
@@ -432,10 +425,3 @@ class Job:
         if self.port.attached is None:
             return BoardRemoved(self.port.path, step, "the board was removed from the port")
         return JobError(self.port.path, step, f"lost contact with the board: {exc}", kind="lost-contact")
-
-
-def _explained(status: int, family: str) -> str:
-    try:
-        return one_line(status, family)
-    except KeyError:
-        return f"status {status} is unknown to spsdk"

@@ -17,7 +17,10 @@ import trio
 
 from gangd.config.flexspi import with_max_freq
 from gangd.config.recipe import FusePlan, Image
-from gangd.core.errors import DataExhausted, DataUnavailable, JobError
+from gangd.core.bus import root_port
+from gangd.core.errors import BandwidthExhausted, DataExhausted, DataUnavailable, JobError
+from gangd.core.events import PortEvent
+from gangd.core.port import stage_of
 from gangd.engine import board_ops as ops
 from gangd.engine import plan as p
 from gangd.engine import recovery
@@ -64,6 +67,45 @@ async def write(job: Job, step: p.Write) -> None:
     else:
         job._record_timing(step.name, 0.0)  # an image of 0xFF only: nothing to program
     job._tell("bytes_written", sum(length for _, length in runs))
+
+
+async def admit(job: Job, event: PortEvent) -> None:
+    """Room on the board's root port before it enters (or while it is in) its flashloader
+    stage; a flashloader without a hidraw node was refused bandwidth by the bus."""
+    if event.devnode is None and stage_of(job.recipe.family, event) == p.Stage.FLASHLOADER:
+        raise BandwidthExhausted(
+            job.port.path,
+            job.port.step or p.StepName.OPEN,
+            f"USB bandwidth exhausted on root port {root_port(job.port.path)}: the flashloader "
+            f"enumerated ({event.ids}) but its HID interface was refused (no hidraw node)",
+            kind="bandwidth",
+        )
+    if not job.admitted:
+        await job.admission.enter(job.port.path, lambda: job._tell("state_changed", "queued"))
+        job.admitted = True
+        job._tell("state_changed", "programming")
+
+
+async def retry_flash(job: Job, step: p.Step, error: JobError, retry: int) -> None:
+    """Before a flash group runs again: diagnose a read-back failure, else re-configure."""
+    job._tell("state_changed", "recovering")
+    await trio.sleep(job.recipe.recovery.backoff(retry))
+    configure = job._configure_step
+    if configure is None:  # internal flash: nothing to configure, the group just runs again
+        job._note(error, recovery.TRANSIENT, recovery.RETRY)
+    elif recovery.is_flash_readback(error.status, error.kind) and isinstance(step, (p.Erase, p.Write, p.Verify)):
+        await diagnose(job, step, error)
+    else:
+        job._note(error, recovery.TRANSIENT, recovery.RECONFIGURE)
+        await job._step(
+            p.StepName.CONFIGURE_MEMORY,
+            job.recipe.deadlines.command_s,
+            ops.configure,
+            job.mboot,
+            configure,
+            job.option_words,
+        )
+    job._tell("state_changed", "programming")
 
 
 async def diagnose(job: Job, step: p.Step, error: JobError) -> None:
