@@ -42,6 +42,7 @@ def main() -> None:
     parser.add_argument("--image-address", type=lambda t: int(t, 0), default=0x6000_0000)
     parser.add_argument("--image-size", type=int, default=45056)
     parser.add_argument("--switch-interval", type=float, default=0.0)
+    parser.add_argument("--root-ports", type=int, default=1, help="the ports spread over K root ports")
     parser.add_argument("--old-image", action="store_true", help="boards arrive holding an old image in the range")
     args = parser.parse_args()
     if args.switch_interval:
@@ -50,7 +51,7 @@ def main() -> None:
     factory = BoardFactory(family, TimingModel(time_scale=args.time_scale), seed=1)
     boards: list[SimBoard] = []
     uarts: list[UartBoard] = []
-    with SimHub(args.ports) as hub:
+    with SimHub(args.ports, root_ports=args.root_ports) as hub:
         hub.subscribe(lambda event: emit({"type": "event", **asdict(event)}))
         emit({"type": "ready"})
         for line in sys.stdin:
