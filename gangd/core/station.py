@@ -291,7 +291,7 @@ class Station:
                     continue
                 if serial and event.serial and event.serial != serial:
                     return event
-                log.info("board rebooted after its job", port=port.path, serial=serial)
+                log.debug("board rebooted after its job", port=port.path, serial=serial)
                 return None
         log.info("board did not reappear after its reset (logged, not failed)", port=port.path, serial=serial)
         return None
