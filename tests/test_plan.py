@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from gangd.cli.import_script import parse_script
+from gangd.config.recipe import Image
+from gangd.engine.plan import page_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 GANGD = str(Path(sys.executable).parent / "gangd")
@@ -38,8 +40,18 @@ def without_identify(sequence: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
     return [c for c in sequence if c[1] != "get-property"]
 
 
-def test_plan_of_the_example_config_is_the_users_sequence():
-    result = gangd("plan", str(ROOT / "config" / "rt1020.toml"))
+# The user's naive sequence: erase every sector, write every page (the minimal write switched off).
+NAIVE = "\n[write]\nblank_check = false\nskip_blank_pages = false\n"
+
+
+def test_plan_of_the_example_config_is_the_users_sequence(script_dir):
+    config = script_dir / "rt1020.toml"
+    example = (ROOT / "config" / "rt1020.toml").read_text()
+    naive = example.replace("blank_check = true", "blank_check = false")
+    naive = naive.replace("skip_blank_pages = true", "skip_blank_pages = false")
+    assert naive != example
+    config.write_text(naive)
+    result = gangd("plan", str(config))
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""  # nothing from spsdk, even on a first run
     printed = commands(result.stdout)
@@ -53,6 +65,20 @@ def test_plan_of_the_example_config_is_the_users_sequence():
         ("flash-erase-region", str(0x6000_0000), "45056", "0"),
     ]
     assert [c[0] for c in blhost[start + 3 :]] == ["write-memory", "read-memory", "reset"]
+
+
+def test_the_default_plan_checks_for_blank_sectors_and_writes_only_pages_holding_data():
+    result = gangd("plan", str(ROOT / "config" / "rt1020.toml"))
+    assert result.returncode == 0, result.stderr
+    blhost = [c[1:] for c in commands(result.stdout) if c[0] == "blhost"]
+    start = blhost.index(("configure-memory", "9", "8192")) + 1
+    image = Image(0x6000_0000, (ROOT / "config" / "app.bin").read_bytes())
+    runs = page_runs(image)
+    assert blhost[start] == ("read-memory", str(0x6000_0000), str(image.erase_length), "blank-check.bin")
+    writes = blhost[start + 1 : start + 1 + len(runs)]
+    assert [w[:2] for w in writes] == [("write-memory", str(image.address + offset)) for offset, _ in runs]
+    assert [c[0] for c in blhost[start + 1 + len(runs) :]] == ["read-memory", "reset"]
+    assert "blank-check.bin shows not blank" in result.stdout  # the erase, as a comment
 
 
 @pytest.fixture
@@ -111,7 +137,7 @@ def test_imported_script_checks_and_plans_the_same_commands(script_dir, name, sc
     imported = gangd("import-script", str(path))
     assert imported.returncode == 0, imported.stderr
     config = script_dir / "line.toml"
-    config.write_text(imported.stdout)
+    config.write_text(imported.stdout + NAIVE)
     checked = gangd("check-config", str(config))
     assert checked.returncode == 0, checked.stderr + imported.stdout
     planned = gangd("plan", str(config))

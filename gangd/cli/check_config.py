@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 
 from gangd.config.loader import ConfigError, load_config
+from gangd.core.bus import DEFAULT_BUDGET, root_port
 from gangd.service import logs
 
 
@@ -27,6 +29,12 @@ def check_config_command(args: argparse.Namespace) -> int:
     print(f"  family      {recipe.family.name}")
     ports = ", ".join(f"{p}={label}" for p, label in config.ports.items()) or "every port"
     print(f"  ports       {ports}")
+    for domain, count in sorted(Counter(root_port(path) for path in config.ports).items()):
+        if count > DEFAULT_BUDGET:
+            print(
+                f"  warning     {count} ports share root port {domain}, whose USB bandwidth carries about "
+                f"{DEFAULT_BUDGET} flashloaders at once: gangd programs them in waves (spread them over more root ports)"
+            )
     print(
         f"  flashloader {len(recipe.flashloader)} bytes at 0x{recipe.flashloader_address:08x}, jump 0x{recipe.jump_address:08x}"
     )

@@ -21,6 +21,9 @@ def add_parser(subparsers) -> None:
         metavar="N",
         help="run on a simulated hub of N ports (with --config: its recipe and ports)",
     )
+    run.add_argument(
+        "--root-ports", type=int, default=1, metavar="K", help="simulation: the ports spread over K root ports"
+    )
     run.add_argument("--time-scale", type=float, default=1.0, help="simulation speed (1 = real time, 0 = instant)")
     run.add_argument("--replace-delay", type=float, default=2.0, help="simulated operator's seconds to swap a board")
     run.add_argument("--fault", action="append", default=[], metavar="SPEC", help="fault on every simulated board")

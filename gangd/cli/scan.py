@@ -1,4 +1,5 @@
-"""`gangd scan`: the NXP boards attached now, by port, with their ids, stage and device node."""
+"""`gangd scan`: the NXP boards attached now, by port, with their ids, stage and device node; then
+each root port (bandwidth domain) with the flashloader-stage slots its boards use."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import sys
 
 from gangd.config.family import UsbIds, family_names, isp_usb_ids
+from gangd.core.bus import DEFAULT_BUDGET, root_port
 from gangd.io.udev import BoardFilter, UdevSource
 
 
@@ -28,6 +30,7 @@ def scan_command(args: argparse.Namespace) -> int:
         print("no NXP boards attached")
         return 0
     print(f"{'PORT':<12} {'IDS':<10} {'STAGE':<12} {'FAMILIES':<30} {'DEVNODE':<16} SERIAL")
+    domains: dict[str, list[str]] = {}
     for event in sorted(events, key=lambda e: e.port):
         ids = UsbIds(event.vid, event.pid)
         roms = [n for n, (rom, _) in known.items() if ids in rom]
@@ -36,5 +39,12 @@ def scan_command(args: argparse.Namespace) -> int:
         names = ",".join(matching[:3]) + (f" +{len(matching) - 3}" if len(matching) > 3 else "")
         print(
             f"{event.port:<12} {event.ids:<10} {stage:<12} {names:<30} {event.devnode or '':<16} {event.serial or ''}"
+        )
+        domains.setdefault(root_port(event.port), []).append(stage)
+    # Each root port is a bandwidth domain: about DEFAULT_BUDGET flashloaders fit at once.
+    for domain, stages in sorted(domains.items()):
+        print(
+            f"root port {domain}: {len(stages)} boards, {stages.count('flashloader')} of about "
+            f"{DEFAULT_BUDGET} flashloader-stage slots in use"
         )
     return 0

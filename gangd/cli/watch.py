@@ -35,6 +35,7 @@ STYLES = {
     "programming": "bold bright_white on blue",
     "recovering": "bold black on yellow",
     "waiting-replug": "bold bright_white on magenta",
+    "queued": "bold black on cyan",
     "success": "bold bright_white on green",
     "failed": "bold bright_white on red",
     "removed": "bold black on grey62",
@@ -47,6 +48,7 @@ NAMES = {
     "programming": "programming",
     "recovering": "recovering",
     "waiting-replug": "reconnecting",
+    "queued": "queued (USB bandwidth)",
     "success": "programmed",
     "failed": "FAILED",
     "removed": "removed",
@@ -54,7 +56,7 @@ NAMES = {
     "suspect": "SUSPECT",
     "disabled": "disabled",
 }
-RUNNING = ("programming", "recovering", "waiting-replug")
+RUNNING = ("queued", "programming", "recovering", "waiting-replug")
 LAST = {"success": "✔ ok", "failed": "✘ fail", "removed": "⇡ out", "stopped": "■ stop", "interrupted": "■ stop"}
 
 

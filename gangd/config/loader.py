@@ -50,6 +50,7 @@ TOP_LEVEL = {
     "memory",
     "image",
     "verify",
+    "write",
     "fuses",
     "recovery",
     "final",
@@ -230,7 +231,9 @@ def load_config(path: str | Path, need_flashloader: bool = True) -> Config:
     verify = r.get(raw, "verify", dict, "verify", {})
     r.unknown_keys(verify, {"read_back"}, "verify.")
     final = r.get(raw, "final", dict, "final", {})
-    r.unknown_keys(final, {"action"}, "final.")
+    r.unknown_keys(final, {"action", "wait_reboot"}, "final.")
+    write = r.get(raw, "write", dict, "write", {})
+    r.unknown_keys(write, {"blank_check", "skip_blank_pages"}, "write.")
     action = r.get(final, "action", str, "final.action", "reset")
     if action not in FINAL_ACTIONS:
         raise r.error("final.action", f"{action!r} is not one of {', '.join(FINAL_ACTIONS)}")
@@ -256,6 +259,9 @@ def load_config(path: str | Path, need_flashloader: bool = True) -> Config:
         images=images,
         verify=r.get(verify, "read_back", bool, "verify.read_back", True),
         final_action=action,
+        blank_check=r.get(write, "blank_check", bool, "write.blank_check", True),
+        skip_blank_pages=r.get(write, "skip_blank_pages", bool, "write.skip_blank_pages", True),
+        wait_reboot=r.get(final, "wait_reboot", bool, "final.wait_reboot", False),
         quality_marginal=marginal,
         fuses=fuses,
         board_data=board_data,

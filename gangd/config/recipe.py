@@ -128,6 +128,12 @@ class Recipe:
     images: tuple[Image, ...]
     verify: bool = True
     final_action: str = "reset"  # or "leave"
+    # The minimal write ([write]): read the image's sectors first and erase only those not blank;
+    # program only pages holding something other than 0xFF; after the reset, hold the port until
+    # the board re-enumerates (wait_reboot) or end the job and watch for it without holding.
+    blank_check: bool = True
+    skip_blank_pages: bool = True
+    wait_reboot: bool = False
     # A board that reads reliably only below the recipe's flash clock: "accept" (programmed at the
     # lower clock, flagged in its record) or "reject" (failed).
     quality_marginal: str = "accept"

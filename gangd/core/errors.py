@@ -41,6 +41,11 @@ class JobStopped(JobError):
     result = "stopped"
 
 
+class BandwidthExhausted(JobStopped):
+    """The flashloader enumerated but its HID interface was refused for lack of periodic bandwidth
+    on its root port (no hidraw node): the bus, not the board; the job ends like a stop."""
+
+
 class DataUnavailable(JobError):
     """No per-board value can be handed out (a list is exhausted): the board is not at fault, and
     the station starts no new job that needs a value until there is one."""

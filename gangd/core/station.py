@@ -22,6 +22,7 @@ import trio
 
 from gangd.config.family import FamilyInfo
 from gangd.config.recipe import Recipe
+from gangd.core.bus import DEFAULT_BUDGET, Admission, root_port
 from gangd.core.events import ADD, PortEvent
 from gangd.core.port import Port, stage_of
 from gangd.core.results import JobResult
@@ -75,8 +76,11 @@ class Station:
         records: RecordStore | None = None,
         power: PortPower | None = None,
         metrics: Metrics | None = None,
+        bandwidth_budget: int | None = DEFAULT_BUDGET,
     ) -> None:
         self.metrics = metrics
+        # Boards admitted to the flashloader stage per root port (None: admission switched off).
+        self.admission = Admission(bandwidth_budget)
         self.family = family
         self.recipe = recipe
         self.records = records
@@ -137,10 +141,13 @@ class Station:
             "halted": self.halted,
             "counts": dict(self.counts),
             "jobs_finished": self.jobs_finished,
+            # Bandwidth domains: flashloader-stage boards admitted now, against the budget.
+            "root_ports": self.admission.status(),
             "ports": [
                 {
                     "port": port.path,
                     "label": port.label,
+                    "root_port": root_port(port.path),
                     "state": port.shown_state,
                     "step": port.step,
                     "progress": round(port.progress, 3),
@@ -234,7 +241,9 @@ class Station:
                 continue
             self._jobs_running += 1
             try:
-                job = port.job = Job(port, event, self.recipe, lambda: self.stopping, self.records, self.power)
+                job = port.job = Job(
+                    port, event, self.recipe, lambda: self.stopping, self.records, self.power, self.admission
+                )
                 result = await job.run()
             finally:
                 port.job = None
@@ -250,6 +259,13 @@ class Station:
             for listener in self.listeners:
                 listener(result)
             finished_serial, event = event.serial, None
+            if job.rebooting:
+                try:
+                    event = await self._watch_reboot(port, finished_serial, job)
+                finally:
+                    job.release_slot()
+                if event is not None:
+                    continue
             newcomer = port.attached
             if result.result == "removed":
                 # That board left; whatever is on the port now (a newcomer, or the same board
@@ -262,6 +278,23 @@ class Station:
             # The finished board stays until someone takes it out; only then is the port free.
             while port.attached is not None:
                 await port.next_event()
+
+    async def _watch_reboot(self, port: Port, serial: str | None, job: Job) -> PortEvent | None:
+        """After a job that ended once its reset was acknowledged: the board leaves and comes back
+        rebooted while no job holds the port. Its return is logged, a board that never returns is
+        logged (not failed); another board appearing instead is returned, to be programmed."""
+        with trio.move_on_after(self.recipe.deadlines.reset_replug_s):
+            while True:
+                event = await port.next_event()
+                if event.action != ADD:
+                    job.release_slot()  # off the bus: its bandwidth is free for the next flashloader
+                    continue
+                if serial and event.serial and event.serial != serial:
+                    return event
+                log.debug("board rebooted after its job", port=port.path, serial=serial)
+                return None
+        log.info("board did not reappear after its reset (logged, not failed)", port=port.path, serial=serial)
+        return None
 
     async def _hold(self, port: Port, event: PortEvent | None) -> PortEvent | None:
         """While the port is disabled: follow its board (in, out, another one) without touching it.

@@ -26,6 +26,7 @@ class Result(enum.StrEnum):
 
 class PortState(enum.StrEnum):
     IDLE = "idle"
+    QUEUED = "queued"  # in its ROM, waiting for room on its root port (bandwidth)
     PROGRAMMING = "programming"
     RECOVERING = "recovering"
     WAITING_REPLUG = "waiting-replug"

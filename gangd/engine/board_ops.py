@@ -10,7 +10,7 @@ from spsdk.mboot.properties import PropertyTag
 
 from gangd.config.recipe import Image
 from gangd.engine.fuses import FuseDecision
-from gangd.engine.plan import ConfigureMemory, LoadFlashloader
+from gangd.engine.plan import SECTOR_SIZE, ConfigureMemory, LoadFlashloader
 
 
 class VerifyMismatch(Exception):
@@ -46,6 +46,27 @@ def verify(mboot, image: Image, memory_id: int = 0) -> None:
     if back != image.data:
         first = next((i for i, (a, b) in enumerate(zip(back, image.data)) if a != b), len(back))
         raise VerifyMismatch(f"read-back differs from the image at 0x{image.address + first:08x}")
+
+
+def blank_sectors(mboot, address: int, length: int, memory_id: int = 0) -> list[bool]:
+    """Which sectors of the range read back all 0xFF (a failed read: none of them)."""
+    data = mboot.read_memory(address, length, memory_id) or b""
+    if len(data) != length:
+        return [False] * (-(-length // SECTOR_SIZE))
+    return [
+        data[o : o + SECTOR_SIZE].count(0xFF) == len(data[o : o + SECTOR_SIZE]) for o in range(0, length, SECTOR_SIZE)
+    ]
+
+
+def erase_runs(mboot, address: int, runs: list[tuple[int, int]], memory_id: int = 0) -> None:
+    for offset, length in runs:
+        mboot.flash_erase_region(address + offset, length, memory_id)
+
+
+def write_runs(mboot, image: Image, runs: list[tuple[int, int]], memory_id: int = 0) -> None:
+    """One write-memory per run; each run starts on a page boundary, as the driver requires."""
+    for offset, length in runs:
+        mboot.write_memory(image.address + offset, image.data[offset : offset + length], memory_id)
 
 
 def read_fuses(mboot, indexes: list[int]) -> dict[int, int]:

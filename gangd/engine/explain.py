@@ -832,3 +832,10 @@ def explain_command(args: argparse.Namespace) -> int:
         return 2
     sys.stdout.write(render(exp, _description(StatusCode.from_tag(code))))
     return 0
+
+
+def explained(status: int, family: str) -> str:
+    try:
+        return one_line(status, family)
+    except KeyError:
+        return f"status {status} is unknown to spsdk"

@@ -18,7 +18,6 @@ the job does is reported to its observers (`observer.py`): the port, the metrics
 
 from __future__ import annotations
 
-import functools
 import itertools
 import time
 from collections.abc import Callable
@@ -31,8 +30,9 @@ from spsdk.mboot.error_codes import stringify_status_code
 from spsdk.mboot.exceptions import McuBootCommandError, McuBootConnectionError
 from spsdk.sdp.exceptions import SdpCommandError, SdpConnectionError
 
-from gangd.config.flexspi import clock_mhz, max_freq_code, with_max_freq
+from gangd.config.flexspi import clock_mhz, max_freq_code
 from gangd.config.recipe import Recipe
+from gangd.core.bus import Admission
 from gangd.core.errors import (
     BoardRemoved,
     CommandFailed,
@@ -50,8 +50,9 @@ from gangd.core.types import PortPower
 from gangd.engine import board_ops as ops
 from gangd.engine import plan as p
 from gangd.engine import recovery, steps
-from gangd.engine.diagnosis import PROTECTED, READ_PATH, FlashDiagnostician
-from gangd.engine.explain import one_line
+from gangd.engine.diagnosis import FlashDiagnostician
+from gangd.engine.explain import explained
+from gangd.engine.steps import retry_flash
 from gangd.io.transport import DeviceGoneError, FdHidDevice, TransportAborted, mboot_client, sdp_client
 from gangd.io.transport.fd_device import WrongDeviceError
 from gangd.service.records import RecordStore
@@ -74,8 +75,10 @@ class Job:
         stopping: Callable[[], bool],
         records: RecordStore | None = None,
         power: PortPower | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.id = next(_job_ids)
+        self.admission, self.admitted = admission or Admission(None), False
         self.port = port
         self.event = event
         self.recipe = recipe
@@ -93,6 +96,11 @@ class Job:
         # The option words in force: a diagnosis may lower their clock for the rest of the job.
         self.option_words = recipe.option_words
         self.diagnostician = FlashDiagnostician(recipe.family.name)
+        # The minimal write: each image group's blank sectors, and the groups retried after a
+        # failure (written whole from then on).
+        self.blank: dict[int, list[bool]] = {}
+        self.full_groups: set[int] = set()
+        self.rebooting = False  # reset without a wait-reboot step: the station watches for its return
         self.result = JobResult(self.id, port.path, port.label, event.serial, "success")
         self.log = structlog.get_logger("gangd.engine.job")
 
@@ -127,13 +135,15 @@ class Job:
                 error.status,
             )
             if error.result == "failed" and error.status is not None:
-                result.reason = f"{error.reason} | {_explained(error.status, self.recipe.family.name)}"
+                result.reason = f"{error.reason} | {explained(error.status, self.recipe.family.name)}"
             finished = True
         finally:
             if not finished:  # cancelled (shutdown past its grace time) or a bug: never "success"
                 result.result, result.step = "stopped", self.port.step
                 result.reason = "gangd stopped the job in the middle of this step"
             self._close()
+            if not self.rebooting:  # else the station frees the slot once the board has left the bus
+                self.release_slot()
             result.duration_s = time.monotonic() - started
             with trio.CancelScope(shield=True):  # the record is written even while shutting down
                 for observer in self.observers:
@@ -182,6 +192,7 @@ class Job:
         """Bring the board back to its ROM: reset over USB, else power-cycle the port, else give up."""
         deadlines = self.recipe.deadlines
         self._tell("state_changed", "recovering")
+        self.release_slot()  # the board goes back to its ROM (or is given up)
         reset_may_help = klass != recovery.POWER and error.kind != "lost-contact"
         if self.mboot is not None and reset_may_help and not isinstance(error, (StepTimeout, ReplugTimeout)):
             try:
@@ -247,7 +258,8 @@ class Job:
                 if retries[step.group] >= self.recipe.recovery.transient_retries:
                     raise
                 retries[step.group] += 1
-                await self._retry_flash(step, error, retries[step.group])
+                self.full_groups.add(step.group)
+                await retry_flash(self, step, error, retries[step.group])
                 index = p.group_start(steps, index)
                 continue
             index += 1
@@ -257,6 +269,7 @@ class Job:
         """One step; returns the board's current event (a wait brings a new one)."""
         match step:
             case p.LoadFlashloader():
+                await steps.admit(self, event)
                 await self._step(step.name, step.deadline_s, lambda: ops.load_flashloader(self._client(event), step))
             case p.WaitStage(required=True):
                 self._tell("state_changed", "waiting-replug")
@@ -275,6 +288,7 @@ class Job:
                         pass  # programmed and reset; the operator was just quick to take it out
                 self._record_timing(step.name, time.monotonic() - started)
             case p.Open():
+                await steps.admit(self, event)
                 self.mboot = await self._step(step.name, step.deadline_s, lambda: ops.open_mboot(self._client(event)))
             case p.Identify():
                 board_id = await self._step(step.name, step.deadline_s, ops.identify, self.mboot)
@@ -285,20 +299,12 @@ class Job:
                 structlog.contextvars.bind_contextvars(board=board_id)
             case p.ConfigureMemory():
                 await self._step(step.name, step.deadline_s, ops.configure, self.mboot, step, self.option_words)
+            case p.BlankCheck():
+                await steps.blank_check(self, step)
             case p.Erase():
-                await self._step(
-                    step.name, step.deadline_s, self.mboot.flash_erase_region, step.address, step.length, step.memory_id
-                )
+                await steps.erase(self, step)
             case p.Write():
-                await self._step(
-                    step.name,
-                    step.deadline_s,
-                    self.mboot.write_memory,
-                    step.image.address,
-                    step.image.data,
-                    step.memory_id,
-                )
-                self._tell("bytes_written", len(step.image.data))
+                await steps.write(self, step)
                 code = max_freq_code(self.option_words)
                 self.result.flash_clock_mhz = clock_mhz(self.recipe.family.name, code) if code is not None else None
             case p.Verify():
@@ -312,77 +318,16 @@ class Job:
             case p.Reset():
                 await self._step(step.name, step.deadline_s, self.mboot.reset, 0, False)
                 self._close()
+                # Without a wait-reboot step the station watches for the board's return.
+                self.rebooting = not any(isinstance(s, p.WaitStage) and not s.required for s in self.plan)
             case _:
                 raise AssertionError(f"no engine for step {step!r}")
         return event
 
-    async def _retry_flash(self, step: p.Step, error: JobError, retry: int) -> None:
-        """Before a flash group runs again: diagnose a read-back failure, else re-configure."""
-        self._tell("state_changed", "recovering")
-        await trio.sleep(self.recipe.recovery.backoff(retry))
-        configure = self._configure_step
-        if configure is None:  # internal flash: nothing to configure, the group just runs again
-            self._note(error, recovery.TRANSIENT, recovery.RETRY)
-        elif recovery.is_flash_readback(error.status, error.kind) and isinstance(step, (p.Erase, p.Write, p.Verify)):
-            await self._diagnose(step, error)
-        else:
-            self._note(error, recovery.TRANSIENT, recovery.RECONFIGURE)
-            await self._step(
-                p.StepName.CONFIGURE_MEMORY,
-                self.recipe.deadlines.command_s,
-                ops.configure,
-                self.mboot,
-                configure,
-                self.option_words,
-            )
-        self._tell("state_changed", "programming")
-
-    async def _diagnose(self, step: p.Step, error: JobError) -> None:
-        """Tell a marginal read path from write protection (diagnosis.py) and act on the finding."""
-        image = next(s.image for s in self.plan if isinstance(s, p.Write) and s.group == step.group)
-        length = image.erase_length if error.step == p.StepName.ERASE else len(image.data)
-        # Each call is one configure or one read of the range: one data deadline covers either.
-        run = functools.partial(self._step, "diagnose", self.recipe.deadlines.data_s(length))
-        configure_step = self._configure_step
-        assert configure_step is not None  # diagnosed only where the memory is configured (FlexSPI)
-        configure = functools.partial(ops.configure, self.mboot, configure_step)
-        diagnosis = await self.diagnostician.diagnose(
-            run, configure, self.mboot.read_memory, self.option_words, image.address, length, error.step, error.status
-        )
-        self.result.diagnoses.append(diagnosis)
-        self.log.warning(
-            "flash diagnosed",
-            step=error.step,
-            status=error.status,
-            finding=diagnosis.finding,
-            failed_mhz=diagnosis.failed_mhz,
-            mhz=diagnosis.mhz,
-            detail=diagnosis.detail,
-        )
-        if diagnosis.finding == PROTECTED:
-            raise JobError(
-                self.port.path,
-                error.step,
-                f"flash write-protected (block-protect bits set): {diagnosis.detail}; {error.reason}",
-                error.status,
-                kind="write-protected",
-            )
-        if diagnosis.finding != READ_PATH:
-            self._note(error, recovery.TRANSIENT, recovery.RECONFIGURE)
-            return
-        if self.recipe.quality_marginal == "reject":
-            raise JobError(
-                self.port.path,
-                error.step,
-                f"marginal board rejected ([quality] marginal = reject): {diagnosis.detail}",
-                error.status,
-                kind="marginal-board",
-            )
-        assert diagnosis.code is not None  # a clock ladder exists only for option words
-        self.option_words = with_max_freq(self.option_words, diagnosis.code)
-        self.result.marginal = True
-        self._tell("clock_fallback")
-        self._note(error, recovery.TRANSIENT, recovery.LOWER_CLOCK)
+    def release_slot(self) -> None:
+        if self.admitted:
+            self.admitted = False
+            self.admission.leave(self.port.path)
 
     async def _wait_stage(self, step: p.WaitStage, serial: str | None) -> PortEvent:
         self._tell("step_started", step.name)
@@ -480,10 +425,3 @@ class Job:
         if self.port.attached is None:
             return BoardRemoved(self.port.path, step, "the board was removed from the port")
         return JobError(self.port.path, step, f"lost contact with the board: {exc}", kind="lost-contact")
-
-
-def _explained(status: int, family: str) -> str:
-    try:
-        return one_line(status, family)
-    except KeyError:
-        return f"status {status} is unknown to spsdk"

@@ -30,6 +30,7 @@ class StepName(enum.StrEnum):
     IDENTIFY = "identify"
     TAKE_BOARD_DATA = "take-board-data"
     CONFIGURE_MEMORY = "configure-memory"
+    BLANK_CHECK = "blank-check"
     ERASE = "erase"
     WRITE = "write"
     VERIFY = "verify"
@@ -94,16 +95,28 @@ class ConfigureMemory(Step):
 
 
 @dataclass(frozen=True)
-class Erase(Step):
+class BlankCheck(Step):
+    """Read the image's sectors back first: sectors already blank (all 0xFF) need no erase. The
+    read-back after the write still checks every byte, so a wrong blank check is caught there."""
+
     address: int = 0
     length: int = 0
     memory_id: int = 0
 
 
 @dataclass(frozen=True)
+class Erase(Step):
+    address: int = 0
+    length: int = 0
+    memory_id: int = 0
+    skip_blank: bool = False  # erase only the sectors the group's blank check found not blank
+
+
+@dataclass(frozen=True)
 class Write(Step):
     image: Image = Image(0, b"")
     memory_id: int = 0
+    skip_blank_pages: bool = False  # program only the pages holding something other than 0xFF
 
 
 @dataclass(frozen=True)
@@ -147,6 +160,7 @@ WEIGHTS = {
     StepName.IDENTIFY: 1,
     StepName.TAKE_BOARD_DATA: 1,
     StepName.CONFIGURE_MEMORY: 2,
+    StepName.BLANK_CHECK: 5,
     StepName.ERASE: 15,
     StepName.WRITE: 40,
     StepName.VERIFY: 20,
@@ -163,6 +177,38 @@ WEIGHTS = {
 INTERNAL_FLASH = 0
 MAPPED_MEMORY_IDS = (0, 9)
 SECTOR_SIZE = 4096
+PAGE_SIZE = 256  # the FlexSPI NOR driver's program unit; a write must start on a page boundary
+FLEXSPI_NOR = 9
+
+
+def page_runs(image: Image) -> list[tuple[int, int]]:
+    """(offset, length) of the image's runs of pages holding something other than 0xFF, each run
+    starting on a page boundary (offsets relative to the image, which starts on one)."""
+    runs: list[tuple[int, int]] = []
+    data = image.data
+    for offset in range(0, len(data), PAGE_SIZE):
+        page = data[offset : offset + PAGE_SIZE]
+        if page.count(0xFF) == len(page):
+            continue
+        if runs and sum(runs[-1]) == offset:
+            runs[-1] = (runs[-1][0], runs[-1][1] + len(page))
+        else:
+            runs.append((offset, len(page)))
+    return runs
+
+
+def sector_runs(blank: list[bool]) -> list[tuple[int, int]]:
+    """(offset, length) of the runs of sectors that are not blank, for one erase each."""
+    runs: list[tuple[int, int]] = []
+    for index, is_blank in enumerate(blank):
+        if is_blank:
+            continue
+        offset = index * SECTOR_SIZE
+        if runs and sum(runs[-1]) == offset:
+            runs[-1] = (runs[-1][0], runs[-1][1] + SECTOR_SIZE)
+        else:
+            runs.append((offset, SECTOR_SIZE))
+    return runs
 
 
 def data_memory_id(memory_id: int) -> int:
@@ -213,6 +259,23 @@ def plan(recipe: Recipe) -> list[Step]:
     data_id = data_memory_id(recipe.memory_id)
     for group, image in enumerate(recipe.images):
         retry = Retry.GROUP
+        # The minimal write needs the driver's page and sector rules: FlexSPI NOR, aligned images.
+        aligned = recipe.memory_id == FLEXSPI_NOR and image.address % SECTOR_SIZE == 0
+        blank_check = recipe.blank_check and aligned
+        if blank_check:
+            steps.append(
+                BlankCheck(
+                    StepName.BLANK_CHECK,
+                    d.data_s(image.erase_length),
+                    w[StepName.BLANK_CHECK],
+                    loader,
+                    retry,
+                    group,
+                    address=image.address,
+                    length=image.erase_length,
+                    memory_id=data_id,
+                )
+            )
         steps.append(
             Erase(
                 StepName.ERASE,
@@ -224,6 +287,7 @@ def plan(recipe: Recipe) -> list[Step]:
                 address=image.address,
                 length=image.erase_length,
                 memory_id=data_id,
+                skip_blank=blank_check,
             )
         )
         steps.append(
@@ -236,6 +300,7 @@ def plan(recipe: Recipe) -> list[Step]:
                 group,
                 image=image,
                 memory_id=data_id,
+                skip_blank_pages=recipe.skip_blank_pages and aligned,
             )
         )
         if recipe.verify:
@@ -271,8 +336,11 @@ def plan(recipe: Recipe) -> list[Step]:
             Fuses(StepName.FUSES, d.command_s + len(recipe.fuses.words), w[StepName.FUSES], loader, fuses=recipe.fuses)
         )
     if recipe.final_action == "reset":
+        steps.append(Reset(StepName.RESET, d.command_s, w[StepName.RESET], loader))
+    if recipe.final_action == "reset" and recipe.wait_reboot:
+        # Otherwise the job ends when the reset is acknowledged and the station watches for the
+        # board's return without holding its port.
         steps += [
-            Reset(StepName.RESET, d.command_s, w[StepName.RESET], loader),
             WaitStage(
                 StepName.WAIT_REBOOT,
                 d.reset_replug_s,
@@ -340,10 +408,24 @@ def tool_lines(steps: list[Step]) -> Iterator[ToolLine]:
                         ("fill-memory", f"{step.option_address + 4 * offset:#x}", "4", f"{word:#010x}", "word"),
                     )
                 yield ToolLine(step, "blhost", ("configure-memory", str(step.memory_id), f"{step.option_address:#x}"))
+            case BlankCheck():
+                memory = (str(step.memory_id),) if step.memory_id else ()
+                yield ToolLine(
+                    step, "blhost", ("read-memory", f"{step.address:#x}", str(step.length), "blank-check.bin", *memory)
+                )
+            case Erase(skip_blank=True):
+                erase = f"flash-erase-region {step.address:#x} {step.length} {step.memory_id}"
+                yield ToolLine(step, "", (f"erase: only the sectors of `{erase}` blank-check.bin shows not blank",))
             case Erase():
                 yield ToolLine(
                     step, "blhost", ("flash-erase-region", f"{step.address:#x}", str(step.length), str(step.memory_id))
                 )
+            case Write(skip_blank_pages=True):
+                memory = (str(step.memory_id),) if step.memory_id else ()
+                name = step.image.path or "image.bin"
+                for offset, length in page_runs(step.image):
+                    part = f"{name}[{offset:#x}:{offset + length:#x}]"
+                    yield ToolLine(step, "blhost", ("write-memory", f"{step.image.address + offset:#x}", part, *memory))
             case Write():
                 memory = (str(step.memory_id),) if step.memory_id else ()  # blhost's default is 0
                 yield ToolLine(

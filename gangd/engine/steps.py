@@ -1,25 +1,159 @@
-"""The bodies of the plan's data steps: per-board values and OTP fuses, run by the job engine.
+"""The bodies of the plan's flash and data steps: the minimal write (blank check, erase, write),
+per-board values and OTP fuses, run by the job engine.
 
-Split from `job.py` (the engine: order, deadlines, retries, recovery); each function runs one step
+Split from `job.py` (the engine: order, deadlines, retries, recovery), with the diagnosis of a
+flash group's read-back failure; each function runs one step
 of `job` through the job's own step runner, so deadlines, error translation and timing apply.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import TYPE_CHECKING
 
 import structlog
 import trio
 
+from gangd.config.flexspi import with_max_freq
 from gangd.config.recipe import FusePlan, Image
-from gangd.core.errors import DataExhausted, DataUnavailable, JobError
+from gangd.core.bus import root_port
+from gangd.core.errors import BandwidthExhausted, DataExhausted, DataUnavailable, JobError
+from gangd.core.events import PortEvent
+from gangd.core.port import stage_of
 from gangd.engine import board_ops as ops
 from gangd.engine import plan as p
+from gangd.engine import recovery
+from gangd.engine.diagnosis import PROTECTED, READ_PATH
 from gangd.engine.fuses import BURN, conflict_reason, decide
 
 if TYPE_CHECKING:
     from gangd.engine.job import Job
+
+
+async def blank_check(job: Job, step: p.BlankCheck) -> None:
+    """Which of the image's sectors are already blank. Skipped when the group runs again after a
+    failure: a retried group erases and writes everything, trusting no earlier read."""
+    assert step.group is not None
+    job.blank.pop(step.group, None)
+    if step.group in job.full_groups:
+        return
+    run = job._step
+    blank = await run(
+        step.name, step.deadline_s, ops.blank_sectors, job.mboot, step.address, step.length, step.memory_id
+    )
+    job.blank[step.group] = blank
+    job.log.debug("blank check", step=step.name, blank_sectors=sum(blank), sectors=len(blank))
+
+
+async def erase(job: Job, step: p.Erase) -> None:
+    """The image's sectors; with a blank check, only those it found not blank."""
+    blank = job.blank.get(step.group) if step.skip_blank and step.group is not None else None
+    runs = p.sector_runs(blank) if blank is not None else [(0, step.length)]
+    if runs:
+        await job._step(step.name, step.deadline_s, ops.erase_runs, job.mboot, step.address, runs, step.memory_id)
+    else:
+        job._record_timing(step.name, 0.0)  # every sector already blank: nothing to erase
+
+
+async def write(job: Job, step: p.Write) -> None:
+    """The image; with skip_blank_pages, only its runs of pages holding something but 0xFF (a
+    retried group writes it whole)."""
+    image = step.image
+    full = not step.skip_blank_pages or step.group in job.full_groups
+    runs = [(0, len(image.data))] if full else p.page_runs(image)
+    if runs:
+        await job._step(step.name, step.deadline_s, ops.write_runs, job.mboot, image, runs, step.memory_id)
+    else:
+        job._record_timing(step.name, 0.0)  # an image of 0xFF only: nothing to program
+    job._tell("bytes_written", sum(length for _, length in runs))
+
+
+async def admit(job: Job, event: PortEvent) -> None:
+    """Room on the board's root port before it enters (or while it is in) its flashloader
+    stage; a flashloader without a hidraw node was refused bandwidth by the bus."""
+    if event.devnode is None and stage_of(job.recipe.family, event) == p.Stage.FLASHLOADER:
+        raise BandwidthExhausted(
+            job.port.path,
+            job.port.step or p.StepName.OPEN,
+            f"USB bandwidth exhausted on root port {root_port(job.port.path)}: the flashloader "
+            f"enumerated ({event.ids}) but its HID interface was refused (no hidraw node)",
+            kind="bandwidth",
+        )
+    if not job.admitted:
+        await job.admission.enter(job.port.path, lambda: job._tell("state_changed", "queued"))
+        job.admitted = True
+        job._tell("state_changed", "programming")
+
+
+async def retry_flash(job: Job, step: p.Step, error: JobError, retry: int) -> None:
+    """Before a flash group runs again: diagnose a read-back failure, else re-configure."""
+    job._tell("state_changed", "recovering")
+    await trio.sleep(job.recipe.recovery.backoff(retry))
+    configure = job._configure_step
+    if configure is None:  # internal flash: nothing to configure, the group just runs again
+        job._note(error, recovery.TRANSIENT, recovery.RETRY)
+    elif recovery.is_flash_readback(error.status, error.kind) and isinstance(step, (p.Erase, p.Write, p.Verify)):
+        await diagnose(job, step, error)
+    else:
+        job._note(error, recovery.TRANSIENT, recovery.RECONFIGURE)
+        await job._step(
+            p.StepName.CONFIGURE_MEMORY,
+            job.recipe.deadlines.command_s,
+            ops.configure,
+            job.mboot,
+            configure,
+            job.option_words,
+        )
+    job._tell("state_changed", "programming")
+
+
+async def diagnose(job: Job, step: p.Step, error: JobError) -> None:
+    """Tell a marginal read path from write protection (diagnosis.py) and act on the finding."""
+    image = next(s.image for s in job.plan if isinstance(s, p.Write) and s.group == step.group)
+    length = image.erase_length if error.step == p.StepName.ERASE else len(image.data)
+    # Each call is one configure or one read of the range: one data deadline covers either.
+    run = functools.partial(job._step, "diagnose", job.recipe.deadlines.data_s(length))
+    configure_step = job._configure_step
+    assert configure_step is not None  # diagnosed only where the memory is configured (FlexSPI)
+    configure = functools.partial(ops.configure, job.mboot, configure_step)
+    diagnosis = await job.diagnostician.diagnose(
+        run, configure, job.mboot.read_memory, job.option_words, image.address, length, error.step, error.status
+    )
+    job.result.diagnoses.append(diagnosis)
+    job.log.warning(
+        "flash diagnosed",
+        step=error.step,
+        status=error.status,
+        finding=diagnosis.finding,
+        failed_mhz=diagnosis.failed_mhz,
+        mhz=diagnosis.mhz,
+        detail=diagnosis.detail,
+    )
+    if diagnosis.finding == PROTECTED:
+        raise JobError(
+            job.port.path,
+            error.step,
+            f"flash write-protected (block-protect bits set): {diagnosis.detail}; {error.reason}",
+            error.status,
+            kind="write-protected",
+        )
+    if diagnosis.finding != READ_PATH:
+        job._note(error, recovery.TRANSIENT, recovery.RECONFIGURE)
+        return
+    if job.recipe.quality_marginal == "reject":
+        raise JobError(
+            job.port.path,
+            error.step,
+            f"marginal board rejected ([quality] marginal = reject): {diagnosis.detail}",
+            error.status,
+            kind="marginal-board",
+        )
+    assert diagnosis.code is not None  # a clock ladder exists only for option words
+    job.option_words = with_max_freq(job.option_words, diagnosis.code)
+    job.result.marginal = True
+    job._tell("clock_fallback")
+    job._note(error, recovery.TRANSIENT, recovery.LOWER_CLOCK)
 
 
 async def take_board_data(job: Job, step: p.TakeBoardData) -> None:

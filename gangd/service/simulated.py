@@ -72,12 +72,12 @@ def run_simulated(args: argparse.Namespace, config: Config | None, sock, shares,
     layout = config.layout if config else None
     if config is not None:
         recipe = config.recipe
-        paths = list(config.ports) or default_port_paths(args.simulate)
+        paths = list(config.ports) or default_port_paths(args.simulate, args.root_ports)
         labels = {path: config.ports.get(path) for path in paths}
     else:
         flashloader, jump = build_flashloader_image()
         recipe = builtin_rt1020(os.urandom(45056), flashloader, jump)  # the user's image size
-        labels = {path: None for path in default_port_paths(args.simulate)}
+        labels = {path: None for path in default_port_paths(args.simulate, args.root_ports)}
     if layout_rows is not None:
         names = [name for row in layout_rows for name in row if name != "."]
         if config is None:  # the layout names the simulated ports, in port order

@@ -23,7 +23,7 @@ from gangd.service.records import RecordStore
 
 RECORDS = 50  # rows of the records table
 RATE_WINDOW_S = 3600.0  # boards per hour over the last hour (or the uptime, when shorter)
-BUSY = ("programming", "recovering", "waiting-replug")
+BUSY = ("queued", "programming", "recovering", "waiting-replug")
 STATES = ("idle", *BUSY, "success", "failed", "removed", "stopped", "suspect", "disabled")
 
 

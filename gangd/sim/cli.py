@@ -36,6 +36,20 @@ def add_parser(subparsers) -> None:
     where.add_argument("--uart", action="store_true", help="one board on a pseudo-terminal")
     where.add_argument("--hub", type=int, metavar="N", help="a simulated hub of N ports, all filled")
     parser.add_argument(
+        "--root-ports",
+        type=int,
+        default=1,
+        metavar="K",
+        help="the hub's ports spread over K root ports (bandwidth domains)",
+    )
+    parser.add_argument(
+        "--bandwidth-budget",
+        type=int,
+        default=8,
+        metavar="B",
+        help="flashloader-stage boards per root port (default 8)",
+    )
+    parser.add_argument(
         "--hidraw",
         action="store_true",
         help="the hub's boards as emulated /dev/hidrawN devices (umockdev); prints UMOCKDEV_DIR=...",
@@ -107,12 +121,18 @@ def run(args: argparse.Namespace) -> int:
             stop.wait()
         return 0
     ports = args.hub or 1
-    unknown = set(port_faults) - set(default_port_paths(ports))
+    unknown = set(port_faults) - set(default_port_paths(ports, args.root_ports))
     if unknown:
         return _fail(f"--port-fault names ports the hub does not have: {', '.join(sorted(unknown))}")
     if args.hidraw:
         return _run_hidraw(args, ports, port_faults, factory, stop)
-    with SimHub(args.hub, port_faults=port_faults, seed=args.seed) as hub:
+    with SimHub(
+        args.hub,
+        port_faults=port_faults,
+        seed=args.seed,
+        root_ports=args.root_ports,
+        flashloader_budget=args.bandwidth_budget,
+    ) as hub:
         hub.subscribe(lambda event: print(json.dumps(asdict(event)), flush=True))
         for path in hub.ports:
             hub.plug(path, factory())

@@ -9,6 +9,8 @@ A fault is written as `KIND[:key=value,...]`, the same on the command line, in c
     hang:cmd=write-memory                              the board stops answering until re-plugged
     disconnect:cmd=write-memory,after=8192             unplugged 8 KiB into the data phase
     corrupt-readback:p=0.05                            a read-memory returns one flipped bit
+    corrupt-readback:nth=1,erased=1                    the first read-memory returns all 0xFF (a read
+                                                       path answering erased data: a wrong blank check)
     malformed:cmd=read-memory,shape=halfway            a reply the host cannot parse (see MALFORMED_SHAPES)
     no-reenumerate                                     after the jump the flashloader never appears
     slow-flash:factor=3                                program and erase take 3x the model
@@ -97,6 +99,7 @@ class FaultRule:
     fuse: str | None = None
     value: int = 0
     locked: bool = False
+    erased: bool = False
     shape: str = "garbage"
     max_mhz: float | None = None
     persist: str = "power"
@@ -186,6 +189,8 @@ def parse_fault(spec: str, seed: int | None = None) -> FaultRule:
             rule.persist = text
         elif key == "locked":
             rule.locked = text not in ("0", "false", "no")
+        elif key == "erased":
+            rule.erased = text not in ("0", "false", "no")
         else:
             raise FaultSpecError(f"fault {spec!r}: unknown key {key!r}")
     if kind == "status" and rule.code is None:

@@ -410,7 +410,9 @@ class FlashloaderEngine:
             self.board.ram.read(address, length) if where == "ram" else self._driver(where).read(address, length)
         )
         corrupt = self.board.faults.fire("corrupt-readback", "read-memory")
-        if corrupt is not None and data:
+        if corrupt is not None and corrupt.erased:
+            data = bytearray(b"\xff" * len(data))
+        elif corrupt is not None and data:
             bit = corrupt.choose(len(data) * 8)
             data[bit // 8] ^= 1 << (bit % 8)
         disconnect = self.board.faults.fire("disconnect", "read-memory")

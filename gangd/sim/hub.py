@@ -22,9 +22,11 @@ import socket
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 
 from gangd.config.family import FamilyInfo
+from gangd.core.bus import DEFAULT_BUDGET, root_port
 from gangd.core.events import ADD, REMOVE, PortEvent
 from gangd.sim.board import FLASHLOADER, ROM, BoardSpec, LeaveStage, SimBoard, Unplugged
 from gangd.sim.faults import FaultPlan
@@ -38,8 +40,11 @@ log = logging.getLogger(__name__)
 _ACCEPT_POLL_S = 0.05
 
 
-def default_port_paths(count: int) -> list[str]:
-    return [f"1-1.{n}" for n in range(1, count + 1)]
+def default_port_paths(count: int, root_ports: int = 1) -> list[str]:
+    """`count` hub ports spread evenly over `root_ports` root ports of bus 1 (`1-R.N`): each root
+    port is one bandwidth domain."""
+    per = -(-count // max(1, root_ports))
+    return [f"1-{i // per + 1}.{i % per + 1}" for i in range(count)]
 
 
 def serve_hid_connection(board: SimBoard, sock: socket.socket) -> None:
@@ -134,6 +139,9 @@ class SimPort:
         """The board's life on this port: enumerate, serve, leave, re-enumerate, until unplugged."""
         try:
             while not board.unplugged.is_set():
+                if not self.hub._take_slot(self.path, board):
+                    self._refused(board)
+                    break
                 leave = self._enumerated(board)
                 if board.unplugged.is_set() or leave is None:
                     break
@@ -148,9 +156,23 @@ class SimPort:
             self.hub.errors.append(exc)
             board.unplugged.set()
         finally:
+            self.hub._free_slot(self.path)
             with self._lock:
                 self.board = None
                 self.devnode = None
+
+    def _refused(self, board: SimBoard) -> None:
+        """A flashloader over its root port's bandwidth budget: Linux enumerates the usb_device
+        with its ids but refuses the HID interface ("Not enough bandwidth for new device state"),
+        so no hidraw node appears, until it is re-plugged (or power-cycled) once a slot is free."""
+        ids = board.usb_ids
+        log.warning(
+            "port %s: not enough bandwidth on root port %s for the flashloader", self.path, root_port(self.path)
+        )
+        self.hub._emit(PortEvent(ADD, self.path, ids.vid, ids.pid, board.serial, None))
+        self._on_bus.set()
+        board.unplugged.wait()
+        self.hub._emit(PortEvent(REMOVE, self.path, ids.vid, ids.pid, board.serial, None))
 
     def _enumerated(self, board: SimBoard) -> LeaveStage | None:
         listener, devnode = self.hub._new_devnode()
@@ -199,8 +221,15 @@ class SimHub:
         port_faults: dict[str, list[str]] | None = None,
         seed: int | None = None,
         directory: str | None = None,
+        root_ports: int = 1,
+        flashloader_budget: int | None = DEFAULT_BUDGET,
     ) -> None:
-        paths = default_port_paths(ports) if isinstance(ports, int) else list(ports)
+        paths = default_port_paths(ports, root_ports) if isinstance(ports, int) else list(ports)
+        # Each root port's periodic bandwidth: flashloader-stage boards it carries at once.
+        self.flashloader_budget = flashloader_budget
+        self.in_flashloader: Counter[str] = Counter()  # per root port, now
+        self.peak_flashloaders: Counter[str] = Counter()  # per root port, the most ever at once
+        self._holding: set[str] = set()  # ports whose board holds a slot
         self._own_dir = directory is None
         self.directory = directory or tempfile.mkdtemp(prefix="gangd-sim-")
         port_faults = port_faults or {}
@@ -219,7 +248,28 @@ class SimHub:
         with self._lock:
             self._subscribers.append(callback)
 
+    def _take_slot(self, path: str, board: SimBoard) -> bool:
+        """Room for this enumeration on the port's root port? ROM-stage boards take none."""
+        if board.stage != FLASHLOADER or board.family.rom_protocol != "sdp":
+            return True
+        domain = root_port(path)
+        with self._lock:
+            if self.flashloader_budget is not None and self.in_flashloader[domain] >= self.flashloader_budget:
+                return False
+            self._holding.add(path)
+            self.in_flashloader[domain] += 1
+            self.peak_flashloaders[domain] = max(self.peak_flashloaders[domain], self.in_flashloader[domain])
+            return True
+
+    def _free_slot(self, path: str) -> None:
+        with self._lock:
+            if path in self._holding:
+                self._holding.discard(path)
+                self.in_flashloader[root_port(path)] -= 1
+
     def _emit(self, event: PortEvent) -> None:
+        if event.action == REMOVE:
+            self._free_slot(event.port)  # off the bus: its reservation is released
         with self._lock:
             self.events.append(event)
             subscribers = list(self._subscribers)

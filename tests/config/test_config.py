@@ -168,3 +168,13 @@ def test_truncated_hex(line_dir):
     path = edit(line_dir, 'path = "app.bin"\naddress = 0x60000000\nformat = "bin"', 'path = "app.hex"')
     with pytest.raises(ConfigError, match="truncated"):
         load_config(path)
+
+
+def test_more_ports_on_one_root_port_than_its_bandwidth_carries_is_warned(line_dir):
+    many = "".join(f'"1-1.{n}" = "B{n}"\n' for n in range(5, 11))  # 10 ports behind root port 1-1
+    path = edit(line_dir, '"1-1.4" = "A4"\n', '"1-1.4" = "A4"\n' + many + '"1-2.1" = "C1"\n')
+    result = subprocess.run([GANGD, "check-config", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stdout.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "10 ports share root port 1-1" in warnings[0]
+    assert "about 8 flashloaders" in warnings[0]

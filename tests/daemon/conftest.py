@@ -69,17 +69,22 @@ async def line(rt1020, recipe, nursery, store):
         port_faults: dict[str, list[str]] | None = None,
         recipe_override=None,
         plug=True,
+        timing: TimingModel | None = None,
+        hub_options: dict | None = None,
+        station_options: dict | None = None,
     ):
-        hub = SimHub(ports, seed=3, port_faults=port_faults)
+        hub = SimHub(ports, seed=3, port_faults=port_faults, **(hub_options or {}))
         hubs.append(hub)
-        factory = BoardFactory(rt1020, TimingModel(time_scale=0), seed=11)
+        factory = BoardFactory(rt1020, timing or TimingModel(time_scale=0), seed=11)
         if plug:
             for path in hub.ports:
                 spec = factory()
                 spec.faults = (faults or {}).get(path, ())
                 hub.plug(path, spec)
         labels = {p: f"L{i}" for i, p in enumerate(hub.ports)} if configured else {}
-        station = Station(rt1020, recipe_override or recipe, labels, records=store, power=SimPortPower(hub))
+        station = Station(
+            rt1020, recipe_override or recipe, labels, records=store, power=SimPortPower(hub), **(station_options or {})
+        )
         await nursery.start(station.run, SimHubSource(hub).run)
         return Line(hub, station)
 

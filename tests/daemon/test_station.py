@@ -123,7 +123,8 @@ async def test_a_board_swapped_during_a_replug_is_not_taken_for_the_old_one(line
 
 async def test_a_board_swapped_in_while_the_last_one_rebooted_gets_its_own_job(line, rt1020, store):
     """The operator takes a programmed board out during its reboot and puts the next one in: the
-    newcomer is seen by the finished job's wait, and the station starts a job on it at once."""
+    newcomer is seen while the station watches for the finished board's return, and the station
+    starts a job on it at once."""
     from gangd.sim import BoardFactory, TimingModel
 
     slow_reboot = TimingModel(
@@ -137,7 +138,7 @@ async def test_a_board_swapped_in_while_the_last_one_rebooted_gets_its_own_job(l
     )
     run = await line(1, plug=False)
     first_board = run.hub.plug("1-1.1", BoardFactory(rt1020, slow_reboot, seed=31)())
-    await run.until(lambda: run.station.ports["1-1.1"].step == "wait-reboot")
+    await run.wait_results(1)  # the job ends when the reset is acknowledged, before the reboot
     run.hub.unplug("1-1.1")
     newcomer = BoardFactory(rt1020, TimingModel(time_scale=0), seed=32)()
     newcomer.serial = "SWAPPED-IN"

@@ -31,7 +31,7 @@ def test_job_lines_are_bound_and_summarised(tmp_path):
             "--spsdk-log-level",
             "info",
             "--fault",
-            "status:cmd=flash-erase-region,code=20106,nth=1",
+            "status:cmd=write-memory,code=20106,nth=1",  # blank boards get no erase to fail
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

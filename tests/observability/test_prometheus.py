@@ -87,7 +87,7 @@ def station(tmp_path_factory):
             "--metrics-address",
             f"127.0.0.1:{gangd_port}",
             "--fault",
-            "status:cmd=flash-erase-region,code=20106,p=0.3",
+            "status:cmd=write-memory,code=20106,nth=1",  # blank boards get no erase to fail
             "--port-fault",
             "1-1.3=status:cmd=write-memory,code=10200,p=0.5",
         ],

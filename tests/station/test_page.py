@@ -99,7 +99,7 @@ def test_station_page_in_chromium(tmp_path, gangd, browser):
             "--time-scale",
             "1",
             "--replace-delay",
-            "1.5",
+            "3",  # boards now take ~0.7 s: A1 still gets a board after it is disabled
             "--boards",
             str(BOARDS),
             "--seed",

@@ -50,7 +50,8 @@ async def test_sigterm_during_a_write_ends_at_the_next_step_boundary(rt1020, rec
         assert (record["result"], record["step"]) == ("stopped", "verify")
         writes = board.commands("write-memory")
         assert [w.status for w in writes] == [0]  # the write in flight was completed, not cut
-        assert board.commands("read-memory") == [] and board.commands("reset") == []
+        # The blank check's read only: no verify, no reset.
+        assert len(board.commands("read-memory")) == 1 and board.commands("reset") == []
         assert not hub.errors
 
 

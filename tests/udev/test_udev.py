@@ -69,3 +69,5 @@ def test_scan_lists_boards_by_port_with_ids_and_stage():
     assert "mimxrt1020" in lines["1-1.1"][3] and lines["1-1.1"][-1] == "A"
     assert "1-1.4" not in lines  # the keyboard
     assert "1-1.7" in lines  # scan is not limited to configured ports
+    domains = [line for line in output.splitlines() if line.startswith("root port ")]
+    assert domains == [f"root port 1-1: {len(lines)} boards, 1 of about 8 flashloader-stage slots in use"]

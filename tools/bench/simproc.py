@@ -42,6 +42,8 @@ def main() -> None:
     parser.add_argument("--image-address", type=lambda t: int(t, 0), default=0x6000_0000)
     parser.add_argument("--image-size", type=int, default=45056)
     parser.add_argument("--switch-interval", type=float, default=0.0)
+    parser.add_argument("--root-ports", type=int, default=1, help="the ports spread over K root ports")
+    parser.add_argument("--old-image", action="store_true", help="boards arrive holding an old image in the range")
     args = parser.parse_args()
     if args.switch_interval:
         sys.setswitchinterval(args.switch_interval)
@@ -49,7 +51,7 @@ def main() -> None:
     factory = BoardFactory(family, TimingModel(time_scale=args.time_scale), seed=1)
     boards: list[SimBoard] = []
     uarts: list[UartBoard] = []
-    with SimHub(args.ports) as hub:
+    with SimHub(args.ports, root_ports=args.root_ports) as hub:
         hub.subscribe(lambda event: emit({"type": "event", **asdict(event)}))
         emit({"type": "ready"})
         for line in sys.stdin:
@@ -57,7 +59,10 @@ def main() -> None:
             if command.startswith("plug"):
                 count = int(command.split()[1]) if " " in command else len(hub.ports)
                 for path in list(hub.ports)[:count]:
-                    boards.append(hub.plug(path, factory()))
+                    board = SimBoard(factory())
+                    if args.old_image:  # the range holds an old image: every sector needs its erase
+                        board.flash.program(args.image_address - 0x6000_0000, bytes(args.image_size))
+                    boards.append(hub.plug(path, board))
             elif command == "unplug":
                 for path in hub.ports:
                     hub.unplug(path)

@@ -4,12 +4,12 @@
 (() => {
   const $ = (id) => document.getElementById(id);
   const STATE_TEXT = {
-    idle: "Empty", programming: "Programming", recovering: "Recovering", "waiting-replug": "Reconnecting",
+    idle: "Empty", queued: "Queued (USB bandwidth)", programming: "Programming", recovering: "Recovering", "waiting-replug": "Reconnecting",
     success: "Programmed", failed: "Failed", removed: "Removed", stopped: "Stopped", suspect: "Suspect port",
     disabled: "Disabled",
   };
   const STATE_ICON = {
-    idle: "○", programming: "▶", recovering: "↻", "waiting-replug": "⇅", success: "✔", failed: "✘",
+    idle: "○", queued: "⧗", programming: "▶", recovering: "↻", "waiting-replug": "⇅", success: "✔", failed: "✘",
     removed: "⇡", stopped: "■", suspect: "⚠", disabled: "⊘",
   };
   const tiles = new Map(); // port path -> {el, parts}
@@ -144,7 +144,7 @@
     setText(parts.step, step);
     setText(parts.board, port.board ? `${port.board}${port.uid ? ` · ${port.uid}` : ""}` : "");
     parts.board.title = port.board ? `USB serial ${port.board}${port.uid ? `, unique id ${port.uid}` : ""}` : "";
-    const running = ["programming", "recovering", "waiting-replug"].includes(port.state);
+    const running = ["queued", "programming", "recovering", "waiting-replug"].includes(port.state);
     const elapsed = port.elapsed_s == null ? null : port.elapsed_s + (running ? elapsedExtra : 0);
     setText(parts.elapsed, elapsed == null ? "" : `${running ? "" : "took "}${duration(elapsed)}`);
     const failedHere = ["failed", "removed", "stopped"].includes(port.state);
@@ -252,7 +252,7 @@
     setText($("stat-uptime"), duration(model.header.uptime_s + extra));
     for (const port of model.ports) {
       const tile = tiles.get(port.port);
-      if (!tile || port.elapsed_s == null || !["programming", "recovering", "waiting-replug"].includes(port.state)) continue;
+      if (!tile || port.elapsed_s == null || !["queued", "programming", "recovering", "waiting-replug"].includes(port.state)) continue;
       setText(tile.parts.elapsed, duration(port.elapsed_s + extra));
     }
   }
