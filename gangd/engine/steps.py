@@ -13,7 +13,7 @@ import structlog
 import trio
 
 from gangd.config.recipe import FusePlan, Image
-from gangd.core.errors import DataExhausted, DataUnavailable, JobError
+from gangd.core.errors import DataExhausted, DataUnavailable, JobError, LineUnavailable
 from gangd.engine import board_ops as ops
 from gangd.engine import plan as p
 from gangd.engine.fuses import BURN, conflict_reason, decide
@@ -37,6 +37,9 @@ async def take_board_data(job: Job, step: p.TakeBoardData) -> None:
         )
     except DataExhausted as exc:
         job.result.halt = str(exc)
+        raise DataUnavailable(job.port.path, step.name, str(exc)) from None
+    except LineUnavailable as exc:
+        job.result.line_down = str(exc)
         raise DataUnavailable(job.port.path, step.name, str(exc)) from None
     job.result.board_data = values
     structlog.contextvars.bind_contextvars(board_data=values)
