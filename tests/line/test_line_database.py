@@ -152,3 +152,49 @@ def test_two_stations_share_the_line_database_through_an_outage_and_a_sigkill(po
     for name in "ab":
         entries = [json.loads(line) for line in logs[name].read_text().splitlines() if line.startswith("{")]
         assert all(e.get("station") == name for e in entries if e["event"] == "job finished")
+
+
+def test_outbox_order_idempotent_delivery_and_the_line_commands(postgres, tmp_path):
+    """The outbox stops at the first running row; a repeated delivery changes nothing; `gangd db
+    upgrade` and `gangd records --line` work on the line database."""
+    import subprocess
+
+    from gangd.service.records import RecordStore
+    from tests.station.conftest import GANGD
+
+    config, _ = station_config(tmp_path / "s", "s", postgres, serials=False)
+    upgrade = subprocess.run([GANGD, "db", "upgrade", "--config", str(config)], capture_output=True, text=True)
+    assert upgrade.returncode == 0, upgrade.stderr
+    assert f"version {SCHEMA_VERSION}" in upgrade.stdout
+
+    store = RecordStore(tmp_path / "records.sqlite", station="s")
+    common = {"port": "1-1.1", "label": "s1", "family": "mimxrt1020", "images": [], "started": time.time()}
+    first, second, third = (store.start(**common) for _ in range(3))
+    store.update(first, result="success", board_id="B1", finished=time.time())
+    store.update(third, result="failed", board_id="B3", finished=time.time(), step="write-memory")
+    assert [r["id"] for r in store.pending(10)] == [first]  # the second still runs: the third waits
+    store.update(second, result="success", board_id="B2", finished=time.time())
+    pending = store.pending(10)
+    assert [r["id"] for r in pending] == [first, second, third] and pending[0]["station"] == "s"
+    line = LineDatabase(LineSettings(postgres.url, str(postgres.password_file)), "s")
+    assert line.deliver(pending) == 3
+    assert line.deliver(pending) == 0  # delivered again after a crash: nothing doubles
+    store.mark_delivered([r["id"] for r in pending])
+    assert store.pending(10) == [] and store.undelivered() == 0
+    line.close()
+    store.close()
+
+    listing = subprocess.run(
+        [GANGD, "records", "--line", "--config", str(config), "--board", "B3", "--format", "jsonl"],
+        capture_output=True,
+        text=True,
+    )
+    assert listing.returncode == 0, listing.stderr
+    rows = [json.loads(line) for line in listing.stdout.splitlines()]
+    assert [(r["station"], r["local_id"], r["result"], r["step"]) for r in rows] == [
+        ("s", third, "failed", "write-memory")
+    ]
+    table = subprocess.run(
+        [GANGD, "records", "--line", "--config", str(config), "--station", "s"], capture_output=True, text=True
+    )
+    assert table.returncode == 0 and table.stdout.count("\n") == 4 and "B2" in table.stdout
