@@ -68,6 +68,9 @@ async def serve(
                 station.stop()
                 with trio.move_on_after(stop_grace_s):
                     await station.wait_jobs_done()
+                if outbox is not None:  # the last records to the line now, not at the next start
+                    with trio.move_on_after(5):
+                        await outbox.flush()
                 nursery.cancel_scope.cancel()
                 break
 

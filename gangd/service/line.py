@@ -356,6 +356,13 @@ class Outbox:
                 await self._wake.wait()
             self._wake = trio.Event()
 
+    async def flush(self) -> None:
+        """One last delivery at shutdown; what the database does not take waits for the next start."""
+        try:
+            await self.drain()
+        except LineUnavailable as exc:
+            log.warning("records left in the outbox for the next start", reason=str(exc))
+
     async def drain(self) -> None:
         """Deliver every pending row (probe the database when there is none)."""
         while True:
