@@ -19,10 +19,7 @@ BIN = Path(sys.executable).parent
 
 
 def tool(name: str, port: str, *args: str) -> str:
-    # -t: a generous reply timeout; blhost's 5 s default is missed by a pty board on a loaded machine.
-    result = subprocess.run(
-        [str(BIN / name), "-p", port, "-t", "30000", *args], capture_output=True, text=True, timeout=120
-    )
+    result = subprocess.run([str(BIN / name), "-p", port, *args], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, f"{name} {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout
 
