@@ -13,10 +13,37 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gangd", description="Gang programmer for NXP MCU boards over USB")
     parser.add_argument("--version", action="version", version=f"gangd {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    from gangd.cli import check_config, import_script, plan, port, records, run, scan, sim, status, udev_rules, watch
+    from gangd.cli import (
+        check_config,
+        db,
+        import_script,
+        plan,
+        port,
+        records,
+        run,
+        scan,
+        sim,
+        status,
+        udev_rules,
+        watch,
+    )
     from gangd.engine import explain
 
-    for verb in (run, status, records, check_config, scan, plan, import_script, explain, udev_rules, watch, port, sim):
+    for verb in (
+        run,
+        status,
+        records,
+        db,
+        check_config,
+        scan,
+        plan,
+        import_script,
+        explain,
+        udev_rules,
+        watch,
+        port,
+        sim,
+    ):
         verb.add_parser(subparsers)
     return parser
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import csv
+import json
 import os
 import sys
+from datetime import datetime
 from pathlib import Path
 
 from gangd.service.records import RecordStore, export
@@ -16,10 +19,74 @@ def add_parser(subparsers) -> None:
     records.add_argument("--format", choices=("table", "csv", "jsonl"), default="table")
     records.add_argument("--port", help="only this port (path or label)")
     records.add_argument("--result", help="only this result (success, failed, removed, stopped, interrupted)")
+    line = records.add_argument_group("the line's records (PostgreSQL, [line] database of --config)")
+    line.add_argument("--line", action="store_true", help="query the line database instead of this station's")
+    line.add_argument("--config", metavar="FILE", help="the station configuration naming the line database")
+    line.add_argument("--board", metavar="ID", help="only this board identity (UniqueDeviceIdent)")
+    line.add_argument("--serial", help="only the board with this USB serial or per-board value")
+    line.add_argument("--station", help="only this station")
+    line.add_argument("--since", metavar="TIME", help="started at or after (ISO 8601, e.g. 2026-11-25T08:00)")
+    line.add_argument("--until", metavar="TIME", help="started before (ISO 8601)")
     records.set_defaults(func=records_command)
 
 
+def line_records_command(args: argparse.Namespace) -> int:
+    from gangd.config.loader import ConfigError, load_config
+    from gangd.core.errors import LineUnavailable
+    from gangd.service.line import LineDatabase
+
+    try:
+        if not args.config:
+            raise ConfigError("--line needs --config FILE (its [line] database)")
+        config = load_config(args.config, need_flashloader=False)
+        if config.line is None:
+            raise ConfigError(f"{config.path}: line: no [line] database in this configuration")
+        since = datetime.fromisoformat(args.since).timestamp() if args.since else None
+        until = datetime.fromisoformat(args.until).timestamp() if args.until else None
+    except (ConfigError, ValueError) as exc:
+        print(f"gangd records: {exc}", file=sys.stderr)
+        return 2
+    line = LineDatabase(config.line, config.station_name)
+    try:
+        rows = line.records(
+            board_id=args.board,
+            serial=args.serial,
+            station=args.station,
+            port=args.port,
+            result=args.result,
+            since=since,
+            until=until,
+        )
+    except LineUnavailable as exc:
+        print(f"gangd records: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        line.close()
+    if args.format == "jsonl":
+        sys.stdout.write("".join(json.dumps(row, sort_keys=True) + "\n" for row in rows))
+        return 0
+    if args.format == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["station", "local_id"])
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in row.items()})
+        return 0
+    print(
+        f"{'STATION':<12} {'ID':>5} {'PORT':<10} {'BOARD':<17} {'RESULT':<11} {'STEP':<16} {'MHZ':>4} {'DATA':<20}  REASON"
+    )
+    for row in rows:
+        clock = f"{row['flash_clock_mhz']}{'*' if row['marginal'] else ''}" if row["flash_clock_mhz"] else ""
+        data = " ".join(f"{k}={v}" for k, v in row["board_data"].items())
+        print(
+            f"{row['station']:<12} {row['local_id']:>5} {row['port']:<10} {(row['board_id'] or row['serial'] or ''):<17} "
+            f"{row['result']:<11} {(row['step'] or ''):<16} {clock:>4} {data:<20}  {row['reason'] or ''}"
+        )
+    return 0
+
+
 def records_command(args: argparse.Namespace) -> int:
+    if args.line:
+        return line_records_command(args)
     path = Path(args.state_dir) / "records.sqlite"
     if not path.exists():
         print(f"gangd records: no records at {path}", file=sys.stderr)

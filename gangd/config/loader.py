@@ -10,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
+import socket
 import tomllib
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +60,7 @@ TOP_LEVEL = {
     "deadlines",
     "quality",
     "board_data",
+    "line",
 }
 
 
@@ -78,6 +81,19 @@ class Config:
     http_address: str = DEFAULT_ADDRESS
     layout: Layout | None = None  # None: a grid in port order
     control_token: str | None = None  # None: the station page and API are read-only
+    station_name: str = ""  # [station] name; "" resolved to the host name by load_config
+    line: LineSettings | None = None  # [line]: the line's PostgreSQL database, None: this station alone
+
+
+@dataclass(frozen=True)
+class LineSettings:
+    """`[line]`: where the line's records and per-board data live. The password is never in the
+    file: it comes from `password_file` or the environment variable `password_env` (default
+    GANGD_LINE_PASSWORD), read when gangd connects."""
+
+    database: str
+    password_file: str | None = None
+    password_env: str = "GANGD_LINE_PASSWORD"
 
 
 class _Reader:
@@ -283,7 +299,47 @@ def load_config(path: str | Path, need_flashloader: bool = True) -> Config:
             "spaces (make one with: openssl rand -hex 16)",
         )
     layout = _layout(r, raw, ports)
-    return Config(path=path, ports=ports, recipe=recipe, http_address=address, layout=layout, control_token=token)
+    return Config(
+        path=path,
+        ports=ports,
+        recipe=recipe,
+        http_address=address,
+        layout=layout,
+        control_token=token,
+        station_name=_station_name(r, raw),
+        line=_line(r, raw),
+    )
+
+
+def _station_name(r: _Reader, raw: dict) -> str:
+    station = raw.get("station", {})
+    name = r.get(station, "name", str, "station.name", "") or socket.gethostname()
+    if not name.isprintable() or len(name) > 64:
+        raise r.error("station.name", "must be at most 64 printable characters")
+    return name
+
+
+def _line(r: _Reader, raw: dict) -> LineSettings | None:
+    line = r.get(raw, "line", dict, "line", None)
+    if line is None:
+        return None
+    r.unknown_keys(line, {"database", "password_file", "password_env"}, "line.")
+    database = r.get(line, "database", str, "line.database")
+    try:
+        parts = urllib.parse.urlsplit(database)
+    except ValueError as exc:
+        raise r.error("line.database", str(exc)) from None
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise r.error("line.database", 'must be a URL like "postgresql://gangd@db.example:5432/line"')
+    if parts.password is not None or "password=" in parts.query:
+        raise r.error(
+            "line.database", "must not hold the password: put it in line.password_file or GANGD_LINE_PASSWORD"
+        )
+    password_file = r.get(line, "password_file", str, "line.password_file", None)
+    if password_file is not None:
+        password_file = str(r.file(password_file, "line.password_file"))
+    env = r.get(line, "password_env", str, "line.password_env", "GANGD_LINE_PASSWORD")
+    return LineSettings(database, password_file, env)
 
 
 def _line_from_message(message: str) -> int | None:
@@ -301,7 +357,7 @@ def _overlaps(a: int, a_len: int, b: int, b_len: int) -> bool:
 
 def _ports(r: _Reader, raw: dict) -> dict[str, str]:
     station = r.get(raw, "station", dict, "station", {})
-    r.unknown_keys(station, {"ports", "layout"}, "station.")
+    r.unknown_keys(station, {"ports", "layout", "name"}, "station.")
     ports = r.get(station, "ports", dict, "station.ports", {})
     labels: dict[str, str] = {}
     for port, label in ports.items():

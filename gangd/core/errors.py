@@ -53,5 +53,9 @@ class DataUnavailable(JobError):
     result = "stopped"
 
 
+class LineUnavailable(Exception):
+    """The line database cannot be reached (raised by the line store; the station waits for it)."""
+
+
 class DataExhausted(Exception):
     """A list of per-board values has no unused value left (raised by the records store)."""

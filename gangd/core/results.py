@@ -62,6 +62,7 @@ class JobResult:
     marginal: bool = False  # programmed below the recipe's clock: a marginal board, flagged
     board_data: dict[str, str] = field(default_factory=dict)  # per-board values this board got
     halt: str | None = None  # why the station must start no new job (per-board data exhausted)
+    line_down: str | None = None  # the line database did not answer when this board's values were taken
 
     @property
     def identity(self) -> str | None:

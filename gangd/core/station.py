@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
+from typing import Any
 
 import structlog
 import trio
@@ -95,6 +96,8 @@ class Station:
         self.listeners: list[ResultListener] = []
         self.stopping = False
         self.halted: str | None = None  # why no job that needs per-board data can start now
+        self.name: str | None = None  # [station] name, shown by /status
+        self.line: Any = None  # gangd.service.line.LineState: per-board data comes from the line database
         self.changes = Changes()
         self._nursery: trio.Nursery | None = None
         self._jobs_running = 0
@@ -137,8 +140,10 @@ class Station:
     def status(self) -> dict:
         """What /status shows: each port's state, step, progress, last result and counters."""
         return {
+            "station": self.name,
             "stopping": self.stopping,
             "halted": self.halted,
+            "line_database": None if self.line is None else ("reachable" if self.line.available else "unreachable"),
             "counts": dict(self.counts),
             "jobs_finished": self.jobs_finished,
             # Bandwidth domains: flashloader-stage boards admitted now, against the budget.
@@ -233,6 +238,9 @@ class Station:
             if port.disabled:
                 event = await self._hold(port, event)
                 continue
+            if self.recipe.board_data and self.line is not None and not self.line.available:
+                await self._wait_for_line(port)
+                continue  # the same board, now that the line answers (or gangd is stopping)
             if self.halted and not self._data_available():
                 log.warning("board left alone: no per-board data to give it", port=port.path, reason=self.halted)
                 port.state_changed("disabled")
@@ -249,6 +257,8 @@ class Station:
                 port.job = None
                 self._jobs_running -= 1
                 self._check_idle()
+            if result.line_down and self.line is not None:
+                self.line.failed(result.line_down)
             if result.halt:
                 self.halted = result.halt
                 log.error("no new jobs: per-board data exhausted", reason=result.halt)
@@ -311,6 +321,21 @@ class Station:
             if not scope.cancelled_caught:
                 event = latest if latest.action == ADD else None
         return event
+
+    async def _wait_for_line(self, port: Port) -> None:
+        """The line database is away: this port's board waits (untouched) until it answers."""
+        reason = f"waiting for the line database to give per-board data ({self.line.reason})"
+        log.warning("board waits: no per-board data while the line database is away", port=port.path, reason=reason)
+        self.halted = reason
+        port.state_changed("disabled")
+        port.last_result, port.last_reason = "stopped", reason
+        self.changes.notify()
+        await self.line.wait_available()
+        if self.halted == reason:
+            self.halted = None
+        if port.state == "disabled" and port.last_reason == reason:
+            port.state_changed("idle")
+        log.info("line database back: the board is programmed", port=port.path)
 
     def _data_available(self) -> bool:
         """Per-board data was exhausted: is there a value again (someone extended the list)?"""

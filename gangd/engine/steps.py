@@ -18,7 +18,7 @@ import trio
 from gangd.config.flexspi import with_max_freq
 from gangd.config.recipe import FusePlan, Image
 from gangd.core.bus import root_port
-from gangd.core.errors import BandwidthExhausted, DataExhausted, DataUnavailable, JobError
+from gangd.core.errors import BandwidthExhausted, DataExhausted, DataUnavailable, JobError, LineUnavailable
 from gangd.core.events import PortEvent
 from gangd.core.port import stage_of
 from gangd.engine import board_ops as ops
@@ -171,6 +171,9 @@ async def take_board_data(job: Job, step: p.TakeBoardData) -> None:
         )
     except DataExhausted as exc:
         job.result.halt = str(exc)
+        raise DataUnavailable(job.port.path, step.name, str(exc)) from None
+    except LineUnavailable as exc:
+        job.result.line_down = str(exc)
         raise DataUnavailable(job.port.path, step.name, str(exc)) from None
     job.result.board_data = values
     structlog.contextvars.bind_contextvars(board_data=values)

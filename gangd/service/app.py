@@ -22,6 +22,7 @@ from gangd.core.station import Station
 from gangd.io.power import SysfsPortPower
 from gangd.io.udev import BoardFilter, UdevSource
 from gangd.service.http import HttpServer
+from gangd.service.line import LineDatabase, LineState, Outbox
 from gangd.service.metrics import Metrics
 from gangd.service.notify import Notifier
 from gangd.service.records import RecordStore
@@ -37,6 +38,7 @@ async def serve(
     server: HttpServer | None = None,
     reload: Callable[[], Recipe] | None = None,
     notifier: Notifier | None = None,
+    outbox: Outbox | None = None,
 ) -> None:
     """Run until SIGINT/SIGTERM, then stop: no new jobs, running ones end within the grace time.
 
@@ -49,6 +51,10 @@ async def serve(
             nursery.start_soon(notifier.watchdog)
             if server is not None:
                 await nursery.start(server.run)
+            if outbox is not None:
+                station.line = outbox.state
+                station.listeners.append(outbox.wake)
+                await nursery.start(outbox.run)
             await nursery.start(station.run, source)  # returns once the coldplug scan is done
             log.info("ready", ports=len(station.ports) or "all")
             notifier.ready(station.summary())
@@ -62,6 +68,9 @@ async def serve(
                 station.stop()
                 with trio.move_on_after(stop_grace_s):
                     await station.wait_jobs_done()
+                if outbox is not None:  # the last records to the line now, not at the next start
+                    with trio.move_on_after(5):
+                        await outbox.flush()
                 nursery.cancel_scope.cancel()
                 break
 
@@ -87,10 +96,11 @@ def _reload(station: Station, reload: Callable[[], Recipe] | None, notifier: Not
 
 def run_hardware(args: argparse.Namespace, config: Config, sock) -> int:
     family = config.recipe.family
-    store = open_records(args.state_dir)
+    store, outbox = open_records(args.state_dir, config)
     power = SysfsPortPower() if config.recipe.recovery.power_cycle else None
     metrics = Metrics()
     station = Station(family, config.recipe, dict(config.ports), records=store, power=power, metrics=metrics)
+    station.name = config.station_name
     server = http_server(station, store, metrics, sock, config.layout, config.control_token)
     source = UdevSource(BoardFilter(family.rom_usb + family.flashloader_usb, config.ports)).run
     if args.sim_socket:  # the soak: boards from a simulated hub in another process
@@ -99,10 +109,10 @@ def run_hardware(args: argparse.Namespace, config: Config, sock) -> int:
         source = attach_sim_socket(station, args.sim_socket, config.recipe.recovery.power_cycle)
     notifier = Notifier()
     try:
-        trio.run(serve, station, source, args.stop_grace, server, reloader(args.config), notifier)
+        trio.run(serve, station, source, args.stop_grace, server, reloader(args.config), notifier, outbox)
     finally:
         notifier.close()
-        store.close()
+        close_records(store)
     return 0
 
 
@@ -118,9 +128,23 @@ def reloader(path: str) -> Callable[[], Recipe]:
     return lambda: load_config(path).recipe
 
 
-def open_records(state_dir: str) -> RecordStore:
-    store = RecordStore(Path(state_dir) / "records.sqlite")
+def open_records(state_dir: str, config: Config | None = None) -> tuple[RecordStore, Outbox | None]:
+    """The station's records (and, with `[line]`, the line database and the outbox to it). The
+    station's name goes on every log line from here on."""
+    station = config.station_name if config else None
+    if station:
+        structlog.contextvars.bind_contextvars(station=station)
+    line = None
+    if config is not None and config.line is not None and station:
+        line = LineDatabase(config.line, station)
+    store = RecordStore(Path(state_dir) / "records.sqlite", station=station, line=line)
     interrupted = store.mark_interrupted()
     if interrupted:
         log.warning("jobs from a previous run were interrupted", count=interrupted)
-    return store
+    return store, None if line is None else Outbox(store, line, LineState())
+
+
+def close_records(store: RecordStore) -> None:
+    if store.line is not None:
+        store.line.close()
+    store.close()

@@ -39,7 +39,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     flash_clock_mhz INTEGER,                   -- the read clock the images were programmed at
     marginal    INTEGER NOT NULL DEFAULT 0,    -- 1: programmed below the recipe's clock
     diagnoses   TEXT NOT NULL DEFAULT '[]',    -- JSON: [{"step", "status", "finding", "failed_mhz", "mhz", "code", "detail"}]
-    board_data  TEXT NOT NULL DEFAULT '{}'     -- JSON: {name: value} handed to this board
+    board_data  TEXT NOT NULL DEFAULT '{}',    -- JSON: {name: value} handed to this board
+    station     TEXT,                          -- [station] name of the station that ran the job
+    delivered   INTEGER NOT NULL DEFAULT 0     -- 1: in the line database (the outbox is the rest)
 );
 CREATE INDEX IF NOT EXISTS jobs_port ON jobs (port, id);
 -- Per-board data: every value ever handed out, to which board, by which job. A value is never
@@ -78,6 +80,7 @@ COLUMNS = (
     "marginal",
     "diagnoses",
     "board_data",
+    "station",
 )
 JSON_COLUMNS = ("images", "steps", "attempts", "fuses", "diagnoses", "board_data")
 # Columns added after the first release, with their definitions: a database written by an older
@@ -87,12 +90,16 @@ ADDED_COLUMNS = {
     "marginal": "INTEGER NOT NULL DEFAULT 0",
     "diagnoses": "TEXT NOT NULL DEFAULT '[]'",
     "board_data": "TEXT NOT NULL DEFAULT '{}'",
+    "station": "TEXT",
+    "delivered": "INTEGER NOT NULL DEFAULT 0",
 }
 
 
 class RecordStore:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, station: str | None = None, line: Any = None) -> None:
         self.path = Path(path)
+        self.station = station  # written on every row this store starts
+        self.line = line  # a gangd.service.line.LineDatabase: per-board data comes from the line
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # One connection shared by the daemon's worker threads, serialized by a lock.
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -125,6 +132,8 @@ class RecordStore:
 
     def start(self, **fields: Any) -> int:
         fields = {**fields, "result": "running"}
+        if self.station is not None:
+            fields.setdefault("station", self.station)
         return self._write("INSERT INTO jobs ({}) VALUES ({})", fields)
 
     def update(self, job_id: int, **fields: Any) -> None:
@@ -144,14 +153,25 @@ class RecordStore:
     def allocate(self, record_id: int, board_id: str, entries: list[Any]) -> dict[str, str]:
         """The per-board values of one board, in one transaction with its job's record: the board's
         own values if it got them before (an interrupted job's board comes back: same values), else
-        the next unused ones. Raises DataExhausted when a list has none left.
+        the next unused ones. Raises DataExhausted when a list has none left. With a line database
+        the values come from it (LineUnavailable when it does not answer) and are kept here too.
 
         Our choice for a value whose job never finished: it stays the board's (it may sit in the
         board's flash already), is handed back to that board when it returns, and to no other."""
+        line_values = None if self.line is None else self.line.allocate(record_id, board_id, entries)
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                values = {entry.name: self._value(entry, board_id, record_id) for entry in entries}
+                if line_values is not None:
+                    values = line_values
+                    for name, value in values.items():
+                        self._db.execute(
+                            "INSERT OR IGNORE INTO board_data (name, value, seq, board_id, record_id, allocated) "
+                            "VALUES (?, ?, -1, ?, ?, ?)",
+                            (name, value, board_id, record_id, time.time()),
+                        )
+                else:
+                    values = {entry.name: self._value(entry, board_id, record_id) for entry in entries}
                 self._db.execute("UPDATE jobs SET board_data=? WHERE id=?", (json.dumps(values), record_id))
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -185,6 +205,28 @@ class RecordStore:
             (entry.name, value, seq, board_id, record_id, time.time()),
         )
         return value
+
+    def pending(self, limit: int) -> list[dict[str, Any]]:
+        """The outbox: finished rows not yet in the line database, in id order, up to the first row
+        still running (a station's records reach the line in the order its jobs started)."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {', '.join(COLUMNS)} FROM jobs WHERE delivered=0 AND id < coalesce("
+                "(SELECT min(id) FROM jobs WHERE result='running'), 9223372036854775807) ORDER BY id LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [
+            {k: json.loads(v) if k in JSON_COLUMNS and v is not None else v for k, v in zip(COLUMNS, row)}
+            for row in rows
+        ]
+
+    def mark_delivered(self, ids: list[int]) -> None:
+        with self._lock:
+            self._db.executemany("UPDATE jobs SET delivered=1 WHERE id=?", [(i,) for i in ids])
+
+    def undelivered(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT count(*) FROM jobs WHERE delivered=0").fetchone()[0])
 
     def allocations(self) -> list[dict[str, Any]]:
         with self._lock:

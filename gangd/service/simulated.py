@@ -16,7 +16,7 @@ import trio
 from gangd.config.loader import Config, resolve_layout
 from gangd.config.recipe import builtin_rt1020
 from gangd.core.station import Station
-from gangd.service.app import http_server, open_records, reloader, serve
+from gangd.service.app import close_records, http_server, open_records, reloader, serve
 from gangd.service.metrics import Metrics
 from gangd.service.notify import Notifier
 from gangd.sim import BoardFactory, Operator, SimHub, TimingModel
@@ -96,11 +96,12 @@ def run_simulated(args: argparse.Namespace, config: Config | None, sock, shares,
     for item in args.port_fault:
         port, _, spec = item.partition("=")
         port_faults.setdefault(port, []).append(spec)
-    store = open_records(args.state_dir)
+    store, outbox = open_records(args.state_dir, config)
     metrics = Metrics()
     notifier = Notifier()
     with SimHub(list(labels), seed=args.seed, port_faults=port_faults) as hub:
         station = Station(recipe.family, recipe, labels, records=store, power=SimPortPower(hub), metrics=metrics)
+        station.name = config.station_name if config else None
         server = http_server(station, store, metrics, sock, layout, config.control_token if config else None)
         timing = TimingModel(time_scale=args.time_scale)
         faults = board_faults(tuple(args.fault), shares, args.seed)
@@ -110,10 +111,10 @@ def run_simulated(args: argparse.Namespace, config: Config | None, sock, shares,
         operator.populate()
         reload = reloader(args.config) if args.config else None
         try:
-            trio.run(serve, station, SimHubSource(hub).run, args.stop_grace, server, reload, notifier)
+            trio.run(serve, station, SimHubSource(hub).run, args.stop_grace, server, reload, notifier, outbox)
         finally:
             operator.stop()
             notifier.close()
-            store.close()
+            close_records(store)
     print(f"gangd: {station.jobs_finished} boards, {station.counts['success']} programmed", file=sys.stderr)
     return 0

@@ -178,3 +178,34 @@ def test_more_ports_on_one_root_port_than_its_bandwidth_carries_is_warned(line_d
     warnings = [line for line in result.stdout.splitlines() if "warning" in line]
     assert len(warnings) == 1 and "10 ports share root port 1-1" in warnings[0]
     assert "about 8 flashloaders" in warnings[0]
+
+
+def test_station_name_defaults_to_the_host_name_and_the_line_is_optional(line_dir):
+    import socket
+
+    config = load_config(line_dir / "line.toml")
+    assert config.station_name == socket.gethostname() and config.line is None
+    path = edit(line_dir, '# name = "station-1"', 'name = "station-1"')
+    path.write_text(path.read_text() + '[line]\ndatabase = "postgresql://gangd@db.example:5432/line"\n')
+    config = load_config(path)
+    assert config.station_name == "station-1"
+    assert config.line is not None and config.line.database.endswith("/line")
+    assert config.line.password_env == "GANGD_LINE_PASSWORD" and config.line.password_file is None
+
+
+@pytest.mark.parametrize(
+    "line, fragment",
+    [
+        ('database = "postgresql://gangd:hunter2@db/line"', "line.database: must not hold the password"),
+        ('database = "mysql://db/line"', "line.database: must be a URL like"),
+        ('database = "postgresql://db/line"\npassword_file = "nope.txt"', "line.password_file: no such file"),
+        ('database = "postgresql://db/line"\nspeed = 1', "line.speed: unknown key"),
+    ],
+)
+def test_line_mistakes_are_located_and_never_echo_the_password(line_dir, line, fragment):
+    path = line_dir / "line.toml"
+    path.write_text(path.read_text() + "[line]\n" + line + "\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert fragment in str(caught.value) and str(path) + ":" in str(caught.value)
+    assert "hunter2" not in str(caught.value)
