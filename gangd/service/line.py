@@ -29,6 +29,7 @@ import trio
 
 from gangd.config.loader import LineSettings
 from gangd.core.errors import DataExhausted, LineUnavailable
+from gangd.service.records import COLUMNS, list_values
 
 log = structlog.get_logger("gangd.line")
 
@@ -77,27 +78,8 @@ MIGRATIONS: tuple[str, ...] = (
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
-RECORD_COLUMNS = (
-    "port",
-    "label",
-    "serial",
-    "board_id",
-    "family",
-    "images",
-    "started",
-    "finished",
-    "result",
-    "step",
-    "reason",
-    "status",
-    "steps",
-    "attempts",
-    "fuses",
-    "flash_clock_mhz",
-    "marginal",
-    "diagnoses",
-    "board_data",
-)
+# The journal's columns the line keeps: all but the local row id and the station, which key it there.
+RECORD_COLUMNS = tuple(column for column in COLUMNS if column not in ("id", "station"))
 JSON_COLUMNS = {"images", "steps", "attempts", "fuses", "diagnoses", "board_data"}
 
 
@@ -200,7 +182,6 @@ class LineDatabase:
     def allocate(self, local_id: int, board_id: str, entries: list[Any]) -> dict[str, str]:
         """The board's values from the line: its own if it got them before (at any station), else
         the next unused ones; one transaction, one advisory lock per name."""
-        from gangd.service.records import list_values
 
         def body(conn: Any) -> dict[str, str]:
             values = {}
