@@ -77,6 +77,11 @@ class HidrawSim:
         with self._cond:
             return "".join(self.stderr)
 
+    def wait_until(self, predicate, timeout: float = 20) -> None:
+        """Until `predicate(events)` holds, woken by each new hotplug event."""
+        with self._cond:
+            assert self._cond.wait_for(lambda: predicate(self.events), timeout), f"events: {self.events}\n{self.log}"
+
     def wait_event(
         self, action: str, port: str, ids: tuple[int, int] | None = None, after: int = 0, timeout: float = 20
     ) -> tuple[int, dict]:

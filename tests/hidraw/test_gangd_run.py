@@ -70,6 +70,14 @@ class JobLog:
         return jobs
 
 
+# ROM -> flashloader -> ROM after the final reset; the hung board's port is power-cycled once more.
+EXPECTED_ENUMERATIONS = {"1-1.1": 3, "1-1.2": 3, "1-1.3": 3, "1-1.4": 5}
+
+
+def adds(events: list[dict], port: str) -> int:
+    return sum(1 for e in events if e["port"] == port and e["action"] == "add")
+
+
 def test_gangd_run_programs_emulated_boards_and_refuses_a_foreign_node(hidraw_sim, tmp_path):
     # Port 4's board hangs on its first write: gangd power-cycles the port through sysfs.
     # Port 5's first node answers with a keyboard's ids: the node number was reused between the
@@ -101,6 +109,9 @@ def test_gangd_run_programs_emulated_boards_and_refuses_a_foreign_node(hidraw_si
     try:
         log = JobLog(gangd)
         jobs = log.finished(5, timeout=60)
+        # A job ends when the reset is acknowledged; the boards' return to their ROM (one more node
+        # each) follows on its own: wait for it before gangd, the uevents' listener, goes away.
+        sim.wait_until(lambda events: all(adds(events, port) >= n for port, n in EXPECTED_ENUMERATIONS.items()))
         gangd.send_signal(signal.SIGTERM)
         _, stderr = gangd.communicate(timeout=30)
     finally:
@@ -125,7 +136,7 @@ def test_gangd_run_programs_emulated_boards_and_refuses_a_foreign_node(hidraw_si
     # time; the hung one twice, with the port's power cut and restored in between.
     hung = records["1-1.4"]["attempts"]
     assert [(a["step"], a["action"]) for a in hung] == [("write", "power-cycle-port")]
-    for port, enumerations in zip(PORTS[:4], (3, 3, 3, 5)):
+    for port, enumerations in EXPECTED_ENUMERATIONS.items():
         nodes = [e["devnode"] for e in sim.events if e["port"] == port and e["action"] == "add"]
         assert len(nodes) == enumerations and len(set(nodes)) == enumerations, (port, nodes)
     # The refused board was never talked to: it is still in its ROM, on its first node.
