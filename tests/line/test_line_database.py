@@ -96,7 +96,7 @@ def test_two_stations_share_the_line_database_through_an_outage_and_a_sigkill(po
         c_before = len([r for r in local_rows(states["c"]) if r[1] == "success"])
         for address in (a_address, b_address):
             wait_for(lambda addr=address: status(addr)["line_database"] == "unreachable", 60, "unreachable")
-            wait_for(lambda addr=address: "line database" in (status(addr)["halted"] or ""), 60, "a waiting port")
+            wait_for(lambda addr=address: "line database" in (status(addr)["halted"] or ""), 120, "a waiting port")
         waiting = status(a_address)
         assert any("line database" in (p["last_reason"] or "") for p in waiting["ports"])
         a_during = len(local_rows(states["a"]))
