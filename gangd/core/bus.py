@@ -5,11 +5,19 @@ one high-speed root port's budget (docs/FLASHLOADER.md, "USB"). The next one enu
 ids but Linux refuses its HID interface ("Not enough bandwidth for new device state"), so no hidraw
 node appears. ROM-stage boards (SDP) do not count. gangd therefore admits boards to the flashloader
 stage per domain: a board waits in its ROM (port state "queued") until its root port has room.
+
+Room is judged from the bus as it is, not from gangd's own jobs: a root port's occupancy is every
+port on it whose device is enumerated in the flashloader stage now (whoever started it: a job that
+has ended but whose board has not left the flashloader yet, a board hung in its flashloader, boards
+a killed gangd left there, all seen through udev and its coldplug), plus the ports whose job was
+admitted and whose flashloader has not appeared yet. A port counts once whichever of the two holds.
+A slot is freed when the device leaves the flashloader stage (its remove, or another stage's add
+on the port) and no job holds the port's admission.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 
 import trio
@@ -23,32 +31,96 @@ def root_port(path: str) -> str:
 
 
 class Admission:
-    """Slots for flashloader-stage boards, per root port; `budget` None admits every board."""
+    """Slots for flashloader-stage boards per root port, counted from the bus; `budget` None admits
+    every board (the occupancy is still followed, for the views)."""
 
     def __init__(self, budget: int | None = DEFAULT_BUDGET) -> None:
         self.budget = budget
-        self._slots: dict[str, trio.Semaphore] = {}
-        self.in_use: Counter[str] = Counter()
-        self.peak: Counter[str] = Counter()  # the most boards ever admitted at once, per domain
+        self.on_bus: set[str] = set()  # ports whose device is enumerated in the flashloader stage now
+        self.admitted: set[str] = set()  # ports whose job holds an admission
+        self.peak: Counter[str] = Counter()  # the most flashloader-stage ports ever at once, per domain
+        self._waiting: dict[str, deque[tuple[str, trio.Event]]] = {}  # per domain, first come first served
+        self.on_change: Callable[[], None] = lambda: None  # the station's live views listen here
+
+    # --- what the bus shows -------------------------------------------------------------------------
+
+    def device_seen(self, path: str, flashloader: bool) -> None:
+        """An add on the port: its device now is (or is not) a flashloader holding bandwidth. A
+        flashloader without a HID node was refused bandwidth by the bus and holds none."""
+        self._set(self.on_bus, path, flashloader)
+
+    def device_left(self, path: str) -> None:
+        """A remove on the port: whatever it held on the bus is free."""
+        self._set(self.on_bus, path, False)
+
+    # --- the jobs -----------------------------------------------------------------------------------
 
     async def enter(self, path: str, waiting: Callable[[], None]) -> None:
         """Until the port's domain has room (first come, first served); `waiting` is called first
-        when the board has to wait."""
+        when the board has to wait. A port already counted (its flashloader is on the bus: a board
+        taken over after a restart, a retry) enters at once: it takes no new bandwidth."""
+        if path in self.admitted:
+            return
         domain = root_port(path)
-        if self.budget is not None:
-            slots = self._slots.setdefault(domain, trio.Semaphore(self.budget))
-            if slots.value == 0:
-                waiting()
-            await slots.acquire()
-        self.in_use[domain] += 1
-        self.peak[domain] = max(self.peak[domain], self.in_use[domain])
+        if not (self.budget is None or path in self.on_bus or self._room(domain)):
+            ticket = trio.Event()
+            queue = self._waiting.setdefault(domain, deque())
+            queue.append((path, ticket))
+            waiting()
+            try:
+                await ticket.wait()
+            except BaseException:
+                if ticket.is_set():  # admitted and cancelled at once: hand the slot on
+                    self.admitted.discard(path)
+                    self._wake(domain)
+                else:
+                    queue.remove((path, ticket))
+                raise
+            return  # _wake added the port to `admitted`
+        self._set(self.admitted, path, True)
 
     def leave(self, path: str) -> None:
+        """The job no longer holds the port's admission; its flashloader, if still on the bus,
+        keeps counting until it leaves the flashloader stage."""
+        self._set(self.admitted, path, False)
+
+    # --- counting -----------------------------------------------------------------------------------
+
+    def occupancy(self, domain: str) -> int:
+        return sum(1 for path in self.on_bus | self.admitted if root_port(path) == domain)
+
+    def _room(self, domain: str) -> bool:
+        return self.budget is None or self.occupancy(domain) < self.budget
+
+    def _set(self, ports: set[str], path: str, present: bool) -> None:
+        if (path in ports) == present:
+            return
+        if present:
+            ports.add(path)
+        else:
+            ports.discard(path)
         domain = root_port(path)
-        self.in_use[domain] -= 1
-        if self.budget is not None:
-            self._slots[domain].release()
+        self.peak[domain] = max(self.peak[domain], self.occupancy(domain))
+        self._wake(domain)
+        self.on_change()
+
+    def _wake(self, domain: str) -> None:
+        queue = self._waiting.get(domain)
+        while queue and self._room(domain):
+            path, ticket = queue.popleft()
+            self.admitted.add(path)
+            self.peak[domain] = max(self.peak[domain], self.occupancy(domain))
+            ticket.set()
 
     def status(self) -> dict[str, dict[str, int | None]]:
-        """Per domain seen so far: its budget and the flashloader-stage boards admitted now."""
-        return {domain: {"budget": self.budget, "in_use": count} for domain, count in sorted(self.in_use.items())}
+        """Per domain seen so far: its budget, the flashloader-stage ports counted now, and the
+        boards queued for room."""
+        domains = sorted({root_port(p) for p in self.on_bus | self.admitted} | set(self.peak) | set(self._waiting))
+        return {
+            domain: {
+                "budget": self.budget,
+                "in_use": self.occupancy(domain),
+                "queued": len(self._waiting.get(domain, ())),
+            }
+            for domain in domains
+        }

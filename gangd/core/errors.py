@@ -41,9 +41,13 @@ class JobStopped(JobError):
     result = "stopped"
 
 
-class BandwidthExhausted(JobStopped):
+class BandwidthExhausted(JobError):
     """The flashloader enumerated but its HID interface was refused for lack of periodic bandwidth
-    on its root port (no hidraw node): the bus, not the board; the job ends like a stop."""
+    on its root port (no hidraw node): the bus, not the board. The job recovers it like a board
+    that cannot be talked to (power cycle back to its ROM, then admission); if it cannot, the job
+    ends like a stop, never as a board failure."""
+
+    result = "stopped"
 
 
 class DataUnavailable(JobError):

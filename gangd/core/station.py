@@ -25,7 +25,7 @@ from gangd.config.family import FamilyInfo
 from gangd.config.recipe import Recipe
 from gangd.core.bus import DEFAULT_BUDGET, Admission, root_port
 from gangd.core.events import ADD, PortEvent
-from gangd.core.port import Port, stage_of
+from gangd.core.port import FLASHLOADER, Port, stage_of
 from gangd.core.results import JobResult
 from gangd.core.types import BoardSource, PortPower
 from gangd.engine.job import Job
@@ -99,6 +99,7 @@ class Station:
         self.name: str | None = None  # [station] name, shown by /status
         self.line: Any = None  # gangd.service.line.LineState: per-board data comes from the line database
         self.changes = Changes()
+        self.admission.on_change = self.changes.notify  # root-port occupancy is on the views
         self._nursery: trio.Nursery | None = None
         self._jobs_running = 0
         self._idle = trio.Event()
@@ -203,6 +204,7 @@ class Station:
     # --- routing ------------------------------------------------------------------------------
 
     def dispatch(self, event: PortEvent) -> None:
+        self._follow_bus(event)
         port = self.ports.get(event.port)
         if port is None:
             if self.configured or not is_port_path(event.port):
@@ -213,6 +215,19 @@ class Station:
             log.warning("device with unexpected ids skipped", port=event.port, ids=event.ids)
             return
         port.deliver(event)
+
+    def _follow_bus(self, event: PortEvent) -> None:
+        """Every event, on any port of the bus (configured or not), tells admission what occupies
+        its root port: a flashloader-stage device with a HID node holds bandwidth until it leaves."""
+        if event.action != ADD:
+            self.admission.device_left(event.port)
+            return
+        flashloader = (
+            self.family.rom_protocol == "sdp"  # MCU-bootloader ROMs have no separate flashloader stage
+            and stage_of(self.family, event) == FLASHLOADER
+            and event.devnode is not None  # refused by the bus: it holds no bandwidth
+        )
+        self.admission.device_seen(event.port, flashloader)
 
     def _add_port(self, path: str, label: str | None) -> Port:
         port = Port(path, label, self.family, self.metrics)
@@ -270,10 +285,7 @@ class Station:
                 listener(result)
             finished_serial, event = event.serial, None
             if job.rebooting:
-                try:
-                    event = await self._watch_reboot(port, finished_serial, job)
-                finally:
-                    job.release_slot()
+                event = await self._watch_reboot(port, finished_serial)
                 if event is not None:
                     continue
             newcomer = port.attached
@@ -289,7 +301,7 @@ class Station:
             while port.attached is not None:
                 await port.next_event()
 
-    async def _watch_reboot(self, port: Port, serial: str | None, job: Job) -> PortEvent | None:
+    async def _watch_reboot(self, port: Port, serial: str | None) -> PortEvent | None:
         """After a job that ended once its reset was acknowledged: the board leaves and comes back
         rebooted while no job holds the port. Its return is logged, a board that never returns is
         logged (not failed); another board appearing instead is returned, to be programmed."""
@@ -297,7 +309,6 @@ class Station:
             while True:
                 event = await port.next_event()
                 if event.action != ADD:
-                    job.release_slot()  # off the bus: its bandwidth is free for the next flashloader
                     continue
                 if serial and event.serial and event.serial != serial:
                     return event

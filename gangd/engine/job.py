@@ -142,8 +142,9 @@ class Job:
                 result.result, result.step = "stopped", self.port.step
                 result.reason = "gangd stopped the job in the middle of this step"
             self._close()
-            if not self.rebooting:  # else the station frees the slot once the board has left the bus
-                self.release_slot()
+            # The admission ends with the job; a flashloader still on the bus keeps its slot
+            # counted (the station follows the bus) until it leaves the flashloader stage.
+            self.release_slot()
             result.duration_s = time.monotonic() - started
             with trio.CancelScope(shield=True):  # the record is written even while shutting down
                 for observer in self.observers:
@@ -193,7 +194,7 @@ class Job:
         deadlines = self.recipe.deadlines
         self._tell("state_changed", "recovering")
         self.release_slot()  # the board goes back to its ROM (or is given up)
-        reset_may_help = klass != recovery.POWER and error.kind != "lost-contact"
+        reset_may_help = klass != recovery.POWER and error.kind not in ("lost-contact", "bandwidth")
         if self.mboot is not None and reset_may_help and not isinstance(error, (StepTimeout, ReplugTimeout)):
             try:
                 await self._step("recover-reset", deadlines.command_s, self.mboot.reset, 0, False)
@@ -216,7 +217,10 @@ class Job:
             self._tell("state_changed", "recovering")
             return await self.port.wait_for_stage(p.Stage.ROM, deadlines.replug_s, "power-cycle", self.event.serial)
         self._note(error, klass, recovery.REPLUG)
-        error.reason += "; the board stopped answering and cannot be reset from here: replug it"
+        if error.kind == "bandwidth":
+            error.reason += "; its port's power cannot be switched from here: replug it once the root port has room"
+        else:
+            error.reason += "; the board stopped answering and cannot be reset from here: replug it"
         raise error
 
     def _may_power_cycle(self) -> bool:
