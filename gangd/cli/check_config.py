@@ -7,7 +7,7 @@ import sys
 from collections import Counter
 
 from gangd.config.loader import ConfigError, load_config
-from gangd.core.bus import DEFAULT_BUDGET, root_port
+from gangd.core.bus import root_port
 from gangd.service import logs
 
 
@@ -30,10 +30,11 @@ def check_config_command(args: argparse.Namespace) -> int:
     ports = ", ".join(f"{p}={label}" for p, label in config.ports.items()) or "every port"
     print(f"  ports       {ports}")
     for domain, count in sorted(Counter(root_port(path) for path in config.ports).items()):
-        if count > DEFAULT_BUDGET:
+        if count > config.flashloaders_per_root_port:
             print(
                 f"  warning     {count} ports share root port {domain}, whose USB bandwidth carries about "
-                f"{DEFAULT_BUDGET} flashloaders at once: gangd programs them in waves (spread them over more root ports)"
+                f"{config.flashloaders_per_root_port} flashloaders at once ([usb] flashloaders_per_root_port): "
+                "gangd programs them in waves (spread them over more root ports)"
             )
     print(
         f"  flashloader {len(recipe.flashloader)} bytes at 0x{recipe.flashloader_address:08x}, jump 0x{recipe.jump_address:08x}"

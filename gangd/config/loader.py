@@ -36,6 +36,7 @@ from gangd.config.recipe import (
     Recipe,
     RecoveryPolicy,
 )
+from gangd.core.bus import DEFAULT_BUDGET
 from gangd.io.udev import is_port_path
 from gangd.service.http import DEFAULT_ADDRESS, parse_address
 
@@ -61,6 +62,7 @@ TOP_LEVEL = {
     "quality",
     "board_data",
     "line",
+    "usb",
 }
 
 
@@ -83,6 +85,8 @@ class Config:
     control_token: str | None = None  # None: the station page and API are read-only
     station_name: str = ""  # [station] name; "" resolved to the host name by load_config
     line: LineSettings | None = None  # [line]: the line's PostgreSQL database, None: this station alone
+    # [usb] flashloaders_per_root_port: flashloader-stage boards one root port carries at once
+    flashloaders_per_root_port: int = DEFAULT_BUDGET
 
 
 @dataclass(frozen=True)
@@ -308,6 +312,7 @@ def load_config(path: str | Path, need_flashloader: bool = True) -> Config:
         control_token=token,
         station_name=_station_name(r, raw),
         line=_line(r, raw),
+        flashloaders_per_root_port=_usb_budget(r, raw),
     )
 
 
@@ -317,6 +322,25 @@ def _station_name(r: _Reader, raw: dict) -> str:
     if not name.isprintable() or len(name) > 64:
         raise r.error("station.name", "must be at most 64 printable characters")
     return name
+
+
+MAX_FLASHLOADERS_PER_ROOT_PORT = 32
+
+
+def _usb_budget(r: _Reader, raw: dict) -> int:
+    """`[usb] flashloaders_per_root_port`: about 8 flashloaders (two 1016-byte interrupt endpoints
+    each) fill a high-speed root port's periodic bandwidth (docs/FLASHLOADER.md, "USB"); a host
+    controller that reserves differently may take fewer or more. gangd never admits more."""
+    usb = r.get(raw, "usb", dict, "usb", {})
+    r.unknown_keys(usb, {"flashloaders_per_root_port"}, "usb.")
+    budget = r.get(usb, "flashloaders_per_root_port", int, "usb.flashloaders_per_root_port", DEFAULT_BUDGET)
+    if isinstance(budget, bool) or not 1 <= budget <= MAX_FLASHLOADERS_PER_ROOT_PORT:
+        raise r.error(
+            "usb.flashloaders_per_root_port",
+            f"{budget!r} is not a whole number from 1 to {MAX_FLASHLOADERS_PER_ROOT_PORT} "
+            f"(about {DEFAULT_BUDGET} fit one high-speed root port)",
+        )
+    return budget
 
 
 def _line(r: _Reader, raw: dict) -> LineSettings | None:

@@ -18,7 +18,7 @@ on the port) and no job holds the port's admission.
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import trio
 
@@ -112,10 +112,11 @@ class Admission:
             self.peak[domain] = max(self.peak[domain], self.occupancy(domain))
             ticket.set()
 
-    def status(self) -> dict[str, dict[str, int | None]]:
-        """Per domain seen so far: its budget, the flashloader-stage ports counted now, and the
-        boards queued for room."""
-        domains = sorted({root_port(p) for p in self.on_bus | self.admitted} | set(self.peak) | set(self._waiting))
+    def status(self, ports: Iterable[str] = ()) -> dict[str, dict[str, int | None]]:
+        """Per domain of `ports` and of every port seen so far: its budget, the flashloader-stage
+        ports counted now, and the boards queued for room."""
+        seen = {root_port(p) for p in [*ports, *self.on_bus, *self.admitted]}
+        domains = sorted(seen | set(self.peak) | set(self._waiting))
         return {
             domain: {
                 "budget": self.budget,

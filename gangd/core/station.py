@@ -148,7 +148,7 @@ class Station:
             "counts": dict(self.counts),
             "jobs_finished": self.jobs_finished,
             # Bandwidth domains: flashloader-stage boards admitted now, against the budget.
-            "root_ports": self.admission.status(),
+            "root_ports": self.admission.status(self.ports),
             "ports": [
                 {
                     "port": port.path,

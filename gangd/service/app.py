@@ -99,7 +99,15 @@ def run_hardware(args: argparse.Namespace, config: Config, sock) -> int:
     store, outbox = open_records(args.state_dir, config)
     power = SysfsPortPower() if config.recipe.recovery.power_cycle else None
     metrics = Metrics()
-    station = Station(family, config.recipe, dict(config.ports), records=store, power=power, metrics=metrics)
+    station = Station(
+        family,
+        config.recipe,
+        dict(config.ports),
+        records=store,
+        power=power,
+        metrics=metrics,
+        bandwidth_budget=config.flashloaders_per_root_port,
+    )
     station.name = config.station_name
     server = http_server(station, store, metrics, sock, config.layout, config.control_token)
     source = UdevSource(BoardFilter(family.rom_usb + family.flashloader_usb, config.ports)).run

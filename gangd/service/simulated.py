@@ -15,6 +15,7 @@ import trio
 
 from gangd.config.loader import Config, resolve_layout
 from gangd.config.recipe import builtin_rt1020
+from gangd.core.bus import DEFAULT_BUDGET
 from gangd.core.station import Station
 from gangd.service.app import close_records, http_server, open_records, reloader, serve
 from gangd.service.metrics import Metrics
@@ -100,7 +101,16 @@ def run_simulated(args: argparse.Namespace, config: Config | None, sock, shares,
     metrics = Metrics()
     notifier = Notifier()
     with SimHub(list(labels), seed=args.seed, port_faults=port_faults) as hub:
-        station = Station(recipe.family, recipe, labels, records=store, power=SimPortPower(hub), metrics=metrics)
+        budget = config.flashloaders_per_root_port if config else DEFAULT_BUDGET
+        station = Station(
+            recipe.family,
+            recipe,
+            labels,
+            records=store,
+            power=SimPortPower(hub),
+            metrics=metrics,
+            bandwidth_budget=budget,
+        )
         station.name = config.station_name if config else None
         server = http_server(station, store, metrics, sock, layout, config.control_token if config else None)
         timing = TimingModel(time_scale=args.time_scale)

@@ -207,6 +207,11 @@ class StationView:
                     {"address": f"0x{i.address:08x}", "size": len(i.data), "sha256": i.sha256} for i in recipe.images
                 ],
             },
+            # Each USB root port (bandwidth domain): flashloader-stage boards on the bus now, queued ones.
+            "root_ports": [
+                {"root_port": domain, **occupancy}
+                for domain, occupancy in station.admission.status(station.ports).items()
+            ],
             "control": self.control,
             "stopping": station.stopping,
             "url": self.url,

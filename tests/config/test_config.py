@@ -209,3 +209,24 @@ def test_line_mistakes_are_located_and_never_echo_the_password(line_dir, line, f
         load_config(path)
     assert fragment in str(caught.value) and str(path) + ":" in str(caught.value)
     assert "hunter2" not in str(caught.value)
+
+
+def test_the_root_port_budget_is_a_setting_that_the_station_and_check_config_follow(line_dir):
+    assert load_config(line_dir / "line.toml").flashloaders_per_root_port == 8
+    path = line_dir / "line.toml"
+    path.write_text(path.read_text() + "[usb]\nflashloaders_per_root_port = 3\n")
+    assert load_config(path).flashloaders_per_root_port == 3
+    result = subprocess.run([GANGD, "check-config", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stdout.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "4 ports share root port 1-1" in warnings[0] and "about 3 flashloaders" in warnings[0]
+
+
+@pytest.mark.parametrize("value", ["0", "33", '"eight"', "true"])
+def test_a_root_port_budget_out_of_range_is_located(line_dir, value):
+    path = line_dir / "line.toml"
+    path.write_text(path.read_text() + f"[usb]\nflashloaders_per_root_port = {value}\n")
+    result = subprocess.run([GANGD, "check-config", str(path)], capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert f"{path}:" in line and "usb.flashloaders_per_root_port" in line, line

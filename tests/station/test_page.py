@@ -199,6 +199,17 @@ def test_station_page_in_chromium(tmp_path, gangd, browser):
         return shown == {"programmed": str(counts.get("success", 0)), "failed": str(counts.get("failed", 0))}
 
     wait_for(header_matches, 5, "the header's counts to equal /status")
+
+    # Each USB root port's occupancy (flashloaders on the bus against the budget), as /status has it.
+    def root_ports_match():
+        shown = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#root-ports li")]
+        domains = status(address)["root_ports"]
+        wanted = [f"USB root port {d}: {o['in_use']} of {o['budget']} flashloaders" for d, o in domains.items()]
+        return shown == wanted and shown
+
+    assert wait_for(root_ports_match, 5, "the root ports' occupancy to equal /status") == [
+        "USB root port 1-1: 0 of 8 flashloaders"
+    ]
     rows = browser.find_elements(By.CSS_SELECTOR, "#records-body tr")
     assert len(rows) == min(before["jobs_finished"], 50)
     # The records filter by result and by port.

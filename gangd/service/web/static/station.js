@@ -61,6 +61,18 @@
         return item;
       }));
     }
+    const domains = $("root-ports");
+    const domainsKey = JSON.stringify(h.root_ports);
+    if (domains.dataset.key !== domainsKey) {
+      domains.dataset.key = domainsKey;
+      domains.replaceChildren(...h.root_ports.map((d) => {
+        const text = `USB root port ${d.root_port}: ${d.in_use} of ${d.budget ?? "∞"} flashloaders` +
+          (d.queued ? `, ${d.queued} queued` : "");
+        const item = make("li", d.budget != null && d.in_use >= d.budget ? "full" : null, text);
+        item.dataset.rootPort = d.root_port;
+        return item;
+      }));
+    }
     $("control").hidden = !h.control;
     renderControl();
   }
