@@ -11,6 +11,8 @@ moments and restarted, while the boards stay plugged in. At the end it prints:
   committed before a kill that were gone or changed after it (must be 0);
 - metrics vs records: gangd_boards_total per port and result against the records of the final run;
 - ports left stuck: ports not idle once the operator has stopped;
+- boards stopped for USB bandwidth: 16 ports share one root port, admission must keep every
+  flashloader within its budget, whoever left it on the bus;
 - memory growth from the first to the last 10 % of the boards of the final (kill-free) run.
 """
 
@@ -434,6 +436,10 @@ class Soak:
             "lost_records": lost,
             "metrics_vs_records_mismatches": mismatches,
             "ports_left_stuck": stuck,
+            # A static topology with admission on: no board may end for lack of USB bandwidth.
+            "stopped_for_bandwidth": [
+                r["id"] for r in rows if r["result"] == "stopped" and (r["reason"] or "").startswith("USB bandwidth")
+            ],
             **mechanisms,
             **serials,
             "rss_growth": growth,
@@ -575,9 +581,19 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="per-board data variant: every board gets a serial number from a counter, in flash",
     )
+    parser.add_argument(
+        "--everything",
+        action="store_true",
+        help="the whole line at once: every mechanism (--marginal 0.2 --protected 0.05 unless given), "
+        "--serials, among every other fault, retests on other ports and the SIGKILLs",
+    )
     parser.add_argument("--json", help="also write the summary here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, records)")
     args = parser.parse_args(argv)
+    if args.everything:
+        args.marginal = args.marginal or 0.2
+        args.protected = args.protected or 0.05
+        args.serials = True
     logs.configure("warning", stream=sys.stderr)  # the simulator's spsdk database stays quiet
     directory = Path(tempfile.mkdtemp(prefix="gangd-soak-"))
     try:
@@ -590,6 +606,7 @@ def main(argv: list[str] | None = None) -> int:
         "lost records": len(summary["lost_records"]),
         "metrics vs records mismatches": len(summary["metrics_vs_records_mismatches"]),
         "ports left stuck": len(summary["ports_left_stuck"]),
+        "boards stopped for USB bandwidth": len(summary["stopped_for_bandwidth"]),
         "interrupted jobs not marked": len(summary["interrupted_not_marked"]),
         "interrupted boards not programmed again": len(summary["interrupted_not_programmed_again"]),
         "marginal boards not programmed right": len(summary["marginal_not_programmed_right"]),
@@ -607,7 +624,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"serials:         {summary['serials_issued']} issued")
     print(
         f"soak: {summary['boards']} boards, {summary['jobs']} jobs, {summary['kills']} SIGKILLs, "
-        f"{summary['wall_s']:.0f} s wall"
+        f"{summary['wall_s']:.0f} s wall, seed {args.seed}"
     )
     print(f"results:         {summary['results']}")
     print(f"faults injected: {dict(sorted(summary['faults_injected'].items()))}")
@@ -631,7 +648,7 @@ def main(argv: list[str] | None = None) -> int:
         f"(final RSS {summary['rss_final_kb'] / 1024:.0f} MB)"
     )
     ok = not any(invariants.values()) and growth < 0.10
-    print("soak: PASS" if ok else "soak: FAIL")
+    print("soak: PASS" if ok else f"soak: FAIL (seed {args.seed}: rerun with --seed {args.seed})")
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=1, default=str))
     return 0 if ok else 1
