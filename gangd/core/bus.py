@@ -39,6 +39,7 @@ class Admission:
         self.on_bus: set[str] = set()  # ports whose device is enumerated in the flashloader stage now
         self.admitted: set[str] = set()  # ports whose job holds an admission
         self.peak: Counter[str] = Counter()  # the most flashloader-stage ports ever at once, per domain
+        self.waited: Counter[str] = Counter()  # boards that had to wait for room, per domain
         self._waiting: dict[str, deque[tuple[str, trio.Event]]] = {}  # per domain, first come first served
         self.on_change: Callable[[], None] = lambda: None  # the station's live views listen here
 
@@ -66,6 +67,7 @@ class Admission:
             ticket = trio.Event()
             queue = self._waiting.setdefault(domain, deque())
             queue.append((path, ticket))
+            self.waited[domain] += 1
             waiting()
             try:
                 await ticket.wait()

@@ -213,8 +213,7 @@ def test_line_mistakes_are_located_and_never_echo_the_password(line_dir, line, f
 
 def test_the_root_port_budget_is_a_setting_that_the_station_and_check_config_follow(line_dir):
     assert load_config(line_dir / "line.toml").flashloaders_per_root_port == 8
-    path = line_dir / "line.toml"
-    path.write_text(path.read_text() + "[usb]\nflashloaders_per_root_port = 3\n")
+    path = edit(line_dir, "flashloaders_per_root_port = 8", "flashloaders_per_root_port = 3")
     assert load_config(path).flashloaders_per_root_port == 3
     result = subprocess.run([GANGD, "check-config", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
@@ -224,8 +223,7 @@ def test_the_root_port_budget_is_a_setting_that_the_station_and_check_config_fol
 
 @pytest.mark.parametrize("value", ["0", "33", '"eight"', "true"])
 def test_a_root_port_budget_out_of_range_is_located(line_dir, value):
-    path = line_dir / "line.toml"
-    path.write_text(path.read_text() + f"[usb]\nflashloaders_per_root_port = {value}\n")
+    path = edit(line_dir, "flashloaders_per_root_port = 8", f"flashloaders_per_root_port = {value}")
     result = subprocess.run([GANGD, "check-config", str(path)], capture_output=True, text=True)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     (line,) = result.stderr.strip().splitlines()

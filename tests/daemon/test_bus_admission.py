@@ -17,6 +17,8 @@ from gangd.sim import BoardFactory, SimHub, TimingModel
 from gangd.sim.board import FLASHLOADER
 from gangd.sim.source import SimHubSource, SimPortPower
 
+from ..conftest import IMAGE
+
 pytestmark = pytest.mark.trio
 
 
@@ -73,28 +75,30 @@ async def test_after_a_restart_the_boards_left_in_their_flashloader_are_counted_
     counts them against the budget before any job ran, so the ROM board beside them waits for
     room instead of being refused by the bus; the two are programmed from where they are."""
     factory = BoardFactory(rt1020, TimingModel(time_scale=0), seed=7)
+    # The left-overs at real speed (their erase alone takes half a second): still in their
+    # flashloader when the ROM board asks for room.
+    real_speed = BoardFactory(rt1020, TimingModel(time_scale=1.0), seed=8)
     with SimHub(3, seed=3, flashloader_budget=2) as hub:
-        hub.plug("1-1.1", dataclasses.replace(factory(), stage=FLASHLOADER))
-        hub.plug("1-1.2", dataclasses.replace(factory(), stage=FLASHLOADER))
+        hub.plug("1-1.1", dataclasses.replace(real_speed(), stage=FLASHLOADER))
+        hub.plug("1-1.2", dataclasses.replace(real_speed(), stage=FLASHLOADER))
         hub.plug("1-1.3", factory())
-        station = Station(rt1020, recipe, {}, records=store, power=SimPortPower(hub), bandwidth_budget=2)
+        # The ROM board's port first: its task asks for room before the two left-overs' jobs run.
+        ports = {"1-1.3": "C", "1-1.1": "A", "1-1.2": "B"}
+        station = Station(rt1020, recipe, ports, records=store, power=SimPortPower(hub), bandwidth_budget=2)
         results: list = []
         done = trio.Event()
         station.listeners.append(lambda r: (results.append(r), len(results) == 3 and done.set()))
-        states: list[str] = []
         await nursery.start(station.run, SimHubSource(hub).run)
         # Coldplug is done: both left-over flashloaders are counted, whatever the jobs have done.
         assert station.admission.on_bus == {"1-1.1", "1-1.2"}
-        rom_port = station.ports["1-1.3"]
-        notify = rom_port.on_change
-        rom_port.on_change = lambda: (states.append(rom_port.state), notify())
         with trio.fail_after(30):
             await done.wait()
         by_port = {r.port: r for r in results}
         assert {p: r.result for p, r in by_port.items()} == dict.fromkeys(("1-1.1", "1-1.2", "1-1.3"), "success")
         for path in ("1-1.1", "1-1.2"):  # taken over in the flashloader: no flashloader load
             assert "load-flashloader" not in {s.name for s in by_port[path].steps}
-        assert "queued" in states and not by_port["1-1.3"].attempts  # waited; never refused by the bus
+        assert station.admission.waited["1-1"] == 1  # the ROM board waited ...
+        assert not by_port["1-1.3"].attempts  # ... and was never refused by the bus
         assert hub.peak_flashloaders["1-1"] == 2
         assert not hub.errors
 
@@ -129,3 +133,39 @@ async def test_admission_counts_a_port_once_and_serves_first_come_first():
         admission.leave("1-1.2")
     assert order == ["1-1.3", "1-1.4"]
     assert admission.peak["1-1"] == 2
+
+
+async def test_a_flashloader_the_bus_refused_is_power_cycled_and_programmed_not_stopped(line, rt1020, recipe):
+    """The soak's lost record: a board programmed by a job that a SIGKILL interrupted before its
+    record was complete came back, and its next job's flashloader was refused by a bus full of
+    flashloaders the new gangd did not count; the job ended `stopped`, the operator took the board
+    away, and the one board programmed had no success record. Now the bus is counted (above), and a
+    flashloader refused all the same (one that appears while this board re-enumerates) is sent back
+    to its ROM by its port's power and waits for room: the board ends programmed."""
+    with_power = dataclasses.replace(recipe, recovery=dataclasses.replace(recipe.recovery, power_cycle=True))
+    run = await line(
+        2,
+        plug=False,
+        recipe_override=with_power,
+        timing=TimingModel(time_scale=1.0, report_interval_s=0, page_program_s=0),
+        hub_options={"flashloader_budget": 1},
+        station_options={"bandwidth_budget": 1},
+    )
+    factory = BoardFactory(rt1020, TimingModel(time_scale=1.0, report_interval_s=0, page_program_s=0), seed=8)
+    run.station.set_enabled("1-1.1", False)  # a board gangd leaves alone
+    await trio.to_thread.run_sync(run.hub.plug, "1-1.2", factory())
+    port = run.station.ports["1-1.2"]
+    await run.until(lambda: port.state == "waiting-replug")  # jumped: off the bus for 0.5 s
+    # Another flashloader takes the root port's one slot in the meantime.
+    await trio.to_thread.run_sync(run.hub.plug, "1-1.1", dataclasses.replace(factory(), stage=FLASHLOADER))
+    await run.until(
+        lambda: any(a.action == "power-cycle-port" for a in port.job.result.attempts) if port.job else False
+    )
+    assert port.job is not None and "USB bandwidth exhausted" in port.job.result.attempts[0].error
+    await run.until(_queued(run, "1-1.2"))  # in its ROM again, waiting for room
+    assert run.hub.board("1-1.2").power_cycles == 1
+    await trio.to_thread.run_sync(run.hub.unplug, "1-1.1")
+    (result,) = await run.wait_results(1, timeout=30)
+    assert result.port == "1-1.2" and result.result == "success", result.reason
+    assert [a.action for a in result.attempts] == ["power-cycle-port"]
+    assert run.hub.board("1-1.2").flash_image(0x6000_0000, len(IMAGE)) == IMAGE
