@@ -36,6 +36,7 @@ class StepName(enum.StrEnum):
     VERIFY = "verify"
     BOARD_DATA = "board-data"
     FUSES = "fuses"
+    SECURE_BOOT = "secure-boot"  # each stage is its own step: secure-boot-srk, -proof, -close, ...
     RESET = "reset"
     WAIT_REBOOT = "wait-reboot"
 
@@ -148,6 +149,15 @@ class Fuses(Step):
 
 
 @dataclass(frozen=True)
+class SecureBootStage(Step):
+    """One stage of closing the part (engine/secure_boot.py): srk, reload, proof, close, confirm,
+    locks. `gate` says what must hold before it may run (printed by `gangd plan`)."""
+
+    what: str = "srk"
+    gate: str = ""
+
+
+@dataclass(frozen=True)
 class Reset(Step):
     pass
 
@@ -166,6 +176,7 @@ WEIGHTS = {
     StepName.VERIFY: 20,
     StepName.BOARD_DATA: 3,
     StepName.FUSES: 3,
+    StepName.SECURE_BOOT: 3,
     StepName.RESET: 1,
     StepName.WAIT_REBOOT: 2,
 }
@@ -335,6 +346,8 @@ def plan(recipe: Recipe) -> list[Step]:
         steps.append(
             Fuses(StepName.FUSES, d.command_s + len(recipe.fuses.words), w[StepName.FUSES], loader, fuses=recipe.fuses)
         )
+    if recipe.secure_boot is not None:
+        steps += secure_boot_steps(recipe)
     if recipe.final_action == "reset":
         steps.append(Reset(StepName.RESET, d.command_s, w[StepName.RESET], loader))
     if recipe.final_action == "reset" and recipe.wait_reboot:
@@ -351,6 +364,43 @@ def plan(recipe: Recipe) -> list[Step]:
             ),
         ]
     return steps
+
+
+# The stages of [secure_boot], in order, with their gates. Each starts and ends with the board in
+# its flashloader; reload and confirm pass through the ROM on the way.
+SECURE_BOOT_GATES = {
+    "srk": "read SRK_HASH: blank -> burn (shielded, read back); equal -> nothing; other key -> fail, burn nothing",
+    "reload": "reset; the ROM loads the signed flashloader again, now against the burned SRK",
+    "proof": "the named proof must pass on this board, part still open; a failure never closes",
+    "close": "only after the proof passed on this board in this job: burn SEC_CONFIG[1], read back",
+    "confirm": "reset; the ROM must say closed; an unsigned flashloader refused; the signed one loads",
+    "locks": "last, after the close is confirmed",
+}
+
+
+def secure_boot_steps(recipe: Recipe) -> list[Step]:
+    sb = recipe.secure_boot
+    assert sb is not None
+    d = recipe.deadlines
+    reload_s = d.command_s + d.reset_replug_s + d.load_flashloader_s + d.replug_s + d.command_s
+    stages = [("srk", d.command_s + 8)]
+    if sb.proof is not None:
+        stages += [("reload", reload_s), ("proof", 2 * d.command_s)]
+    if sb.close == "after-proof":
+        stages += [("close", d.command_s + 1), ("confirm", reload_s + d.load_flashloader_s)]
+    if sb.locks:
+        stages.append(("locks", d.command_s + len(sb.locks)))
+    return [
+        SecureBootStage(
+            StepName.SECURE_BOOT,
+            deadline,
+            WEIGHTS[StepName.SECURE_BOOT],
+            Stage.FLASHLOADER,
+            what=what,
+            gate=SECURE_BOOT_GATES[what],
+        )
+        for what, deadline in stages
+    ]
 
 
 def steps_from(steps: list[Step], stage: Stage) -> list[Step]:

@@ -79,6 +79,7 @@ KIND_CLASS: dict[str, str] = {
     "fuse-conflict": PERMANENT,
     "fuse-readback": PERMANENT,  # a burn that did not stick: OTP cannot be fixed by retrying
     "rom-refused": PERMANENT,  # the ROM would not run the flashloader (HAB, image)
+    "secure-boot-proof": PERMANENT,  # the signed images did not authenticate: never closed, not retried
 }
 
 
