@@ -144,8 +144,9 @@ async def reload(job: Job, name: str, deadline_s: float) -> PortEvent:
 
 def _report(words: list[int] | None) -> dict[str, Any]:
     """report_status's words as names: [status, config, state, number of HAB events]."""
-    values: list[int | None] = [*(words or [])][:4]
-    values += [None] * (4 - len(values))
+    first = (words or [])[:4]
+    values: list[int | None] = [None] * 4
+    values[: len(first)] = first
 
     def named(table: dict[int, str], value: int | None) -> str | None:
         return None if value is None else table.get(value, f"0x{value:02x}")
