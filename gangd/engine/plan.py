@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gangd.config.recipe import BoardData, FusePlan, Image, Recipe
+from gangd.config.secure_boot import SecureBoot
 
 
 class StepName(enum.StrEnum):
@@ -155,6 +156,7 @@ class SecureBootStage(Step):
 
     what: str = "srk"
     gate: str = ""
+    secure_boot: SecureBoot | None = None
 
 
 @dataclass(frozen=True)
@@ -398,6 +400,7 @@ def secure_boot_steps(recipe: Recipe) -> list[Step]:
             Stage.FLASHLOADER,
             what=what,
             gate=SECURE_BOOT_GATES[what],
+            secure_boot=sb,
         )
         for what, deadline in stages
     ]
@@ -415,6 +418,44 @@ def group_start(steps: list[Step], index: int) -> int:
     """The index of the first step of the group `steps[index]` belongs to."""
     group = steps[index].group
     return next(i for i, step in enumerate(steps) if step.group == group and step.retry == Retry.GROUP)
+
+
+def _secure_boot_lines(step: SecureBootStage) -> Iterator[ToolLine]:
+    """A secure-boot stage: its gate as a comment, then the commands it may send."""
+    yield ToolLine(step, "", (f"secure-boot {step.what}: {step.gate}",))
+    sb = step.secure_boot
+    if sb is None:
+        return
+    if step.what == "srk":
+        for word in sb.srk:
+            yield ToolLine(step, "blhost", ("efuse-read-once", f"{word.index:#x}"))
+        for word in sb.srk:  # SRK_HASH from the signed image's CSF (spsdk SrkTable.get_fuse)
+            yield ToolLine(step, "blhost", ("efuse-program-once", f"{word.index:#x}", f"{word.value:08x}"))
+    elif step.what == "reload":
+        yield ToolLine(step, "blhost", ("reset",))
+        yield ToolLine(step, "", ("then the ROM loads the signed flashloader again (as load-flashloader above)",))
+    elif step.what == "proof":
+        prop = f"{sb.proof_property:#x}"
+        yield ToolLine(step, "", (f"proof {sb.proof!r}: SUCCESS and no HAB event for both",))
+        yield ToolLine(step, "blhost", ("get-property", prop, "0"))
+        yield ToolLine(step, "blhost", ("get-property", prop, f"{sb.image.ivt_address:#x}"))
+    elif step.what == "close":
+        word = sb.close_word
+        yield ToolLine(step, "blhost", ("efuse-read-once", f"{word.index:#x}"))
+        yield ToolLine(step, "blhost", ("efuse-program-once", f"{word.index:#x}", f"{word.value:08x}"))
+        yield ToolLine(step, "blhost", ("efuse-read-once", f"{word.index:#x}"))
+    elif step.what == "confirm":
+        yield ToolLine(step, "blhost", ("reset",))
+        yield ToolLine(step, "sdphost", ("error-status",))
+        yield ToolLine(step, "", ("the ROM must answer HAB closed (0x12343412)",))
+        yield ToolLine(step, "sdphost", ("write-file", f"{sb.flashloader.ivt_address - 0x400:#x}", "<unsigned copy>"))
+        yield ToolLine(step, "sdphost", ("jump-address", f"{sb.flashloader.ivt_address:#x}"))
+        yield ToolLine(step, "sdphost", ("error-status",))
+        yield ToolLine(step, "", ("must be 0x33333333 (refused); then the signed flashloader must load",))
+    elif step.what == "locks":
+        for word in sb.locks:
+            yield ToolLine(step, "blhost", ("efuse-read-once", f"{word.index:#x}"))
+            yield ToolLine(step, "blhost", ("efuse-program-once", f"{word.index:#x}", f"{word.value:08x}"))
 
 
 # --- the plan as NXP's tools would run it ------------------------------------------------------
@@ -520,5 +561,7 @@ def tool_lines(steps: list[Step]) -> Iterator[ToolLine]:
                     yield ToolLine(step, "blhost", ("efuse-read-once", f"{fuse.index:#x}"))
                 for fuse in step.fuses.words:
                     yield ToolLine(step, "blhost", ("efuse-program-once", f"{fuse.index:#x}", f"{fuse.value:#010x}"))
+            case SecureBootStage():
+                yield from _secure_boot_lines(step)
             case Reset():
                 yield ToolLine(step, "blhost", ("reset",))

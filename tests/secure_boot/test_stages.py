@@ -6,6 +6,8 @@ import pytest
 import trio
 
 from gangd.core.station import Station
+from gangd.service.metrics import Metrics
+from gangd.service.view import StationView
 from gangd.sim import BoardFactory, SimHub, TimingModel
 from gangd.sim.hab import SRK_HASH_INDEX
 from gangd.sim.source import SimHubSource
@@ -28,7 +30,8 @@ def stages(record) -> list[tuple[str, str]]:
 
 
 async def test_a_good_board_ends_closed_and_still_loads_the_signed_flashloader(line, secure_recipe, store, hab_keys):
-    run = await line(1, recipe_override=secure_recipe())
+    metrics = Metrics()
+    run = await line(1, recipe_override=secure_recipe(), station_options={"metrics": metrics})
     result = (await run.wait_results(1))[0]
     assert result.result == "success", result.reason
     board = run.hub.board("1-1.1")
@@ -50,7 +53,13 @@ async def test_a_good_board_ends_closed_and_still_loads_the_signed_flashloader(l
     close_at = board.commands("efuse-program-once")[-1].at
     jumps = [r.status for r in board.commands("jump-address") if r.at > close_at]
     assert jumps == [0x3333_3333, 0]
-    assert result.closed
+    # The views: the tile's closed mark, the counter per stage and result.
+    tile = StationView(run.station).tile(run.station.ports["1-1.1"])
+    assert tile["closed"] and "closed (HAB)" in tile["note"]
+    sample = metrics.registry.get_sample_value
+    for stage, outcome in (("srk", "burned"), ("proof", "passed"), ("close", "burned"), ("confirm", "passed")):
+        assert sample("gangd_secure_boot_total", {"stage": stage, "result": outcome}) == 1
+    assert sample("gangd_secure_boot_total", {"stage": "proof", "result": "failed"}) == 0
 
 
 async def test_a_bad_signature_fails_the_proof_and_the_part_stays_open(line, secure_recipe, store):
