@@ -320,7 +320,7 @@ def render(path: Path, c: _Config, family: str, others: list[str]) -> str:
             name = next((f.name for f in info.fuses if f.index == index), f"fuse{index}")
             out.append(f'# "{name}" = {value:#010x}')
     if secure:
-        out += _secure_boot_section(secure, c.images[0][0])
+        out += _secure_boot_section(path, secure, c.images[0][0], family)
     out += ["", "[final]", f'action = "{"reset" if c.reset else "leave"}"']
     out += [f"# {note}" for note in c.notes]
     return "\n".join(out) + "\n"
@@ -345,24 +345,39 @@ def _split_secure_boot(fuses: list[tuple[int, int]]) -> tuple[list[tuple[int, in
     return secure, rest
 
 
-def _secure_boot_section(secure: list[tuple[int, int]], image: str) -> list[str]:
+def _secure_boot_section(path: Path, secure: list[tuple[int, int]], image: str, family: str) -> list[str]:
+    """[secure_boot] for the script's HAB lines: active when the script's image is a signed HAB
+    container gangd can read, else commented out (the imported file must check as it is)."""
+    from gangd.config.secure_boot import HabError, parse_container
+
+    names = {f.index: f.name for f in load_family(family).fuses}
     srk = {index: value for index, value in secure if index in SRK_WORDS}
     closes = any(index == BOOT_CFG1 for index, _ in secure)
-    out = ["", "[secure_boot]"]
-    out.append("# The script burns the SRK hash and/or closes the part (HAB). gangd derives the SRK words")
-    out.append("# from the signed image's CSF and never takes them typed: `image` must be the signed one,")
-    out.append("# and [flashloader] path a flashloader signed with the same keys.")
-    out.append(f'image = "{image}"')
-    if srk:
-        words = " ".join(f"{srk.get(i, 0):08x}" for i in SRK_WORDS)
-        out.append(f"# the script's SRK_HASH words 0x18..0x1f: {words}")
-        out.append("# (gangd check-config prints the hash it derives: they must be the same)")
+    try:
+        parse_container((path.parent / image).read_bytes(), image)
+        signed, why = True, ""
+    except OSError as exc:
+        signed, why = False, f"{image}: cannot read it next to the script ({exc.strerror})"
+    except HabError as exc:
+        signed, why = False, str(exc)
+    lines = [
+        f'image = "{image}"',
+        "# The script's SRK_HASH words, for comparison with the words `gangd check-config` derives:",
+        *(f'# "{names.get(i, f"fuse{i}")}" = {v:#010x}' for i, v in sorted(srk.items())),
+    ]
     if closes:
-        out.append("# The script closes the part (efuse-program-once 0x06 00000002). gangd closes only after a")
-        out.append("# proof passed on the board: check one board by hand (README, Secure boot), then say")
-        out.append('# close = "after-proof" and proof = "flashloader-hab-report".')
-    out.append('close = "never"')
-    return out
+        lines += [
+            "# The script closes the part (efuse-program-once 0x06 00000002). gangd closes only after a",
+            "# proof passed on the board: check one board by hand (README, Secure boot), then say",
+            '# close = "after-proof" and proof = "flashloader-hab-report".',
+        ]
+    lines.append('close = "never"')
+    out = ["", "# The script burns the SRK hash and/or closes the part (HAB). gangd derives the SRK words"]
+    out.append("# from the signed image's CSF, never typed; [flashloader] path must be signed with the same keys.")
+    if signed:
+        return out + ["[secure_boot]", *lines]
+    out.append(f"# Not switched on: {why}")
+    return out + ["# [secure_boot]", *(line if line.startswith("#") else f"# {line}" for line in lines)]
 
 
 def import_script(path: Path, family: str | None = None) -> str:

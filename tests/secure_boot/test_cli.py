@@ -62,16 +62,20 @@ def test_import_script_maps_the_hab_lines_into_secure_boot_with_close_never(
     srk = "\n".join(f"blhost %BLHOST_CONNECT% -j -- efuse-program-once 0x{0x18 + i:X} {w}" for i, w in enumerate(words))
     script = tmp_path / "write_script.bat"
     script.write_text(SCRIPT.format(srk=srk))
+    unsigned = gangd("import-script", str(script))  # the signed files are not there yet
+    assert unsigned.returncode == 0 and "\n# [secure_boot]\n" in unsigned.stdout
+    assert "Not switched on: app.bin: cannot read it next to the script" in unsigned.stdout
+    (tmp_path / "loader.bin").write_bytes(signed_loader[0])
+    (tmp_path / "app.bin").write_bytes(signed_app)
     result = gangd("import-script", str(script))
     assert result.returncode == 0, result.stderr
     config = result.stdout
     section = config.split("[secure_boot]")[1].split("\n[")[0]
     assert 'image = "app.bin"' in section and 'close = "never"' in section.splitlines()
-    assert " ".join(words) in section  # the script's words, for comparison
+    for i, word in enumerate(words):  # the script's words, for comparison
+        assert f'" = 0x{word}' in section.splitlines()[3 + i]
     assert "# [fuses.values]" not in config  # the HAB lines went to [secure_boot], not to [fuses]
     # Next to the signed files it is a valid configuration, whose derived words are the script's.
-    (tmp_path / "loader.bin").write_bytes(signed_loader[0])
-    (tmp_path / "app.bin").write_bytes(signed_app)
     (tmp_path / "imported.toml").write_text(config)
     checked = gangd("check-config", str(tmp_path / "imported.toml"))
     assert checked.returncode == 0, checked.stderr
