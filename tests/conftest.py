@@ -57,3 +57,32 @@ def boards(rt1020):
         return BoardFactory(rt1020, timing, seed=7, faults=faults, **fields)()
 
     return make
+
+
+@pytest.fixture(scope="session")
+def hab_keys(tmp_path_factory):
+    """An SRK CA (four keys), a CSF and an image key, made with spsdk (tests/hab.py)."""
+    from .hab import make_keys
+
+    return make_keys(tmp_path_factory.mktemp("hab-keys"))
+
+
+@pytest.fixture(scope="session")
+def signed_loader(hab_keys):
+    """(bytes, jump address) of the simulator's flashloader signed with `hab_keys`."""
+    from .hab import signed_flashloader
+
+    return signed_flashloader(hab_keys)
+
+
+@pytest.fixture(scope="session")
+def signed_app(hab_keys):
+    """An application signed with `hab_keys`, for FlexSPI NOR at 0x60000000."""
+    from .hab import signed_image
+
+    return signed_image(hab_keys)
+
+
+def srk_faults(table) -> tuple[str, ...]:
+    """Fault specs that pre-burn the SRK_HASH words of an spsdk SrkTable into a simulated board."""
+    return tuple(f"otp:index={0x18 + i},value={table.get_fuse(i)}" for i in range(8))

@@ -49,6 +49,11 @@ def check_config_command(args: argparse.Namespace) -> int:
         f"marginal boards {recipe.quality_marginal}"
     )
     print(f"  fuses       policy {recipe.fuses.policy}, {len(recipe.fuses.words)} words")
+    sb = recipe.secure_boot
+    if sb is not None:
+        print(f"  secure boot SRK hash {sb.image.srk_hex} (from {sb.image.path}'s CSF; the flashloader's matches)")
+        print(f"              SRK_HASH words 0x18..0x1f: {' '.join(f'{w.value:08x}' for w in sb.srk)}")
+        print(f"              close {sb.close}, proof {sb.proof or 'none'}, locks {len(sb.locks)} words")
     for entry in recipe.board_data:
         where = (
             f"fuse {entry.fuse.name}"

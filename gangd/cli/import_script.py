@@ -17,6 +17,9 @@ What each command becomes:
     blhost read-memory ...              [verify] read_back = true
     blhost efuse-program-once IDX VAL   a fuse value, commented out under policy "never": a person
                                         switches burning on
+    efuse-program-once 0x18..0x1f VAL   the SRK hash: a [secure_boot] section (gangd derives the words
+    efuse-program-once 0x06 00000002    from the signed image's CSF); closing the part: close = "never"
+                                        there, until a proof passed on one board
     blhost efuse-read-once, get-property, set-property: noted, not replayed
     blhost reset                        [final] action = "reset" (else "leave")
 A line it cannot map is a located error (`FILE:LINE: command: reason`, exit 2).
@@ -28,7 +31,7 @@ import argparse
 import re
 import shlex
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from gangd.config.family import UsbIds, family_names, isp_usb_ids, load_family
@@ -248,8 +251,11 @@ def collect(path: Path, commands: list[ToolCommand]) -> _Config:
         elif name == "read-memory":
             c.verify = True
         elif name == "efuse-program-once":
-            index, value = (_int(path, command, a) for a in _args(path, command, 2)[:2])
-            c.fuses.append((index & 0xFFFFFF, value))
+            index_text, value_text = _args(path, command, 2)[:2]
+            # blhost's DATA is hexadecimal with or without 0x ("efuse-program-once 0x18 f7e8225d",
+            # spsdk apps/blhost.py); the index is a number as usual.
+            value = _int(path, command, value_text if value_text.lower().startswith("0x") else "0x" + value_text)
+            c.fuses.append((_int(path, command, index_text) & 0xFFFFFF, value))
         elif name == "reset":
             c.reset = True
         else:
@@ -303,6 +309,8 @@ def render(path: Path, c: _Config, family: str, others: list[str]) -> str:
     for address, length in c.erases:
         out.append(f"# the script erased {address:#x}+{length}; gangd erases the sectors each image covers")
     out += ["", "[verify]", f"read_back = {'true' if c.verify else 'false'}"]
+    secure, fuses = _split_secure_boot(c.fuses)
+    c = replace(c, fuses=fuses)
     out += ["", "[fuses]", 'policy = "never"']
     if c.fuses:
         info = load_family(family)
@@ -311,9 +319,65 @@ def render(path: Path, c: _Config, family: str, others: list[str]) -> str:
         for index, value in c.fuses:
             name = next((f.name for f in info.fuses if f.index == index), f"fuse{index}")
             out.append(f'# "{name}" = {value:#010x}')
+    if secure:
+        out += _secure_boot_section(path, secure, c.images[0][0], family)
     out += ["", "[final]", f'action = "{"reset" if c.reset else "leave"}"']
     out += [f"# {note}" for note in c.notes]
     return "\n".join(out) + "\n"
+
+
+SRK_WORDS = range(0x18, 0x20)  # SRK_HASH[255:224] .. [31:0] on RT10xx (spsdk fuses.json)
+BOOT_CFG1, SEC_CONFIG1 = 0x06, 0x2  # closing the part: BOOT_CFG1 bit 1
+
+
+def _split_secure_boot(fuses: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """The script's HAB lines (the SRK words, SEC_CONFIG[1]) apart from its other fuse lines."""
+    secure, rest = [], []
+    for index, value in fuses:
+        if index in SRK_WORDS:
+            secure.append((index, value))
+        elif index == BOOT_CFG1 and value & SEC_CONFIG1:
+            secure.append((index, SEC_CONFIG1))
+            if value & ~SEC_CONFIG1:
+                rest.append((index, value & ~SEC_CONFIG1))
+        else:
+            rest.append((index, value))
+    return secure, rest
+
+
+def _secure_boot_section(path: Path, secure: list[tuple[int, int]], image: str, family: str) -> list[str]:
+    """[secure_boot] for the script's HAB lines: active when the script's image is a signed HAB
+    container gangd can read, else commented out (the imported file must check as it is)."""
+    from gangd.config.secure_boot import HabError, parse_container
+
+    names = {f.index: f.name for f in load_family(family).fuses}
+    srk = {index: value for index, value in secure if index in SRK_WORDS}
+    closes = any(index == BOOT_CFG1 for index, _ in secure)
+    try:
+        parse_container((path.parent / image).read_bytes(), image)
+        signed, why = True, ""
+    except OSError as exc:
+        signed, why = False, f"{image}: cannot read it next to the script ({exc.strerror})"
+    except HabError as exc:
+        signed, why = False, str(exc)
+    lines = [
+        f'image = "{image}"',
+        "# The script's SRK_HASH words, for comparison with the words `gangd check-config` derives:",
+        *(f'# "{names.get(i, f"fuse{i}")}" = {v:#010x}' for i, v in sorted(srk.items())),
+    ]
+    if closes:
+        lines += [
+            "# The script closes the part (efuse-program-once 0x06 00000002). gangd closes only after a",
+            "# proof passed on the board: check one board by hand (README, Secure boot), then say",
+            '# close = "after-proof" and proof = "flashloader-hab-report".',
+        ]
+    lines.append('close = "never"')
+    out = ["", "# The script burns the SRK hash and/or closes the part (HAB). gangd derives the SRK words"]
+    out.append("# from the signed image's CSF, never typed; [flashloader] path must be signed with the same keys.")
+    if signed:
+        return out + ["[secure_boot]", *lines]
+    out.append(f"# Not switched on: {why}")
+    return out + ["# [secure_boot]", *(line if line.startswith("#") else f"# {line}" for line in lines)]
 
 
 def import_script(path: Path, family: str | None = None) -> str:

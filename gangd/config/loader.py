@@ -36,6 +36,7 @@ from gangd.config.recipe import (
     Recipe,
     RecoveryPolicy,
 )
+from gangd.config.secure_boot import parse_secure_boot
 from gangd.core.bus import DEFAULT_BUDGET
 from gangd.io.udev import is_port_path
 from gangd.service.http import DEFAULT_ADDRESS, parse_address
@@ -63,6 +64,7 @@ TOP_LEVEL = {
     "board_data",
     "line",
     "usb",
+    "secure_boot",
 }
 
 
@@ -266,6 +268,7 @@ def load_config(path: str | Path, need_flashloader: bool = True) -> Config:
 
     fuses = _fuses(r, raw, family)
     board_data = _board_data(r, raw, family, images, fuses, memory_id)
+    secure_boot = parse_secure_boot(r, raw, family, images, fuses, loader_data, loader_name, load_address)
 
     recipe = Recipe(
         family=family,
@@ -287,6 +290,7 @@ def load_config(path: str | Path, need_flashloader: bool = True) -> Config:
         board_data=board_data,
         recovery=_recovery(r, raw),
         deadlines=_deadlines(r, raw),
+        secure_boot=secure_boot,
     )
     http = r.get(raw, "http", dict, "http", {})
     r.unknown_keys(http, {"address", "control_token"}, "http.")

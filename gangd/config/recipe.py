@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from gangd.config.family import FamilyInfo, load_family
+
+if TYPE_CHECKING:
+    from gangd.config.secure_boot import SecureBoot
 
 SECTOR = 4096
 
@@ -142,6 +146,7 @@ class Recipe:
     board_data: tuple[BoardData, ...] = ()
     recovery: RecoveryPolicy = field(default_factory=RecoveryPolicy)
     deadlines: Deadlines = field(default_factory=Deadlines)
+    secure_boot: SecureBoot | None = None  # [secure_boot]: SRK, proof, close, confirm, locks
 
 
 def builtin_rt1020(image: bytes, flashloader: bytes, jump_address: int, deadlines: Deadlines | None = None) -> Recipe:

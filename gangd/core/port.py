@@ -134,6 +134,9 @@ class Port:
 
     async def job_finished(self, result: Any) -> None:
         self.step, self.state = None, "idle"
+        if self.metrics is not None:
+            for entry in result.secure_boot:  # [secure_boot] stage outcomes
+                self.metrics.secure_boot.labels(entry["stage"], entry["result"]).inc()
 
     def state_changed(self, state: str) -> None:
         self.state = state

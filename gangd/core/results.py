@@ -63,6 +63,13 @@ class JobResult:
     board_data: dict[str, str] = field(default_factory=dict)  # per-board values this board got
     halt: str | None = None  # why the station must start no new job (per-board data exhausted)
     line_down: str | None = None  # the line database did not answer when this board's values were taken
+    # [secure_boot]: one entry per stage run, {"stage", "result", ...evidence} (engine/secure_boot.py)
+    secure_boot: list[dict] = field(default_factory=list)
+
+    @property
+    def closed(self) -> bool:
+        """The part left HAB-closed (SEC_CONFIG[1] burned by this job, or found burned)."""
+        return any(e["stage"] == "close" and e["result"] in ("burned", "already-closed") for e in self.secure_boot)
 
     @property
     def identity(self) -> str | None:
@@ -83,4 +90,5 @@ class JobResult:
             attempts=[a.to_record() for a in self.attempts],
             diagnoses=[d.to_record() for d in self.diagnoses],
             board_data=self.board_data,
+            secure_boot=self.secure_boot,
         )

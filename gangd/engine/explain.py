@@ -22,6 +22,7 @@ from spsdk.mboot.error_codes import StatusCode
 
 from gangd.config.flexspi import fallback_codes, frequency_table
 from gangd.engine import recovery
+from gangd.engine.hab_explain import HAB_WORDS
 
 DEFAULT_FAMILY = "mimxrt1020"
 WIDTH = 100
@@ -727,6 +728,9 @@ def _member(code: int) -> StatusCode:
 
 def explain(code: int, family: str = DEFAULT_FAMILY) -> Explanation:
     """The explanation of a status code, worded for `family`. Raises KeyError for a code spsdk does not know."""
+    if code in HAB_WORDS:  # the SDP ROM's HAB words (hab_explain.py)
+        name, meaning, causes, remedies, klass, action = HAB_WORDS[code]
+        return Explanation(code, name, meaning, causes, remedies, klass, action)
     member = _member(code)
     klass = recovery.classify(code)
     entry = _HAND.get(code) or _generic(member, klass)
@@ -830,7 +834,8 @@ def explain_command(args: argparse.Namespace) -> int:
     except KeyError:
         print(f"gangd: unknown status code {code} ({code:#x}): spsdk does not know it", file=sys.stderr)
         return 2
-    sys.stdout.write(render(exp, _description(StatusCode.from_tag(code))))
+    description = "an SDP ROM HAB word" if code in HAB_WORDS else _description(StatusCode.from_tag(code))
+    sys.stdout.write(render(exp, description))
     return 0
 
 

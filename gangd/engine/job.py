@@ -49,7 +49,7 @@ from gangd.core.results import Attempt, JobResult, StepTiming
 from gangd.core.types import PortPower
 from gangd.engine import board_ops as ops
 from gangd.engine import plan as p
-from gangd.engine import recovery, steps
+from gangd.engine import recovery, secure_boot, steps
 from gangd.engine.diagnosis import FlashDiagnostician
 from gangd.engine.explain import explained
 from gangd.engine.steps import retry_flash
@@ -319,6 +319,8 @@ class Job:
                 await steps.write_board_data(self, step)
             case p.Fuses():
                 await steps.burn_fuses(self, step.name, step.deadline_s, step.fuses)
+            case p.SecureBootStage():
+                event = await secure_boot.run(self, step, event)
             case p.Reset():
                 await self._step(step.name, step.deadline_s, self.mboot.reset, 0, False)
                 self._close()

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gangd.config.recipe import BoardData, FusePlan, Image, Recipe
+from gangd.config.secure_boot import SecureBoot
 
 
 class StepName(enum.StrEnum):
@@ -36,6 +37,7 @@ class StepName(enum.StrEnum):
     VERIFY = "verify"
     BOARD_DATA = "board-data"
     FUSES = "fuses"
+    SECURE_BOOT = "secure-boot"  # each stage is its own step: secure-boot-srk, -proof, -close, ...
     RESET = "reset"
     WAIT_REBOOT = "wait-reboot"
 
@@ -148,6 +150,16 @@ class Fuses(Step):
 
 
 @dataclass(frozen=True)
+class SecureBootStage(Step):
+    """One stage of closing the part (engine/secure_boot.py): srk, reload, proof, close, confirm,
+    locks. `gate` says what must hold before it may run (printed by `gangd plan`)."""
+
+    what: str = "srk"
+    gate: str = ""
+    secure_boot: SecureBoot | None = None
+
+
+@dataclass(frozen=True)
 class Reset(Step):
     pass
 
@@ -166,6 +178,7 @@ WEIGHTS = {
     StepName.VERIFY: 20,
     StepName.BOARD_DATA: 3,
     StepName.FUSES: 3,
+    StepName.SECURE_BOOT: 3,
     StepName.RESET: 1,
     StepName.WAIT_REBOOT: 2,
 }
@@ -335,6 +348,8 @@ def plan(recipe: Recipe) -> list[Step]:
         steps.append(
             Fuses(StepName.FUSES, d.command_s + len(recipe.fuses.words), w[StepName.FUSES], loader, fuses=recipe.fuses)
         )
+    if recipe.secure_boot is not None:
+        steps += secure_boot_steps(recipe)
     if recipe.final_action == "reset":
         steps.append(Reset(StepName.RESET, d.command_s, w[StepName.RESET], loader))
     if recipe.final_action == "reset" and recipe.wait_reboot:
@@ -353,6 +368,44 @@ def plan(recipe: Recipe) -> list[Step]:
     return steps
 
 
+# The stages of [secure_boot], in order, with their gates. Each starts and ends with the board in
+# its flashloader; reload and confirm pass through the ROM on the way.
+SECURE_BOOT_GATES = {
+    "srk": "read SRK_HASH: blank -> burn (shielded, read back); equal -> nothing; other key -> fail, burn nothing",
+    "reload": "reset; the ROM loads the signed flashloader again, now against the burned SRK",
+    "proof": "the named proof must pass on this board, part still open; a failure never closes",
+    "close": "only after the proof passed on this board in this job: burn SEC_CONFIG[1], read back",
+    "confirm": "reset; the ROM must say closed; an unsigned flashloader refused; the signed one loads",
+    "locks": "last, after the close is confirmed",
+}
+
+
+def secure_boot_steps(recipe: Recipe) -> list[Step]:
+    sb = recipe.secure_boot
+    assert sb is not None
+    d = recipe.deadlines
+    reload_s = d.command_s + d.reset_replug_s + d.load_flashloader_s + d.replug_s + d.command_s
+    stages = [("srk", d.command_s + 8)]
+    if sb.proof is not None:
+        stages += [("reload", reload_s), ("proof", 2 * d.command_s)]
+    if sb.close == "after-proof":
+        stages += [("close", d.command_s + 1), ("confirm", reload_s + d.load_flashloader_s)]
+    if sb.locks:
+        stages.append(("locks", d.command_s + len(sb.locks)))
+    return [
+        SecureBootStage(
+            StepName.SECURE_BOOT,
+            deadline,
+            WEIGHTS[StepName.SECURE_BOOT],
+            Stage.FLASHLOADER,
+            what=what,
+            gate=SECURE_BOOT_GATES[what],
+            secure_boot=sb,
+        )
+        for what, deadline in stages
+    ]
+
+
 def steps_from(steps: list[Step], stage: Stage) -> list[Step]:
     """The steps a board that arrives in `stage` still needs (a board already in its flashloader
     skips loading it)."""
@@ -365,6 +418,44 @@ def group_start(steps: list[Step], index: int) -> int:
     """The index of the first step of the group `steps[index]` belongs to."""
     group = steps[index].group
     return next(i for i, step in enumerate(steps) if step.group == group and step.retry == Retry.GROUP)
+
+
+def _secure_boot_lines(step: SecureBootStage) -> Iterator[ToolLine]:
+    """A secure-boot stage: its gate as a comment, then the commands it may send."""
+    yield ToolLine(step, "", (f"secure-boot {step.what}: {step.gate}",))
+    sb = step.secure_boot
+    if sb is None:
+        return
+    if step.what == "srk":
+        for word in sb.srk:
+            yield ToolLine(step, "blhost", ("efuse-read-once", f"{word.index:#x}"))
+        for word in sb.srk:  # SRK_HASH from the signed image's CSF (spsdk SrkTable.get_fuse)
+            yield ToolLine(step, "blhost", ("efuse-program-once", f"{word.index:#x}", f"{word.value:08x}"))
+    elif step.what == "reload":
+        yield ToolLine(step, "blhost", ("reset",))
+        yield ToolLine(step, "", ("then the ROM loads the signed flashloader again (as load-flashloader above)",))
+    elif step.what == "proof":
+        prop = f"{sb.proof_property:#x}"
+        yield ToolLine(step, "", (f"proof {sb.proof!r}: SUCCESS and no HAB event for both",))
+        yield ToolLine(step, "blhost", ("get-property", prop, "0"))
+        yield ToolLine(step, "blhost", ("get-property", prop, f"{sb.image.ivt_address:#x}"))
+    elif step.what == "close":
+        word = sb.close_word
+        yield ToolLine(step, "blhost", ("efuse-read-once", f"{word.index:#x}"))
+        yield ToolLine(step, "blhost", ("efuse-program-once", f"{word.index:#x}", f"{word.value:08x}"))
+        yield ToolLine(step, "blhost", ("efuse-read-once", f"{word.index:#x}"))
+    elif step.what == "confirm":
+        yield ToolLine(step, "blhost", ("reset",))
+        yield ToolLine(step, "sdphost", ("error-status",))
+        yield ToolLine(step, "", ("the ROM must answer HAB closed (0x12343412)",))
+        yield ToolLine(step, "sdphost", ("write-file", f"{sb.flashloader.ivt_address - 0x400:#x}", "<unsigned copy>"))
+        yield ToolLine(step, "sdphost", ("jump-address", f"{sb.flashloader.ivt_address:#x}"))
+        yield ToolLine(step, "sdphost", ("error-status",))
+        yield ToolLine(step, "", ("must be 0x33333333 (refused); then the signed flashloader must load",))
+    elif step.what == "locks":
+        for word in sb.locks:
+            yield ToolLine(step, "blhost", ("efuse-read-once", f"{word.index:#x}"))
+            yield ToolLine(step, "blhost", ("efuse-program-once", f"{word.index:#x}", f"{word.value:08x}"))
 
 
 # --- the plan as NXP's tools would run it ------------------------------------------------------
@@ -470,5 +561,7 @@ def tool_lines(steps: list[Step]) -> Iterator[ToolLine]:
                     yield ToolLine(step, "blhost", ("efuse-read-once", f"{fuse.index:#x}"))
                 for fuse in step.fuses.words:
                     yield ToolLine(step, "blhost", ("efuse-program-once", f"{fuse.index:#x}", f"{fuse.value:#010x}"))
+            case SecureBootStage():
+                yield from _secure_boot_lines(step)
             case Reset():
                 yield ToolLine(step, "blhost", ("reset",))

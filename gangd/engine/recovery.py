@@ -78,10 +78,11 @@ KIND_CLASS: dict[str, str] = {
     "marginal-board": PERMANENT,  # [quality] marginal = "reject" and the board needed a lower clock
     "fuse-conflict": PERMANENT,
     "fuse-readback": PERMANENT,  # a burn that did not stick: OTP cannot be fixed by retrying
-    "rom-refused": PERMANENT,
+    "rom-refused": PERMANENT,  # the ROM would not run the flashloader (HAB, image)
+    "secure-boot-proof": PERMANENT,  # the signed images did not authenticate: never closed, not retried
     # A flashloader the bus refused (no HID node, no bandwidth): back to its ROM by its port's power,
     # then it waits for room like any board.
-    "bandwidth": BOARD,  # the ROM would not run the flashloader (HAB, image)
+    "bandwidth": BOARD,
 }
 
 

@@ -79,7 +79,8 @@ MIGRATIONS: tuple[str, ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # The journal's columns the line keeps: all but the local row id and the station, which key it there.
-RECORD_COLUMNS = tuple(column for column in COLUMNS if column not in ("id", "station"))
+# secure_boot stays in the station's journal for now: the line's table has no column for it yet.
+RECORD_COLUMNS = tuple(column for column in COLUMNS if column not in ("id", "station", "secure_boot"))
 JSON_COLUMNS = {"images", "steps", "attempts", "fuses", "diagnoses", "board_data"}
 
 

@@ -32,6 +32,14 @@ STEPS = (
     "reset",
     "recover-reset",
 )
+# Each stage's outcomes (engine/secure_boot.py), bounded: no board or key appears in a label.
+SECURE_BOOT_OUTCOMES = {
+    "srk": ("burned", "equal", "different"),
+    "proof": ("passed", "failed"),
+    "close": ("burned", "already-closed", "refused"),
+    "confirm": ("passed", "failed"),
+    "locks": ("burned", "equal"),
+}
 CODE_CLASSES = recovery.CLASSES
 ACTIONS = recovery.ACTIONS
 PORT_STATES = tuple(PortState)
@@ -90,6 +98,15 @@ class Metrics:
             ["port"],
             registry=r,
         )
+        self.secure_boot = Counter(
+            "gangd_secure_boot",
+            "Secure-boot stage outcomes ([secure_boot]), by stage and result.",
+            ["stage", "result"],
+            registry=r,
+        )
+        for stage, results in SECURE_BOOT_OUTCOMES.items():
+            for result in results:
+                self.secure_boot.labels(stage, result)
         self.build = Info("gangd_build", "gangd version.", registry=r)
         self.build.info({"version": __version__})
         self.started = Gauge("gangd_start_time_seconds", "Unix time gangd started.", registry=r)

@@ -81,8 +81,9 @@ COLUMNS = (
     "diagnoses",
     "board_data",
     "station",
+    "secure_boot",
 )
-JSON_COLUMNS = ("images", "steps", "attempts", "fuses", "diagnoses", "board_data")
+JSON_COLUMNS = ("images", "steps", "attempts", "fuses", "diagnoses", "board_data", "secure_boot")
 # Columns added after the first release, with their definitions: a database written by an older
 # gangd gains them when it is opened (SQLite's ALTER TABLE ADD COLUMN keeps every existing row).
 ADDED_COLUMNS = {
@@ -92,6 +93,8 @@ ADDED_COLUMNS = {
     "board_data": "TEXT NOT NULL DEFAULT '{}'",
     "station": "TEXT",
     "delivered": "INTEGER NOT NULL DEFAULT 0",
+    # JSON: [{"stage": srk|proof|close|confirm|locks, "result", ...evidence}] ([secure_boot])
+    "secure_boot": "TEXT NOT NULL DEFAULT '[]'",
 }
 
 

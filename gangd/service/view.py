@@ -99,6 +99,7 @@ def record_row(result: JobResult) -> dict[str, Any]:
         "duration_s": round(result.duration_s, 2),
         "flash_mhz": result.flash_clock_mhz,
         "marginal": result.marginal,
+        "closed": result.closed,
         "recoveries": [a.action for a in result.attempts if a.action != "none"],
     }
 
@@ -120,6 +121,9 @@ def stored_row(row: dict[str, Any]) -> dict[str, Any]:
         "duration_s": round(finished - row["started"], 2) if finished else None,
         "flash_mhz": row["flash_clock_mhz"],
         "marginal": bool(row["marginal"]),
+        "closed": any(
+            e["stage"] == "close" and e["result"] in ("burned", "already-closed") for e in row.get("secure_boot") or []
+        ),
         "recoveries": [a["action"] for a in row["attempts"] if a.get("action") not in (None, "none")],
     }
 
@@ -237,7 +241,10 @@ class StationView:
             elapsed = None
         reason, explanation = split_reason(port.last_reason)
         note = None
-        if state == "success" and last is not None and last.marginal:
+        closed = state == "success" and last is not None and last.closed
+        if closed:
+            note = "closed (HAB): only images signed with its SRK keys run on it now"
+        elif state == "success" and last is not None and last.marginal:
             note = f"marginal flash: programmed at {last.flash_clock_mhz} MHz"
         elif state == "success" and last is not None and last.attempts:
             note = f"recovered: {', '.join(sorted({a.action for a in last.attempts}))}"
@@ -256,6 +263,7 @@ class StationView:
             "reason": reason if port.last_result not in (None, "success") else None,
             "explanation": explanation if port.last_result not in (None, "success") else None,
             "note": note,
+            "closed": closed,
             "instruction": instruction(state, port, self.station.stopping),
             "suspect": port.suspect,
             "disabled": port.disabled,

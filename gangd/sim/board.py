@@ -16,6 +16,7 @@ from typing import Any
 
 from gangd.config.family import FamilyInfo, MemoryRegion, UsbIds
 from gangd.sim.faults import CombinedFaults, FaultPlan
+from gangd.sim.hab import SRK_HASH_INDEX, Hab, other_key_hash
 from gangd.sim.internal_flash import InternalFlash
 from gangd.sim.memory import OtpFuses, SparseMemory
 from gangd.sim.nor_flash import DEFAULT_PART, PARTS, FlashPart, NorFlash
@@ -101,7 +102,6 @@ class SimBoard:
         self.family = spec.family
         self.serial = spec.serial
         self.uuid = spec.uuid
-        self.hab_closed = spec.hab_closed
         self.stage = spec.stage if spec.family.rom_protocol == "sdp" else FLASHLOADER
         self.own_faults = FaultPlan(spec.faults, seed=spec.seed)
         self.faults = CombinedFaults(self.own_faults, port_faults)
@@ -125,6 +125,7 @@ class SimBoard:
         self.power_cycles = 0
         self.first_enumerated_at: float | None = None  # monotonic time of its first add event
         self.first_command_at: float | None = None  # monotonic time its first command arrived
+        self.hab = Hab(self)  # open or closed from the fuses (sim/hab.py)
         self._burn_identity()
         self._apply_otp_faults()
 
@@ -155,6 +156,13 @@ class SimBoard:
         for rule in self.faults.of_kind("otp"):
             index = rule.index if rule.index is not None else self.family.fuse(rule.fuse or "").index
             self.otp.preset(index, rule.value, rule.locked)
+        if any(rule.mode == "wrong-srk" for rule in self.faults.of_kind("hab")):
+            for i, word in enumerate(other_key_hash(self.serial)):  # provisioned for someone else's keys
+                self.otp.preset(SRK_HASH_INDEX + i, word)
+
+    @property
+    def hab_closed(self) -> bool:
+        return self.hab.closed
 
     @property
     def usb_ids(self) -> UsbIds:
@@ -180,6 +188,7 @@ class SimBoard:
         if stage == ROM:
             self.ram.clear()
             self.reserved = None
+            self.hab.boot_report = None
         self.flash_config = None
         self.nor_driver = None
         self.hung = False

@@ -72,7 +72,11 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--time-scale", type=float, default=1.0, help="1 = real time per the timing model, 0 = instant")
-    parser.add_argument("--hab-closed", action="store_true", help="the part's HAB is closed")
+    parser.add_argument(
+        "--hab-closed",
+        action="store_true",
+        help="the part's HAB is closed (SRK_HASH blank unless --fault otp:... presets it)",
+    )
     parser.set_defaults(func=run)
 
 

@@ -19,6 +19,9 @@ A fault is written as `KIND[:key=value,...]`, the same on the command line, in c
     write-protect:persist=power                        block-protect bits set in the flash's status
                                                        register: `power` (volatile: cleared by a power
                                                        cycle or replug, not by a reset) or `always`
+    hab:bad-signature                                  HAB finds the signature of every signed image bad
+                                                       (the simulator's pretend signature, sim/hab.py)
+    hab:wrong-srk                                      the part already holds another key's SRK_HASH
     foreign-node:nth=1                                 (emulated hidraw only) the node of the 1st
                                                        enumeration answers HIDIOCGRAWINFO with another
                                                        device's ids, as when a node number is reused
@@ -50,8 +53,13 @@ KINDS = COMMAND_KINDS | {
     "marginal-read",
     "write-protect",
     "foreign-node",
+    "hab",
 }
-PERSISTENCE = ("power", "always")  # write-protect: volatile or non-volatile block-protect bits
+PERSISTENCE = ("power", "always")
+HAB_MODES = (
+    "bad-signature",
+    "wrong-srk",
+)  # see sim/hab.py  # write-protect: volatile or non-volatile block-protect bits
 
 COMMAND_NAMES = {
     # flashloader (blhost names)
@@ -103,6 +111,7 @@ class FaultRule:
     shape: str = "garbage"
     max_mhz: float | None = None
     persist: str = "power"
+    mode: str = ""  # hab: bad-signature | wrong-srk
     spec: str = ""
     seen: int = 0
     fired: int = 0
@@ -143,6 +152,11 @@ def parse_fault(spec: str, seed: int | None = None) -> FaultRule:
         raise FaultSpecError(f"fault {spec!r}: unknown kind {kind!r} (one of {', '.join(sorted(KINDS))})")
     rule = FaultRule(kind=kind, spec=spec.strip())
     rule._rng = random.Random(f"{seed}:{spec}")
+    if kind == "hab":
+        if rest.strip() not in HAB_MODES:
+            raise FaultSpecError(f"fault {spec!r}: hab needs one of {', '.join(HAB_MODES)}")
+        rule.mode = rest.strip()
+        return rule
     for item in filter(None, (part.strip() for part in rest.split(","))):
         key, eq, text = item.partition("=")
         if not eq:

@@ -58,6 +58,10 @@ PERIPHERALS_UART_USBHID = 0x11
 SYSTEM_DEVICE_IDENT = 0x1020_0000
 
 
+# get-property tag of the simulated flashloader's HAB report (gangd's default proof_property).
+HAB_REPORT_PROPERTY = 0xF0
+
+
 class DataPhaseInterrupted(Exception):
     """A new command arrived in the middle of a data phase: the host gave up on the old one."""
 
@@ -284,6 +288,7 @@ class FlashloaderEngine:
             0x12: lambda: [board.uuid & 0xFFFFFFFF, board.uuid >> 32],
             0x18: lambda: [CURRENT_VERSION],
             0x19: lambda: self._external_memory_attributes(index),
+            HAB_REPORT_PROPERTY: lambda: self._hab_report(index),
         }
         getter = table.get(prop)
         if getter is None:
@@ -294,6 +299,17 @@ class FlashloaderEngine:
         if isinstance(values, int):  # an error status from the getter
             return values, []
         return 0, values
+
+    def _hab_report(self, ivt_address: int):
+        """[I] The flashloader of a secure-boot line stands for one built to call the ROM's HAB
+        RVT (NXP SBL semifunc): index 0, report_status after the ROM loaded it; an IVT address,
+        authenticate_image of the image there (in flash). NXP's stock RT10xx flashloader has no
+        such property [?] (../shared/SECURE-BOOT.md §2)."""
+        hab = self.board.hab
+        if ivt_address == 0:
+            report = hab.boot_report
+            return report.words() if report is not None else MISUSE["unknown-property"].tag
+        return hab.authenticate(self.board.flash_image, ivt_address).words()
 
     def _external_memory_attributes(self, memory_id: int):
         if memory_id != FLEXSPI_NOR_MEMORY_ID:

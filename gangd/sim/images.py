@@ -2,8 +2,8 @@
 
 The i.MX RT ROM jumps to an IVT, not to code: `jump-address` names the IVT, whose `self` field
 must equal that address, whose boot data names where the image lies and whose entry point must
-lie inside it. That is what the simulator checks (it cannot check signatures: a closed HAB board
-accepts any image that carries a CSF pointer, and refuses one without).
+lie inside it. That is what the simulator checks here; HAB's authentication of a signed image (its
+CSF, the SRK table against the fuses, a pretend signature) is in `hab.py`.
 
 `build_flashloader_image` makes such an image for demos and tests, laid out the way NXP's
 `ivt_flashloader.bin` is: loaded at the start of RAM with the IVT 0x400 bytes in.
@@ -55,7 +55,9 @@ def build_flashloader_image(
     signed: bool = False,
     seed: bytes = b"gangd-sim-flashloader",
 ) -> tuple[bytes, int]:
-    """An unsigned (or pretend-signed) flashloader image and the address to jump to.
+    """An unsigned flashloader image and the address to jump to. `signed` only adds a CSF pointer
+    and a CSF header tag: no SRK table, so HAB (hab.py) does not authenticate it; tests sign with
+    spsdk instead (tests/hab.py).
 
     The "code" is deterministic filler so images are reproducible and hashable.
     """

@@ -7,8 +7,7 @@ from spsdk.sdp.commands import ResponseValue
 from spsdk.sdp.error_codes import StatusCode
 from spsdk.sdp.exceptions import SdpCommandError
 
-from gangd.sim.images import build_flashloader_image
-
+from ..conftest import srk_faults
 from .flow import RT1020_ROM_PID, open_sdp
 
 PORT = "1-1.1"
@@ -49,15 +48,20 @@ def test_jump_to_garbage_stays_in_rom_with_hab_error(rom, events, flashloader_im
     assert [r.status for r in board.commands("jump-address")] == [0x3333_3333]
 
 
-def test_closed_part_refuses_unsigned_image_and_takes_signed_one(rom, events):
-    board, devnode = rom(hab_closed=True)
-    unsigned, jump = build_flashloader_image()
-    signed, signed_jump = build_flashloader_image(signed=True)
+def test_closed_part_refuses_unsigned_image_and_takes_signed_one(rom, events, hab_keys, signed_loader):
+    """Closed by its SEC_CONFIG[1] fuse, holding the keys' SRK hash: HAB runs only the signed image."""
+    from gangd.config.secure_boot import parse_container, unsigned_copy
+
+    board, devnode = rom(faults=(*srk_faults(hab_keys.table), "otp:index=6,value=2"))
+    signed, signed_jump = signed_loader
+    unsigned = unsigned_copy(signed, parse_container(signed, "loader"))
     with open_sdp(devnode) as sdp:
         assert sdp.write_file(0x2000_0000, unsigned)
         assert sdp.hab_status == StatusCode.HAB_IS_LOCKED.tag  # spsdk's reading of 0x12343412
-        sdp.jump_and_run(jump)
+        sdp.jump_and_run(signed_jump)
         assert sdp.read_status() == 0x3333_3333
+        assert board.stage == "rom"
         assert sdp.write_file(0x2000_0000, signed)
         sdp.jump_and_run(signed_jump)
     assert events.next(PORT, "add", pid=0x0073)
+    assert board.hab.boot_report is not None and board.hab.boot_report.words() == [0xF0, 0xCC, 0x99, 0]
