@@ -315,9 +315,14 @@ def load_config(path: str | Path, need_flashloader: bool = True) -> Config:
     )
 
 
+def default_station_name() -> str:
+    """A station's name when [station] name is not set (or there is no configuration: --simulate)."""
+    return socket.gethostname()
+
+
 def _station_name(r: _Reader, raw: dict) -> str:
     station = raw.get("station", {})
-    name = r.get(station, "name", str, "station.name", "") or socket.gethostname()
+    name = r.get(station, "name", str, "station.name", "") or default_station_name()
     if not name.isprintable() or len(name) > 64:
         raise r.error("station.name", "must be at most 64 printable characters")
     return name
