@@ -76,8 +76,8 @@ MISTAKES = [
     ("unknown memory id", "id = 9 ", "id = 7 ", "id = 7", "not a memory id of the MCU bootloader"),
     ("option word without tag", "options = [0xC0000007]", "options = [0x00000007]", "options =", "0xC tag"),
     ("image missing", 'path = "app.bin"', 'path = "missing.bin"', "missing.bin", "no such file"),
-    ("sha256 mismatch", '# sha256 = "..."', 'sha256 = "' + "0" * 64 + '"', "sha256 =", "the pin says"),
-    ("sha256 malformed", '# sha256 = "..."', 'sha256 = "abc"', "sha256 =", "64 hexadecimal"),
+    ("sha256 mismatch", '# sha256 = "..."', 'sha256 = "' + "0" * 64 + '"', 'sha256 = "000', "app.bin has sha256"),
+    ("sha256 malformed", '# sha256 = "..."', 'sha256 = "abc"', 'sha256 = "abc"', "64 hexadecimal"),
     ("image outside flash", "address = 0x60000000", "address = 0x50000000", "0x50000000", "outside the flash"),
     ("unknown image format", 'format = "bin"', 'format = "elf"', '"elf"', "is not one of"),
     (
@@ -108,8 +108,8 @@ MISTAKES = [
     ("invalid TOML", "[memory]", "[memory", "[memory", "not valid TOML"),
     (
         "flashloader sha256 mismatch",
-        "jump_address = 0x20000400",
-        'jump_address = 0x20000400\nsha256 = "' + "0" * 64 + '"',
+        '# sha256 = "<sha256sum of the file>"',
+        'sha256 = "' + "0" * 64 + '"',
         'sha256 = "000',
         "ivt_flashloader.bin has sha256",
     ),
@@ -198,6 +198,8 @@ def test_overlapping_images(line_dir):
 def test_pinned_image_and_fuses_load(line_dir):
     pin = hashlib.sha256(APP).hexdigest()
     edit(line_dir, '# sha256 = "..."', f'sha256 = "{pin}"')
+    loader_pin = hashlib.sha256(build_flashloader_image()[0]).hexdigest()
+    edit(line_dir, '# sha256 = "<sha256sum of the file>"', f'sha256 = "{loader_pin.upper()}"')
     edit(line_dir, 'policy = "never"', 'policy = "if-blank"')
     path = edit(line_dir, "# [fuses.values]", f'[fuses.values]\nSRK_HASH = "{SRK}"')
     fuses = load_config(path).recipe.fuses
