@@ -46,6 +46,10 @@ def test_the_example_is_valid(line_dir):
     assert recipe.quality_marginal == "accept"
     result = subprocess.run([GANGD, "check-config", str(line_dir / "line.toml")], capture_output=True, text=True)
     assert result.returncode == 0 and ": ok" in result.stdout
+    # The hashes a line engineer pins ([flashloader] sha256, [[image]] sha256) are printed.
+    loader_hash = hashlib.sha256(build_flashloader_image()[0]).hexdigest()
+    assert f"jump 0x20000400 (an image vector table) sha256 {loader_hash}" in result.stdout
+    assert f"sha256 {hashlib.sha256(APP).hexdigest()}" in result.stdout
 
 
 SRK = "0x" + "11" * 32
