@@ -93,15 +93,6 @@ def plan_simulation(args: argparse.Namespace, config: Config | None) -> Simulati
         labels = dict.fromkeys(default_port_paths(args.simulate, root_ports))
     faults = tuple(_fault("--fault", spec, spec) for spec in args.fault)
     shares = fault_shares(args.fault_share)
-    port_faults: dict[str, list[str]] = {}
-    by_name = {**{label: path for path, label in labels.items() if label}, **{path: path for path in labels}}
-    for item in args.port_fault:
-        port, eq, spec = item.partition("=")
-        if not eq or not spec:
-            raise ValueError(f"--port-fault {item!r}: expected PORT=SPEC, e.g. 1-1.3=hang:cmd=write-memory")
-        if port not in by_name:
-            raise ValueError(f"--port-fault {item!r}: {port!r} is not a simulated port ({', '.join(labels)})")
-        port_faults.setdefault(by_name[port], []).append(_fault("--port-fault", item, spec))
     layout = config.layout if config else None
     if args.layout is not None:
         rows = parse_layout_text(args.layout)
@@ -114,6 +105,16 @@ def plan_simulation(args: argparse.Namespace, config: Config | None) -> Simulati
             layout = resolve_layout(rows, {path: label or path for path, label in labels.items()})
         except ValueError as exc:
             raise ValueError(f"--layout: {exc}") from None
+    port_faults: dict[str, list[str]] = {}
+    by_name = {**{label: path for path, label in labels.items() if label}, **{path: path for path in labels}}
+    for item in args.port_fault:
+        port, eq, spec = item.partition("=")
+        if not eq or not spec:
+            raise ValueError(f"--port-fault {item!r}: expected PORT=SPEC, e.g. 1-1.3=hang:cmd=write-memory")
+        if port not in by_name:
+            ports = ", ".join(f"{path} {label}" if label else path for path, label in labels.items())
+            raise ValueError(f"--port-fault {item!r}: {port!r} is not a simulated port ({ports})")
+        port_faults.setdefault(by_name[port], []).append(_fault("--port-fault", item, spec))
     return SimulationPlan(labels, layout, faults, shares, port_faults)
 
 

@@ -120,7 +120,12 @@ def test_the_simulated_ports_follow_the_configuration(tmp_path, config):
     line = one_line(
         ["run", "--config", str(config), "--simulate", "2", "--port-fault", "A3=hang", "--state-dir", str(state)]
     )
-    assert line == "gangd: --port-fault 'A3=hang': 'A3' is not a simulated port (1-1.1, 1-1.2)"
+    assert line == "gangd: --port-fault 'A3=hang': 'A3' is not a simulated port (1-1.1 A1, 1-1.2 A2)"
+    # ... and by a label --layout gives (the layout is read first).
+    line = one_line(
+        ["run", "--simulate", "2", "--layout", "B1 B2", "--port-fault", "B3=hang", "--state-dir", str(state)]
+    )
+    assert line == "gangd: --port-fault 'B3=hang': 'B3' is not a simulated port (1-1.1 B1, 1-1.2 B2)"
     assert not state.exists()
 
 
