@@ -456,9 +456,10 @@ def parse_layout_text(text: str) -> list[list[str]]:
 
 def _flash(r: _Reader, memory: dict, family: FamilyInfo, memory_id: int) -> MemoryRegion | None:
     """Where images may go: the memory's window in spsdk's memory map (internal flash, the FlexSPI
-    window), cut to the flash part's size when `[memory] size` gives it (the window is larger than
-    any part: 256 MiB of FlexSPI on RT1020, the simulated parts are 8 and 16 MiB, gangd/sim/nor_flash.py). None: a memory that is
-    not memory-mapped, whose address space only the board knows."""
+    window), cut to the flash part's size when `[memory] size` gives it. The window is larger than
+    any part: 256 MiB of FlexSPI on RT1020, where the simulated parts are 8 and 16 MiB
+    (gangd/sim/nor_flash.py). None: a memory that is not memory-mapped, whose address space only
+    the board knows."""
     window = {INTERNAL_FLASH: family.internal_flash, FLEXSPI_NOR: family.flexspi}.get(memory_id)
     size = r.get(memory, "size", int, "memory.size", None)
     if size is None:
