@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import random
 import threading
 
 from gangd.core.events import PortEvent
 from gangd.sim import SimHub
+from gangd.sim.images import build_flashloader_image
 
 
 class EventWaiter:
@@ -47,3 +49,39 @@ class EventWaiter:
     def events(self) -> list[PortEvent]:
         with self._cond:
             return list(self._events)
+
+
+def _flashloader_with(ivt_words: dict[int, int], length: int | None = None) -> bytes:
+    """The simulator's flashloader image with IVT words replaced (word 0 is the entry point, 3 the
+    boot data pointer), or its boot data's length replaced."""
+    image, jump = build_flashloader_image()
+    data = bytearray(image)
+    ivt = jump - 0x2000_0000
+    for word, value in ivt_words.items():
+        data[ivt + 4 + 4 * word : ivt + 8 + 4 * word] = value.to_bytes(4, "little")
+    if length is not None:
+        data[ivt + 0x20 + 4 : ivt + 0x20 + 8] = length.to_bytes(4, "little")
+    return bytes(data)
+
+
+# Flashloader files the ROM refuses to jump to, loaded at 0x20000000 and jumped to at 0x20000400:
+# `gangd check-config` refuses them (tests/config) and so does the simulated ROM (tests/sim).
+BAD_FLASHLOADERS = [
+    # (what, the file's bytes, the reason's fragment, whether the ROM itself refuses the jump)
+    ("random bytes", random.Random(20).randbytes(0x8440), "no image vector table at 0x20000400", True),
+    ("entry point outside its image", _flashloader_with({0: 0x3000_0001}), "entry point 0x30000001 is outside", True),
+    # The ROM checks the entry against the boot data only: it would jump into whatever RAM holds
+    # past the file. check-config knows the file, and refuses.
+    (
+        "entry point past the end of the file",
+        _flashloader_with({0: 0x2002_0001}, length=0x40000),
+        "entry point 0x20020001 is outside the loaded flashloader (0x20000000..+33840)",
+        False,
+    ),
+    (
+        "boot data outside the file",
+        _flashloader_with({3: 0x2010_0000}),
+        "boot data pointer 0x20100000 lies outside",
+        False,
+    ),
+]

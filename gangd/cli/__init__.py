@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 
 from gangd import __version__
+from gangd.cli.options import OneLineParser
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gangd", description="Gang programmer for NXP MCU boards over USB")
+def build_parser() -> OneLineParser:
+    parser = OneLineParser(prog="gangd", description="Gang programmer for NXP MCU boards over USB")
     parser.add_argument("--version", action="version", version=f"gangd {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     from gangd.cli import (

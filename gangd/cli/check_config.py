@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 from collections import Counter
 
@@ -36,9 +37,11 @@ def check_config_command(args: argparse.Namespace) -> int:
                 f"{config.flashloaders_per_root_port} flashloaders at once ([usb] flashloaders_per_root_port): "
                 "gangd programs them in waves (spread them over more root ports)"
             )
-    print(
-        f"  flashloader {len(recipe.flashloader)} bytes at 0x{recipe.flashloader_address:08x}, jump 0x{recipe.jump_address:08x}"
-    )
+    if recipe.flashloader:  # an MCU-bootloader ROM needs none
+        print(
+            f"  flashloader {len(recipe.flashloader)} bytes at 0x{recipe.flashloader_address:08x}, "
+            f"jump 0x{recipe.jump_address:08x} (an image vector table) sha256 {hashlib.sha256(recipe.flashloader).hexdigest()}"
+        )
     print(
         f"  memory      id {recipe.memory_id}, options {', '.join(f'0x{w:08x}' for w in recipe.option_words)} at 0x{recipe.option_address:08x}"
     )

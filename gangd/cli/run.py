@@ -6,10 +6,27 @@ import argparse
 import os
 import sys
 
-from gangd.config.loader import ConfigError, load_config, parse_layout_text
+from gangd.cli.options import LOG_LEVELS, USB_ADDRESSES, count, log_level, seconds
+from gangd.config.loader import ConfigError, load_config
 from gangd.service import logs, statedir
 from gangd.service.app import run_hardware
 from gangd.service.http import DEFAULT_ADDRESS, AddressError, bind
+
+# Options that only mean something for simulated boards: given without --simulate they are refused
+# rather than ignored. Their defaults are filled in once that is checked (None: not given).
+SIMULATION_DEFAULTS = {"time_scale": 1.0, "replace_delay": 2.0, "seed": 0}
+SIMULATION_ONLY = {
+    "root_ports": "--root-ports",
+    "time_scale": "--time-scale",
+    "replace_delay": "--replace-delay",
+    "fault": "--fault",
+    "fault_share": "--fault-share",
+    "layout": "--layout",
+    "seed": "--seed",
+    "boards": "--boards",
+    "port_fault": "--port-fault",
+    "power_cycle": "--power-cycle",
+}
 
 
 def add_parser(subparsers) -> None:
@@ -17,15 +34,18 @@ def add_parser(subparsers) -> None:
     run.add_argument("--config", metavar="FILE", help="TOML configuration (required on hardware)")
     run.add_argument(
         "--simulate",
-        type=int,
+        type=count(1, USB_ADDRESSES - 1),
         metavar="N",
         help="run on a simulated hub of N ports (with --config: its recipe and ports)",
     )
     run.add_argument(
-        "--root-ports", type=int, default=1, metavar="K", help="simulation: the ports spread over K root ports"
+        "--root-ports",
+        type=count(1, USB_ADDRESSES - 1),
+        metavar="K",
+        help="simulation: the ports spread over K root ports (default 1)",
     )
-    run.add_argument("--time-scale", type=float, default=1.0, help="simulation speed (1 = real time, 0 = instant)")
-    run.add_argument("--replace-delay", type=float, default=2.0, help="simulated operator's seconds to swap a board")
+    run.add_argument("--time-scale", type=seconds, help="simulation speed (1 = real time, the default; 0 = instant)")
+    run.add_argument("--replace-delay", type=seconds, help="simulated operator's seconds to swap a board (default 2)")
     run.add_argument("--fault", action="append", default=[], metavar="SPEC", help="fault on every simulated board")
     run.add_argument(
         "--fault-share",
@@ -37,24 +57,26 @@ def add_parser(subparsers) -> None:
     run.add_argument(
         "--layout", metavar="ROWS", help='simulation: label and arrange the ports, e.g. "A1 A2 A3 A4 / B1 B2 B3 B4"'
     )
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--stop-grace", type=float, default=30.0, help="seconds running jobs get to stop on SIGTERM")
-    run.add_argument("--log-level", default="info")
-    run.add_argument("--spsdk-log-level", default="warning", help="level of spsdk's own log lines")
-    run.add_argument("--boards", type=int, metavar="N", help="simulation: the operator stops after N boards")
+    run.add_argument("--seed", type=int, help="simulation: the seed of the boards' faults and timing (default 0)")
+    run.add_argument("--stop-grace", type=seconds, default=30.0, help="seconds running jobs get to stop on SIGTERM")
+    run.add_argument("--log-level", type=log_level, default="info", help=", ".join(LOG_LEVELS))
+    run.add_argument("--spsdk-log-level", type=log_level, default="warning", help="level of spsdk's own log lines")
+    run.add_argument("--boards", type=count(1), metavar="N", help="simulation: the operator stops after N boards")
     run.add_argument(
         "--port-fault",
         action="append",
         default=[],
         metavar="PORT=SPEC",
-        help="simulation: a fault tied to a hub port (a flaky port)",
+        help="simulation: a fault tied to a hub port (a flaky port); PORT is its path or label",
     )
     run.add_argument(
         "--state-dir",
         default=os.environ.get("STATE_DIRECTORY", "var"),
         help="where the board records live (systemd's StateDirectory; default ./var)",
     )
-    run.add_argument("--power-cycle", action="store_true", help="simulation: allow power-cycling hub ports")
+    run.add_argument(
+        "--power-cycle", action="store_true", default=None, help="simulation: allow power-cycling hub ports"
+    )
     run.add_argument(
         "--sim-socket", metavar="PATH", help="with --config: boards from a simulated hub in another process (the soak)"
     )
@@ -71,20 +93,25 @@ def add_parser(subparsers) -> None:
 def run_command(args: argparse.Namespace) -> int:
     logs.configure(args.log_level, spsdk_level=args.spsdk_log_level)
     config = None
+    plan = None
     try:
         if args.config:
             config = load_config(args.config)
         if args.simulate is None and config is None:
             raise ConfigError("run needs --config FILE (or --simulate N)")
-        if args.simulate is None and (args.fault_share or args.layout):
-            raise ValueError("--fault-share and --layout are for simulated boards (--simulate N)")
-        if args.fault_share:
-            from gangd.service.simulated import fault_shares  # simulation only
-
-            share = fault_shares(args.fault_share)
+        if args.simulate is None:
+            given = [option for name, option in SIMULATION_ONLY.items() if getattr(args, name) not in (None, [])]
+            if given:
+                raise ValueError(f"{', '.join(given)}: for simulated boards only (add --simulate N)")
         else:
-            share = []
-        layout_rows = parse_layout_text(args.layout) if args.layout else None
+            if args.sim_socket:
+                raise ValueError("--sim-socket: the boards come from --simulate; give one or the other")
+            for name, default in SIMULATION_DEFAULTS.items():
+                if getattr(args, name) is None:
+                    setattr(args, name, default)
+            from gangd.service.simulated import plan_simulation  # simulation only
+
+            plan = plan_simulation(args, config)
     except (ConfigError, ValueError) as exc:
         print(f"gangd: {exc}", file=sys.stderr)
         return 2
@@ -106,7 +133,8 @@ def run_command(args: argparse.Namespace) -> int:
         if args.simulate is not None:
             from gangd.service.simulated import run_simulated
 
-            return run_simulated(args, config, sock, share, layout_rows)
+            assert plan is not None  # checked above
+            return run_simulated(args, config, sock, plan)
         assert config is not None  # checked above: hardware needs --config
         return run_hardware(args, config, sock)
     finally:

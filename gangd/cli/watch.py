@@ -69,9 +69,13 @@ def add_parser(subparsers) -> None:
     watch.set_defaults(func=watch_command)
 
 
-def duration(seconds: float | None) -> str:
+def duration(seconds: float | None, tenths: bool = False) -> str:
+    """Whole seconds, minutes, hours; a port's time to 0.1 s under a minute (`tenths`): boards
+    take about 0.7 s, and "0 s" would not be true."""
     if seconds is None:
         return ""
+    if tenths and seconds < 59.95:
+        return f"{max(0.0, seconds):.1f} s"
     s = max(0, int(seconds))
     if s < 60:
         return f"{s} s"
@@ -137,7 +141,7 @@ def render(snapshot: dict | None, age_s: float, address: str, problem: str | Non
                 Text(f" {NAMES.get(state, state)} ", style=STYLES.get(state, "")),
                 progress,
                 step,
-                duration(elapsed),
+                duration(elapsed, tenths=True),
                 last_text,
                 str(p["counts"].get("success", 0)),
                 str(p["counts"].get("failed", 0)),

@@ -19,7 +19,8 @@ from typing import Any
 
 from spsdk.mboot.memories import MemId
 
-from gangd.config.family import FamilyInfo, UnknownFamilyError, load_family
+from gangd.config.bootimage import flashloader_problem
+from gangd.config.family import FamilyInfo, MemoryRegion, UnknownFamilyError, load_family
 from gangd.config.flexspi import FCFB_TAG
 from gangd.config.images import FORMATS, ImageError, guess_format, load_segments
 from gangd.config.recipe import (
@@ -207,7 +208,7 @@ def load_config(path: str | Path, need_flashloader: bool = True) -> Config:
         if family.rom_protocol != "sdp":
             raise r.error("flashloader", f"the ROM of {family.name} is an MCU bootloader: it needs no flashloader")
         loader = r.get(raw, "flashloader", dict, "flashloader")
-        r.unknown_keys(loader, {"path", "load_address", "jump_address"}, "flashloader.")
+        r.unknown_keys(loader, {"path", "load_address", "jump_address", "sha256"}, "flashloader.")
         loader_name = r.get(loader, "path", str, "flashloader.path")
         loader_file = (path.parent / loader_name).resolve()
         loader_data = (
@@ -224,9 +225,11 @@ def load_config(path: str | Path, need_flashloader: bool = True) -> Config:
             )
         if loader_data and not load_address <= jump_address < load_address + len(loader_data):
             raise r.error("flashloader.jump_address", f"0x{jump_address:08x} is not inside the loaded flashloader")
+        if need_flashloader or loader_file.is_file():
+            _check_flashloader(r, loader, loader_data, load_address, jump_address)
 
     memory = r.get(raw, "memory", dict, "memory")
-    r.unknown_keys(memory, {"id", "option_address", "options"}, "memory.")
+    r.unknown_keys(memory, {"id", "option_address", "options", "size"}, "memory.")
     memory_id = r.get(memory, "id", int, "memory.id")
     if memory_id not in MEMORY_IDS:
         known = ", ".join(f"{k} {v}" for k, v in sorted(MEMORY_IDS.items()))
@@ -248,7 +251,8 @@ def load_config(path: str | Path, need_flashloader: bool = True) -> Config:
         if _overlaps(option_address, 4 * len(options), load_address, len(loader_data)):
             raise r.error("memory.option_address", "overlaps the flashloader in RAM")
 
-    images = _images(r, raw, family, memory_id)
+    flash = _flash(r, memory, family, memory_id)
+    images = _images(r, raw, family, memory_id, flash)
 
     verify = r.get(raw, "verify", dict, "verify", {})
     r.unknown_keys(verify, {"read_back"}, "verify.")
@@ -267,7 +271,7 @@ def load_config(path: str | Path, need_flashloader: bool = True) -> Config:
         raise r.error("quality.marginal", f"{marginal!r} is not one of {', '.join(MARGINAL_POLICIES)}")
 
     fuses = _fuses(r, raw, family)
-    board_data = _board_data(r, raw, family, images, fuses, memory_id)
+    board_data = _board_data(r, raw, family, images, fuses, memory_id, flash)
     secure_boot = parse_secure_boot(r, raw, family, images, fuses, loader_data, loader_name, load_address)
 
     recipe = Recipe(
@@ -320,9 +324,14 @@ def load_config(path: str | Path, need_flashloader: bool = True) -> Config:
     )
 
 
+def default_station_name() -> str:
+    """A station's name when [station] name is not set (or there is no configuration: --simulate)."""
+    return socket.gethostname()
+
+
 def _station_name(r: _Reader, raw: dict) -> str:
     station = raw.get("station", {})
-    name = r.get(station, "name", str, "station.name", "") or socket.gethostname()
+    name = r.get(station, "name", str, "station.name", "") or default_station_name()
     if not name.isprintable() or len(name) > 64:
         raise r.error("station.name", "must be at most 64 printable characters")
     return name
@@ -368,6 +377,27 @@ def _line(r: _Reader, raw: dict) -> LineSettings | None:
         password_file = str(r.file(password_file, "line.password_file"))
     env = r.get(line, "password_env", str, "line.password_env", "GANGD_LINE_PASSWORD")
     return LineSettings(database, password_file, env)
+
+
+def _check_pin(r: _Reader, table: dict, dotted: str, name: str, data: bytes) -> None:
+    """A `sha256 = "..."` pin: the file must be exactly the one the line engineer approved."""
+    pin = r.get(table, "sha256", str, dotted, None)
+    if pin is None:
+        return
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", pin):
+        raise r.error(dotted, "expected 64 hexadecimal digits")
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != pin.lower():
+        raise r.error(dotted, f"{name} has sha256 {actual}, the pin says {pin.lower()}")
+
+
+def _check_flashloader(r: _Reader, loader: dict, data: bytes, load_address: int, jump_address: int) -> None:
+    """The flashloader file is the one pinned and an i.MX RT boot image the ROM will jump to:
+    otherwise every board would wait out replug_s for a flashloader that never enumerates."""
+    _check_pin(r, loader, "flashloader.sha256", Path(loader["path"]).name, data)
+    problem = flashloader_problem(data, load_address, jump_address)
+    if problem:
+        raise r.error("flashloader.path", f"{problem} (the ROM would not start this flashloader)")
 
 
 def _line_from_message(message: str) -> int | None:
@@ -452,13 +482,44 @@ def parse_layout_text(text: str) -> list[list[str]]:
     return rows
 
 
-def _images(r: _Reader, raw: dict, family: FamilyInfo, memory_id: int) -> tuple[Image, ...]:
+def _flash(r: _Reader, memory: dict, family: FamilyInfo, memory_id: int) -> MemoryRegion | None:
+    """Where images may go: the memory's window in spsdk's memory map (internal flash, the FlexSPI
+    window), cut to the flash part's size when `[memory] size` gives it. The window is larger than
+    any part: 256 MiB of FlexSPI on RT1020, where the simulated parts are 8 and 16 MiB
+    (gangd/sim/nor_flash.py). None: a memory that is not memory-mapped, whose address space only
+    the board knows."""
+    window = {INTERNAL_FLASH: family.internal_flash, FLEXSPI_NOR: family.flexspi}.get(memory_id)
+    size = r.get(memory, "size", int, "memory.size", None)
+    if size is None:
+        return window
+    if size <= 0:
+        raise r.error("memory.size", "must be the flash part's size in bytes, more than 0")
+    if window is None:
+        raise r.error(
+            "memory.size", f"memory id {memory_id} is not mapped in {family.name}'s memory map: leave size out"
+        )
+    if size > window.size:
+        raise r.error(
+            "memory.size",
+            f"0x{size:x} bytes do not fit {family.name}'s {window.name} window (0x{window.size:x} bytes in spsdk's memory map)",
+        )
+    return dataclasses.replace(window, name=f"{size}-byte flash part (memory.size)", size=size)
+
+
+def _outside(family: FamilyInfo, flash: MemoryRegion | None, address: int, length: int) -> str:
+    """The message for data that do not fit the flash: outside the memory map, or past the part."""
+    where = f"0x{address:08x}..+{length} is outside the flash of {family.name}"
+    if flash is None:
+        return where
+    if flash.start <= address < flash.end:
+        return f"{where}: it runs 0x{address + length - flash.end:x} bytes past the end of the {flash.name} at 0x{flash.start:08x}"
+    return f"{where} ({flash.name}: 0x{flash.start:08x}..0x{flash.end - 1:08x})"
+
+
+def _images(r: _Reader, raw: dict, family: FamilyInfo, memory_id: int, flash: MemoryRegion | None) -> tuple[Image, ...]:
     entries = r.get(raw, "image", list, "image")
     if not entries:
         raise r.error("image", "at least one [[image]] is needed")
-    # Where images may go: the memory's window when it is mapped; other memories have their own
-    # address space, which only the board knows.
-    flash = {INTERNAL_FLASH: family.internal_flash, FLEXSPI_NOR: family.flexspi}.get(memory_id)
     images: list[tuple[int, Image]] = []
     for n, entry in enumerate(entries):
         where = f"image[{n}]."
@@ -469,20 +530,14 @@ def _images(r: _Reader, raw: dict, family: FamilyInfo, memory_id: int) -> tuple[
         fmt = r.get(entry, "format", str, where + "format", None) or guess_format(path)
         if fmt not in FORMATS:
             raise r.error(where + "format", f"{fmt!r} is not one of {', '.join(FORMATS)} (say format = ...)")
-        pin = r.get(entry, "sha256", str, where + "sha256", None)
-        if pin is not None:
-            if not re.fullmatch(r"[0-9a-fA-F]{64}", pin):
-                raise r.error(where + "sha256", "expected 64 hexadecimal digits")
-            actual = hashlib.sha256(path.read_bytes()).hexdigest()
-            if actual != pin.lower():
-                raise r.error(where + "sha256", f"{path.name} has sha256 {actual}, the pin says {pin.lower()}")
+        _check_pin(r, entry, where + "sha256", path.name, path.read_bytes())
         try:
             segments = load_segments(path, fmt, r.get(entry, "address", int, where + "address", None))
         except ImageError as exc:
             raise r.error(where + "path", str(exc)) from None
         for address, data in segments:
             if memory_id in (INTERNAL_FLASH, FLEXSPI_NOR) and (flash is None or not flash.contains(address, len(data))):
-                raise r.error(where + "address", f"0x{address:08x}..+{len(data)} is outside the flash of {family.name}")
+                raise r.error(where + "address", _outside(family, flash, address, len(data)))
             for other_n, other in images:
                 if _overlaps(address, len(data), other.address, len(other.data)):
                     raise r.error(
@@ -493,12 +548,17 @@ def _images(r: _Reader, raw: dict, family: FamilyInfo, memory_id: int) -> tuple[
 
 
 def _board_data(
-    r: _Reader, raw: dict, family: FamilyInfo, images: tuple[Image, ...], fuses: FusePlan, memory_id: int
+    r: _Reader,
+    raw: dict,
+    family: FamilyInfo,
+    images: tuple[Image, ...],
+    fuses: FusePlan,
+    memory_id: int,
+    flash: MemoryRegion | None,
 ) -> tuple[BoardData, ...]:
     entries = r.get(raw, "board_data", list, "board_data", [])
     allowed = {"name", "source", "format", "start", "step", "file", "address", "encoding", "size", "fuse"}
     result: list[BoardData] = []
-    flash = family.internal_flash if memory_id == INTERNAL_FLASH else family.flexspi
     for n, entry in enumerate(entries):
         where = f"board_data[{n}]."
         if not isinstance(entry, dict):
@@ -540,7 +600,7 @@ def _board_data(
         else:
             assert address is not None
             if flash is None or not flash.contains(address, size):
-                raise r.error(where + "address", f"0x{address:08x}..+{size} is outside the flash of {family.name}")
+                raise r.error(where + "address", _outside(family, flash, address, size))
             for image in images:
                 # The value's sector is erased for it: it must not share a sector with an image.
                 sector_start, sector_end = address // SECTOR * SECTOR, -(-(address + size) // SECTOR) * SECTOR

@@ -16,7 +16,7 @@ from pathlib import Path
 import structlog
 import trio
 
-from gangd.config.loader import Config, ConfigError, load_config
+from gangd.config.loader import Config, ConfigError, default_station_name, load_config
 from gangd.config.recipe import Recipe
 from gangd.core.station import Station
 from gangd.io.power import SysfsPortPower
@@ -139,7 +139,7 @@ def reloader(path: str) -> Callable[[], Recipe]:
 def open_records(state_dir: str, config: Config | None = None) -> tuple[RecordStore, Outbox | None]:
     """The station's records (and, with `[line]`, the line database and the outbox to it). The
     station's name goes on every log line from here on."""
-    station = config.station_name if config else None
+    station = config.station_name if config else default_station_name()  # --simulate: as on hardware
     if station:
         structlog.contextvars.bind_contextvars(station=station)
     line = None

@@ -10,10 +10,12 @@ import argparse
 import dataclasses
 import os
 import sys
+from dataclasses import dataclass
 
 import trio
 
-from gangd.config.loader import Config, resolve_layout
+from gangd.cli.options import topology_problem
+from gangd.config.loader import GAP, Config, Layout, default_station_name, parse_layout_text, resolve_layout
 from gangd.config.recipe import builtin_rt1020
 from gangd.core.bus import DEFAULT_BUDGET
 from gangd.core.station import Station
@@ -36,6 +38,16 @@ def attach_sim_socket(station: Station, path: str, power_cycle: bool):
     return remote.run
 
 
+def _fault(option: str, item: str, spec: str) -> str:
+    """A fault spec checked now, so a typo is one line before anything starts."""
+    try:
+        parse_fault(spec)
+    except FaultSpecError as exc:
+        reason = str(exc).removeprefix(f"fault {spec.strip()!r}: ")
+        raise ValueError(f"{option} {item!r}: {reason}") from None
+    return spec
+
+
 def fault_shares(items: list[str]) -> list[tuple[str, float]]:
     """`--fault-share SPEC=FRACTION` (the fraction after the last '=') as checked (spec, fraction)."""
     shares = []
@@ -47,12 +59,64 @@ def fault_shares(items: list[str]) -> list[tuple[str, float]]:
             value = -1.0
         if not sep or not spec or not 0.0 <= value <= 1.0:
             raise ValueError(f"--fault-share {item!r}: expected SPEC=FRACTION with a fraction from 0 to 1")
-        try:
-            parse_fault(spec)
-        except FaultSpecError as exc:
-            raise ValueError(f"--fault-share {item!r}: {exc}") from None
-        shares.append((spec, value))
+        shares.append((_fault("--fault-share", item, spec), value))
     return shares
+
+
+@dataclass(frozen=True)
+class SimulationPlan:
+    """`gangd run --simulate` options, checked and typed before anything starts."""
+
+    labels: dict[str, str | None]  # port path -> label (None: the path is the label)
+    layout: Layout | None
+    faults: tuple[str, ...]
+    shares: list[tuple[str, float]]
+    port_faults: dict[str, list[str]]
+
+
+def plan_simulation(args: argparse.Namespace, config: Config | None) -> SimulationPlan:
+    """Every simulation option checked against the others and the configuration; a ValueError
+    is one line naming the option and what to change."""
+    if config is not None and config.ports:
+        if args.simulate != len(config.ports):
+            raise ValueError(
+                f"--simulate {args.simulate}: {config.path} lists {len(config.ports)} ports in [station.ports]; "
+                f"say --simulate {len(config.ports)}"
+            )
+        if args.root_ports is not None:
+            raise ValueError(f"--root-ports: the ports and their root ports come from [station.ports] in {config.path}")
+        labels: dict[str, str | None] = dict(config.ports)
+    else:
+        root_ports = args.root_ports or 1
+        problem = topology_problem(args.simulate, root_ports, "--simulate")
+        if problem:
+            raise ValueError(problem)
+        labels = dict.fromkeys(default_port_paths(args.simulate, root_ports))
+    faults = tuple(_fault("--fault", spec, spec) for spec in args.fault)
+    shares = fault_shares(args.fault_share)
+    layout = config.layout if config else None
+    if args.layout is not None:
+        rows = parse_layout_text(args.layout)
+        if config is None:  # the layout names the simulated ports, in port order
+            names = [name for row in rows for name in row if name != GAP]
+            if len(names) != len(labels):
+                raise ValueError(f"--layout names {len(names)} ports, --simulate has {len(labels)}")
+            labels = dict(zip(labels, names))
+        try:
+            layout = resolve_layout(rows, {path: label or path for path, label in labels.items()})
+        except ValueError as exc:
+            raise ValueError(f"--layout: {exc}") from None
+    port_faults: dict[str, list[str]] = {}
+    by_name = {**{label: path for path, label in labels.items() if label}, **{path: path for path in labels}}
+    for item in args.port_fault:
+        port, eq, spec = item.partition("=")
+        if not eq or not spec:
+            raise ValueError(f"--port-fault {item!r}: expected PORT=SPEC, e.g. 1-1.3=hang:cmd=write-memory")
+        if port not in by_name:
+            ports = ", ".join(f"{path} {label}" if label else path for path, label in labels.items())
+            raise ValueError(f"--port-fault {item!r}: {port!r} is not a simulated port ({ports})")
+        port_faults.setdefault(by_name[port], []).append(_fault("--port-fault", item, spec))
+    return SimulationPlan(labels, layout, faults, shares, port_faults)
 
 
 def board_faults(always: tuple[str, ...], shares: list[tuple[str, float]], seed: int):
@@ -67,40 +131,21 @@ def board_faults(always: tuple[str, ...], shares: list[tuple[str, float]], seed:
     return faults if shares else always
 
 
-def run_simulated(args: argparse.Namespace, config: Config | None, sock, shares, layout_rows) -> int:
+def run_simulated(args: argparse.Namespace, config: Config | None, sock, plan: SimulationPlan) -> int:
     """The same station on the simulated hub. With --config, the recipe (and the port paths) come
     from the file: a line engineer's dry run of a new recipe before it meets hardware."""
-    layout = config.layout if config else None
     if config is not None:
         recipe = config.recipe
-        paths = list(config.ports) or default_port_paths(args.simulate, args.root_ports)
-        labels = {path: config.ports.get(path) for path in paths}
     else:
         flashloader, jump = build_flashloader_image()
         recipe = builtin_rt1020(os.urandom(45056), flashloader, jump)  # the user's image size
-        labels = {path: None for path in default_port_paths(args.simulate, args.root_ports)}
-    if layout_rows is not None:
-        names = [name for row in layout_rows for name in row if name != "."]
-        if config is None:  # the layout names the simulated ports, in port order
-            if len(names) != len(labels):
-                print(f"gangd: --layout names {len(names)} ports, --simulate has {len(labels)}", file=sys.stderr)
-                return 2
-            labels = dict(zip(labels, names))
-        try:
-            layout = resolve_layout(layout_rows, {path: label or path for path, label in labels.items()})
-        except ValueError as exc:
-            print(f"gangd: --layout: {exc}", file=sys.stderr)
-            return 2
     if args.power_cycle:
         recipe = dataclasses.replace(recipe, recovery=dataclasses.replace(recipe.recovery, power_cycle=True))
-    port_faults: dict[str, list[str]] = {}
-    for item in args.port_fault:
-        port, _, spec = item.partition("=")
-        port_faults.setdefault(port, []).append(spec)
+    labels = plan.labels
     store, outbox = open_records(args.state_dir, config)
     metrics = Metrics()
     notifier = Notifier()
-    with SimHub(list(labels), seed=args.seed, port_faults=port_faults) as hub:
+    with SimHub(list(labels), seed=args.seed, port_faults=plan.port_faults) as hub:
         budget = config.flashloaders_per_root_port if config else DEFAULT_BUDGET
         station = Station(
             recipe.family,
@@ -111,10 +156,10 @@ def run_simulated(args: argparse.Namespace, config: Config | None, sock, shares,
             metrics=metrics,
             bandwidth_budget=budget,
         )
-        station.name = config.station_name if config else None
-        server = http_server(station, store, metrics, sock, layout, config.control_token if config else None)
+        station.name = config.station_name if config else default_station_name()  # as on hardware
+        server = http_server(station, store, metrics, sock, plan.layout, config.control_token if config else None)
         timing = TimingModel(time_scale=args.time_scale)
-        faults = board_faults(tuple(args.fault), shares, args.seed)
+        faults = board_faults(plan.faults, plan.shares, args.seed)
         factory = BoardFactory(recipe.family, timing, seed=args.seed, faults=faults)
         operator = Operator(hub, factory, delay_s=args.replace_delay * max(args.time_scale, 0.0), limit=args.boards)
         station.listeners.append(lambda result: operator.finished(result.port))

@@ -20,7 +20,9 @@ import sys
 import threading
 from dataclasses import asdict
 
+from gangd.cli.options import USB_ADDRESSES, count, seconds, topology_problem
 from gangd.config.family import UnknownFamilyError, load_family
+from gangd.io.udev import is_port_path
 from gangd.sim.board import FLASHLOADER, ROM, SimBoard
 from gangd.sim.faults import FaultSpecError, parse_fault
 from gangd.sim.hub import BoardFactory, SimHub, default_port_paths
@@ -34,17 +36,19 @@ def add_parser(subparsers) -> None:
     )
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--uart", action="store_true", help="one board on a pseudo-terminal")
-    where.add_argument("--hub", type=int, metavar="N", help="a simulated hub of N ports, all filled")
+    where.add_argument(
+        "--hub", type=count(1, USB_ADDRESSES - 1), metavar="N", help="a simulated hub of N ports, all filled"
+    )
     parser.add_argument(
         "--root-ports",
-        type=int,
+        type=count(1, USB_ADDRESSES - 1),
         default=1,
         metavar="K",
         help="the hub's ports spread over K root ports (bandwidth domains)",
     )
     parser.add_argument(
         "--bandwidth-budget",
-        type=int,
+        type=count(1),
         default=8,
         metavar="B",
         help="flashloader-stage boards per root port (default 8)",
@@ -58,6 +62,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--stage", choices=(ROM, FLASHLOADER), default=ROM)
     parser.add_argument(
         "--fault",
+        type=fault_spec,
         action="append",
         default=[],
         metavar="SPEC",
@@ -65,19 +70,39 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument(
         "--port-fault",
+        type=port_fault,
         action="append",
         default=[],
         metavar="PORT=SPEC",
         help="fault tied to a hub port, e.g. 1-1.3=status:cmd=write-memory,code=10004,p=0.5",
     )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--time-scale", type=float, default=1.0, help="1 = real time per the timing model, 0 = instant")
+    parser.add_argument(
+        "--time-scale", type=seconds, default=1.0, help="1 = real time per the timing model, 0 = instant"
+    )
     parser.add_argument(
         "--hab-closed",
         action="store_true",
         help="the part's HAB is closed (SRK_HASH blank unless --fault otp:... presets it)",
     )
     parser.set_defaults(func=run)
+
+
+def fault_spec(text: str) -> str:
+    """A fault spec, checked (argparse names the option in front of the reason)."""
+    try:
+        parse_fault(text)
+    except FaultSpecError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def port_fault(text: str) -> tuple[str, str]:
+    """PORT=SPEC as (port path, checked spec)."""
+    port, eq, spec = text.partition("=")
+    if not eq or not is_port_path(port):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected PORT=SPEC with a port path, e.g. 1-1.3=hang")
+    return port, fault_spec(spec)
 
 
 def _fail(message: str) -> int:
@@ -90,8 +115,13 @@ def run(args: argparse.Namespace) -> int:
         return _fail("--hidraw is a hub of USB devices; it does not go with --uart")
     if not (args.uart or args.hub or args.hidraw):
         return _fail("say where the boards go: --uart, --hub N or --hidraw [--hub N]")
-    if args.hub is not None and args.hub < 1:
-        return _fail("--hub needs at least one port")
+    problem = topology_problem(args.hub or 1, args.root_ports, "--hub")
+    if problem and not args.uart:
+        return _fail(problem)
+    try:
+        family = load_family(args.family)
+    except UnknownFamilyError as exc:
+        return _fail(f"--family: {exc}")
     if args.hidraw:
         from gangd.sim.hidraw import HidrawError, reexec_under_wrapper  # gi only on this path
 
@@ -99,19 +129,9 @@ def run(args: argparse.Namespace) -> int:
             reexec_under_wrapper(args.argv)  # returns only when already under umockdev's preload
         except HidrawError as exc:
             return _fail(str(exc))
-    try:
-        family = load_family(args.family)
-        for spec in args.fault:
-            parse_fault(spec)
-        port_faults: dict[str, list[str]] = {}
-        for item in args.port_fault:
-            port, eq, spec = item.partition("=")
-            if not eq:
-                return _fail(f"--port-fault {item!r}: expected PORT=SPEC")
-            parse_fault(spec)
-            port_faults.setdefault(port, []).append(spec)
-    except (UnknownFamilyError, FaultSpecError) as exc:
-        return _fail(str(exc))
+    port_faults: dict[str, list[str]] = {}
+    for port, spec in args.port_fault:
+        port_faults.setdefault(port, []).append(spec)
     timing = TimingModel(time_scale=args.time_scale)
     factory = BoardFactory(
         family, timing, seed=args.seed, faults=tuple(args.fault), stage=args.stage, hab_closed=args.hab_closed

@@ -37,6 +37,7 @@ seeded random generator, and with neither the rule fires every time. A plan can 
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 from dataclasses import dataclass, field
@@ -145,6 +146,16 @@ def _int(text: str, spec: str, key: str) -> int:
         raise FaultSpecError(f"fault {spec!r}: {key}={text!r} is not an integer") from None
 
 
+def _number(text: str, spec: str, key: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise FaultSpecError(f"fault {spec!r}: {key}={text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise FaultSpecError(f"fault {spec!r}: {key}={text!r} is not a finite number")
+    return value
+
+
 def parse_fault(spec: str, seed: int | None = None) -> FaultRule:
     kind, _, rest = spec.strip().partition(":")
     kind = kind.strip()
@@ -169,17 +180,20 @@ def parse_fault(spec: str, seed: int | None = None) -> FaultRule:
             rule.code = _int(text, spec, key)
         elif key == "nth":
             rule.nth = frozenset(_int(n, spec, key) for n in text.split("+"))
+            if min(rule.nth) < 1:
+                raise FaultSpecError(f"fault {spec!r}: nth counts from 1 (nth=1+3: the 1st and 3rd)")
         elif key == "p":
-            try:
-                rule.probability = float(text)
-            except ValueError:
-                raise FaultSpecError(f"fault {spec!r}: p={text!r} is not a number") from None
+            rule.probability = _number(text, spec, key)
             if not 0.0 <= rule.probability <= 1.0:
                 raise FaultSpecError(f"fault {spec!r}: p must be between 0 and 1")
         elif key == "after":
             rule.after = _int(text, spec, key)
+            if rule.after < 0:
+                raise FaultSpecError(f"fault {spec!r}: after counts bytes, 0 or more")
         elif key == "factor":
-            rule.factor = float(text)
+            rule.factor = _number(text, spec, key)
+            if rule.factor <= 0:
+                raise FaultSpecError(f"fault {spec!r}: factor must be more than 0")
         elif key == "index":
             rule.index = _int(text, spec, key)
         elif key == "fuse":
@@ -191,10 +205,7 @@ def parse_fault(spec: str, seed: int | None = None) -> FaultRule:
                 raise FaultSpecError(f"fault {spec!r}: shape must be one of {', '.join(MALFORMED_SHAPES)}")
             rule.shape = text
         elif key == "max-mhz":
-            try:
-                rule.max_mhz = float(text)
-            except ValueError:
-                raise FaultSpecError(f"fault {spec!r}: max-mhz={text!r} is not a number") from None
+            rule.max_mhz = _number(text, spec, key)
             if rule.max_mhz <= 0:
                 raise FaultSpecError(f"fault {spec!r}: max-mhz must be positive")
         elif key == "persist":

@@ -2,8 +2,9 @@
 
 The i.MX RT ROM jumps to an IVT, not to code: `jump-address` names the IVT, whose `self` field
 must equal that address, whose boot data names where the image lies and whose entry point must
-lie inside it. That is what the simulator checks here; HAB's authentication of a signed image (its
-CSF, the SRK table against the fuses, a pretend signature) is in `hab.py`.
+lie inside it. That is what the simulator checks, with the same code as `gangd check-config`
+(`gangd/config/bootimage.py`); HAB's authentication of a signed image (its CSF, the SRK table
+against the fuses, a pretend signature) is in `hab.py`.
 
 `build_flashloader_image` makes such an image for demos and tests, laid out the way NXP's
 `ivt_flashloader.bin` is: loaded at the start of RAM with the IVT 0x400 bytes in.
@@ -15,20 +16,18 @@ import hashlib
 import struct
 from dataclasses import dataclass
 
-IVT_TAG = 0xD1
-IVT_SIZE = 0x20
-IVT_VERSIONS = range(0x40, 0x44)
-BOOT_DATA_SIZE = 12
+from gangd.config.bootimage import BOOT_DATA_SIZE, IVT_SIZE, IVT_TAG, Ivt, parse_ivt
+
 DEFAULT_IVT_OFFSET = 0x400
-
-
-@dataclass(frozen=True)
-class Ivt:
-    entry: int
-    dcd: int
-    boot_data: int
-    self_address: int
-    csf: int
+__all__ = [
+    "BOOT_DATA_SIZE",
+    "DEFAULT_IVT_OFFSET",
+    "IVT_SIZE",
+    "BootImage",
+    "Ivt",
+    "build_flashloader_image",
+    "parse_ivt",
+]
 
 
 @dataclass(frozen=True)
@@ -36,16 +35,6 @@ class BootImage:
     start: int
     length: int
     ivt: Ivt
-
-
-def parse_ivt(raw: bytes) -> Ivt | None:
-    if len(raw) < IVT_SIZE:
-        return None
-    tag, length, version = struct.unpack_from(">BHB", raw)
-    if tag != IVT_TAG or length != IVT_SIZE or version not in IVT_VERSIONS:
-        return None
-    entry, _, dcd, boot_data, self_address, csf, _ = struct.unpack_from("<7I", raw, 4)
-    return Ivt(entry, dcd, boot_data, self_address, csf)
 
 
 def build_flashloader_image(

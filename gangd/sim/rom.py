@@ -12,8 +12,8 @@ import struct
 
 from spsdk.sdp.commands import CommandTag, ResponseValue
 
+from gangd.config.bootimage import BOOT_DATA_SIZE, IVT_SIZE, boot_image_problem, parse_ivt
 from gangd.sim.board import FLASHLOADER, LeaveStage, SimBoard, Unplugged
-from gangd.sim.images import BOOT_DATA_SIZE, IVT_SIZE, parse_ivt
 from gangd.sim.links import LinkClosed
 
 # Values the ROM answers with when something goes wrong (HAB status words).
@@ -165,19 +165,17 @@ class RomEngine:
         raise LeaveStage(FLASHLOADER, reappear=reappear)
 
     def _check_image(self, address: int) -> str:
-        """Why the ROM refuses to jump here, or "" when the image is good."""
-        if not self._writable(address, IVT_SIZE):
-            return "IVT not in RAM"
+        """Why the ROM refuses to jump here, or "" when the image is good: the same check as
+        `gangd check-config` makes on the flashloader file (gangd/config/bootimage.py)."""
+
+        def read(at: int, length: int) -> bytes | None:
+            return self.board.ram.read(at, length) if self._writable(at, length) else None
+
+        reason = boot_image_problem(read, address, "RAM")
+        if reason:
+            return reason
         ivt = parse_ivt(self.board.ram.read(address, IVT_SIZE))
-        if ivt is None:
-            return "no IVT at the jump address"
-        if ivt.self_address != address:
-            return "IVT self pointer does not match"
-        if not self._writable(ivt.boot_data, BOOT_DATA_SIZE):
-            return "boot data outside RAM"
-        start, length, _ = struct.unpack("<3I", self.board.ram.read(ivt.boot_data, BOOT_DATA_SIZE))
-        if not start <= (ivt.entry & ~1) < start + length:
-            return "entry point outside the image"
+        assert ivt is not None  # boot_image_problem found an IVT there
         # HAB authenticates the image here (sim/hab.py); open parts run it whatever the outcome.
         report = self.board.hab.authenticate(self.board.ram.read, address)
         self.board.hab.boot_report = report

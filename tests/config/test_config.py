@@ -12,6 +12,7 @@ import pytest
 
 from gangd.config.loader import ConfigError, load_config
 from gangd.sim.images import build_flashloader_image
+from tests.helpers import BAD_FLASHLOADERS
 
 EXAMPLE = Path(__file__).parents[2] / "config" / "rt1020.toml"
 GANGD = str(Path(sys.executable).parent / "gangd")
@@ -45,6 +46,10 @@ def test_the_example_is_valid(line_dir):
     assert recipe.quality_marginal == "accept"
     result = subprocess.run([GANGD, "check-config", str(line_dir / "line.toml")], capture_output=True, text=True)
     assert result.returncode == 0 and ": ok" in result.stdout
+    # The hashes a line engineer pins ([flashloader] sha256, [[image]] sha256) are printed.
+    loader_hash = hashlib.sha256(build_flashloader_image()[0]).hexdigest()
+    assert f"jump 0x20000400 (an image vector table) sha256 {loader_hash}" in result.stdout
+    assert f"sha256 {hashlib.sha256(APP).hexdigest()}" in result.stdout
 
 
 SRK = "0x" + "11" * 32
@@ -75,8 +80,8 @@ MISTAKES = [
     ("unknown memory id", "id = 9 ", "id = 7 ", "id = 7", "not a memory id of the MCU bootloader"),
     ("option word without tag", "options = [0xC0000007]", "options = [0x00000007]", "options =", "0xC tag"),
     ("image missing", 'path = "app.bin"', 'path = "missing.bin"', "missing.bin", "no such file"),
-    ("sha256 mismatch", '# sha256 = "..."', 'sha256 = "' + "0" * 64 + '"', "sha256 =", "the pin says"),
-    ("sha256 malformed", '# sha256 = "..."', 'sha256 = "abc"', "sha256 =", "64 hexadecimal"),
+    ("sha256 mismatch", '# sha256 = "..."', 'sha256 = "' + "0" * 64 + '"', 'sha256 = "000', "app.bin has sha256"),
+    ("sha256 malformed", '# sha256 = "..."', 'sha256 = "abc"', 'sha256 = "abc"', "64 hexadecimal"),
     ("image outside flash", "address = 0x60000000", "address = 0x50000000", "0x50000000", "outside the flash"),
     ("unknown image format", 'format = "bin"', 'format = "elf"', '"elf"', "is not one of"),
     (
@@ -105,6 +110,42 @@ MISTAKES = [
     ("marginal policy", 'marginal = "accept"', 'marginal = "sometimes"', "sometimes", "is not one of"),
     ("zero attempts", "max_attempts = 3 ", "max_attempts = 0 ", "max_attempts", "at least 1"),
     ("invalid TOML", "[memory]", "[memory", "[memory", "not valid TOML"),
+    (
+        "flashloader sha256 mismatch",
+        '# sha256 = "<sha256sum of the file>"',
+        'sha256 = "' + "0" * 64 + '"',
+        'sha256 = "000',
+        "ivt_flashloader.bin has sha256",
+    ),
+    (
+        "jump to where the flashloader has no IVT",
+        "jump_address = 0x20000400",
+        "jump_address = 0x20000420",
+        'path = "ivt_flashloader.bin"',
+        "flashloader.path: no image vector table at 0x20000420",
+    ),
+    (
+        "image running past the FlexSPI window",
+        "address = 0x60000000",
+        "address = 0x6FFFF000",
+        "0x6FFFF000",
+        "bytes past the end of the flexspi at 0x60000000",
+    ),
+    (
+        "image larger than the flash part",
+        "options = [0xC0000007]",
+        "options = [0xC0000007]\nsize = 0x8000",
+        "address = 0x60000000",
+        "runs 0x3000 bytes past the end of the 32768-byte flash part (memory.size)",
+    ),
+    ("flash part of no size", "options = [0xC0000007]", "options = [0xC0000007]\nsize = 0", "size = 0", "more than 0"),
+    (
+        "flash part larger than the window",
+        "options = [0xC0000007]",
+        "options = [0xC0000007]\nsize = 0x20000000",
+        "size = 0x20000000",
+        "do not fit mimxrt1020's flexspi window",
+    ),
 ]
 
 
@@ -128,6 +169,30 @@ def test_each_mistake_gives_one_located_message(line_dir, what, old, new, at, fr
     assert result.stderr.strip() == f"gangd: {message}"  # one message, no traceback
 
 
+@pytest.mark.parametrize("what, data, fragment, _", BAD_FLASHLOADERS, ids=[b[0] for b in BAD_FLASHLOADERS])
+def test_a_flashloader_the_rom_would_refuse_is_refused(line_dir, what, data, fragment, _):
+    (line_dir / "ivt_flashloader.bin").write_bytes(data)
+    path = line_dir / "line.toml"
+    result = subprocess.run([GANGD, "check-config", str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    line = line_containing(path, 'path = "ivt_flashloader.bin"')
+    assert result.stderr.startswith(f"gangd: {path}:{line}: flashloader.path: ")
+    assert fragment in result.stderr and result.stderr.count("\n") == 1
+    assert result.stderr.rstrip().endswith("(the ROM would not start this flashloader)")
+
+
+def test_an_image_larger_than_the_flash_part(line_dir):
+    (line_dir / "app.bin").write_bytes(bytes(8 * 1024 * 1024 + 1))
+    path = edit(line_dir, "options = [0xC0000007]", "options = [0xC0000007]\nsize = 0x800000  # W25Q64JV")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    line = line_containing(path, "address = 0x60000000")
+    assert str(error.value) == (
+        f"{path}:{line}: image[0].address: 0x60000000..+8388609 is outside the flash of mimxrt1020: "
+        "it runs 0x1 bytes past the end of the 8388608-byte flash part (memory.size) at 0x60000000"
+    )
+
+
 def test_overlapping_images(line_dir):
     path = edit(line_dir, "[verify]", '[[image]]\npath = "app.bin"\naddress = 0x60001000\n\n[verify]')
     with pytest.raises(ConfigError, match=r"image\[1\]\.address: overlaps image\[0\]"):
@@ -137,6 +202,8 @@ def test_overlapping_images(line_dir):
 def test_pinned_image_and_fuses_load(line_dir):
     pin = hashlib.sha256(APP).hexdigest()
     edit(line_dir, '# sha256 = "..."', f'sha256 = "{pin}"')
+    loader_pin = hashlib.sha256(build_flashloader_image()[0]).hexdigest()
+    edit(line_dir, '# sha256 = "<sha256sum of the file>"', f'sha256 = "{loader_pin.upper()}"')
     edit(line_dir, 'policy = "never"', 'policy = "if-blank"')
     path = edit(line_dir, "# [fuses.values]", f'[fuses.values]\nSRK_HASH = "{SRK}"')
     fuses = load_config(path).recipe.fuses

@@ -26,6 +26,11 @@ PORT = "1-1.2"
         ("no-response", "needs cmd"),
         ("otp:value=1", "needs index"),
         ("corrupt-readback:colour=red", "unknown key"),
+        ("slow-flash:factor=fast", "factor='fast' is not a number"),
+        ("slow-flash:factor=0", "factor must be more than 0"),
+        ("status:cmd=write-memory,code=1,p=nan", "not a finite number"),
+        ("status:cmd=write-memory,code=1,nth=0", "nth counts from 1"),
+        ("disconnect:cmd=write-memory,after=-1", "after counts bytes"),
     ],
 )
 def test_bad_specs_say_what_is_wrong(spec, message):

@@ -8,6 +8,7 @@ from spsdk.sdp.error_codes import StatusCode
 from spsdk.sdp.exceptions import SdpCommandError
 
 from ..conftest import srk_faults
+from ..helpers import BAD_FLASHLOADERS
 from .flow import RT1020_ROM_PID, open_sdp
 
 PORT = "1-1.1"
@@ -46,6 +47,17 @@ def test_jump_to_garbage_stays_in_rom_with_hab_error(rom, events, flashloader_im
         assert sdp.read_status() == 0x3333_3333
     assert board.stage == "rom"
     assert [r.status for r in board.commands("jump-address")] == [0x3333_3333]
+
+
+@pytest.mark.parametrize("data", [b[1] for b in BAD_FLASHLOADERS if b[3]], ids=[b[0] for b in BAD_FLASHLOADERS if b[3]])
+def test_the_rom_refuses_what_check_config_refuses(rom, data):
+    """The simulated ROM and `gangd check-config` share one check (gangd/config/bootimage.py)."""
+    board, devnode = rom()
+    with open_sdp(devnode) as sdp:
+        assert sdp.write_file(0x2000_0000, data)
+        sdp.jump_and_run(0x2000_0400)
+        assert sdp.read_status() == 0x3333_3333
+    assert board.stage == "rom"
 
 
 def test_closed_part_refuses_unsigned_image_and_takes_signed_one(rom, events, hab_keys, signed_loader):

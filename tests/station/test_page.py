@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import shutil
 import subprocess
 import tempfile
@@ -19,7 +20,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.select import Select
 
-from .conftest import GANGD, TOKEN, free_port, status, wait_for, write_config
+from .conftest import GANGD, TOKEN, free_port, get, status, wait_for, write_config
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 LABELS = ["A1", "A2", "A3", "B1", "B2", "B3"]
@@ -31,7 +32,8 @@ TILES_JS = """return [...document.querySelectorAll('article.tile')].map(t => ({
     label: t.dataset.label, state: t.dataset.state, progress: t.querySelector('progress').value,
     board: t.querySelector('.board').textContent, reason: t.querySelector('.reason').textContent,
     explanation: t.querySelector('.explanation').textContent,
-    instruction: t.querySelector('.instruction').textContent}));"""
+    instruction: t.querySelector('.instruction').textContent,
+    elapsed: t.querySelector('.elapsed').textContent}));"""
 
 
 @pytest.fixture
@@ -191,6 +193,18 @@ def test_station_page_in_chromium(tmp_path, gangd, browser):
     a1_done = a1["counts"].get("success", 0) + a1["counts"].get("failed", 0)
     tiles = {t["label"]: t for t in browser.execute_script(TILES_JS)}
     assert tiles["A1"]["state"] == "disabled"
+
+    # A finished board's tile says how long it took to 0.1 s, as the model has it: boards here
+    # take about 0.7 s, which whole seconds showed as "took 0 s".
+    def times_shown():
+        model = json.loads(get(f"http://{address}/api/view"))
+        done = {p["label"]: p["elapsed_s"] for p in model["ports"] if p["state"] in ("success", "failed")}
+        shown = {t["label"]: t["elapsed"] for t in browser.execute_script(TILES_JS) if t["label"] in done}
+        expected = {label: f"took {elapsed:.1f} s" for label, elapsed in done.items() if elapsed is not None}
+        return expected if expected and shown == expected else None
+
+    times = wait_for(times_shown, 5, "each finished tile's time, to 0.1 s")
+    assert all(re.fullmatch(r"took \d+\.\d s", text) for text in times.values()), times
 
     # The header's counts equal /status.
     def header_matches():

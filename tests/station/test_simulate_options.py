@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from argparse import Namespace
+
 import pytest
 
-from gangd.service.simulated import board_faults, fault_shares
+from gangd.service.simulated import board_faults, fault_shares, plan_simulation
 
 
 def test_fault_share_parses_the_fraction_after_the_last_equals_sign():
@@ -24,3 +26,19 @@ def test_a_share_of_boards_gets_the_fault_repeatably():
     protected = sum("write-protect:persist=always" in b for b in boards) / len(boards)
     assert 0.22 < marginal < 0.28 and 0.08 < protected < 0.12
     assert board_faults(("x",), [], seed=3) == ("x",)  # no shares: the plain tuple, as before
+
+
+def test_the_simulation_plan_types_every_option():
+    args = Namespace(
+        simulate=4,
+        root_ports=2,
+        fault=["slow-flash:factor=2"],
+        fault_share=["marginal-read:max-mhz=100=0.25"],
+        port_fault=["B2=hang", "1-1.1=status:cmd=reset,code=1", "B2=no-reenumerate"],
+        layout="A1 A2 / B1 B2",
+    )
+    plan = plan_simulation(args, None)
+    assert plan.labels == {"1-1.1": "A1", "1-1.2": "A2", "1-2.1": "B1", "1-2.2": "B2"}  # 2 root ports
+    assert plan.layout == (("1-1.1", "1-1.2"), ("1-2.1", "1-2.2"))
+    assert plan.port_faults == {"1-2.2": ["hang", "no-reenumerate"], "1-1.1": ["status:cmd=reset,code=1"]}
+    assert plan.faults == ("slow-flash:factor=2",) and plan.shares == [("marginal-read:max-mhz=100", 0.25)]

@@ -31,8 +31,11 @@
     if (node.textContent !== value) node.textContent = value;
     node.hidden = value === "";
   }
-  function duration(seconds) {
+  // A tile's time to 0.1 s under a minute (a board takes about 0.7 s: "0 s" would be false);
+  // the uptime and longer times in whole units.
+  function duration(seconds, tenths) {
     if (seconds == null) return "";
+    if (tenths && seconds < 59.95) return `${Math.max(0, seconds).toFixed(1)} s`;
     const s = Math.max(0, Math.floor(seconds));
     if (s < 60) return `${s} s`;
     if (s < 3600) return `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, "0")} s`;
@@ -158,7 +161,7 @@
     parts.board.title = port.board ? `USB serial ${port.board}${port.uid ? `, unique id ${port.uid}` : ""}` : "";
     const running = ["queued", "programming", "recovering", "waiting-replug"].includes(port.state);
     const elapsed = port.elapsed_s == null ? null : port.elapsed_s + (running ? elapsedExtra : 0);
-    setText(parts.elapsed, elapsed == null ? "" : `${running ? "" : "took "}${duration(elapsed)}`);
+    setText(parts.elapsed, elapsed == null ? "" : `${running ? "" : "took "}${duration(elapsed, true)}`);
     const failedHere = ["failed", "removed", "stopped"].includes(port.state);
     setText(parts.reason, failedHere && port.reason ? port.reason : "");
     setText(parts.explanation, failedHere && port.explanation ? port.explanation : "");
@@ -266,7 +269,7 @@
     for (const port of model.ports) {
       const tile = tiles.get(port.port);
       if (!tile || port.elapsed_s == null || !["queued", "programming", "recovering", "waiting-replug"].includes(port.state)) continue;
-      setText(tile.parts.elapsed, duration(port.elapsed_s + extra));
+      setText(tile.parts.elapsed, duration(port.elapsed_s + extra, true));
     }
   }
 
