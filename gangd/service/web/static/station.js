@@ -168,7 +168,7 @@
     parts.reason.title = parts.reason.textContent;
     parts.explanation.title = parts.explanation.textContent;
     setText(parts.note, port.note || "");
-    tile.classList.toggle("closed", !!port.closed);  // HAB closed: only signed images run now
+    el.classList.toggle("closed", !!port.closed);  // HAB closed: only signed images run now
     setText(parts.instruction, port.instruction);
     const ok = port.counts.success || 0, bad = port.counts.failed || 0;
     setText(parts.counts, `✔ ${ok} · ✘ ${bad}`);
