@@ -142,6 +142,17 @@ class MbootHidLink:
     def send_data(self, payload: bytes) -> None:
         self.hid.send_report(_full_report(struct.pack("<BBH", MBOOT_DATA_IN, 0, len(payload)) + payload))
 
+    def send_data_stream(self, data: bytes) -> None:
+        """A whole read data phase: one full-size DATA_IN report per packet, each charged its report
+        interval by `send_report`, without a call chain per report."""
+        size, view, send = self.packet_size, memoryview(data), self.hid.send_report
+        full = struct.pack("<BBH", MBOOT_DATA_IN, 0, size)
+        for offset in range(0, len(data) - size + 1, size):
+            send(full + view[offset : offset + size])
+        tail = len(data) % size
+        if tail:
+            self.send_data(bytes(view[len(data) - tail :]))
+
 
 def _full_report(report: bytes) -> bytes:
     """mcu-boot's usb_hid_packet_write sends sizeof(bl_hid_report_t) whatever the payload: pad."""
@@ -283,6 +294,10 @@ class MbootUartLink:
 
     def send_data(self, payload: bytes) -> None:
         self._send_and_wait_ack(FT_DATA, payload)
+
+    def send_data_stream(self, data: bytes) -> None:
+        for offset in range(0, len(data), self.packet_size):
+            self.send_data(data[offset : offset + self.packet_size])
 
 
 class SdpUartLink:

@@ -15,18 +15,29 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import trio
 
 from gangd.service import logs
+from tools.bench import profiling
 from tools.bench.run import gangd_phase, make_recipe
 
 MIB = 1024 * 1024
 
 
-def measure(image_size: int, boards: int, root_ports: int, time_scale: float, old_image: bool = False) -> dict:
+def measure(
+    image_size: int, boards: int, root_ports: int, time_scale: float, old_image: bool = False, profile: str = ""
+) -> dict:
     recipe = make_recipe(image_size)
-    run = trio.run(gangd_phase, recipe, [boards], boards, 0.0, old_image, root_ports, time_scale)
+    sim_args: tuple[str, ...] = ()
+    if profile:
+        Path(profile).mkdir(parents=True, exist_ok=True)
+        sim_args = ("--profile", str(Path(profile) / "simulator.prof"))
+        profiling.start()
+    run = trio.run(gangd_phase, recipe, [boards], boards, 0.0, old_image, root_ports, time_scale, sim_args)
+    if profile:
+        profiling.dump(str(Path(profile) / "gangd.prof"))
     batch = run["batches"][boards]
     mib = boards * image_size / MIB
     return {
@@ -54,9 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-scale", type=float, default=0.0)
     parser.add_argument("--old-image", action="store_true", help="boards arrive holding an old image")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    parser.add_argument(
+        "--profile", metavar="DIR", help="cProfile both processes (every thread) into DIR/gangd.prof, simulator.prof"
+    )
     args = parser.parse_args(argv)
     logs.configure("warning")
-    figures = measure(args.image_size, args.boards, args.root_ports, args.time_scale, args.old_image)
+    figures = measure(args.image_size, args.boards, args.root_ports, args.time_scale, args.old_image, args.profile)
     if args.json:
         print(json.dumps(figures))
         return 0

@@ -75,10 +75,16 @@ class SimProcess:
     """The simulated hub in a child process, driven from trio."""
 
     def __init__(
-        self, ports: int, image_size: int, old_image: bool = False, root_ports: int = 1, time_scale: float = 1.0
+        self,
+        ports: int,
+        image_size: int,
+        old_image: bool = False,
+        root_ports: int = 1,
+        time_scale: float = 1.0,
+        extra: tuple[str, ...] = (),
     ) -> None:
         self.args = [*SIM, "--ports", str(ports), "--image-size", str(image_size), "--root-ports", str(root_ports)]
-        self.args += ["--time-scale", str(time_scale)]
+        self.args += ["--time-scale", str(time_scale), *extra]
         self.args += ["--old-image"] * old_image
         self.replies = trio.open_memory_channel[tuple[Any, Any]](100)
         self.emit = None
@@ -124,10 +130,11 @@ async def gangd_phase(
     old_image: bool = False,
     root_ports: int = 1,
     time_scale: float = 1.0,
+    sim_args: tuple[str, ...] = (),
 ) -> dict:
     """gangd's station in this process, boards in the sim process (ports spread over root ports)."""
     family = recipe.family
-    sim = SimProcess(ports, len(recipe.images[0].data), old_image, root_ports, time_scale)
+    sim = SimProcess(ports, len(recipe.images[0].data), old_image, root_ports, time_scale, sim_args)
     station = Station(family, recipe, dict.fromkeys(default_port_paths(ports, root_ports)))
     out: dict = {"batches": {}}
     async with trio.open_nursery() as nursery:
