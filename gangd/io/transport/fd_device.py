@@ -167,6 +167,13 @@ class FdHidDevice(DeviceBase):
             raise SPSDKConnectionError(f"{self.devnode}: short write ({written} of {len(report)} bytes)")
         return True
 
+    def _read_into(self, fd: int, buffer: bytearray) -> int:
+        if self._sock is not None:
+            return self._sock.recv_into(buffer)
+        data = os.read(fd, len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
     def answer_waiting(self) -> bool:
         """Whether the device has a report waiting to be read (a poll that does not wait)."""
         fd = self._require_open()
@@ -175,14 +182,16 @@ class FdHidDevice(DeviceBase):
         return any(events & _READ_EVENTS for _, events in poller.poll(0))
 
     def read_report_into(self, buffer: bytearray) -> int:
-        """One report into `buffer` (no allocation); returns its length."""
+        """One report into `buffer`; returns its length. A socket (the simulator's) receives into
+        the buffer itself; a hidraw node is read with read(2), because umockdev's preload, which
+        emulates /dev/hidrawN in the tests, interposes read() and not readv()."""
         fd = self._require_open()
         try:
-            count = os.readv(fd, (buffer,))
+            count = self._read_into(fd, buffer)
         except BlockingIOError:
             self._wait(fd, select.POLLIN, None, "read")
             try:
-                count = os.readv(fd, (buffer,))
+                count = self._read_into(fd, buffer)
             except BlockingIOError:
                 raise SPSDKTimeoutError(f"{self.devnode}: no report") from None
             except OSError as exc:
