@@ -368,6 +368,10 @@ class FlashloaderEngine:
         # whole pages in order either way, so the flash, the status and the charged time are the
         # same; a fault armed for this data phase takes the report-by-report path.
         batch = where == "flash" and fails_after is None and disconnect is None
+        if batch and hasattr(self.link, "recv_data"):
+            assert driver is not None
+            self._write_memory_batched(driver, tag, address, length, memory_id)
+            return
         pending = bytearray()
         received = 0
         while received < length:
@@ -416,6 +420,21 @@ class FlashloaderEngine:
             status = driver.write(bytes(pending))
         if driver is not None:
             status = status or driver.end_write()
+        self._respond("write-memory", tag, (address, length, memory_id), status)
+
+    def _write_memory_batched(self, driver, tag: int, address: int, length: int, memory_id: int) -> None:
+        """The data phase to FlexSPI with no fault armed, collected `WRITE_BATCH` bytes at a time
+        from the HID link: the same reports taken, the same pages programmed in the same order."""
+        received, status = 0, 0
+        while received < length:
+            data, interrupted = self.link.recv_data(min(WRITE_BATCH, length - received))
+            if data and not status:  # after a failure the rest of the data phase is taken and dropped
+                status = driver.write(data[: length - received])
+            received += len(data)
+            if interrupted is not None:
+                self.board.record("write-memory", (address, length, memory_id), None)
+                raise DataPhaseInterrupted(interrupted)
+        status = status or driver.end_write()
         self._respond("write-memory", tag, (address, length, memory_id), status)
 
     def _read_memory(self, tag: int, address: int, length: int, memory_id: int = 0, *_) -> None:

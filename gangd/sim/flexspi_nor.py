@@ -213,7 +213,9 @@ class FlexspiNorDriver:
         if blank:
             model = self.board.clock.model
             self.board.clock.charge(blank // page_size * model.page_program_s * model.flash_slowdown)
-            held = flash.contents(address, blank)  # what the cells hold, for pages never programmed
+            # What the cells hold, to put back pages the driver would never have programmed; only a
+            # flash whose reads can be wrong can fail the read-back (a protected one ignores the program).
+            held = flash.contents(address, blank) if flash.max_read_mhz is not None else None
             flash.program(address, span[:blank])
             if self.verify_writes:
                 back = flash.read(address, blank, config.read_mhz)
@@ -222,7 +224,7 @@ class FlexspiNorDriver:
                     # The driver stopped at the page that read back wrong: the pages after it were
                     # never programmed.
                     after = bad + page_size
-                    if after < blank:
+                    if after < blank and held is not None:
                         flash.restore(address + after, held[after:])
                     self._page_address = address + after
                     return STATUS["command-failure"]

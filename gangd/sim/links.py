@@ -136,6 +136,22 @@ class MbootHidLink:
             if report_id == MBOOT_DATA_OUT:
                 return "data", payload
 
+    def recv_data(self, want: int) -> tuple[bytes, bytes | None]:
+        """Data payloads until at least `want` bytes, as `recv` would give them one by one; a
+        command arriving instead ends the collection and comes back second (else None)."""
+        data = bytearray()
+        recv = self.hid.recv_report
+        while len(data) < want:
+            report = recv()
+            if len(report) < 4:
+                continue
+            report_id, _, length = struct.unpack_from("<BBH", report)
+            if report_id == MBOOT_DATA_OUT:
+                data += memoryview(report)[4 : 4 + length]
+            elif report_id == MBOOT_CMD_OUT:
+                return bytes(data), report[4 : 4 + length]
+        return bytes(data), None
+
     def send_response(self, payload: bytes) -> None:
         self.hid.send_report(_full_report(struct.pack("<BBH", MBOOT_CMD_IN, 0, len(payload)) + payload))
 
