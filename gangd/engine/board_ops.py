@@ -57,37 +57,67 @@ SAMPLE_SIZE = 512
 # compare the cost of reading a few ranges with the cost of reading the whole range.
 REPORT_PAYLOAD = 1012
 COMMAND_REPORTS = 3  # a read-memory's command, its response and its closing status
+# Serial NOR's 64 KiB block: the unit an aligned erase runs in (nor_flash.py's parts; datasheets).
+BLOCK_SIZE = 64 * 1024
 
 
 def blank_check(
     mboot, address: int, length: int, written: list[tuple[int, int]], memory_id: int = 0
 ) -> tuple[list[bool], bool]:
-    """Which sectors of the range need no erase, and whether that is presumed (True) or read.
+    """Which sectors of the range need no erase, and whether any of that is presumed (True).
 
-    Reading the whole range costs as much USB time as writing it. So: read a sample at the head
-    of the range; if it is not all 0xFF the range holds an old image and is read whole
-    (`blank_sectors`). If it is blank, the range is presumed blank and only what the flashloader
-    will not check itself is read: the parts of the range the write leaves alone (the image's
-    0xFF pages, the tail past its end). The pages the write programs are checked by the
-    flashloader, which refuses an unerased page with 10203 before programming it
-    (docs/FLASHLOADER.md, cumulative-write check); the write step answers that refusal by
-    reading the range, erasing what is not blank and writing again (steps.write).
+    Reading the whole range costs as much USB time as writing it, so the range is sampled: the
+    head of each 64 KiB erase block in it (where an old image's data starts, and the unit the
+    driver erases an aligned range in). A block whose sample holds data is erased whole when it
+    lies whole in the range (a block erase costs what 16 sector erases' worth of reading would
+    not save); a partial block with data is read, to erase only its sectors that hold something.
+    A block whose sample is blank is presumed blank, and only what the flashloader will not check
+    itself is read there: the parts the write leaves alone (the image's 0xFF pages, the tail past
+    its end). The pages the write programs are checked by the flashloader, which refuses an
+    unerased page with 10203 before programming it (docs/FLASHLOADER.md, cumulative-write check);
+    the write step answers that refusal by reading the range, erasing what is not blank and
+    writing again (steps.write). Verification still reads every byte.
     """
-    head = stream.read_memory(mboot, address, min(SAMPLE_SIZE, length), memory_id)
-    if head.count(0xFF) != len(head):
-        return blank_sectors(mboot, address, length, memory_id), False
-    gaps = uncovered(length, written)
-    if sum(_read_cost(n) for _, n in gaps) >= _read_cost(length):
-        return blank_sectors(mboot, address, length, memory_id), False
     blank = [True] * (-(-length // SECTOR_SIZE))
+    presumed: list[tuple[int, int]] = []  # (offset, length) of the pieces presumed blank
+    for offset, size in blocks(address, length):
+        sample = stream.read_memory(mboot, address + offset, min(SAMPLE_SIZE, size), memory_id)
+        if sample.count(0xFF) == len(sample):
+            presumed.append((offset, size))
+        elif size == BLOCK_SIZE:
+            blank[offset // SECTOR_SIZE : (offset + size) // SECTOR_SIZE] = [False] * (size // SECTOR_SIZE)
+        else:
+            _mark(blank, offset, stream.read_memory(mboot, address + offset, size, memory_id))
+    gaps = [gap for piece in presumed for gap in _within(uncovered(length, written), piece)]
+    if sum(_read_cost(n) for _, n in gaps) >= sum(_read_cost(n) for _, n in presumed):
+        gaps = presumed  # cheaper to read the presumed pieces whole
     for offset, size in gaps:
-        data = stream.read_memory(mboot, address + offset, size, memory_id)
-        for sector in range(offset // SECTOR_SIZE, -(-(offset + size) // SECTOR_SIZE)):
-            start = max(offset, sector * SECTOR_SIZE) - offset
-            end = min(offset + size, (sector + 1) * SECTOR_SIZE) - offset
-            if data[start:end].count(0xFF) != end - start:
-                blank[sector] = False
-    return blank, True
+        _mark(blank, offset, stream.read_memory(mboot, address + offset, size, memory_id))
+    return blank, bool(presumed) and gaps is not presumed
+
+
+def blocks(address: int, length: int) -> list[tuple[int, int]]:
+    """(offset, length) of the range cut at 64 KiB erase-block boundaries (absolute addresses)."""
+    pieces, at = [], 0
+    while at < length:
+        end = min(length, (address + at) // BLOCK_SIZE * BLOCK_SIZE + BLOCK_SIZE - address)
+        pieces.append((at, end - at))
+        at = end
+    return pieces
+
+
+def _within(gaps: list[tuple[int, int]], piece: tuple[int, int]) -> list[tuple[int, int]]:
+    start, end = piece[0], piece[0] + piece[1]
+    return [(max(o, start), min(o + n, end) - max(o, start)) for o, n in gaps if o < end and o + n > start]
+
+
+def _mark(blank: list[bool], offset: int, data: bytes) -> None:
+    """Sectors of `data` (read at `offset` of the range) holding anything but 0xFF: not blank."""
+    for sector in range(offset // SECTOR_SIZE, -(-(offset + len(data)) // SECTOR_SIZE)):
+        start = max(offset, sector * SECTOR_SIZE) - offset
+        end = min(offset + len(data), (sector + 1) * SECTOR_SIZE) - offset
+        if data[start:end].count(0xFF) != end - start:
+            blank[sector] = False
 
 
 def uncovered(length: int, runs: list[tuple[int, int]]) -> list[tuple[int, int]]:

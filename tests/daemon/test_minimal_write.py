@@ -120,6 +120,24 @@ async def test_a_wrong_blank_check_is_caught_and_the_group_runs_again_whole(line
     assert board.commands("write-memory")[-1].args[:2] == (BASE, len(image))
 
 
+async def test_the_blank_check_samples_each_erase_block_and_erases_the_ones_holding_data(line, recipe, rt1020):
+    """Three 64 KiB blocks: an old image fills block 0 and starts block 2. Each block's head is
+    sampled; blocks 0 and 2 are erased whole without being read, block 1 is presumed blank (the
+    flashloader checks every page the write programs there), and nothing is read whole."""
+    block = 64 * 1024
+    image = bytes(range(256)) * (3 * block // 256)
+    old = {0: b"\x00" * block, 2 * block: b"\x00" * SECTOR_SIZE}
+    run, board, result = await program(line, recipe, rt1020, image, old)
+    assert result.result == "success", result.reason
+    assert result.attempts == []
+    reads = [(r.args[0] - BASE, r.args[1]) for r in board.commands("read-memory")]
+    assert reads == [(0, SAMPLE_SIZE), (block, SAMPLE_SIZE), (2 * block, SAMPLE_SIZE), (0, len(image))]
+    erases = [(r.args[0] - BASE, r.args[1]) for r in board.commands("flash-erase-region")]
+    assert erases == [(0, block), (2 * block, block)]
+    assert all(r.status != 10203 for r in board.commands("write-memory"))
+    assert board.flash_image(BASE, len(image)) == image
+
+
 async def test_the_job_ends_at_the_reset_and_the_rebooted_board_gets_no_second_job(line, recipe, rt1020, store):
     run = await line(1, plug=False)
     first = run.hub.plug(PORT, BoardFactory(rt1020, TimingModel(time_scale=0), seed=9)())
