@@ -152,17 +152,17 @@ class FdHidDevice(DeviceBase):
         """Send one report; False, without sending it, when the device answered instead of
         taking it (the data phase was ended early: a refusal is waiting to be read)."""
         fd = self._require_open()
-        try:
-            written = os.write(fd, report)
-        except BlockingIOError:
-            if self._wait(fd, select.POLLOUT | select.POLLIN, None, "write") & _READ_EVENTS:
-                return False
+        while True:
             try:
                 written = os.write(fd, report)
+                break
+            except BlockingIOError:
+                # Writable again, or answered; a socket can still refuse after poll() said
+                # writable (room for less than a report): then wait again.
+                if self._wait(fd, select.POLLOUT | select.POLLIN, None, "write") & _READ_EVENTS:
+                    return False
             except OSError as exc:
                 raise self._gone(exc) from exc
-        except OSError as exc:
-            raise self._gone(exc) from exc
         if written != len(report):
             raise SPSDKConnectionError(f"{self.devnode}: short write ({written} of {len(report)} bytes)")
         return True

@@ -105,6 +105,8 @@ def write_memory(
         sent += length
         throttle(sent)
     _closing_status(mboot, CommandTag.WRITE_MEMORY)
+    if sent < len(data):  # an early answer that is not a refusal: the data phase did not happen
+        raise McuBootConnectionError(f"write-memory: the device answered after {sent} of {len(data)} bytes")
     throttle.finish()
 
 
