@@ -101,3 +101,52 @@ def test_character_device_path_opens_with_os_open(tmp_path):
     assert os.read(keep, 100) == b"\x01report"
     device.dispose()
     os.close(keep)
+
+
+def test_a_write_data_phase_stops_when_the_device_refuses_midway(node):
+    """A flashloader that refuses in the middle of a data phase answers at once and stops taking
+    reports (mcu-boot finalize_data_phase); the stream sees the answer, stops sending and raises
+    spsdk's own command error with the device's status, instead of pushing the rest of the image."""
+    import struct
+
+    from spsdk.mboot.exceptions import McuBootCommandError
+
+    from gangd.io.transport import mboot_client
+    from gangd.io.transport.stream import write_memory
+
+    path, listener = node
+    device = FdHidDevice(path, timeout=2000)
+    mboot = mboot_client(device)
+    mboot.open()
+    mboot.max_packet_size = 1012  # as the board's MaxPacketSize property says (asked once, cached)
+    peer, _ = listener.accept()
+
+    def generic(status: int) -> bytes:
+        payload = struct.pack("<4B2I", 0xA0, 0, 0, 2, status, 0x04)  # GenericResponse to write-memory
+        return struct.pack("<2BH", 0x03, 0, len(payload)) + payload
+
+    def flashloader() -> None:
+        assert peer.recv(1100)[0] == 0x01  # the command
+        peer.send(generic(0))
+        for _ in range(3):
+            assert peer.recv(1100)[0] == 0x02  # data
+        peer.send(generic(10203))  # an unerased page: refused, and no more data is taken
+
+    thread = threading.Thread(target=flashloader)
+    thread.start()
+    image = bytes(1024 * 1024)
+    with pytest.raises(McuBootCommandError) as refused:
+        write_memory(mboot, 0x6000_0000, image)
+    thread.join()
+    assert refused.value.error_value == 10203
+    peer.setblocking(False)
+    sent = 3
+    while True:
+        try:
+            peer.recv(1100)
+        except BlockingIOError:
+            break
+        sent += 1
+    assert sent < len(image) // 1012 // 4  # stopped early, not after the whole image
+    device.dispose()
+    peer.close()

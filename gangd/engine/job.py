@@ -99,6 +99,10 @@ class Job:
         # The minimal write: each image group's blank sectors, and the groups retried after a
         # failure (written whole from then on).
         self.blank: dict[int, list[bool]] = {}
+        self.presumed_blank: set[int] = set()  # groups whose blank check sampled, not read (steps.py)
+        # The job's progress before the running step and that step's share: a data phase tells
+        # its own progress inside that share (steps.progress_of).
+        self.progress_span = (0.0, 0.0)
         self.full_groups: set[int] = set()
         self.rebooting = False  # reset without a wait-reboot step: the station watches for its return
         self.result = JobResult(self.id, port.path, port.label, event.serial, "success")
@@ -252,6 +256,7 @@ class Job:
         index = 0
         while index < len(steps):
             step = steps[index]
+            self.progress_span = (sum(s.weight for s in steps[:index]) / planned, step.weight / planned)
             try:
                 event = await self._execute(step, event)
             except (BoardRemoved, JobStopped, DataUnavailable):
@@ -312,7 +317,15 @@ class Job:
                 code = max_freq_code(self.option_words)
                 self.result.flash_clock_mhz = clock_mhz(self.recipe.family.name, code) if code is not None else None
             case p.Verify():
-                await self._step(step.name, step.deadline_s, ops.verify, self.mboot, step.image, step.memory_id)
+                await self._step(
+                    step.name,
+                    step.deadline_s,
+                    ops.verify,
+                    self.mboot,
+                    step.image,
+                    step.memory_id,
+                    steps.progress_of(self),
+                )
             case p.TakeBoardData():
                 await steps.take_board_data(self, step)
             case p.WriteBoardData():

@@ -14,11 +14,19 @@ from typing import TYPE_CHECKING
 
 import structlog
 import trio
+from spsdk.mboot.error_codes import StatusCode
 
 from gangd.config.flexspi import with_max_freq
 from gangd.config.recipe import FusePlan, Image
 from gangd.core.bus import root_port
-from gangd.core.errors import BandwidthExhausted, DataExhausted, DataUnavailable, JobError, LineUnavailable
+from gangd.core.errors import (
+    BandwidthExhausted,
+    CommandFailed,
+    DataExhausted,
+    DataUnavailable,
+    JobError,
+    LineUnavailable,
+)
 from gangd.core.events import PortEvent
 from gangd.core.port import stage_of
 from gangd.engine import board_ops as ops
@@ -30,20 +38,33 @@ from gangd.engine.fuses import BURN, conflict_reason, decide
 if TYPE_CHECKING:
     from gangd.engine.job import Job
 
+CUMULATIVE_WRITE = StatusCode.MEMORY_CUMULATIVE_WRITE.tag  # 10203: a page to program is not erased
+
 
 async def blank_check(job: Job, step: p.BlankCheck) -> None:
-    """Which of the image's sectors are already blank. Skipped when the group runs again after a
-    failure: a retried group erases and writes everything, trusting no earlier read."""
+    """Which of the image's sectors are already blank (board_ops.blank_check: a sample, then the
+    whole range only where the sample shows an old image). Skipped when the group runs again after
+    a failure: a retried group erases and writes everything, trusting no earlier read."""
     assert step.group is not None
     job.blank.pop(step.group, None)
+    job.presumed_blank.discard(step.group)
     if step.group in job.full_groups:
         return
-    run = job._step
-    blank = await run(
-        step.name, step.deadline_s, ops.blank_sectors, job.mboot, step.address, step.length, step.memory_id
+    write = _group_step(job, p.Write, step.group)
+    blank, presumed = await job._step(
+        step.name,
+        step.deadline_s,
+        ops.blank_check,
+        job.mboot,
+        step.address,
+        step.length,
+        _write_runs(job, write),
+        step.memory_id,
     )
     job.blank[step.group] = blank
-    job.log.debug("blank check", step=step.name, blank_sectors=sum(blank), sectors=len(blank))
+    if presumed:
+        job.presumed_blank.add(step.group)
+    job.log.debug("blank check", step=step.name, blank_sectors=sum(blank), sectors=len(blank), presumed=presumed)
 
 
 async def erase(job: Job, step: p.Erase) -> None:
@@ -58,15 +79,64 @@ async def erase(job: Job, step: p.Erase) -> None:
 
 async def write(job: Job, step: p.Write) -> None:
     """The image; with skip_blank_pages, only its runs of pages holding something but 0xFF (a
-    retried group writes it whole)."""
+    retried group writes it whole). Over a range the blank check only presumed blank, the
+    flashloader's refusal of an unerased page (10203) is the check: the range is then read,
+    what is not blank erased, and the image written again, within this step."""
     image = step.image
-    full = not step.skip_blank_pages or step.group in job.full_groups
-    runs = [(0, len(image.data))] if full else p.page_runs(image)
+    runs = _write_runs(job, step)
     if runs:
-        await job._step(step.name, step.deadline_s, ops.write_runs, job.mboot, image, runs, step.memory_id)
+        run = functools.partial(
+            job._step, step.name, step.deadline_s, ops.write_runs, job.mboot, image, runs, step.memory_id
+        )
+        try:
+            await run(progress_of(job))
+        except CommandFailed as error:
+            if error.status != CUMULATIVE_WRITE or step.group not in job.presumed_blank:
+                raise
+            await _erase_what_is_not_blank(job, step, error)
+            await run(progress_of(job))
     else:
         job._record_timing(step.name, 0.0)  # an image of 0xFF only: nothing to program
     job._tell("bytes_written", sum(length for _, length in runs))
+
+
+async def _erase_what_is_not_blank(job: Job, step: p.Write, error: CommandFailed) -> None:
+    """The range was presumed blank and is not: read it, erase its sectors that are not blank."""
+    assert step.group is not None
+    job.presumed_blank.discard(step.group)
+    job.log.info(
+        "write refused an unerased page; reading the range and erasing it", step=step.name, status=error.status
+    )
+    check = _group_step(job, p.BlankCheck, step.group)
+    blank = await job._step(
+        check.name, check.deadline_s, ops.blank_sectors, job.mboot, check.address, check.length, check.memory_id
+    )
+    job.blank[step.group] = blank
+    erase_step = _group_step(job, p.Erase, step.group)
+    await erase(job, erase_step)
+
+
+def _write_runs(job: Job, step: p.Write) -> list[tuple[int, int]]:
+    """The runs the write programs: the image's non-0xFF pages, or all of it (a retried group)."""
+    full = not step.skip_blank_pages or step.group in job.full_groups
+    return [(0, len(step.image.data))] if full else p.page_runs(step.image)
+
+
+def _group_step(job: Job, kind, group: int):
+    return next(s for s in job.plan if isinstance(s, kind) and s.group == group)
+
+
+def progress_of(job: Job):
+    """A data phase's progress (bytes done of total, from the port's worker thread, at most ~20
+    times a second: stream.Throttle) as the job's fraction, told to its observers in trio's thread
+    without waiting for it."""
+    token = trio.lowlevel.current_trio_token()
+    base, span = job.progress_span
+
+    def told(done: int, total: int) -> None:
+        token.run_sync_soon(job._tell, "progress_changed", base + span * done / max(total, 1))
+
+    return told
 
 
 async def admit(job: Job, event: PortEvent) -> None:

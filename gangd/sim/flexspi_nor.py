@@ -148,17 +148,26 @@ class FlexspiNorDriver:
         return 0
 
     def write(self, data: bytes) -> int:
-        """Collect data; every full page is programmed as it completes."""
-        config = self._configured()
+        """Collect data; every full page is programmed as it completes. Whole pages that arrive
+        together are checked, programmed and read back as one span (`_program_pages`): the same
+        rules page by page, at the cost of a few calls per span instead of per page."""
+        page_size = self._configured().page_size
         view = memoryview(data)
-        while view:
-            take = config.page_size - len(self._page)
+        if self._page:  # complete the page already collected
+            take = page_size - len(self._page)
             self._page += view[:take]
             view = view[take:]
-            if len(self._page) == config.page_size:
-                status = self._program_page()
-                if status:
-                    return status
+            if len(self._page) < page_size:
+                return 0
+            status = self._program_page()
+            if status:
+                return status
+        whole = len(view) // page_size * page_size
+        if whole:
+            status = self._program_pages(bytes(view[:whole]))
+            if status:
+                return status
+        self._page += view[whole:]
         return 0
 
     def end_write(self) -> int:
@@ -189,6 +198,42 @@ class FlexspiNorDriver:
             return STATUS["command-failure"]
         return 0
 
+    def _program_pages(self, span: bytes) -> int:
+        """Whole pages at the page pointer, with `_program_page`'s rules for each page in order:
+        the cumulative-write check (10203) before a page is programmed, the read-back (20106)
+        after. A page that fails stops the span there; the pages before it stay programmed, the
+        pages after it are never programmed, and the pointer moves past the failed page."""
+        config = self._configured()
+        page_size = config.page_size
+        assert self._page_address is not None
+        address = self._page_address
+        flash = self.board.flash
+        before = flash.read(address, len(span), config.read_mhz)
+        blank = len(span) if before.count(0xFF) == len(span) else _first_not(before, 0xFF) // page_size * page_size
+        if blank:
+            model = self.board.clock.model
+            self.board.clock.charge(blank // page_size * model.page_program_s * model.flash_slowdown)
+            # What the cells hold, to put back pages the driver would never have programmed; only a
+            # flash whose reads can be wrong can fail the read-back (a protected one ignores the program).
+            held = flash.contents(address, blank) if flash.max_read_mhz is not None else None
+            flash.program(address, span[:blank])
+            if self.verify_writes:
+                back = flash.read(address, blank, config.read_mhz)
+                if back != span[:blank]:
+                    bad = _first_difference(back, span) // page_size * page_size
+                    # The driver stopped at the page that read back wrong: the pages after it were
+                    # never programmed.
+                    after = bad + page_size
+                    if after < blank and held is not None:
+                        flash.restore(address + after, held[after:])
+                    self._page_address = address + after
+                    return STATUS["command-failure"]
+        if blank < len(span):
+            self._page_address = address + blank + page_size
+            return STATUS["cumulative-write"]
+        self._page_address = address + len(span)
+        return 0
+
     # --- read -----------------------------------------------------------------------------------
 
     def read(self, address: int, length: int) -> bytes:
@@ -205,3 +250,21 @@ class FlexspiNorDriver:
 
     def _offset(self, address: int) -> int:
         return address - self._configured().region.start
+
+
+def _first_not(data: bytes, value: int) -> int:
+    """The index of the first byte of `data` other than `value` (len(data) if none)."""
+    stripped = data.lstrip(bytes([value]))
+    return len(data) - len(stripped)
+
+
+def _first_difference(a: bytes, b: bytes) -> int:
+    """The index of the first byte where `a` and `b` differ (a is the shorter or equal)."""
+    low, high = 0, len(a)
+    while low < high:  # bisect on equal prefixes: C compares, O(log n) Python steps
+        middle = (low + high + 1) // 2
+        if a[:middle] == b[:middle]:
+            low = middle
+        else:
+            high = middle - 1
+    return low

@@ -136,11 +136,38 @@ class MbootHidLink:
             if report_id == MBOOT_DATA_OUT:
                 return "data", payload
 
+    def recv_data(self, want: int) -> tuple[bytes, bytes | None]:
+        """Data payloads until at least `want` bytes, as `recv` would give them one by one; a
+        command arriving instead ends the collection and comes back second (else None)."""
+        data = bytearray()
+        recv = self.hid.recv_report
+        while len(data) < want:
+            report = recv()
+            if len(report) < 4:
+                continue
+            report_id, _, length = struct.unpack_from("<BBH", report)
+            if report_id == MBOOT_DATA_OUT:
+                data += memoryview(report)[4 : 4 + length]
+            elif report_id == MBOOT_CMD_OUT:
+                return bytes(data), report[4 : 4 + length]
+        return bytes(data), None
+
     def send_response(self, payload: bytes) -> None:
         self.hid.send_report(_full_report(struct.pack("<BBH", MBOOT_CMD_IN, 0, len(payload)) + payload))
 
     def send_data(self, payload: bytes) -> None:
         self.hid.send_report(_full_report(struct.pack("<BBH", MBOOT_DATA_IN, 0, len(payload)) + payload))
+
+    def send_data_stream(self, data: bytes) -> None:
+        """A whole read data phase: one full-size DATA_IN report per packet, each charged its report
+        interval by `send_report`, without a call chain per report."""
+        size, view, send = self.packet_size, memoryview(data), self.hid.send_report
+        full = struct.pack("<BBH", MBOOT_DATA_IN, 0, size)
+        for offset in range(0, len(data) - size + 1, size):
+            send(full + view[offset : offset + size])
+        tail = len(data) % size
+        if tail:
+            self.send_data(bytes(view[len(data) - tail :]))
 
 
 def _full_report(report: bytes) -> bytes:
@@ -283,6 +310,10 @@ class MbootUartLink:
 
     def send_data(self, payload: bytes) -> None:
         self._send_and_wait_ack(FT_DATA, payload)
+
+    def send_data_stream(self, data: bytes) -> None:
+        for offset in range(0, len(data), self.packet_size):
+            self.send_data(data[offset : offset + self.packet_size])
 
 
 class SdpUartLink:

@@ -16,6 +16,7 @@ class SparseMemory:
 
     def __init__(self, blank: int) -> None:
         self._blank = blank
+        self._blank_page = bytes([blank]) * _PAGE
         self._pages: dict[int, bytearray] = {}
 
     def _page(self, number: int) -> bytearray:
@@ -26,15 +27,16 @@ class SparseMemory:
         return page
 
     def read(self, address: int, length: int) -> bytes:
-        out = bytearray()
+        parts = []
+        blank = self._blank_page
         while length > 0:
             number, offset = divmod(address, _PAGE)
             take = min(length, _PAGE - offset)
-            page = self._pages.get(number)
-            out += page[offset : offset + take] if page is not None else bytes([self._blank]) * take
+            page = self._pages.get(number, blank)
+            parts.append(page[offset : offset + take] if take < _PAGE else page)
             address += take
             length -= take
-        return bytes(out)
+        return b"".join(parts)  # one copy of the whole read
 
     def write(self, address: int, data: bytes) -> None:
         self._apply(address, data, program=False)

@@ -87,6 +87,10 @@ class NorFlash:
         if not self.block_protect:
             self.cells.program(offset, data)
 
+    def restore(self, offset: int, data: bytes) -> None:
+        """Put cells back as they were (the simulator undoing pages a driver never programmed)."""
+        self.cells.write(offset, data)
+
     def contents(self, offset: int, length: int) -> bytes:
         """What the cells hold, whatever the read path does (for tests and the operator)."""
         return self.cells.read(offset, length)

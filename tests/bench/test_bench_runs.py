@@ -24,3 +24,8 @@ def test_quick_benchmark_writes_its_table_and_json(tmp_path):
         assert floor["ok"] and floor["ratio"] >= 1.0  # nothing beats the model's floor
     assert figures["gangd"]["batches"]["2"]["ok"] == 2 == figures["gangd"]["batches"]["2"]["flash_ok"]
     assert figures["peers"]["cli_per_board_s"] > figures["floor"]["45056"]["floor_s"]
+    # CPU per MiB of image, gangd's and the simulator's, measured on boards that were programmed
+    assert "gangd CPU per MiB, 1 MiB image" in result.stdout and "simulator CPU per MiB" in result.stdout
+    cost = figures["cost_per_mib"]["1048576"]
+    assert cost["flash_ok"] == cost["boards"] == 2
+    assert cost["gangd_ms_per_mib"] > 0 and cost["sim_ms_per_mib"] > 0

@@ -4,7 +4,9 @@ Phases (all on the simulator's default timing model, boards in their own process
 1. floor ratio: one board, the user's recipe with a 45,056-byte image, then with a 1 MiB image;
 2. scaling: batches of N = 1, 8, 32, 64 boards plugged at once on their own ports;
 3. latency: from each board's first hotplug event to its first USB command (measured by the sim);
-4. cost: gangd's CPU seconds per board and resident memory, idle and at N = 64;
+4. cost: gangd's CPU seconds per board and resident memory, idle and at N = 64; gangd's and the
+   simulator's CPU per MiB of image (1 MiB and 8 MiB images, time scale 0, `tools/bench/cost.py`);
+   N = 128 boards on 16 root ports and gangd's resident memory there;
 5. peers on the same simulated boards: the provisioning tool's way (one sdphost/blhost process per
    command over the board's pty) and a sequential spsdk loop over the boards.
 """
@@ -72,8 +74,17 @@ def make_recipe(size: int) -> Recipe:
 class SimProcess:
     """The simulated hub in a child process, driven from trio."""
 
-    def __init__(self, ports: int, image_size: int, old_image: bool = False, root_ports: int = 1) -> None:
+    def __init__(
+        self,
+        ports: int,
+        image_size: int,
+        old_image: bool = False,
+        root_ports: int = 1,
+        time_scale: float = 1.0,
+        extra: tuple[str, ...] = (),
+    ) -> None:
         self.args = [*SIM, "--ports", str(ports), "--image-size", str(image_size), "--root-ports", str(root_ports)]
+        self.args += ["--time-scale", str(time_scale), *extra]
         self.args += ["--old-image"] * old_image
         self.replies = trio.open_memory_channel[tuple[Any, Any]](100)
         self.emit = None
@@ -112,11 +123,18 @@ class SimProcess:
 
 
 async def gangd_phase(
-    recipe: Recipe, batches: list[int], ports: int, idle_s: float, old_image: bool = False, root_ports: int = 1
+    recipe: Recipe,
+    batches: list[int],
+    ports: int,
+    idle_s: float,
+    old_image: bool = False,
+    root_ports: int = 1,
+    time_scale: float = 1.0,
+    sim_args: tuple[str, ...] = (),
 ) -> dict:
     """gangd's station in this process, boards in the sim process (ports spread over root ports)."""
     family = recipe.family
-    sim = SimProcess(ports, len(recipe.images[0].data), old_image, root_ports)
+    sim = SimProcess(ports, len(recipe.images[0].data), old_image, root_ports, time_scale, sim_args)
     station = Station(family, recipe, dict.fromkeys(default_port_paths(ports, root_ports)))
     out: dict = {"batches": {}}
     async with trio.open_nursery() as nursery:
@@ -274,6 +292,16 @@ def sequence_old(recipe: Recipe, model: TimingModel) -> float:
     return floor_s(recipe, model)["total"]
 
 
+def sizes(text: str) -> list[int]:
+    return [int(t) for t in text.split(",") if t.strip()]
+
+
+def measure_cost(image_size: int, boards: int, root_ports: int, time_scale: float) -> dict:
+    from tools.bench.cost import measure
+
+    return measure(image_size, boards, root_ports, time_scale)
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
@@ -286,10 +314,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sequential-boards", type=int, default=4)
     parser.add_argument("--crowded", type=int, default=16, help="boards behind one root port (budget 8)")
     parser.add_argument("--idle-s", type=float, default=5.0)
+    parser.add_argument(
+        "--cost-sizes", default=f"{IMAGE_LARGE},{8 * IMAGE_LARGE}", help="image sizes for CPU per MiB ('' to skip)"
+    )
+    parser.add_argument("--cost-boards", type=int, default=8, help="boards per CPU-per-MiB run (8 on one root port)")
+    parser.add_argument("--large", type=int, default=128, help="N for the big batch on N/8 root ports (0 to skip)")
+    parser.add_argument("--skip-peers", action="store_true", help="leave out the CLI and sequential peers")
     parser.add_argument("--quick", action="store_true", help="a smoke run: N = 1, 2 and one sequential board")
     args = parser.parse_args(argv)
     if args.quick:
         args.batches, args.sequential_boards, args.idle_s, args.crowded = "1,2", 1, 0.2, 10
+        args.cost_sizes, args.cost_boards, args.large = str(IMAGE_LARGE), 2, 0
     logs.configure("warning")
     model = TimingModel()
     batches = [int(n) for n in args.batches.split(",")]
@@ -330,18 +365,29 @@ def main(argv: list[str] | None = None) -> int:
     one = scaling["batches"][batches[0]]["wall_s"]
     latencies = [lat for b in scaling["batches"].values() for lat in b["latencies_s"]]
 
+    # 4b. CPU per MiB of image (time scale 0: only CPU counts), and the big batch at time scale 1
+    cost = {size: measure_cost(size, args.cost_boards, 1, 0.0) for size in sizes(args.cost_sizes)}
+    figures["cost_per_mib"] = cost
+    large = None
+    if args.large:
+        large_roots = -(-args.large // 8)
+        large = trio.run(gangd_phase, recipe, [args.large], args.large, 0.0, False, large_roots)
+        figures["large"] = large
+
     # 5. peers
     # The peers run the user's own sequence, as the provisioning tool and a hand-written loop do.
-    with tempfile.TemporaryDirectory() as tmp:
-        cli_s = cli_peer(naive(recipe), Path(tmp))
-    sequential_s = sequential_peer(naive(recipe), args.sequential_boards)
-    sequential_per_board = sequential_s / args.sequential_boards
-    figures["peers"] = {
-        "cli_per_board_s": cli_s,
-        "sequential_boards": args.sequential_boards,
-        "sequential_s": sequential_s,
-        "sequential_per_board_s": sequential_per_board,
-    }
+    cli_s = sequential_per_board = None
+    if not args.skip_peers:
+        with tempfile.TemporaryDirectory() as tmp:
+            cli_s = cli_peer(naive(recipe), Path(tmp))
+        sequential_s = sequential_peer(naive(recipe), args.sequential_boards)
+        sequential_per_board = sequential_s / args.sequential_boards
+        figures["peers"] = {
+            "cli_per_board_s": cli_s,
+            "sequential_boards": args.sequential_boards,
+            "sequential_s": sequential_s,
+            "sequential_per_board_s": sequential_per_board,
+        }
     figures["elapsed_s"] = time.monotonic() - started
 
     # --- the table ---
@@ -416,11 +462,56 @@ def main(argv: list[str] | None = None) -> int:
             f"<= {budget} MB",
         )
     )
+    for size, c in cost.items():
+        rows.append(
+            (
+                f"gangd CPU per MiB, {size / IMAGE_LARGE:g} MiB image",
+                f"{c['gangd_ms_per_mib']:.1f} ms",
+                f"{c['boards']} boards, time scale 0, {c['flash_ok']}/{c['boards']} flash ok",
+                "<= 15 ms",
+            )
+        )
+        rows.append(
+            (
+                f"simulator CPU per MiB, {size / IMAGE_LARGE:g} MiB image",
+                f"{c['sim_ms_per_mib']:.1f} ms",
+                f"wall {c['wall_s']:.2f} s",
+                "<= 15 ms",
+            )
+        )
+    if large is not None:
+        lb = large["batches"][args.large]
+        large_roots = -(-args.large // 8)
+        rows.append(
+            (
+                f"N={args.large} on {large_roots} root ports vs floor",
+                f"{floor_one / lb['wall_s']:.3f}",
+                f"{lb['ok']}/{args.large} ok, batch {lb['wall_s']:.2f} s, gangd CPU {lb['cpu_s']:.2f} s,"
+                f" simulator CPU {lb['sim_cpu_s']:.2f} s",
+                "",
+            )
+        )
+        rows.append(
+            (
+                f"gangd RSS at N={args.large}",
+                f"{lb['rss_mb']:.0f} MB",
+                f"peak {large['rss_peak_mb']:.0f} MB",
+                f"<= {150 + args.large} MB",
+            )
+        )
     per_board = scaling["batches"][1]["job_s_mean"]
-    rows.append(
-        ("vs CLI flow, per board", f"{cli_s / per_board:.2f}x", f"CLI {cli_s:.2f} s, gangd {per_board:.2f} s", ">= 3x")
-    )
+    if cli_s is not None:
+        rows.append(
+            (
+                "vs CLI flow, per board",
+                f"{cli_s / per_board:.2f}x",
+                f"CLI {cli_s:.2f} s, gangd {per_board:.2f} s",
+                ">= 3x",
+            )
+        )
     for n, b in scaling["batches"].items():
+        if sequential_per_board is None:
+            break
         speedup = sequential_per_board * n / b["wall_s"]
         rows.append(
             (

@@ -25,6 +25,7 @@ from dataclasses import asdict
 from gangd.config.family import load_family
 from gangd.sim import BoardFactory, SimBoard, SimHub, TimingModel
 from gangd.sim.uart import UartBoard
+from tools.bench import profiling
 
 _lock = threading.Lock()
 
@@ -44,6 +45,7 @@ def main() -> None:
     parser.add_argument("--switch-interval", type=float, default=0.0)
     parser.add_argument("--root-ports", type=int, default=1, help="the ports spread over K root ports")
     parser.add_argument("--old-image", action="store_true", help="boards arrive holding an old image in the range")
+    parser.add_argument("--profile", help="cProfile every thread into this pstats file (tools.bench.cost)")
     args = parser.parse_args()
     if args.switch_interval:
         sys.setswitchinterval(args.switch_interval)
@@ -51,6 +53,8 @@ def main() -> None:
     factory = BoardFactory(family, TimingModel(time_scale=args.time_scale), seed=1)
     boards: list[SimBoard] = []
     uarts: list[UartBoard] = []
+    if args.profile:
+        profiling.start()
     with SimHub(args.ports, root_ports=args.root_ports) as hub:
         hub.subscribe(lambda event: emit({"type": "event", **asdict(event)}))
         emit({"type": "ready"})
@@ -88,6 +92,8 @@ def main() -> None:
             uart.close()
         if hub.errors:
             emit({"type": "error", "errors": [repr(e) for e in hub.errors]})
+    if args.profile:
+        profiling.dump(args.profile)
 
 
 def stats(board: SimBoard, address: int, size: int) -> dict:

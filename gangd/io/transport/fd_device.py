@@ -146,6 +146,62 @@ class FdHidDevice(DeviceBase):
     def __str__(self) -> str:
         return f"hid:{self.devnode}"
 
+    # --- data phases (stream.py): one system call per report, nothing per report besides --------
+
+    def write_report(self, report: bytes | bytearray | memoryview) -> bool:
+        """Send one report; False, without sending it, when the device answered instead of
+        taking it (the data phase was ended early: a refusal is waiting to be read)."""
+        fd = self._require_open()
+        while True:
+            try:
+                written = os.write(fd, report)
+                break
+            except BlockingIOError:
+                # Writable again, or answered; a socket can still refuse after poll() said
+                # writable (room for less than a report): then wait again.
+                if self._wait(fd, select.POLLOUT | select.POLLIN, None, "write") & _READ_EVENTS:
+                    return False
+            except OSError as exc:
+                raise self._gone(exc) from exc
+        if written != len(report):
+            raise SPSDKConnectionError(f"{self.devnode}: short write ({written} of {len(report)} bytes)")
+        return True
+
+    def _read_into(self, fd: int, buffer: bytearray) -> int:
+        if self._sock is not None:
+            return self._sock.recv_into(buffer)
+        data = os.read(fd, len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def answer_waiting(self) -> bool:
+        """Whether the device has a report waiting to be read (a poll that does not wait)."""
+        fd = self._require_open()
+        poller = select.poll()
+        poller.register(fd, _READ_EVENTS)
+        return any(events & _READ_EVENTS for _, events in poller.poll(0))
+
+    def read_report_into(self, buffer: bytearray) -> int:
+        """One report into `buffer`; returns its length. A socket (the simulator's) receives into
+        the buffer itself; a hidraw node is read with read(2), because umockdev's preload, which
+        emulates /dev/hidrawN in the tests, interposes read() and not readv()."""
+        fd = self._require_open()
+        try:
+            count = self._read_into(fd, buffer)
+        except BlockingIOError:
+            self._wait(fd, select.POLLIN, None, "read")
+            try:
+                count = self._read_into(fd, buffer)
+            except BlockingIOError:
+                raise SPSDKTimeoutError(f"{self.devnode}: no report") from None
+            except OSError as exc:
+                raise self._gone(exc) from exc
+        except OSError as exc:
+            raise self._gone(exc) from exc
+        if not count:
+            raise DeviceGoneError(f"{self.devnode}: device disconnected")
+        return count
+
     # --- cancellation -------------------------------------------------------------------------
 
     def abort(self) -> None:
@@ -189,7 +245,7 @@ class FdHidDevice(DeviceBase):
             raise SPSDKConnectionError(f"{self.devnode}: device is not open")
         return self._fd
 
-    def _wait(self, fd: int, event: int, timeout: int | None, what: str) -> None:
+    def _wait(self, fd: int, event: int, timeout: int | None, what: str) -> int:
         ms = self._timeout if timeout is None else timeout
         poller = select.poll()
         poller.register(fd, event)
@@ -203,6 +259,7 @@ class FdHidDevice(DeviceBase):
             ready[fd] & select.POLLHUP and not ready[fd] & _READ_EVENTS
         ):
             raise DeviceGoneError(f"{self.devnode}: device disconnected")
+        return ready[fd]
 
     def _gone(self, exc: OSError) -> SPSDKConnectionError:
         if exc.errno in (errno.ENODEV, errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.EIO):
