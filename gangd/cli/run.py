@@ -6,11 +6,13 @@ import argparse
 import os
 import sys
 
-from gangd.cli.options import LOG_LEVELS, USB_ADDRESSES, count, log_level, seconds
+from gangd.cli.options import LOG_LEVELS, count, log_level, seconds
+from gangd.config.address import DEFAULT_ADDRESS
 from gangd.config.loader import ConfigError, load_config
+from gangd.core.bus import USB_ADDRESSES
 from gangd.service import logs, statedir
 from gangd.service.app import run_hardware
-from gangd.service.http import DEFAULT_ADDRESS, AddressError, bind
+from gangd.service.http import AddressError, bind
 
 # Options that only mean something for simulated boards: given without --simulate they are refused
 # rather than ignored. Their defaults are filled in once that is checked (None: not given).

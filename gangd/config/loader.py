@@ -19,6 +19,7 @@ from typing import Any
 
 from spsdk.mboot.memories import MemId
 
+from gangd.config.address import DEFAULT_ADDRESS, parse_address
 from gangd.config.bootimage import flashloader_problem
 from gangd.config.family import FamilyInfo, MemoryRegion, UnknownFamilyError, load_family
 from gangd.config.flexspi import FCFB_TAG
@@ -38,9 +39,7 @@ from gangd.config.recipe import (
     RecoveryPolicy,
 )
 from gangd.config.secure_boot import parse_secure_boot
-from gangd.core.bus import DEFAULT_BUDGET
-from gangd.io.udev import is_port_path
-from gangd.service.http import DEFAULT_ADDRESS, parse_address
+from gangd.core.bus import DEFAULT_BUDGET, is_port_path
 
 INTERNAL_FLASH, FLEXSPI_NOR = 0, 9
 # Memory ids of the MCU bootloader (blhost's configure-memory / spsdk's MemoryId). Internal flash

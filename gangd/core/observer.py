@@ -7,17 +7,16 @@ before the result is reported) and whatever else is attached. The engine knows n
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Protocol
 
 import trio
 
-if TYPE_CHECKING:
-    from gangd.engine.job import JobResult
-    from gangd.service.records import RecordStore
+from gangd.core.results import JobResult
+from gangd.core.types import JobRecords
 
 
 class JobObserver(Protocol):
-    async def job_started(self, result: JobResult, images: list[dict[str, Any]], family: str) -> None: ...
+    async def job_started(self, result: JobResult, images: list[dict[str, object]], family: str) -> None: ...
 
     def state_changed(self, state: str) -> None: ...
 
@@ -41,10 +40,10 @@ class RecordObserver:
     completed when it ends. Both run in a worker thread; the completion is shielded, so a job
     cancelled by shutdown still leaves its record."""
 
-    def __init__(self, store: RecordStore) -> None:
+    def __init__(self, store: JobRecords) -> None:
         self.store = store
 
-    async def job_started(self, result: JobResult, images: list[dict[str, Any]], family: str) -> None:
+    async def job_started(self, result: JobResult, images: list[dict[str, object]], family: str) -> None:
         result.record_id = await trio.to_thread.run_sync(
             lambda: self.store.start(
                 port=result.port,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
@@ -30,6 +30,7 @@ from spsdk.mboot.error_codes import stringify_status_code
 from spsdk.mboot.exceptions import McuBootCommandError, McuBootConnectionError
 from spsdk.sdp.exceptions import SdpCommandError, SdpConnectionError
 
+from gangd.config.family import stage_of
 from gangd.config.flexspi import clock_mhz, max_freq_code
 from gangd.config.recipe import Recipe
 from gangd.core.bus import Admission
@@ -43,10 +44,9 @@ from gangd.core.errors import (
     StepTimeout,
 )
 from gangd.core.events import PortEvent
-from gangd.core.observer import JobObserver, RecordObserver
-from gangd.core.port import Port, stage_of
+from gangd.core.observer import JobObserver
 from gangd.core.results import Attempt, JobResult, StepTiming
-from gangd.core.types import PortPower
+from gangd.core.types import BoardPort, JobRecords, PortPower
 from gangd.engine import board_ops as ops
 from gangd.engine import plan as p
 from gangd.engine import recovery, secure_boot, steps
@@ -55,7 +55,6 @@ from gangd.engine.explain import explained
 from gangd.engine.steps import retry_flash
 from gangd.io.transport import DeviceGoneError, FdHidDevice, TransportAborted, mboot_client, sdp_client
 from gangd.io.transport.fd_device import WrongDeviceError
-from gangd.service.records import RecordStore
 
 _job_ids = itertools.count(1)
 
@@ -69,11 +68,13 @@ HANDLE_TIMEOUT_MS = 600_000
 class Job:
     def __init__(
         self,
-        port: Port,
+        port: BoardPort,
         event: PortEvent,
         recipe: Recipe,
         stopping: Callable[[], bool],
-        records: RecordStore | None = None,
+        *,
+        observers: Sequence[JobObserver] = (),
+        records: JobRecords | None = None,
         power: PortPower | None = None,
         admission: Admission | None = None,
     ) -> None:
@@ -86,7 +87,7 @@ class Job:
         self.stopping = stopping
         self.records = records
         self.power = power
-        self.observers: list[JobObserver] = [port] + ([RecordObserver(records)] if records is not None else [])
+        self.observers = list(observers)  # attached by whoever runs the job (the station: port, records)
         self.limiter = trio.CapacityLimiter(1)
         self.device: FdHidDevice | None = None
         self.mboot: Any = None

@@ -16,6 +16,7 @@ import structlog
 import trio
 from spsdk.mboot.error_codes import StatusCode
 
+from gangd.config.family import stage_of
 from gangd.config.flexspi import with_max_freq
 from gangd.config.recipe import FusePlan, Image
 from gangd.core.bus import root_port
@@ -28,7 +29,6 @@ from gangd.core.errors import (
     LineUnavailable,
 )
 from gangd.core.events import PortEvent
-from gangd.core.port import stage_of
 from gangd.engine import board_ops as ops
 from gangd.engine import plan as p
 from gangd.engine import recovery

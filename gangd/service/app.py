@@ -18,7 +18,6 @@ import trio
 
 from gangd.config.loader import Config, ConfigError, default_station_name, load_config
 from gangd.config.recipe import Recipe
-from gangd.core.station import Station
 from gangd.io.power import SysfsPortPower
 from gangd.io.udev import BoardFilter, UdevSource
 from gangd.service.http import HttpServer
@@ -27,6 +26,7 @@ from gangd.service.metrics import Metrics
 from gangd.service.notify import Notifier
 from gangd.service.records import RecordStore
 from gangd.service.view import StationView
+from gangd.station.station import Station
 
 log = structlog.get_logger("gangd")
 
@@ -52,7 +52,6 @@ async def serve(
             if server is not None:
                 await nursery.start(server.run)
             if outbox is not None:
-                station.line = outbox.state
                 station.listeners.append(outbox.wake)
                 await nursery.start(outbox.run)
             await nursery.start(station.run, source)  # returns once the coldplug scan is done
@@ -107,8 +106,9 @@ def run_hardware(args: argparse.Namespace, config: Config, sock) -> int:
         power=power,
         metrics=metrics,
         bandwidth_budget=config.flashloaders_per_root_port,
+        name=config.station_name,
+        line=outbox.state if outbox is not None else None,
     )
-    station.name = config.station_name
     server = http_server(station, store, metrics, sock, config.layout, config.control_token)
     source = UdevSource(BoardFilter(family.rom_usb + family.flashloader_usb, config.ports)).run
     if args.sim_socket:  # the soak: boards from a simulated hub in another process

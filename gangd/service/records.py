@@ -13,9 +13,11 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from gangd.config.recipe import BoardData
 from gangd.core.errors import DataExhausted  # raised by allocate(); importers of the store catch it
 
 SCHEMA = """
@@ -153,7 +155,7 @@ class RecordStore:
             cursor = self._db.execute(statement, values)  # autocommit: durable on return
             return (cursor.lastrowid or 0) if job_id is None else job_id
 
-    def allocate(self, record_id: int, board_id: str, entries: list[Any]) -> dict[str, str]:
+    def allocate(self, record_id: int, board_id: str, entries: list[BoardData]) -> dict[str, str]:
         """The per-board values of one board, in one transaction with its job's record: the board's
         own values if it got them before (an interrupted job's board comes back: same values), else
         the next unused ones. Raises DataExhausted when a list has none left. With a line database
@@ -230,6 +232,14 @@ class RecordStore:
     def undelivered(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT count(*) FROM jobs WHERE delivered=0").fetchone()[0])
+
+    def has_values(self, entries: Sequence[BoardData]) -> bool:
+        """Does every list among `entries` still have a value no board has taken?"""
+        used = {(a["name"], a["value"]) for a in self.allocations()}
+        return not any(
+            entry.list_file and all((entry.name, value) in used for value in list_values(entry.list_file))
+            for entry in entries
+        )
 
     def allocations(self) -> list[dict[str, Any]]:
         with self._lock:

@@ -14,11 +14,9 @@ from dataclasses import dataclass
 
 import trio
 
-from gangd.cli.options import topology_problem
 from gangd.config.loader import GAP, Config, Layout, default_station_name, parse_layout_text, resolve_layout
 from gangd.config.recipe import builtin_rt1020
-from gangd.core.bus import DEFAULT_BUDGET
-from gangd.core.station import Station
+from gangd.core.bus import DEFAULT_BUDGET, topology_problem
 from gangd.service.app import close_records, http_server, open_records, reloader, serve
 from gangd.service.metrics import Metrics
 from gangd.service.notify import Notifier
@@ -28,6 +26,7 @@ from gangd.sim.hub import default_port_paths
 from gangd.sim.images import build_flashloader_image
 from gangd.sim.socket_source import SimSocketPower, SimSocketSource
 from gangd.sim.source import SimHubSource, SimPortPower
+from gangd.station.station import Station
 
 
 def attach_sim_socket(station: Station, path: str, power_cycle: bool):
@@ -155,8 +154,9 @@ def run_simulated(args: argparse.Namespace, config: Config | None, sock, plan: S
             power=SimPortPower(hub),
             metrics=metrics,
             bandwidth_budget=budget,
+            name=config.station_name if config else default_station_name(),  # as on hardware
+            line=outbox.state if outbox is not None else None,
         )
-        station.name = config.station_name if config else default_station_name()  # as on hardware
         server = http_server(station, store, metrics, sock, plan.layout, config.control_token if config else None)
         timing = TimingModel(time_scale=args.time_scale)
         faults = board_faults(plan.faults, plan.shares, args.seed)

@@ -15,11 +15,11 @@ from collections import deque
 from typing import Any
 
 from gangd import __version__
-from gangd.core.port import Port
-from gangd.core.station import Station
 from gangd.engine import recovery
 from gangd.engine.job import JobResult
 from gangd.service.records import RecordStore
+from gangd.station.port import Port
+from gangd.station.station import Station
 
 RECORDS = 50  # rows of the records table
 RATE_WINDOW_S = 3600.0  # boards per hour over the last hour (or the uptime, when shorter)

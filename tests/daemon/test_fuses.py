@@ -9,9 +9,9 @@ import pytest
 import trio
 
 from gangd.config.recipe import FusePlan, FuseWord
-from gangd.core.station import Station
 from gangd.sim import BoardFactory, SimHub, TimingModel
 from gangd.sim.source import SimHubSource
+from gangd.station.station import Station
 
 pytestmark = pytest.mark.trio
 

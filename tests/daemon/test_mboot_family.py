@@ -13,9 +13,9 @@ import trio
 
 from gangd.config.family import load_family
 from gangd.config.loader import load_config
-from gangd.core.station import Station
 from gangd.sim import BoardFactory, SimHub, TimingModel
 from gangd.sim.source import SimHubSource, SimPortPower
+from gangd.station.station import Station
 
 GANGD = str(Path(sys.executable).parent / "gangd")
 IMAGE = os.urandom(20_000)

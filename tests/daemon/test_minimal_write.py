@@ -13,8 +13,8 @@ import dataclasses
 import pytest
 import trio
 
+from gangd.config.family import stage_of
 from gangd.config.recipe import Image
-from gangd.core.port import stage_of
 from gangd.engine.board_ops import SAMPLE_SIZE
 from gangd.engine.plan import PAGE_SIZE, SECTOR_SIZE, page_runs
 from gangd.sim import BoardFactory, TimingModel

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import trio
 
-from gangd.core.station import UnknownPort
 from gangd.service.view import StationView, instruction, shown_state
 from gangd.sim import BoardFactory, TimingModel
+from gangd.station.station import UnknownPort
 
 
 async def settle(station, port: str, serial: str) -> None:

@@ -11,11 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from spsdk.exceptions import SPSDKError
 
-from gangd.core.station import Station
 from gangd.io.transport import FdHidDevice, MbootHidProtocol, SdpHidProtocol, mboot_client
 from gangd.sim import BoardFactory, SimHub, TimingModel
 from gangd.sim.faults import MALFORMED_SHAPES
 from gangd.sim.source import SimHubSource
+from gangd.station.station import Station
 
 REPORT = st.binary(min_size=0, max_size=1100)
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import trio
 
-from gangd.core.station import Station
 from gangd.service.metrics import Metrics
 from gangd.service.view import StationView
 from gangd.sim import BoardFactory, SimHub, TimingModel
 from gangd.sim.hab import SRK_HASH_INDEX
 from gangd.sim.source import SimHubSource
+from gangd.station.station import Station
 
 from ..conftest import TEST_DEADLINES  # noqa: F401
 

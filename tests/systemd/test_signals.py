@@ -14,12 +14,12 @@ import trio
 
 from gangd.config.loader import load_config
 from gangd.config.recipe import FusePlan, FuseWord
-from gangd.core.station import Station
 from gangd.service.app import serve
 from gangd.service.records import RecordStore
 from gangd.sim import BoardFactory, SimHub, TimingModel
 from gangd.sim.images import build_flashloader_image
 from gangd.sim.source import SimHubSource
+from gangd.station.station import Station
 
 EXAMPLE = Path(__file__).parents[2] / "config" / "rt1020.toml"
 SLOW = TimingModel(time_scale=1, reenumeration_s=0.05)
