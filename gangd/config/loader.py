@@ -23,13 +23,13 @@ from gangd.config.address import DEFAULT_ADDRESS, parse_address
 from gangd.config.bootimage import flashloader_problem
 from gangd.config.family import FamilyInfo, MemoryRegion, UnknownFamilyError, load_family
 from gangd.config.flexspi import FCFB_TAG
+from gangd.config.geometry import FLEXSPI_NOR, INTERNAL_FLASH, sector_span
 from gangd.config.images import FORMATS, ImageError, guess_format, load_segments
 from gangd.config.recipe import (
     BOARD_DATA_ENCODINGS,
     BOARD_DATA_SOURCES,
     FUSE_POLICIES,
     MARGINAL_POLICIES,
-    SECTOR,
     BoardData,
     Deadlines,
     FusePlan,
@@ -41,7 +41,6 @@ from gangd.config.recipe import (
 from gangd.config.secure_boot import parse_secure_boot
 from gangd.core.bus import DEFAULT_BUDGET, is_port_path
 
-INTERNAL_FLASH, FLEXSPI_NOR = 0, 9
 # Memory ids of the MCU bootloader (blhost's configure-memory / spsdk's MemoryId). Internal flash
 # and FlexSPI NOR are provisioned and simulated; the others are planned with the option words the
 # configuration gives, and only real boards (or a simulator refusing them) answer them.
@@ -602,8 +601,7 @@ def _board_data(
                 raise r.error(where + "address", _outside(family, flash, address, size))
             for image in images:
                 # The value's sector is erased for it: it must not share a sector with an image.
-                sector_start, sector_end = address // SECTOR * SECTOR, -(-(address + size) // SECTOR) * SECTOR
-                if _overlaps(sector_start, sector_end - sector_start, image.address, image.erase_length):
+                if _overlaps(*sector_span(address, size), image.address, image.erase_length):
                     raise r.error(where + "address", f"shares a 4 KiB sector with the image at 0x{image.address:08x}")
         result.append(
             BoardData(

@@ -17,6 +17,7 @@ import trio
 from spsdk.mboot.error_codes import StatusCode
 
 from gangd.config.flexspi import with_max_freq
+from gangd.config.geometry import sector_span
 from gangd.config.recipe import FusePlan, Image
 from gangd.core.errors import (
     CommandFailed,
@@ -235,9 +236,8 @@ async def write_board_data(ctx: StepContext, step: p.WriteBoardData) -> None:
                 f"{entry.name} {value!r} needs {len(data)} bytes, the configuration reserves {entry.size}",
                 kind="board-data",
             )
-        start = entry.address // p.SECTOR_SIZE * p.SECTOR_SIZE
-        end = -(-(entry.address + entry.size) // p.SECTOR_SIZE) * p.SECTOR_SIZE
-        await ctx.run(step.name, step.deadline_s, ctx.board.flash_erase_region, start, end - start, step.memory_id)
+        start, length = sector_span(entry.address, entry.size)
+        await ctx.run(step.name, step.deadline_s, ctx.board.flash_erase_region, start, length, step.memory_id)
         await ctx.run(step.name, step.deadline_s, ctx.board.write_memory, entry.address, data, step.memory_id)
         await ctx.run(step.name, step.deadline_s, ops.verify, ctx.board, Image(entry.address, data), step.memory_id)
 
