@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 
 from gangd.config.loader import ConfigError, load_config, parse_layout_text
+from gangd.config.recipe import with_trace_dir
 from gangd.service import logs, statedir
 from gangd.service.app import run_hardware
 from gangd.service.http import DEFAULT_ADDRESS, AddressError, bind
@@ -54,6 +56,11 @@ def add_parser(subparsers) -> None:
         default=os.environ.get("STATE_DIRECTORY", "var"),
         help="where the board records live (systemd's StateDirectory; default ./var)",
     )
+    run.add_argument(
+        "--trace",
+        metavar="DIR",
+        help="keep each job's USB conversation as a pcapng file in DIR ([trace] keep/payload apply; default: failed jobs)",
+    )
     run.add_argument("--power-cycle", action="store_true", help="simulation: allow power-cycling hub ports")
     run.add_argument(
         "--sim-socket", metavar="PATH", help="with --config: boards from a simulated hub in another process (the soak)"
@@ -74,6 +81,8 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         if args.config:
             config = load_config(args.config)
+            if args.trace:
+                config = dataclasses.replace(config, recipe=with_trace_dir(config.recipe, args.trace))
         if args.simulate is None and config is None:
             raise ConfigError("run needs --config FILE (or --simulate N)")
         if args.simulate is None and (args.fault_share or args.layout):

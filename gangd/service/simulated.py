@@ -14,7 +14,7 @@ import sys
 import trio
 
 from gangd.config.loader import Config, resolve_layout
-from gangd.config.recipe import builtin_rt1020
+from gangd.config.recipe import builtin_rt1020, with_trace_dir
 from gangd.core.station import Station
 from gangd.service.app import close_records, http_server, open_records, reloader, serve
 from gangd.service.metrics import Metrics
@@ -90,6 +90,8 @@ def run_simulated(args: argparse.Namespace, config: Config | None, sock, shares,
         except ValueError as exc:
             print(f"gangd: --layout: {exc}", file=sys.stderr)
             return 2
+    if getattr(args, "trace", None) and recipe.trace is None:
+        recipe = with_trace_dir(recipe, args.trace)
     if args.power_cycle:
         recipe = dataclasses.replace(recipe, recovery=dataclasses.replace(recipe.recovery, power_cycle=True))
     port_faults: dict[str, list[str]] = {}
