@@ -74,6 +74,7 @@ def hashed(entries: Iterable[Entry]) -> list[Entry]:
     """The entries with data-phase payloads replaced by their header, length and sha256."""
     out: list[Entry] = []
     protocol = "mboot"
+    pending: str | None = None
     run: tuple[str, Any, int, int] | None = None  # (direction, sha256, bytes, reports)
 
     def close_run(t_ns: int) -> None:
@@ -97,12 +98,14 @@ def hashed(entries: Iterable[Entry]) -> list[Entry]:
 
     for entry in entries:
         if entry.kind == EVENT:
-            if entry.event.get("event") == "add":
-                protocol = entry.event.get("protocol", protocol)
+            if entry.event.get("event") == "add":  # reports in before the next out are the old stage's
+                pending = entry.event.get("protocol") or protocol
             close_run(entry.t_ns)
             out.append(entry)
             continue
         inbound = entry.kind == IN
+        if not inbound and pending is not None:
+            protocol, pending = pending, None
         if not is_data_report(entry.data, inbound, protocol):
             close_run(entry.t_ns)
             out.append(entry)
@@ -130,6 +133,15 @@ def describe_event(event: dict[str, Any]) -> str:
             f"udev {kind} port {event.get('port')} {ids} stage {event.get('stage')} "
             f"node {event.get('devnode')} serial {event.get('serial')}"
         )
+    if kind == "step":
+        return f"step {event.get('step')}"
+    if kind == "step-failed":
+        return f"step {event.get('step')} failed ({event.get('class')}): {event.get('action')}"
+    if kind == "power-cycle":
+        return "gangd cycles the port's power"
+    if kind == "clock-fallback":
+        words = " ".join(event.get("option_words") or [])
+        return f"clock fallback: flash read clock lowered to {event.get('flash_mhz')} MHz (option words {words})"
     if kind == "data":
         return f"data {event['dir']}: {event['bytes']} bytes in {event['reports']} reports, sha256 {event['sha256']}"
     rest = " ".join(f"{k}={v}" for k, v in event.items() if k != "event")

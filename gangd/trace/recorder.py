@@ -158,6 +158,7 @@ class TraceRecorder:
             "reason": result.reason,
             "status": result.status,
             "flash_mhz": result.flash_clock_mhz,
+            "marginal": result.marginal,
             "payload": self.settings.payload,
             "started": result.started,
         }
