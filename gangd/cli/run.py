@@ -12,6 +12,7 @@ from gangd.config.recipe import with_trace_dir
 from gangd.service import logs, statedir
 from gangd.service.app import run_hardware
 from gangd.service.http import DEFAULT_ADDRESS, AddressError, bind
+from gangd.trace import file as trace_file
 
 
 def add_parser(subparsers) -> None:
@@ -61,6 +62,11 @@ def add_parser(subparsers) -> None:
         metavar="DIR",
         help="keep each job's USB conversation as a pcapng file in DIR ([trace] keep/payload apply; default: failed jobs)",
     )
+    run.add_argument(
+        "--replay",
+        metavar="FILE",
+        help="simulation: the first port holds the board a gangd trace recorded, answering as it did",
+    )
     run.add_argument("--power-cycle", action="store_true", help="simulation: allow power-cycling hub ports")
     run.add_argument(
         "--sim-socket", metavar="PATH", help="with --config: boards from a simulated hub in another process (the soak)"
@@ -94,6 +100,11 @@ def run_command(args: argparse.Namespace) -> int:
         else:
             share = []
         layout_rows = parse_layout_text(args.layout) if args.layout else None
+        args.replay_trace = None
+        if args.replay:
+            if args.simulate is None:
+                raise ValueError("--replay is for simulated boards (--simulate N)")
+            args.replay_trace = trace_file.read(args.replay)
     except (ConfigError, ValueError) as exc:
         print(f"gangd: {exc}", file=sys.stderr)
         return 2

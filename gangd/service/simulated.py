@@ -92,6 +92,13 @@ def run_simulated(args: argparse.Namespace, config: Config | None, sock, shares,
             return 2
     if getattr(args, "trace", None) and recipe.trace is None:
         recipe = with_trace_dir(recipe, args.trace)
+    trace = getattr(args, "replay_trace", None)
+    if trace is not None and trace.meta.get("family") != recipe.family.name:
+        print(
+            f"gangd: --replay {trace.path}: a {trace.meta.get('family')} board, the recipe is for {recipe.family.name}",
+            file=sys.stderr,
+        )
+        return 2
     if args.power_cycle:
         recipe = dataclasses.replace(recipe, recovery=dataclasses.replace(recipe.recovery, power_cycle=True))
     port_faults: dict[str, list[str]] = {}
@@ -110,6 +117,11 @@ def run_simulated(args: argparse.Namespace, config: Config | None, sock, shares,
         factory = BoardFactory(recipe.family, timing, seed=args.seed, faults=faults)
         operator = Operator(hub, factory, delay_s=args.replace_delay * max(args.time_scale, 0.0), limit=args.boards)
         station.listeners.append(lambda result: operator.finished(result.port))
+        if trace is not None:  # a recorded board in the first port, counted as one of --boards
+            from gangd.sim.replay import ReplayBoard
+
+            operator.made += 1
+            hub.plug(next(iter(labels)), ReplayBoard(trace, recipe.family, args.time_scale))
         operator.populate()
         reload = reloader(args.config) if args.config else None
         try:

@@ -180,7 +180,7 @@ class ReplayBoard(SimBoard):
         self.cursor += 1  # an add without a remove before it (coldplug racing): skip
 
     def _matches(self, report: bytes, entry: tf.Entry) -> bool:
-        if len(entry.data) == entry.length:
+        if not entry.hashed:
             return report == entry.data
         # A hashed data report: its header and length are all the trace holds.
         return len(report) == entry.length and report[: len(entry.data)] == entry.data
@@ -195,7 +195,7 @@ class ReplayBoard(SimBoard):
             self._run = bytearray()
 
     def _reply(self, entry: tf.Entry) -> bytes:
-        if len(entry.data) == entry.length:
+        if not entry.hashed:
             return entry.data
         return self._rebuild_hashed(entry)
 

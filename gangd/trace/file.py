@@ -25,6 +25,7 @@ from gangd.trace import pcapng
 
 META_PREFIX = "gangd-trace-meta "
 OUT, IN, EVENT = "out", "in", "event"
+HASHED_COMMENT = 'payload hashed (payload = "hash"): header only, see the data event after the run'
 
 # Report ids (spsdk mboot/protocol/bulk_protocol.py ReportId; sdp/protocol/bulk_protocol.py HID_REPORT).
 MBOOT_DATA_OUT, MBOOT_DATA_IN = 2, 4
@@ -42,6 +43,10 @@ class Entry:
     data: bytes = b""  # the report (its header only where the payload was hashed)
     length: int = 0  # the report's length on the wire
     event: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def hashed(self) -> bool:
+        return len(self.data) < self.length
 
 
 @dataclass
@@ -172,13 +177,18 @@ def encode(meta: dict[str, Any], entries: list[Entry]) -> bytes:
             parts.append(pcapng.enhanced_packet(1, entry.t_ns, body, len(body), [describe_event(entry.event)]))
             continue
         inbound = entry.kind == IN
-        header = pcapng.usbmon_header(urb, inbound, devnum, busnum, entry.t_ns, entry.length, len(entry.data))
+        # Reports are padded with zeros to their endpoint's report size (mcu-boot sends 1016-byte
+        # reports for a 16-byte response): the padding is left out of the file, as a capture
+        # with a short snap length would, and the reader puts it back. A hashed report is marked.
+        stored = entry.data if entry.hashed else entry.data.rstrip(b"\0")
+        header = pcapng.usbmon_header(urb, inbound, devnum, busnum, entry.t_ns, entry.length, len(stored))
         parts.append(
             pcapng.enhanced_packet(
                 0,
                 entry.t_ns,
-                header + entry.data,
+                header + stored,
                 64 + entry.length,
+                [HASHED_COMMENT] if entry.hashed else (),
                 flags=pcapng.FLAG_INBOUND if inbound else pcapng.FLAG_OUTBOUND,
             )
         )
@@ -232,5 +242,9 @@ def read(path: str) -> Trace:
             raise TraceError(f"{path}: packet {n} is shorter than its usbmon header")
         fields = pcapng.USBMON_HEADER.unpack_from(packet.data)
         inbound = bool(fields[3] & pcapng.USB_DIR_IN)
-        entries.append(Entry(IN if inbound else OUT, packet.ts_ns, packet.data[64:], fields[11]))
+        length = fields[11]
+        data = packet.data[64:]
+        if HASHED_COMMENT not in packet.comments:
+            data = data.ljust(length, b"\0")  # the zero padding left out of the file
+        entries.append(Entry(IN if inbound else OUT, packet.ts_ns, data, length))
     return Trace(meta, entries, path)
