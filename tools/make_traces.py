@@ -3,7 +3,8 @@
     python -m tools.make_traces [--out tests/data/traces]
 
 Each case runs one simulated board (its fault, `CASES`) through gangd's real station with the
-small recipe below and `[trace] keep = "all"`, and keeps the job's trace as `<case>.pcapng`
+small recipe in tests/data/traces/recipe.toml (its flashloader.bin and image.bin are written
+first) and `[trace] keep = "all"`, and keeps the job's trace as `<case>.pcapng`
 (`good-hash.pcapng` is the good board with `payload = "hash"`). The replay tests
 (tests/trace/test_replay.py) run the same recipe against each trace replayed and expect the
 recorded result and reason. `foreign-node` is left out: it exists only on emulated hidraw nodes.
@@ -22,7 +23,8 @@ from pathlib import Path
 import trio
 
 from gangd.config.family import load_family
-from gangd.config.recipe import Deadlines, Recipe, RecoveryPolicy, TraceSettings, builtin_rt1020
+from gangd.config.loader import load_config
+from gangd.config.recipe import Recipe, TraceSettings
 from gangd.core.results import JobResult
 from gangd.core.station import Station
 from gangd.service import logs
@@ -36,10 +38,7 @@ PORT = "1-1.1"
 # The image: a pattern a test can grep for (a payload="hash" trace must not hold it).
 IMAGE_PATTERN = b"GANGD-TRACE-IMG:"
 IMAGE = IMAGE_PATTERN * 512  # 8 KiB: two sectors, a small trace
-# Short deadlines: the timeouts a fault causes are recorded (and replayed) in real time.
-DEADLINES = Deadlines(
-    load_flashloader_s=3, replug_s=1.5, command_s=1, per_byte_s=0, per_erase_sector_s=0, reset_replug_s=1
-)
+RECIPE = OUT / "recipe.toml"
 
 CASES: dict[str, tuple[str, ...]] = {
     "good": (),
@@ -57,11 +56,17 @@ CASES: dict[str, tuple[str, ...]] = {
 }
 
 
-def trace_recipe(trace: TraceSettings | None = None) -> Recipe:
-    """The recipe the traces were recorded with, and are replayed with."""
+def write_recipe_files(out: Path) -> None:
+    """The flashloader and image recipe.toml names (deterministic: remade byte for byte)."""
     flashloader, jump = build_flashloader_image(load_address=0x2000_0000, code_size=0x800)
-    recipe = builtin_rt1020(IMAGE, flashloader, jump, deadlines=DEADLINES)
-    return replace(recipe, recovery=RecoveryPolicy(backoff_s=0.05, power_cycle=True), trace=trace)
+    assert jump == 0x2000_0400  # recipe.toml's jump_address
+    (out / "flashloader.bin").write_bytes(flashloader)
+    (out / "image.bin").write_bytes(IMAGE)
+
+
+def trace_recipe(trace: TraceSettings | None = None) -> Recipe:
+    """The recipe the traces were recorded with, and are replayed with (recipe.toml)."""
+    return replace(load_config(RECIPE).recipe, trace=trace)
 
 
 def board_spec(faults: tuple[str, ...]) -> BoardSpec:
@@ -107,6 +112,7 @@ async def record(case: str, faults: tuple[str, ...], out: Path, payload: str = "
 
 async def main_async(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
+    write_recipe_files(OUT)
     for case, faults in CASES.items():
         await record(case, faults, out)
     await record("good-hash", (), out, payload="hash")

@@ -36,7 +36,7 @@ class TraceError(ValueError):
     """The file is not a gangd trace, or is cut short: one line naming the file and the problem."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Entry:
     kind: str  # OUT | IN | EVENT
     t_ns: int  # wall-clock nanoseconds
@@ -180,18 +180,21 @@ def encode(meta: dict[str, Any], entries: list[Entry]) -> bytes:
         # Reports are padded with zeros to their endpoint's report size (mcu-boot sends 1016-byte
         # reports for a 16-byte response): the padding is left out of the file, as a capture
         # with a short snap length would, and the reader puts it back. A hashed report is marked.
-        stored = entry.data if entry.hashed else entry.data.rstrip(b"\0")
-        header = pcapng.usbmon_header(urb, inbound, devnum, busnum, entry.t_ns, entry.length, len(stored))
-        parts.append(
-            pcapng.enhanced_packet(
-                0,
-                entry.t_ns,
-                header + stored,
-                64 + entry.length,
-                [HASHED_COMMENT] if entry.hashed else (),
-                flags=pcapng.FLAG_INBOUND if inbound else pcapng.FLAG_OUTBOUND,
+        if entry.hashed:
+            header = pcapng.usbmon_header(urb, inbound, devnum, busnum, entry.t_ns, entry.length, len(entry.data))
+            parts.append(
+                pcapng.enhanced_packet(
+                    0,
+                    entry.t_ns,
+                    header + entry.data,
+                    64 + entry.length,
+                    [HASHED_COMMENT],
+                    flags=pcapng.FLAG_INBOUND if inbound else pcapng.FLAG_OUTBOUND,
+                )
             )
-        )
+        else:
+            stored = entry.data.rstrip(b"\0")
+            parts.extend(pcapng.report_packet(urb, inbound, devnum, busnum, entry.t_ns, entry.length, stored))
     return b"".join(parts)
 
 

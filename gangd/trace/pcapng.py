@@ -112,6 +112,55 @@ def enhanced_packet(
     return _block(EPB_TYPE, head + data + bytes(-len(data) % 4) + _options(opts))
 
 
+# One report's EPB up to its data: block type and length, interface, timestamp, captured and
+# original length (pcapng 4.3), then the usbmon header; packed in one call (the encoder's hot loop).
+_REPORT_HEAD = struct.Struct("<7I" + USBMON_HEADER.format[1:])
+_FLAGS_OPTION = {
+    inbound: struct.pack("<HHIHH", EPB_FLAGS, 4, FLAG_INBOUND if inbound else FLAG_OUTBOUND, OPT_ENDOFOPT, 0)
+    for inbound in (False, True)
+}
+_PAD = [bytes(n) for n in range(4)]
+
+
+def report_packet(
+    urb_id: int, inbound: bool, devnum: int, busnum: int, ts_ns: int, length: int, data: bytes
+) -> tuple[bytes, ...]:
+    """The EPB of one HID report on the usbmon interface (0), in pieces to join: the same bytes as
+    `enhanced_packet(0, ts, usbmon_header(...) + data, 64 + length, flags=direction)`, without
+    copying the report twice."""
+    captured = 64 + len(data)
+    pad = _PAD[-captured % 4]
+    total = 28 + captured + len(pad) + 12 + 4
+    head = _REPORT_HEAD.pack(
+        EPB_TYPE,
+        total,
+        0,
+        (ts_ns >> 32) & 0xFFFFFFFF,
+        ts_ns & 0xFFFFFFFF,
+        captured,
+        64 + length,
+        urb_id,
+        URB_COMPLETE if inbound else URB_SUBMIT,
+        XFER_INTERRUPT,
+        HID_ENDPOINT | (USB_DIR_IN if inbound else 0),
+        devnum & 0xFF,
+        busnum & 0xFFFF,
+        b"-",
+        b"\0",
+        ts_ns // 1_000_000_000,
+        (ts_ns // 1000) % 1_000_000,
+        0,
+        length,
+        len(data),
+        bytes(8),
+        1,
+        -1,
+        0,
+        0,
+    )
+    return head, data, pad, _FLAGS_OPTION[inbound], total.to_bytes(4, "little")
+
+
 def usbmon_header(
     urb_id: int,
     inbound: bool,

@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import threading
 import time
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -133,13 +135,11 @@ class TraceRecorder:
     def entries(self) -> list[tf.Entry]:
         """In time order: the worker thread (reports) and the trio thread (events) append to the
         list in whatever order the scheduler lets them, their timestamps tell the true order."""
-        out = []
-        for ns, kind, item in sorted(self._raw, key=lambda raw: raw[0]):
-            ns += self._wall_offset
-            if kind == tf.EVENT:
-                out.append(tf.Entry(tf.EVENT, ns, event=item))
-            else:
-                out.append(tf.Entry(kind, ns, bytes(item), len(item)))
+        offset, event, entry = self._wall_offset, tf.EVENT, tf.Entry
+        out = [
+            entry(event, ns + offset, event=item) if kind == event else entry(kind, ns + offset, item, len(item))
+            for ns, kind, item in sorted(self._raw, key=itemgetter(0))
+        ]
         return tf.hashed(out) if self.settings.payload == "hash" else out
 
     def meta(self, result: JobResult) -> dict[str, Any]:
@@ -168,13 +168,25 @@ class TraceRecorder:
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(result.started))
         name = f"{stamp}-{_safe(result.port)}-job{result.job_id}-{os.getpid()}-{result.result}{SUFFIX}"
         path = os.path.join(self.settings.dir, name)
-        tf.write(path, self.meta(result), self.entries())
-        rotate(self.settings.dir, self.settings.max_bytes, keep=path)
+        size = tf.write(path, self.meta(result), self.entries())
+        # The directory is scanned (and rotated) only when its traces could exceed the cap: at
+        # the first trace, then whenever the bytes written since the last scan reach it.
+        with _sizes_lock:
+            known = _dir_bytes.get(self.settings.dir)
+            if known is not None and known + size <= self.settings.max_bytes:
+                _dir_bytes[self.settings.dir] = known + size
+                return path
+            _dir_bytes[self.settings.dir] = rotate(self.settings.dir, self.settings.max_bytes, keep=path)[1]
         return path
 
 
-def rotate(directory: str, max_bytes: int, keep: str | None = None) -> list[str]:
-    """Remove the oldest traces until the directory's traces fit in `max_bytes` (never `keep`)."""
+_dir_bytes: dict[str, int] = {}  # trace directory -> bytes its traces held at the last scan, plus since
+_sizes_lock = threading.Lock()
+
+
+def rotate(directory: str, max_bytes: int, keep: str | None = None) -> tuple[list[str], int]:
+    """Remove the oldest traces until the directory's traces fit in `max_bytes` (never `keep`);
+    returns the files removed and the bytes the traces left hold."""
     files = []
     for name in os.listdir(directory):
         if name.endswith(SUFFIX):
@@ -194,7 +206,7 @@ def rotate(directory: str, max_bytes: int, keep: str | None = None) -> list[str]
             os.unlink(path)
             removed.append(path)
         total -= size
-    return removed
+    return removed, total
 
 
 def _bus(port: str) -> int:

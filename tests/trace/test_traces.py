@@ -97,7 +97,8 @@ def test_rotation_removes_the_oldest_traces_beyond_the_cap(tmp_path):
         path.write_bytes(bytes(1000))
         os.utime(path, ns=(n * 10**9, n * 10**9))
     (tmp_path / "notes.txt").write_bytes(bytes(5000))  # not a trace: never removed
-    removed = rotate(str(tmp_path), 2500, keep=str(tmp_path / "t0.pcapng"))
+    removed, left = rotate(str(tmp_path), 2500, keep=str(tmp_path / "t0.pcapng"))
+    assert left == 2000
     assert sorted(os.path.basename(p) for p in removed) == ["t1.pcapng", "t2.pcapng", "t3.pcapng"]
     assert sorted(os.listdir(tmp_path)) == ["notes.txt", "t0.pcapng", "t4.pcapng"]
 

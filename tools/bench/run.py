@@ -4,7 +4,8 @@ Phases (all on the simulator's default timing model, boards in their own process
 1. floor ratio: one board, the user's recipe with a 45,056-byte image, then with a 1 MiB image;
 2. scaling: batches of N = 1, 8, 32, 64 boards plugged at once on their own ports;
 3. latency: from each board's first hotplug event to its first USB command (measured by the sim);
-4. cost: gangd's CPU seconds per board and resident memory, idle and at N = 64;
+4. cost: gangd's CPU seconds per board and resident memory, idle and at N = 64, and what tracing
+   every board ([trace] keep = "all", gangd/trace) adds to it;
 5. peers on the same simulated boards: the provisioning tool's way (one sdphost/blhost process per
    command over the board's pty) and a sequential spsdk loop over the boards.
 """
@@ -26,7 +27,7 @@ from typing import Any
 
 import trio
 
-from gangd.config.recipe import Recipe, builtin_rt1020
+from gangd.config.recipe import Recipe, TraceSettings, builtin_rt1020
 from gangd.core.events import PortEvent
 from gangd.core.station import Station
 from gangd.engine.plan import (
@@ -162,6 +163,44 @@ async def gangd_phase(
     return out
 
 
+def trace_cost(recipe: Recipe, boards: int, root_ports: int, rounds: int = 3) -> dict:
+    """gangd's CPU per board with every board traced against without: per round an untraced
+    batch, one with [trace] keep = "all" (every board's file built and written) and one with the
+    default keep = "failed" (recorded, nothing written for a good board), side by side; each
+    overhead is the median of the rounds' ratios (other load on the machine moves a round's
+    batches alike)."""
+    variants = ("none", "all", "failed")
+    ratios: dict[str, list[float]] = {v: [] for v in variants[1:]}
+    cpu = dict.fromkeys(variants, 0.0)
+    ok, files, sizes = 0, 0, []
+    for _ in range(rounds):
+        pair = {}
+        for keep in variants:
+            with tempfile.TemporaryDirectory(prefix="gangd-bench-trace-") as tmp:
+                run_recipe = recipe if keep == "none" else dataclasses.replace(recipe, trace=TraceSettings(tmp, keep))
+                batch = trio.run(gangd_phase, run_recipe, [boards], boards, 0.0, False, root_ports)["batches"][boards]
+                pair[keep] = batch["cpu_s"]
+                cpu[keep] += batch["cpu_s"]
+                if keep == "all":
+                    ok += batch["ok"]
+                    names = list(Path(tmp).glob("*.pcapng"))
+                    files += len(names)
+                    sizes += [p.stat().st_size for p in names]
+        for keep in variants[1:]:
+            ratios[keep].append(pair[keep] / pair["none"])
+    per_board = {keep: seconds / (boards * rounds) * 1000 for keep, seconds in cpu.items()}
+    return {
+        "boards": boards,
+        "rounds": rounds,
+        "cpu_ms": per_board,
+        "overhead": {keep: statistics.median(r) - 1 for keep, r in ratios.items()},
+        "overhead_rounds": {keep: [x - 1 for x in r] for keep, r in ratios.items()},
+        "ok": ok // rounds,
+        "files": files // rounds,
+        "trace_kb_mean": statistics.mean(sizes) / 1024 if sizes else 0.0,
+    }
+
+
 def cli_peer(recipe: Recipe, workdir: Path) -> float:
     """The provisioning tool's way: one sdphost/blhost process per command of the plan (`gangd plan`
     prints the same lines), over the board's pty."""
@@ -286,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sequential-boards", type=int, default=4)
     parser.add_argument("--crowded", type=int, default=16, help="boards behind one root port (budget 8)")
     parser.add_argument("--idle-s", type=float, default=5.0)
+    parser.add_argument("--trace-boards", type=int, help="boards in the tracing batches (default: the largest batch)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: N = 1, 2 and one sequential board")
     args = parser.parse_args(argv)
     if args.quick:
@@ -327,6 +367,9 @@ def main(argv: list[str] | None = None) -> int:
     # 16 boards behind one root port: admitted in waves of 8, none failed
     crowded = trio.run(gangd_phase, recipe, [args.crowded], args.crowded, 0.0)["batches"][args.crowded]
     figures["one_root_port"] = crowded
+    # tracing every board: an untraced and a traced batch side by side (same load on the machine)
+    trace_n = args.trace_boards or max(batches)
+    figures["tracing"] = trace_cost(recipe, trace_n, root_ports)
     one = scaling["batches"][batches[0]]["wall_s"]
     latencies = [lat for b in scaling["batches"].values() for lat in b["latencies_s"]]
 
@@ -406,6 +449,17 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(("hotplug -> first command p99", f"{percentile(latencies, 99) * 1000:.1f} ms", "", "<= 50 ms"))
     big = scaling["batches"][max(batches)]
     rows.append(("gangd CPU per board", f"{big['cpu_s'] / max(batches) * 1000:.1f} ms", f"at N={max(batches)}", ""))
+    tr = figures["tracing"]
+    for keep, what in (("all", f"{tr['files']} traces of {tr['trace_kb_mean']:.0f} KB written"), ("failed", "none")):
+        rows.append(
+            (
+                f"gangd CPU per board, trace keep={keep}",
+                f"{tr['overhead'][keep] * 100:+.1f} %",
+                f"{tr['cpu_ms'][keep]:.1f} vs {tr['cpu_ms']['none']:.1f} ms untraced (median of {tr['rounds']}"
+                f" rounds), N={trace_n}, {tr['ok']}/{trace_n} ok; {what}",
+                "<= +10 %",
+            )
+        )
     rows.append(("gangd idle CPU", f"{scaling['idle_cpu_fraction'] * 100:.2f} %", f"over {args.idle_s:g} s", "< 1 %"))
     budget = 150 + 4 * max(batches)
     rows.append(
