@@ -13,7 +13,7 @@ import os
 import re
 import threading
 import time
-from operator import itemgetter
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -41,7 +41,11 @@ class TraceRecorder:
         self.settings = settings
         self.job = job
         self.family = job.recipe.family
-        self._raw: list[tuple[int, str, Any]] = []  # (monotonic ns, kind, report bytes | event dict)
+        # Reports, two slots each: monotonic ns (negative: in), the report. One `extend` per report
+        # (one call under the GIL, so a pair is never split) and no tuple kept per report, which
+        # the garbage collector would have to walk at 64 boards.
+        self._reports: list[Any] = []
+        self._events: list[tuple[int, dict[str, Any]]] = []  # (monotonic ns, event), trio thread
         # Wall-clock time of monotonic 0, for the file's timestamps: the hot path reads only the
         # monotonic clock (which NTP cannot step), once per report.
         self._wall_offset = time.time_ns() - time.monotonic_ns()
@@ -61,10 +65,10 @@ class TraceRecorder:
     # --- the hot path (the port's worker thread) -----------------------------------------------
 
     def sent(self, report: bytes) -> None:
-        self._raw.append((time.monotonic_ns(), tf.OUT, report))
+        self._reports.extend((time.monotonic_ns(), report))
 
     def received(self, report: bytes) -> None:
-        self._raw.append((time.monotonic_ns(), tf.IN, report))
+        self._reports.extend((-time.monotonic_ns(), report))
 
     # --- events (trio thread) ---------------------------------------------------------------------
 
@@ -85,7 +89,7 @@ class TraceRecorder:
         )
 
     def _note(self, event: dict[str, Any]) -> None:
-        self._raw.append((time.monotonic_ns(), tf.EVENT, event))
+        self._events.append((time.monotonic_ns(), event))
 
     # --- JobObserver ------------------------------------------------------------------------------
 
@@ -124,7 +128,7 @@ class TraceRecorder:
             return
         with trio.CancelScope(shield=True):
             try:
-                self.path = await trio.to_thread.run_sync(self._write, result)
+                self.path = await trio.to_thread.run_sync(self._write, result, limiter=_writer())
             except OSError as exc:  # a trace is a help, never a reason to fail the station
                 log.warning("trace not written", dir=self.settings.dir, error=str(exc))
                 return
@@ -135,11 +139,13 @@ class TraceRecorder:
     def entries(self) -> list[tf.Entry]:
         """In time order: the worker thread (reports) and the trio thread (events) append to the
         list in whatever order the scheduler lets them, their timestamps tell the true order."""
-        offset, event, entry = self._wall_offset, tf.EVENT, tf.Entry
+        offset, entry, reports = self._wall_offset, tf.Entry, self._reports
         out = [
-            entry(event, ns + offset, event=item) if kind == event else entry(kind, ns + offset, item, len(item))
-            for ns, kind, item in sorted(self._raw, key=itemgetter(0))
+            entry(tf.OUT, ns + offset, item, len(item)) if ns > 0 else entry(tf.IN, offset - ns, item, len(item))
+            for ns, item in zip(reports[::2], reports[1::2], strict=True)
         ]
+        out += [entry(tf.EVENT, ns + offset, event=item) for ns, item in self._events]
+        out.sort(key=attrgetter("t_ns"))
         return tf.hashed(out) if self.settings.payload == "hash" else out
 
     def meta(self, result: JobResult) -> dict[str, Any]:
@@ -178,6 +184,20 @@ class TraceRecorder:
                 return path
             _dir_bytes[self.settings.dir] = rotate(self.settings.dir, self.settings.max_bytes, keep=path)[1]
         return path
+
+
+_WRITER: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar("gangd_trace_writer")
+
+
+def _writer() -> trio.CapacityLimiter:
+    """One trace written at a time: when many boards end together their files queue for one
+    thread instead of contending with the boards' own threads for the interpreter."""
+    try:
+        return _WRITER.get()
+    except LookupError:
+        limiter = trio.CapacityLimiter(1)
+        _WRITER.set(limiter)
+        return limiter
 
 
 _dir_bytes: dict[str, int] = {}  # trace directory -> bytes its traces held at the last scan, plus since
