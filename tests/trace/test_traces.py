@@ -10,8 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import signal
 import struct
 import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,12 +22,14 @@ import pytest
 
 from gangd.cli import main
 from gangd.config.family import load_family
+from gangd.config.loader import ConfigError, load_config
 from gangd.config.recipe import Image, TraceSettings
 from gangd.sim.replay import ReplayBoard
 from gangd.trace import file as tf
 from gangd.trace.recorder import rotate
 from tools.make_traces import CASES, IMAGE, IMAGE_PATTERN, board_spec, record, run_one, trace_recipe
 
+GANGD = str(Path(sys.executable).parent / "gangd")
 TRACES = Path(__file__).resolve().parent.parent / "data" / "traces"
 ALL = sorted(TRACES.glob("*.pcapng"))
 
@@ -171,3 +176,59 @@ def test_run_replay_of_a_bad_file_is_refused(tmp_path, capsys):
     bad.write_bytes(b"nothing")
     assert main(["run", "--simulate", "1", "--replay", str(bad), "--state-dir", str(tmp_path)]) == 2
     assert str(bad) in capsys.readouterr().err
+
+
+def _with_trace_table(tmp_path, table: str) -> Path:
+    for name in ("recipe.toml", "flashloader.bin", "image.bin"):
+        shutil.copy(TRACES / name, tmp_path / name)
+    path = tmp_path / "recipe.toml"
+    path.write_text(path.read_text() + "\n[trace]\n" + table)
+    return path
+
+
+def test_trace_table_is_read_with_its_defaults(tmp_path):
+    trace = load_config(_with_trace_table(tmp_path, 'dir = "traces"\npayload = "hash"\nmax_mb = 1\n')).recipe.trace
+    assert trace == TraceSettings(str(tmp_path / "traces"), keep="failed", payload="hash", max_bytes=2**20)
+    assert load_config(TRACES / "recipe.toml").recipe.trace is None  # no [trace]: no traces
+
+
+@pytest.mark.parametrize(
+    ("table", "key"),
+    [
+        ('dir = "t"\nkeep = "some"\n', "trace.keep"),
+        ('dir = "t"\npayload = "zip"\n', "trace.payload"),
+        ("keep = 'all'\n", "trace.dir"),
+        ('dir = "t"\nmax_mb = 0\n', "trace.max_mb"),
+    ],
+)
+def test_a_wrong_trace_setting_is_named(tmp_path, table, key):
+    with pytest.raises(ConfigError) as error:
+        load_config(_with_trace_table(tmp_path, table))
+    assert key in str(error.value) and str(tmp_path / "recipe.toml") in str(error.value)
+
+
+def test_gangd_run_trace_dir_keeps_a_failed_boards_trace(tmp_path):
+    """`gangd run --simulate 1 --trace DIR`, end to end: the removed board's trace appears in DIR
+    (its log line says so), then gangd is stopped."""
+    traces = tmp_path / "traces"
+    process = subprocess.Popen(
+        [GANGD, "run", "--simulate", "1", "--boards", "1", "--time-scale", "0", "--trace", str(traces)]
+        + ["--fault", "disconnect:cmd=write-memory,after=1024", "--state-dir", str(tmp_path / "state")]
+        + ["--http-address", "127.0.0.1:0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:  # gangd's log lines, as they come
+            if "trace written" in line:
+                break
+        else:
+            raise AssertionError("gangd ended without writing a trace")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    (written,) = traces.iterdir()
+    trace = tf.read(str(written))
+    assert trace.meta["result"] == "removed" and trace.meta["port"] == written.name.split("-job")[0][16:]
