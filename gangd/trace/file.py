@@ -131,6 +131,13 @@ def hashed(entries: Iterable[Entry]) -> list[Entry]:
 
 def describe_event(event: dict[str, Any]) -> str:
     """One readable line for an event (the packet comment Wireshark shows)."""
+    try:
+        return _describe(event)
+    except (KeyError, ValueError, TypeError):  # not an event gangd writes: show it as it is
+        return json.dumps(event, sort_keys=True)
+
+
+def _describe(event: dict[str, Any]) -> str:
     kind = event.get("event")
     if kind in ("add", "remove"):
         ids = f"{event.get('vid', 0):04x}:{event.get('pid', 0):04x}"
@@ -230,6 +237,8 @@ def read(path: str) -> Trace:
         meta = json.loads(meta_text[len(META_PREFIX) :])
     except ValueError as exc:
         raise TraceError(f"{path}: the gangd-trace-meta comment is not valid JSON: {exc}") from None
+    if not isinstance(meta, dict):
+        raise TraceError(f"{path}: the gangd-trace-meta comment is not a JSON object")
     if capture.linktypes[:2] != [pcapng.LINKTYPE_USB_LINUX_MMAPPED, pcapng.LINKTYPE_USER0]:
         raise TraceError(f"{path}: unexpected interfaces (link types {capture.linktypes}) for a gangd trace")
     entries: list[Entry] = []
@@ -239,6 +248,9 @@ def read(path: str) -> Trace:
                 event = json.loads(packet.data)
             except ValueError:
                 raise TraceError(f"{path}: event packet {n} is not JSON") from None
+            problem = _event_problem(event)
+            if problem:
+                raise TraceError(f"{path}: event packet {n}: {problem}")
             entries.append(Entry(EVENT, packet.ts_ns, event=event))
             continue
         if len(packet.data) < 64:
@@ -251,3 +263,20 @@ def read(path: str) -> Trace:
             data = data.ljust(length, b"\0")  # the zero padding left out of the file
         entries.append(Entry(IN if inbound else OUT, packet.ts_ns, data, length))
     return Trace(meta, entries, path)
+
+
+_EVENT_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "add": {"vid": int, "pid": int},
+    "remove": {"vid": int, "pid": int},
+    "data": {"dir": str, "bytes": int, "reports": int, "sha256": str},
+}
+
+
+def _event_problem(event: Any) -> str | None:
+    """What is wrong with an event read from a file (None: nothing), before anyone uses it."""
+    if not isinstance(event, dict) or not isinstance(event.get("event"), str):
+        return "not an event object"
+    for key, kind in _EVENT_FIELDS.get(event["event"], {}).items():
+        if not isinstance(event.get(key), kind) or isinstance(event.get(key), bool):
+            return f"{event['event']} event without a valid {key!r}"
+    return None

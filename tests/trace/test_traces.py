@@ -232,3 +232,24 @@ def test_gangd_run_trace_dir_keeps_a_failed_boards_trace(tmp_path):
     (written,) = traces.iterdir()
     trace = tf.read(str(written))
     assert trace.meta["result"] == "removed" and trace.meta["port"] == written.name.split("-job")[0][16:]
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"event": 5},
+        {"event": "add", "vid": "x", "pid": 1},
+        {"event": "data", "dir": "out", "bytes": 3},
+        {"no": "event"},
+    ],
+)
+def test_a_trace_with_a_malformed_event_is_refused_in_one_line(tmp_path, capsys, event):
+    trace = tf.read(str(TRACES / "good.pcapng"))
+    trace.entries.insert(1, tf.Entry(tf.EVENT, trace.entries[0].t_ns, event=event))
+    path = tmp_path / "odd.pcapng"
+    tf.write(str(path), trace.meta, trace.entries)
+    assert main(["trace", "show", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and f"{path}: event packet 2" in err
+    with pytest.raises(tf.TraceError):
+        tf.read(str(path))
