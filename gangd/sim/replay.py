@@ -80,8 +80,14 @@ class ReplayBoard(SimBoard):
         return self.ids
 
     def enter(self, stage: str) -> None:
-        """Re-enumeration (after a remove, or a power cycle): the trace's next enumeration."""
+        """Re-enumeration (after a remove, or a power cycle): the trace's next enumeration. A board
+        that has diverged has left the trace: it comes back in the stage the host put it in, with
+        that stage's ids, and keeps answering with the divergence."""
         super().enter(stage)
+        if self.divergence is not None:
+            self.ids = SimBoard.usb_ids.fget(self)  # type: ignore[attr-defined]
+            self.protocol = "sdp" if stage == ROM and self.family.rom_protocol == "sdp" else "mboot"
+            return
         self._advance_to_add()
 
     def _advance_to_add(self) -> None:

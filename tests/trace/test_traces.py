@@ -24,6 +24,7 @@ from gangd.cli import main
 from gangd.config.family import load_family
 from gangd.config.loader import ConfigError, load_config
 from gangd.config.recipe import Image, TraceSettings
+from gangd.sim.images import build_flashloader_image
 from gangd.sim.replay import ReplayBoard
 from gangd.trace import file as tf
 from gangd.trace.recorder import rotate
@@ -253,3 +254,14 @@ def test_a_trace_with_a_malformed_event_is_refused_in_one_line(tmp_path, capsys,
     assert len(err.splitlines()) == 1 and f"{path}: event packet 2" in err
     with pytest.raises(tf.TraceError):
         tf.read(str(path))
+
+
+async def test_a_replay_diverging_in_the_rom_stage_fails_the_job_and_names_the_report():
+    """In SDP, spsdk knows only its own status codes: the job fails on the ROM's answer, and the
+    replayed board names the report (gangd sim --replay prints it)."""
+    trace = tf.read(str(TRACES / "good.pcapng"))
+    other = replace(trace_recipe(), flashloader=build_flashloader_image(load_address=0x2000_0000, code_size=0x900)[0])
+    board = ReplayBoard(trace, load_family("mimxrt1020"), time_scale=0)
+    result = await run_one(other, board)
+    assert board.diverged_report == 1  # the write-file command names another length
+    assert (result.result, result.step) == ("failed", "load-flashloader")
