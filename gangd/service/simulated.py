@@ -123,7 +123,7 @@ def run_simulated(args: argparse.Namespace, config: Config | None, sock, shares,
             operator.made += 1
             hub.plug(next(iter(labels)), ReplayBoard(trace, recipe.family, args.time_scale))
         operator.populate()
-        reload = reloader(args.config) if args.config else None
+        reload = reloader(args.config, getattr(args, "trace", None)) if args.config else None
         try:
             trio.run(serve, station, SimHubSource(hub).run, args.stop_grace, server, reload, notifier, outbox)
         finally:

@@ -24,6 +24,7 @@ from gangd.cli import main
 from gangd.config.family import load_family
 from gangd.config.loader import ConfigError, load_config
 from gangd.config.recipe import Image, TraceSettings
+from gangd.service.app import reloader
 from gangd.sim.images import build_flashloader_image
 from gangd.sim.replay import ReplayBoard
 from gangd.trace import file as tf
@@ -265,3 +266,15 @@ async def test_a_replay_diverging_in_the_rom_stage_fails_the_job_and_names_the_r
     result = await run_one(other, board)
     assert board.diverged_report == 1  # the write-file command names another length
     assert (result.result, result.step) == ("failed", "load-flashloader")
+
+
+def test_a_reload_keeps_the_trace_dir_given_on_the_command_line(tmp_path):
+    reload = reloader(str(TRACES / "recipe.toml"), str(tmp_path / "traces"))
+    assert reload().trace == TraceSettings(str(tmp_path / "traces"))
+
+
+async def test_an_unwritable_trace_dir_never_fails_the_job(tmp_path):
+    blocked = tmp_path / "file"
+    blocked.write_bytes(b"")  # a file where the directory should be
+    result = await run_one(trace_recipe(TraceSettings(str(blocked / "traces"), keep="all")), board_spec(()))
+    assert result.result == "success"

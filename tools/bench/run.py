@@ -163,7 +163,7 @@ async def gangd_phase(
     return out
 
 
-def trace_cost(recipe: Recipe, boards: int, root_ports: int, rounds: int = 3) -> dict:
+def trace_cost(recipe: Recipe, boards: int, root_ports: int, rounds: int = 5) -> dict:
     """gangd's CPU per board with every board traced against without: per round an untraced
     batch, one with [trace] keep = "all" (every board's file built and written) and one with the
     default keep = "failed" (recorded, nothing written for a good board), side by side; each
