@@ -9,6 +9,9 @@ gangd sim --hidraw [--hub N] [--stage ...] [--fault SPEC ...] [--port-fault PORT
     `UMOCKDEV_DIR=<path>` once they are on the bus (hotplug events go to stderr as JSON lines).
     Programs run under `umockdev-wrapper` with that variable see the boards: `gangd scan`,
     `gangd run --config`, `blhost -u`, `sdphost -u`.
+gangd sim --hub N | --hidraw  --replay FILE [--time-scale S]
+    the hub's first port holds the board a gangd trace recorded (gangd/sim/replay.py), answering
+    as it did; on exit, where the replay diverged (if it did), exit status 1.
 """
 
 from __future__ import annotations
@@ -203,4 +206,4 @@ def _run_hidraw(
     if hub.errors:
         print(f"gangd sim: the simulator crashed: {hub.errors!r}", file=sys.stderr)
         return 1
-    return 0
+    return _replay_outcome(hub)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from gangd import __version__
 from gangd.cli import main
 from gangd.config.family import load_family
 from gangd.config.loader import ConfigError, load_config
@@ -135,6 +136,15 @@ def test_tshark_opens_the_trace_and_finds_every_report(name):
     reports = tf.read(str(path)).reports()
     assert len(out) == len(reports)
     assert out.count("0x81") == sum(e.kind == tf.IN for e in reports)  # interrupt IN, endpoint 1
+    comments = subprocess.run(
+        ["tshark", "-r", str(path), "-Y", "frame.comment", "-T", "fields", "-e", "frame.comment"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "udev add port 1-1.1 15a2:0073 stage flashloader" in comments  # the re-enumeration
+    summary = subprocess.run(["capinfos", str(path)], capture_output=True, text=True, check=True).stdout
+    assert f"gangd {__version__} trace: job" in summary and "board 62032801b65c1c28" in summary
     if name == "marginal":  # the erase's 20106 (0x4e8a) as Wireshark shows the response's bytes
         data = subprocess.run(
             ["tshark", "-r", str(path), "-T", "fields", "-e", "usb.capdata"], capture_output=True, text=True, check=True
@@ -278,3 +288,14 @@ async def test_an_unwritable_trace_dir_never_fails_the_job(tmp_path):
     blocked.write_bytes(b"")  # a file where the directory should be
     result = await run_one(trace_recipe(TraceSettings(str(blocked / "traces"), keep="all")), board_spec(()))
     assert result.result == "success"
+
+
+@pytest.mark.parametrize("args", [["--hub", "1"], ["--uart"]])
+def test_sim_replay_refuses_a_bad_file_or_a_uart_in_one_line(tmp_path, capsys, args):
+    bad = tmp_path / "bad.pcapng"
+    bad.write_bytes(b"\x0a\x0d\x0d\x0a" + bytes(8))
+    replay = str(bad) if args == ["--hub", "1"] else str(TRACES / "good.pcapng")
+    assert main(["sim", *args, "--replay", replay]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert (str(bad) in err) if args == ["--hub", "1"] else ("--hub N or --hidraw" in err)
