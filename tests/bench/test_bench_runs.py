@@ -24,3 +24,6 @@ def test_quick_benchmark_writes_its_table_and_json(tmp_path):
         assert floor["ok"] and floor["ratio"] >= 1.0  # nothing beats the model's floor
     assert figures["gangd"]["batches"]["2"]["ok"] == 2 == figures["gangd"]["batches"]["2"]["flash_ok"]
     assert figures["peers"]["cli_per_board_s"] > figures["floor"]["45056"]["floor_s"]
+    # Tracing every board: each traced batch's boards programmed and one trace per board written.
+    assert "gangd CPU per board, trace keep=all" in result.stdout
+    assert figures["tracing"]["ok"] == 2 == figures["tracing"]["files"]

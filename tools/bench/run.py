@@ -166,16 +166,19 @@ async def gangd_phase(
 def trace_cost(recipe: Recipe, boards: int, root_ports: int, rounds: int = 5) -> dict:
     """gangd's CPU per board with every board traced against without: per round an untraced
     batch, one with [trace] keep = "all" (every board's file built and written) and one with the
-    default keep = "failed" (recorded, nothing written for a good board), side by side; each
+    default keep = "failed" (recorded, nothing written for a good board), side by side in turns; each
     overhead is the median of the rounds' ratios (other load on the machine moves a round's
     batches alike)."""
     variants = ("none", "all", "failed")
     ratios: dict[str, list[float]] = {v: [] for v in variants[1:]}
     cpu = dict.fromkeys(variants, 0.0)
     ok, files, sizes = 0, 0, []
-    for _ in range(rounds):
+    trio.run(gangd_phase, recipe, [boards], boards, 0.0, False, root_ports)  # warm-up, not counted
+    for round_no in range(rounds):
         pair = {}
-        for keep in variants:
+        # Each round in another order: a batch's place in the round (the simulator's process
+        # warming up, the machine's other load) must not count for or against one variant.
+        for keep in variants[round_no % 3 :] + variants[: round_no % 3]:
             with tempfile.TemporaryDirectory(prefix="gangd-bench-trace-") as tmp:
                 run_recipe = recipe if keep == "none" else dataclasses.replace(recipe, trace=TraceSettings(tmp, keep))
                 batch = trio.run(gangd_phase, run_recipe, [boards], boards, 0.0, False, root_ports)["batches"][boards]
@@ -199,6 +202,29 @@ def trace_cost(recipe: Recipe, boards: int, root_ports: int, rounds: int = 5) ->
         "files": files // rounds,
         "trace_kb_mean": statistics.mean(sizes) / 1024 if sizes else 0.0,
     }
+
+
+def trace_rows(tr: dict) -> list[tuple[str, str, str, str]]:
+    spread = {keep: f"{min(r) * 100:+.0f}..{max(r) * 100:+.0f} %" for keep, r in tr["overhead_rounds"].items()}
+    rows = []
+    for keep, what in (("all", f"{tr['files']} traces of {tr['trace_kb_mean']:.0f} KB written"), ("failed", "none")):
+        rows.append(
+            (
+                f"gangd CPU per board, trace keep={keep}",
+                f"{tr['overhead'][keep] * 100:+.1f} %",
+                f"{tr['cpu_ms'][keep]:.1f} vs {tr['cpu_ms']['none']:.1f} ms untraced, median of {tr['rounds']}"
+                f" rounds ({spread[keep]}), N={tr['boards']}, {tr['ok']}/{tr['boards']} ok; {what}",
+                "<= +10 %",
+            )
+        )
+    return rows
+
+
+def print_table(rows: list[tuple[str, str, str, str]]) -> None:
+    width = max(len(r[0]) for r in rows)
+    print(f"{'measure':<{width}}  {'value':>14}  {'target':<10}  detail")
+    for name, value, detail, target in rows:
+        print(f"{name:<{width}}  {value:>14}  {target:<10}  {detail}")
 
 
 def cli_peer(recipe: Recipe, workdir: Path) -> float:
@@ -326,13 +352,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crowded", type=int, default=16, help="boards behind one root port (budget 8)")
     parser.add_argument("--idle-s", type=float, default=5.0)
     parser.add_argument("--trace-boards", type=int, help="boards in the tracing batches (default: the largest batch)")
+    parser.add_argument("--trace-rounds", type=int, default=5, help="rounds of the tracing batches")
+    parser.add_argument("--tracing-only", action="store_true", help="only the tracing rows")
     parser.add_argument("--quick", action="store_true", help="a smoke run: N = 1, 2 and one sequential board")
     args = parser.parse_args(argv)
     if args.quick:
         args.batches, args.sequential_boards, args.idle_s, args.crowded = "1,2", 1, 0.2, 10
+        args.trace_rounds = 2
     logs.configure("warning")
     model = TimingModel()
     batches = [int(n) for n in args.batches.split(",")]
+    trace_n = args.trace_boards or max(batches)
+    if args.tracing_only:
+        tracing = trace_cost(make_recipe(IMAGE_SMALL), trace_n, max(1, -(-trace_n // 8)), args.trace_rounds)
+        print_table(trace_rows(tracing))
+        Path(args.json).write_text(json.dumps({"tracing": tracing}, indent=1, default=str))
+        return 0
     figures: dict = {"model": dataclasses.asdict(model), "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     started = time.monotonic()
 
@@ -368,8 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     crowded = trio.run(gangd_phase, recipe, [args.crowded], args.crowded, 0.0)["batches"][args.crowded]
     figures["one_root_port"] = crowded
     # tracing every board: an untraced and a traced batch side by side (same load on the machine)
-    trace_n = args.trace_boards or max(batches)
-    figures["tracing"] = trace_cost(recipe, trace_n, root_ports)
+    figures["tracing"] = trace_cost(recipe, trace_n, root_ports, args.trace_rounds)
     one = scaling["batches"][batches[0]]["wall_s"]
     latencies = [lat for b in scaling["batches"].values() for lat in b["latencies_s"]]
 
@@ -449,17 +483,7 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(("hotplug -> first command p99", f"{percentile(latencies, 99) * 1000:.1f} ms", "", "<= 50 ms"))
     big = scaling["batches"][max(batches)]
     rows.append(("gangd CPU per board", f"{big['cpu_s'] / max(batches) * 1000:.1f} ms", f"at N={max(batches)}", ""))
-    tr = figures["tracing"]
-    for keep, what in (("all", f"{tr['files']} traces of {tr['trace_kb_mean']:.0f} KB written"), ("failed", "none")):
-        rows.append(
-            (
-                f"gangd CPU per board, trace keep={keep}",
-                f"{tr['overhead'][keep] * 100:+.1f} %",
-                f"{tr['cpu_ms'][keep]:.1f} vs {tr['cpu_ms']['none']:.1f} ms untraced (median of {tr['rounds']}"
-                f" rounds), N={trace_n}, {tr['ok']}/{trace_n} ok; {what}",
-                "<= +10 %",
-            )
-        )
+    rows += trace_rows(figures["tracing"])
     rows.append(("gangd idle CPU", f"{scaling['idle_cpu_fraction'] * 100:.2f} %", f"over {args.idle_s:g} s", "< 1 %"))
     budget = 150 + 4 * max(batches)
     rows.append(
@@ -485,10 +509,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         b["speedup_vs_sequential"] = speedup
-    width = max(len(r[0]) for r in rows)
-    print(f"{'measure':<{width}}  {'value':>14}  {'target':<10}  detail")
-    for name, value, detail, target in rows:
-        print(f"{name:<{width}}  {value:>14}  {target:<10}  {detail}")
+    print_table(rows)
     print(f"(whole benchmark: {figures['elapsed_s']:.0f} s; figures in {args.json})")
     Path(args.json).write_text(json.dumps(figures, indent=1, default=str))
     return 0
