@@ -161,7 +161,12 @@ def _describe(event: dict[str, Any]) -> str:
 
 
 def encode(meta: dict[str, Any], entries: list[Entry]) -> bytes:
-    """The whole file, in memory (written once, when the job has ended)."""
+    """The whole file, in memory."""
+    return b"".join(encode_parts(meta, entries))
+
+
+def encode_parts(meta: dict[str, Any], entries: list[Entry]) -> list[bytes]:
+    """The file as the pieces it is made of, in order (written with one writev)."""
     summary = (
         f"gangd {meta.get('version')} trace: job {meta.get('job')} on port {meta.get('port')}"
         f" ({meta.get('label')}), board {meta.get('board') or '-'} serial {meta.get('serial') or '-'},"
@@ -202,17 +207,29 @@ def encode(meta: dict[str, Any], entries: list[Entry]) -> bytes:
         else:
             stored = entry.data.rstrip(b"\0")
             parts.extend(pcapng.report_packet(urb, inbound, devnum, busnum, entry.t_ns, entry.length, stored))
-    return b"".join(parts)
+    return parts
 
 
 def write(path: str, meta: dict[str, Any], entries: list[Entry]) -> int:
     """Write atomically (a reader never sees half a trace); returns the file's size."""
-    data = encode(meta, entries)
+    parts = encode_parts(meta, entries)
+    size = sum(map(len, parts))
     tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        while parts:
+            done = os.writev(fd, parts[:1024])  # at most IOV_MAX pieces; it may write less than asked
+            index = 0
+            while index < len(parts) and done >= len(parts[index]):
+                done -= len(parts[index])
+                index += 1
+            parts = parts[index:]
+            if done:  # the tail of a piece written in part
+                parts[0] = parts[0][done:]
+    finally:
+        os.close(fd)
     os.replace(tmp, path)
-    return len(data)
+    return size
 
 
 def read(path: str) -> Trace:

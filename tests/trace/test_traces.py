@@ -299,3 +299,22 @@ def test_sim_replay_refuses_a_bad_file_or_a_uart_in_one_line(tmp_path, capsys, a
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert (str(bad) in err) if args == ["--hub", "1"] else ("--hub N or --hidraw" in err)
+
+
+def test_a_long_trace_is_written_whole_and_read_back_as_it_was(tmp_path):
+    """More pieces than one writev takes (IOV_MAX 1024): every report comes back, in order."""
+    reports = [
+        tf.Entry(
+            tf.OUT if n % 2 else tf.IN,
+            10**18 + n,
+            (bytes([1 + n % 4]) + n.to_bytes(4, "little")).ljust(1016, b"\0"),
+            1016,
+        )
+        for n in range(3000)
+    ]
+    entries = [tf.Entry(tf.EVENT, 10**18 - 1, event={"event": "add", "vid": 1, "pid": 2, "stage": "rom"}), *reports]
+    path = tmp_path / "long.pcapng"
+    size = tf.write(str(path), {"version": "t"}, entries)
+    assert path.stat().st_size == size
+    back = tf.read(str(path)).entries
+    assert [(e.kind, e.t_ns, e.data, e.length) for e in back[1:]] == [(e.kind, e.t_ns, e.data, 1016) for e in reports]
