@@ -165,30 +165,35 @@ async def gangd_phase(
 
 def trace_cost(recipe: Recipe, boards: int, root_ports: int, rounds: int = 5) -> dict:
     """gangd's CPU per board with every board traced against without: per round an untraced
-    batch, one with [trace] keep = "all" (every board's file built and written) and one with the
-    default keep = "failed" (recorded, nothing written for a good board), side by side in turns; each
-    overhead is the median of the rounds' ratios (other load on the machine moves a round's
-    batches alike)."""
-    variants = ("none", "all", "failed")
+    batch, one with [trace] keep = "all" (every board's file built and written), the same with
+    payload = "hash" (smaller files) and one with the default keep = "failed" (recorded, nothing
+    written for a good board), side by side in turns; each overhead is the median of the rounds'
+    ratios (other load on the machine moves a round's batches alike)."""
+    variants = ("none", "all", "all-hash", "failed")
+    settings = {"all": ("all", "full"), "all-hash": ("all", "hash"), "failed": ("failed", "full")}
     ratios: dict[str, list[float]] = {v: [] for v in variants[1:]}
     cpu = dict.fromkeys(variants, 0.0)
-    ok, files, sizes = 0, 0, []
+    ok, files = 0, 0
+    sizes: dict[str, list[int]] = {}
     trio.run(gangd_phase, recipe, [boards], boards, 0.0, False, root_ports)  # warm-up, not counted
     for round_no in range(rounds):
         pair = {}
         # Each round in another order: a batch's place in the round (the simulator's process
         # warming up, the machine's other load) must not count for or against one variant.
-        for keep in variants[round_no % 3 :] + variants[: round_no % 3]:
+        turn = round_no % len(variants)
+        for keep in variants[turn:] + variants[:turn]:
             with tempfile.TemporaryDirectory(prefix="gangd-bench-trace-") as tmp:
-                run_recipe = recipe if keep == "none" else dataclasses.replace(recipe, trace=TraceSettings(tmp, keep))
+                trace = TraceSettings(tmp, *settings[keep]) if keep != "none" else None
+                run_recipe = dataclasses.replace(recipe, trace=trace)
                 batch = trio.run(gangd_phase, run_recipe, [boards], boards, 0.0, False, root_ports)["batches"][boards]
                 pair[keep] = batch["cpu_s"]
                 cpu[keep] += batch["cpu_s"]
+                if keep.startswith("all"):
+                    names = list(Path(tmp).glob("*.pcapng"))
+                    sizes.setdefault(keep, []).extend(p.stat().st_size for p in names)
                 if keep == "all":
                     ok += batch["ok"]
-                    names = list(Path(tmp).glob("*.pcapng"))
                     files += len(names)
-                    sizes += [p.stat().st_size for p in names]
         for keep in variants[1:]:
             ratios[keep].append(pair[keep] / pair["none"])
     per_board = {keep: seconds / (boards * rounds) * 1000 for keep, seconds in cpu.items()}
@@ -200,17 +205,23 @@ def trace_cost(recipe: Recipe, boards: int, root_ports: int, rounds: int = 5) ->
         "overhead_rounds": {keep: [x - 1 for x in r] for keep, r in ratios.items()},
         "ok": ok // rounds,
         "files": files // rounds,
-        "trace_kb_mean": statistics.mean(sizes) / 1024 if sizes else 0.0,
+        "trace_kb_mean": {keep: statistics.mean(s) / 1024 for keep, s in sizes.items() if s},
     }
 
 
 def trace_rows(tr: dict) -> list[tuple[str, str, str, str]]:
     spread = {keep: f"{min(r) * 100:+.0f}..{max(r) * 100:+.0f} %" for keep, r in tr["overhead_rounds"].items()}
     rows = []
-    for keep, what in (("all", f"{tr['files']} traces of {tr['trace_kb_mean']:.0f} KB written"), ("failed", "none")):
+    kb = tr["trace_kb_mean"]
+    for keep, what in (
+        ("all", f"{tr['files']} traces of {kb['all']:.0f} KB written"),
+        ("all-hash", f"payload=hash, traces of {kb['all-hash']:.0f} KB"),
+        ("failed", "none written"),
+    ):
+        name = "keep=all, payload=hash" if keep == "all-hash" else f"keep={keep}"
         rows.append(
             (
-                f"gangd CPU per board, trace keep={keep}",
+                f"gangd CPU per board, trace {name}",
                 f"{tr['overhead'][keep] * 100:+.1f} %",
                 f"{tr['cpu_ms'][keep]:.1f} vs {tr['cpu_ms']['none']:.1f} ms untraced, median of {tr['rounds']}"
                 f" rounds ({spread[keep]}), N={tr['boards']}, {tr['ok']}/{tr['boards']} ok; {what}",
