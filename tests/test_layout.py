@@ -69,8 +69,8 @@ def test_the_wheel_holds_the_product_only(tmp_path):
 # The floors, lowest first: a package may import only the floors below it (a module's own package
 # aside), never one above. `sim` stands beside them: it may import the kernel and the configuration,
 # and only the simulation wiring (SIM_WIRING) imports it. ARCHITECTURE.md draws the same picture.
-FLOORS = ("core", "config", "io", "engine", "station", "service", "cli")
-BESIDE = {"sim": {"core", "config"}}
+FLOORS = ("core", "config", "io", "trace", "engine", "station", "service", "cli")
+BESIDE = {"sim": {"core", "config", "trace"}}
 
 
 def runtime_imports(path: Path) -> set[str]:

@@ -65,6 +65,7 @@ class BoardPort(Protocol):
     path: str
     label: str
     attached: PortEvent | None  # the board as of the last event consumed
+    tap: Callable[[PortEvent], None] | None  # sees each event delivered (a job's trace)
 
     @property
     def step(self) -> str | None: ...

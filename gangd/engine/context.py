@@ -41,7 +41,7 @@ from gangd.engine import plan as p
 from gangd.engine.diagnosis import FlashDiagnostician
 from gangd.engine.flash_groups import FlashGroups
 from gangd.io.transport import DeviceGoneError, FdHidDevice, TransportAborted, mboot_client, sdp_client
-from gangd.io.transport.fd_device import WrongDeviceError
+from gangd.io.transport.fd_device import ReportTap, WrongDeviceError
 
 T = TypeVar("T")
 
@@ -91,6 +91,7 @@ class StepContext:
         # The job's progress before the running step and that step's share: a data phase tells
         # its own progress inside that share (`progress`).
         self.progress_span = (0.0, 0.0)
+        self.recorder: ReportTap | None = None  # a trace of every report on the board's handles
 
     # --- the board's handle -------------------------------------------------------------------
 
@@ -113,7 +114,9 @@ class StepContext:
         self.close()
         if event.devnode is None:
             raise DeviceGoneError(f"port {event.port}: the event named no device node")
-        self.device = FdHidDevice(event.devnode, timeout=HANDLE_TIMEOUT_MS, expected_ids=(event.vid, event.pid))
+        self.device = FdHidDevice(
+            event.devnode, timeout=HANDLE_TIMEOUT_MS, expected_ids=(event.vid, event.pid), recorder=self.recorder
+        )
         self.device.open()
         return self.device
 

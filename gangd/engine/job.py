@@ -39,6 +39,7 @@ from gangd.engine import plan as p
 from gangd.engine import recoveries, recovery, secure_boot, steps
 from gangd.engine.context import StepContext
 from gangd.engine.explain import explained
+from gangd.trace.recorder import TraceRecorder
 
 _job_ids = itertools.count(1)
 
@@ -77,6 +78,7 @@ class Job:
         )
         self.rebooting = False  # reset without a wait-reboot step: the station watches for its return
         self.log = self.ctx.log
+        self.trace = self.ctx.recorder = TraceRecorder.attach(self)  # None unless the recipe has [trace]
 
     @property
     def attempt(self) -> int:
