@@ -230,23 +230,23 @@ class LineDatabase:
     ) -> list[dict[str, Any]]:
         """The line's records, oldest first: `gangd records --line`."""
         conditions: list[str] = []
-        args: list[Any] = []
+        params: list[Any] = []
         for column, value in (("board_id", board_id), ("station", station), ("result", result)):
             if value:
                 conditions.append(f"{column}=%s")
-                args.append(value)
+                params.append(value)
         if serial:
             conditions.append("(serial=%s OR board_data::text LIKE %s)")
-            args += [serial, f'%"{serial}"%']
+            params += [serial, f'%"{serial}"%']
         if port:
             conditions.append("(port=%s OR label=%s)")
-            args += [port, port]
+            params += [port, port]
         if since is not None:
             conditions.append("started >= to_timestamp(%s)")
-            args.append(since)
+            params.append(since)
         if until is not None:
             conditions.append("started < to_timestamp(%s)")
-            args.append(until)
+            params.append(until)
         columns = ", ".join(
             ["station", "local_id"]
             + [f"extract(epoch from {c})::float8" if c in ("started", "finished") else c for c in RECORD_COLUMNS]
@@ -255,7 +255,7 @@ class LineDatabase:
         if conditions:
             query += " WHERE " + " AND ".join(conditions)
         query += " ORDER BY started, station, local_id"
-        rows = self._run(lambda conn: conn.execute(query, args).fetchall())
+        rows = self._run(lambda conn: conn.execute(query, params).fetchall())
         return [dict(zip(("station", "local_id", *RECORD_COLUMNS), row)) for row in rows]
 
 

@@ -249,18 +249,18 @@ class RecordStore:
         return [dict(zip(("name", "value", "seq", "board_id", "record_id"), row)) for row in rows]
 
     def jobs(self, port: str | None = None, result: str | None = None) -> list[dict[str, Any]]:
-        query, args = f"SELECT {', '.join(COLUMNS)} FROM jobs", []
+        query, params = f"SELECT {', '.join(COLUMNS)} FROM jobs", []
         conditions = []
         if port:
             conditions.append("(port=? OR label=?)")
-            args += [port, port]
+            params += [port, port]
         if result:
             conditions.append("result=?")
-            args.append(result)
+            params.append(result)
         if conditions:
             query += " WHERE " + " AND ".join(conditions)
         with self._lock:
-            rows = self._db.execute(query + " ORDER BY id", args).fetchall()
+            rows = self._db.execute(query + " ORDER BY id", params).fetchall()
         return [
             {k: json.loads(v) if k in JSON_COLUMNS and v is not None else v for k, v in zip(COLUMNS, row)}
             for row in rows

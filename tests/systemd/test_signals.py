@@ -14,7 +14,7 @@ import trio
 
 from gangd.config.loader import load_config
 from gangd.config.recipe import FusePlan, FuseWord
-from gangd.service.app import serve
+from gangd.service.daemon import serve
 from gangd.service.records import RecordStore
 from gangd.sim import BoardFactory, SimHub, TimingModel
 from gangd.sim.images import build_flashloader_image

@@ -25,7 +25,7 @@ from gangd.cli import main
 from gangd.config.family import load_family
 from gangd.config.loader import ConfigError, load_config
 from gangd.config.recipe import Image, TraceSettings
-from gangd.service.app import reloader
+from gangd.service.daemon import reloader
 from gangd.sim.images import build_flashloader_image
 from gangd.sim.replay import ReplayBoard
 from gangd.trace import file as tf
