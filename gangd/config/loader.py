@@ -13,6 +13,7 @@ import re
 import socket
 import tomllib
 import urllib.parse
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,18 +142,31 @@ class Table:
     ("memory.", "image[1].", "" for the top level) and records every key read, so each key is
     spelled once and the keys no read asked for are the unknown ones.
 
-    Read every key of the table first (`get`, `table`, `tables`, `file`), then call `done()`,
-    then validate: `done()` names an unknown key before anything else, so a misspelled key is
-    reported as such (`readback: unknown key`), not as the missing key it was meant to be; a
-    required key that is missing is reported by `done()` too, after the unknown ones."""
+    Name every key of the table first, then call `done()`, then validate: `done()` names an
+    unknown key before anything else, so a misspelled key is reported as such (`readback:
+    unknown key`), not as the missing key it was meant to be. `get` checks the value at once and
+    holds a missing or mistyped key for `done()`; `later` checks it when called after `done()`,
+    where the flow validates it, so a configuration with several mistakes names the same one first
+    as when each table listed its keys (a key needed only sometimes, like [memory] options, is
+    checked only then).
 
-    def __init__(self, reader: _Reader, data: dict[str, Any], prefix: str) -> None:
+    A sub-table (`table`, `tables`) is checked where it is first used, not where it is named: the
+    top level names all its tables at once, and a missing or mistyped table is still reported at
+    the point of the flow where it is needed, after the mistakes of the tables before it."""
+
+    def __init__(self, reader: _Reader, data: dict[str, Any] | Callable[[], dict[str, Any]], prefix: str) -> None:
         self.reader = reader
-        self.data = data
+        self._data = data  # or the function that checks and returns it, on first use
         self.prefix = prefix
         self._read: dict[str, None] = {}  # in the order read
-        self._missing: str | None = None
+        self._problem: tuple[str, str] | None = None  # the first missing or mistyped key, for done()
         self._done = False
+
+    @property
+    def data(self) -> dict[str, Any]:
+        if callable(self._data):
+            self._data = self._data()
+        return self._data
 
     def dotted(self, key: str | None = None) -> str:
         """`prefix.key`, or the table's own name for None."""
@@ -162,64 +176,89 @@ class Table:
         """`FILE:LINE: prefix.key: message` (key None: the table itself)."""
         return self.reader.error(self.dotted(key), message)
 
-    def get(self, key: str, kind: type | tuple[type, ...], default: Any = _REQUIRED) -> Any:
-        """The value of `key` if it is a `kind`; `default` when absent (no default: required)."""
+    def _note(self, key: str) -> None:
         if self._done and key not in self._read:
             raise RuntimeError(f"{self.dotted(key)} read after done(): read every key before done()")
         self._read[key] = None
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = _REQUIRED) -> Any:
+        """The value of `key` if it is a `kind`; `default` when absent (no default: required)."""
+        self._note(key)
+        return self._checked(key, kind, default)
+
+    def _checked(self, key: str, kind: type | tuple[type, ...], default: Any) -> Any:
+        problem = None
         if key not in self.data:
             if default is not _REQUIRED:
                 return default
-            if self._done:
-                raise self.error(key, "missing")
-            self._missing = self._missing or key
-            return None  # done() raises before the caller validates
-        value = self.data[key]
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        if not isinstance(value, kinds) or (bool not in kinds and isinstance(value, bool)):
-            names = " or ".join(k.__name__ for k in kinds)
-            raise self.error(key, f"expected {names}, got {value!r}")
-        return value
+            problem = "missing"
+        else:
+            value = self.data[key]
+            kinds = kind if isinstance(kind, tuple) else (kind,)
+            if isinstance(value, kinds) and (bool in kinds or not isinstance(value, bool)):
+                return value
+            problem = f"expected {' or '.join(k.__name__ for k in kinds)}, got {value!r}"
+        if self._done:
+            raise self.error(key, problem)
+        self._problem = self._problem or (key, problem)
+        return None  # done() raises before the caller validates
+
+    def later(self, key: str, kind: type | tuple[type, ...], default: Any = _REQUIRED) -> Callable[[], Any]:
+        """Read `key` now (it is a key of the table) but check its value when called, after done():
+        for a value the flow has always checked late, so a config with several mistakes keeps
+        naming the same one first."""
+        self._note(key)
+        return lambda: self._checked(key, kind, default)
 
     def value(self, key: str) -> Any:
         """The value of `key` unchecked (None when absent): the caller checks it."""
-        if self._done and key not in self._read:
-            raise RuntimeError(f"{self.dotted(key)} read after done(): read every key before done()")
-        self._read[key] = None
+        self._note(key)
         return self.data.get(key)
 
     def table(self, key: str, default: dict[str, Any] | None = _REQUIRED) -> Table:
-        """The sub-table `key` (an empty one when absent and default is {})."""
-        data = self.get(key, dict, default)
-        return Table(self.reader, data if data is not None else {}, f"{self.prefix}{key}.")
+        """The sub-table `key` (an empty one when absent and default is {}), checked on first use."""
+        self._note(key)
+        return Table(self.reader, lambda: self._checked(key, dict, default) or {}, f"{self.prefix}{key}.")
 
     def optional_table(self, key: str) -> Table | None:
-        data = self.get(key, dict, None)
-        return None if data is None else Table(self.reader, data, f"{self.prefix}{key}.")
+        """The sub-table `key`, None when absent; checked on first use."""
+        self._note(key)
+        return None if key not in self.data else self.table(key)
 
-    def tables(self, key: str, default: list[Any] | None = _REQUIRED) -> list[Table]:
-        """An array of tables (`[[image]]`): one Table per entry, prefixed `key[n].`."""
-        entries = self.get(key, list, default) or []
-        result = []
-        for n, entry in enumerate(entries):
-            if not isinstance(entry, dict):
-                raise self.error(f"{key}[{n}]", "expected a table")
-            result.append(Table(self.reader, entry, f"{self.prefix}{key}[{n}]."))
-        return result
-
-    def file(self, key: str, default: str | None = _REQUIRED) -> Path | None:
-        """The file `key` names, relative to the configuration file; it must exist."""
-        name = self.get(key, str, default)
-        return None if name is None else self.reader.file(name, self.dotted(key))
+    def tables(self, key: str, default: list[Any] | None = _REQUIRED) -> Tables:
+        """The array of tables `key` (`[[image]]`), checked on first use."""
+        self._note(key)
+        return Tables(self, key, default)
 
     def done(self) -> None:
-        """An unknown key (one no read asked for), else a missing required key: the first, as an error."""
+        """An unknown key (one no read asked for), else the first key read that is missing or of the
+        wrong type, as an error."""
         self._done = True
         for key in self.data:
             if key not in self._read:
                 raise self.error(key, f"unknown key (expected one of: {', '.join(sorted(self._read))})")
-        if self._missing is not None:
-            raise self.error(self._missing, "missing")
+        if self._problem is not None:
+            raise self.error(*self._problem)
+
+
+class Tables:
+    """An array of tables (`[[image]]`): its length checks the array, iterating gives one Table
+    per entry (prefixed `key[n].`), each checked to be a table when reached."""
+
+    def __init__(self, parent: Table, key: str, default: list[Any] | None) -> None:
+        self._parent, self._key, self._default = parent, key, default
+
+    def _entries(self) -> list[Any]:
+        return self._parent._checked(self._key, list, self._default) or []
+
+    def __len__(self) -> int:
+        return len(self._entries())
+
+    def __iter__(self) -> Iterator[Table]:
+        for n, entry in enumerate(self._entries()):
+            if not isinstance(entry, dict):
+                raise self._parent.error(f"{self._key}[{n}]", "expected a table")
+            yield Table(self._parent.reader, entry, f"{self._parent.prefix}{self._key}[{n}].")
 
 
 def load_config(path: str | Path, need_flashloader: bool = True) -> Config:
@@ -281,17 +320,20 @@ def load_config(path: str | Path, need_flashloader: bool = True) -> Config:
             raise top.error("flashloader", f"the ROM of {family.name} is an MCU bootloader: it needs no flashloader")
         if flashloader is None:
             raise top.error("flashloader", "missing")
-        loader_name = flashloader.get("path", str)
-        load_address = flashloader.get("load_address", int)
-        jump_address = flashloader.get("jump_address", int)
-        loader_pin = flashloader.get("sha256", str, None)
+        path_of = flashloader.later("path", str)
+        load_address_of = flashloader.later("load_address", int)
+        jump_address_of = flashloader.later("jump_address", int)
+        pin_of = flashloader.later("sha256", str, None)
         flashloader.done()
+        loader_name = path_of()
         loader_file = (path.parent / loader_name).resolve()
         loader_data = (
             b""
             if not need_flashloader and not loader_file.is_file()
             else r.file(loader_name, flashloader.dotted("path")).read_bytes()
         )
+        load_address = load_address_of()
+        jump_address = jump_address_of()
         if not _in_ram(family, load_address, len(loader_data)):
             raise flashloader.error(
                 "load_address",
@@ -300,25 +342,22 @@ def load_config(path: str | Path, need_flashloader: bool = True) -> Config:
         if loader_data and not load_address <= jump_address < load_address + len(loader_data):
             raise flashloader.error("jump_address", f"0x{jump_address:08x} is not inside the loaded flashloader")
         if need_flashloader or loader_file.is_file():
-            _check_flashloader(flashloader, loader_pin, loader_name, loader_data, load_address, jump_address)
+            _check_flashloader(flashloader, pin_of(), loader_name, loader_data, load_address, jump_address)
 
     memory_id = memory.get("id", int)
-    option_address = memory.get("option_address", int, None)
-    options = memory.get("options", list, None)
-    memory_size = memory.get("size", int, None)
+    option_address_of = memory.later("option_address", int)
+    options_of = memory.later("options", list)
+    memory_size = memory.later("size", int, None)
     memory.done()
     if memory_id not in MEMORY_IDS:
         known = ", ".join(f"{k} {v}" for k, v in sorted(MEMORY_IDS.items()))
         raise memory.error("id", f"{memory_id} is not a memory id of the MCU bootloader (spsdk's MemId: {known})")
     if memory_id == INTERNAL_FLASH and family.internal_flash is None:
         raise memory.error("id", f"{family.name} has no internal flash in spsdk's memory map")
-    if memory_id == INTERNAL_FLASH:  # internal flash needs no configure-memory
-        option_address, options = 0, []
-    else:
-        if option_address is None:
-            raise memory.error("option_address", "missing")
-        if options is None:
-            raise memory.error("options", "missing")
+    option_address, options = 0, []
+    if memory_id != INTERNAL_FLASH:  # internal flash needs no configure-memory
+        option_address = option_address_of()
+        options = options_of()
         if not options or not all(
             isinstance(w, int) and not isinstance(w, bool) and 0 <= w <= 0xFFFFFFFF for w in options
         ):
@@ -330,19 +369,20 @@ def load_config(path: str | Path, need_flashloader: bool = True) -> Config:
         if _overlaps(option_address, 4 * len(options), load_address, len(loader_data)):
             raise memory.error("option_address", "overlaps the flashloader in RAM")
 
-    flash = _flash(memory, memory_size, family, memory_id)
+    flash = _flash(memory, memory_size(), family, memory_id)
     if not image_tables:
         raise top.error("image", "at least one [[image]] is needed")
     images = _images(image_tables, family, memory_id, flash)
 
-    read_back = verify.get("read_back", bool, True)
+    read_back = verify.later("read_back", bool, True)
     verify.done()
-    action = final.get("action", str, "reset")
-    wait_reboot = final.get("wait_reboot", bool, False)
+    action_of = final.later("action", str, "reset")
+    wait_reboot = final.later("wait_reboot", bool, False)
     final.done()
-    blank_check = write.get("blank_check", bool, True)
-    skip_blank_pages = write.get("skip_blank_pages", bool, True)
+    blank_check = write.later("blank_check", bool, True)
+    skip_blank_pages = write.later("skip_blank_pages", bool, True)
     write.done()
+    action = action_of()
     if action not in FINAL_ACTIONS:
         raise final.error("action", f"{action!r} is not one of {', '.join(FINAL_ACTIONS)}")
 
@@ -367,11 +407,11 @@ def load_config(path: str | Path, need_flashloader: bool = True) -> Config:
         option_address=option_address,
         option_words=tuple(options),
         images=images,
-        verify=read_back,
+        verify=read_back(),
         final_action=action,
-        blank_check=blank_check,
-        skip_blank_pages=skip_blank_pages,
-        wait_reboot=wait_reboot,
+        blank_check=blank_check(),
+        skip_blank_pages=skip_blank_pages(),
+        wait_reboot=wait_reboot(),
         quality_marginal=marginal,
         fuses=fuses,
         board_data=board_data,
@@ -379,13 +419,15 @@ def load_config(path: str | Path, need_flashloader: bool = True) -> Config:
         deadlines=_deadlines(deadlines_table),
         secure_boot=secure_boot,
     )
-    address = http.get("address", str, DEFAULT_ADDRESS)
-    token = http.get("control_token", str, None)
+    address_of = http.later("address", str, DEFAULT_ADDRESS)
+    token_of = http.later("control_token", str, None)
     http.done()
+    address = address_of()
     try:
         parse_address(address)
     except ValueError as exc:
         raise http.error("address", str(exc)) from None
+    token = token_of()
     if token is not None and (len(token) < MIN_TOKEN_LENGTH or not token.isprintable() or " " in token):
         raise http.error(
             "control_token",
@@ -400,7 +442,7 @@ def load_config(path: str | Path, need_flashloader: bool = True) -> Config:
         http_address=address,
         layout=layout,
         control_token=token,
-        station_name=_station_name(station, station_name),
+        station_name=_station_name(station, station_name()),
         line=_line(line_table),
         flashloaders_per_root_port=_usb_budget(usb),
     )
@@ -439,10 +481,11 @@ def _usb_budget(usb: Table) -> int:
 def _line(line: Table | None) -> LineSettings | None:
     if line is None:
         return None
-    database = line.get("database", str)
-    password_file = line.get("password_file", str, None)
-    env = line.get("password_env", str, "GANGD_LINE_PASSWORD")
+    database_of = line.later("database", str)
+    password_file_of = line.later("password_file", str, None)
+    env_of = line.later("password_env", str, "GANGD_LINE_PASSWORD")
     line.done()
+    database = database_of()
     try:
         parts = urllib.parse.urlsplit(database)
     except ValueError as exc:
@@ -451,9 +494,10 @@ def _line(line: Table | None) -> LineSettings | None:
         raise line.error("database", 'must be a URL like "postgresql://gangd@db.example:5432/line"')
     if parts.password is not None or "password=" in parts.query:
         raise line.error("database", "must not hold the password: put it in line.password_file or GANGD_LINE_PASSWORD")
+    password_file = password_file_of()
     if password_file is not None:
         password_file = str(line.reader.file(password_file, line.dotted("password_file")))
-    return LineSettings(database, password_file, env)
+    return LineSettings(database, password_file, env_of())
 
 
 def _check_pin(table: Table, pin: str | None, name: str, data: bytes) -> None:
@@ -491,11 +535,11 @@ def _overlaps(a: int, a_len: int, b: int, b_len: int) -> bool:
     return a < b + b_len and b < a + a_len
 
 
-def _station(station: Table) -> tuple[dict[str, str], Any, str]:
+def _station(station: Table) -> tuple[dict[str, str], Any, Callable[[], str]]:
     """[station]: the ports and their labels (checked), the layout's rows and the name (checked later)."""
     ports = station.get("ports", dict, {})
     rows = station.value("layout")  # checked by _layout
-    name = station.get("name", str, "")
+    name = station.later("name", str, "")  # checked where the name is resolved, last
     station.done()
     labels: dict[str, str] = {}
     for port, label in ports.items():
@@ -593,21 +637,22 @@ def _outside(family: FamilyInfo, flash: MemoryRegion | None, address: int, lengt
     return f"{where} ({flash.name}: 0x{flash.start:08x}..0x{flash.end - 1:08x})"
 
 
-def _images(entries: list[Table], family: FamilyInfo, memory_id: int, flash: MemoryRegion | None) -> tuple[Image, ...]:
+def _images(entries: Tables, family: FamilyInfo, memory_id: int, flash: MemoryRegion | None) -> tuple[Image, ...]:
     images: list[tuple[int, Image]] = []
     for n, entry in enumerate(entries):
-        name = entry.get("path", str)
-        given_address = entry.get("address", int, None)
-        given_format = entry.get("format", str, None)
-        pin = entry.get("sha256", str, None)
+        name_of = entry.later("path", str)
+        address_of = entry.later("address", int, None)
+        format_of = entry.later("format", str, None)
+        pin_of = entry.later("sha256", str, None)
         entry.done()
+        name = name_of()
         path = entry.reader.file(name, entry.dotted("path"))
-        fmt = given_format or guess_format(path)
+        fmt = format_of() or guess_format(path)
         if fmt not in FORMATS:
             raise entry.error("format", f"{fmt!r} is not one of {', '.join(FORMATS)} (say format = ...)")
-        _check_pin(entry, pin, path.name, path.read_bytes())
+        _check_pin(entry, pin_of(), path.name, path.read_bytes())
         try:
-            segments = load_segments(path, fmt, given_address)
+            segments = load_segments(path, fmt, address_of())
         except ImageError as exc:
             raise entry.error("path", str(exc)) from None
         for address, data in segments:
@@ -623,7 +668,7 @@ def _images(entries: list[Table], family: FamilyInfo, memory_id: int, flash: Mem
 
 
 def _board_data(
-    entries: list[Table],
+    entries: Tables,
     family: FamilyInfo,
     images: tuple[Image, ...],
     fuses: FusePlan,
@@ -632,34 +677,39 @@ def _board_data(
 ) -> tuple[BoardData, ...]:
     result: list[BoardData] = []
     for entry in entries:
-        name = entry.get("name", str)
-        source = entry.get("source", str)
-        file_name = entry.get("file", str, None)
-        fmt = entry.get("format", str, "{}")
-        encoding = entry.get("encoding", str, "text")
-        address = entry.get("address", int, None)
-        fuse_name = entry.get("fuse", str, None)
-        size = entry.get("size", int, 16)
-        start = entry.get("start", int, 1)
-        step = entry.get("step", int, 1)
+        name_of = entry.later("name", str)
+        source_of = entry.later("source", str)
+        file_of = entry.later("file", str)  # a list's only
+        format_of = entry.later("format", str, "{}")
+        encoding_of = entry.later("encoding", str, "text")
+        address_of = entry.later("address", int, None)
+        fuse_of = entry.later("fuse", str, None)
+        size_of = entry.later("size", int, 16)
+        start_of = entry.later("start", int, 1)
+        step_of = entry.later("step", int, 1)
         entry.done()
+        name = name_of()
         if any(other.name == name for other in result):
             raise entry.error("name", f"{name!r} is used twice")
+        source = source_of()
         if source not in BOARD_DATA_SOURCES:
             raise entry.error("source", f"{source!r} is not one of {', '.join(BOARD_DATA_SOURCES)}")
         list_file = None
         if source == "list":
-            if file_name is None:
-                raise entry.error("file", "missing")
-            list_file = str(entry.reader.file(file_name, entry.dotted("file")))
+            list_file = str(entry.reader.file(file_of(), entry.dotted("file")))
+        fmt = format_of()
         try:
             fmt.format(0)
         except (ValueError, IndexError, KeyError) as exc:
             raise entry.error("format", f"not a format for one number: {exc}") from None
+        encoding = encoding_of()
         if encoding not in BOARD_DATA_ENCODINGS:
             raise entry.error("encoding", f"{encoding!r} is not one of {', '.join(BOARD_DATA_ENCODINGS)}")
+        address = address_of()
+        fuse_name = fuse_of()
         if (address is None) == (fuse_name is None):
             raise entry.error("name", "say where the value goes: address = ... (flash) or fuse = ... (OTP)")
+        size = size_of()
         fuse = None
         if fuse_name is not None:
             if fuses.policy == "never":
@@ -680,16 +730,17 @@ def _board_data(
                 sector_start, sector_end = address // SECTOR * SECTOR, -(-(address + size) // SECTOR) * SECTOR
                 if _overlaps(sector_start, sector_end - sector_start, image.address, image.erase_length):
                     raise entry.error("address", f"shares a 4 KiB sector with the image at 0x{image.address:08x}")
-        result.append(BoardData(name, source, fmt, start, step, list_file, address, encoding, size, fuse))
+        result.append(BoardData(name, source, fmt, start_of(), step_of(), list_file, address, encoding, size, fuse))
     return tuple(result)
 
 
 def _fuses(table: Table, family: FamilyInfo) -> FusePlan:
     policy = table.get("policy", str, "never")
-    values = table.get("values", dict, {})
+    values_of = table.later("values", dict, {})
     table.done()
     if policy not in FUSE_POLICIES:
         raise table.error("policy", f"{policy!r} is not one of {', '.join(FUSE_POLICIES)}")
+    values = values_of()
     if values and policy == "never":
         raise table.error(
             "policy", "fuses.values are given but the policy is 'never': say 'if-blank' or 'enforce' to burn them"
@@ -721,9 +772,11 @@ def _fuses(table: Table, family: FamilyInfo) -> FusePlan:
 
 def _deadlines(table: Table) -> Deadlines:
     defaults = {f.name: f.default for f in dataclasses.fields(Deadlines)}
-    values = {name: float(table.get(name, (int, float), default)) for name, default in defaults.items()}
+    given = {name: table.later(name, (int, float), default) for name, default in defaults.items()}
     table.done()
-    for name, value in values.items():
+    values = {}
+    for name, value_of in given.items():
+        value = values[name] = float(value_of())
         if value <= 0 and name not in ("per_byte_s", "per_erase_sector_s"):
             raise table.error(name, "must be more than 0")
         if value < 0:
@@ -733,15 +786,18 @@ def _deadlines(table: Table) -> Deadlines:
 
 def _recovery(table: Table) -> RecoveryPolicy:
     default = RecoveryPolicy()
-    policy = RecoveryPolicy(
-        max_attempts=table.get("max_attempts", int, default.max_attempts),
-        transient_retries=table.get("transient_retries", int, default.transient_retries),
-        backoff_s=float(table.get("backoff_s", (int, float), default.backoff_s)),
-        backoff_max_s=float(table.get("backoff_max_s", (int, float), default.backoff_max_s)),
-        suspect_after=table.get("suspect_after", int, default.suspect_after),
-        power_cycle=table.get("power_cycle", bool, default.power_cycle),
-    )
+    given = {
+        "max_attempts": table.get("max_attempts", int, default.max_attempts),
+        "transient_retries": table.get("transient_retries", int, default.transient_retries),
+        "backoff_s": table.get("backoff_s", (int, float), default.backoff_s),
+        "backoff_max_s": table.get("backoff_max_s", (int, float), default.backoff_max_s),
+        "suspect_after": table.get("suspect_after", int, default.suspect_after),
+        "power_cycle": table.get("power_cycle", bool, default.power_cycle),
+    }
     table.done()
+    policy = RecoveryPolicy(
+        **{**given, "backoff_s": float(given["backoff_s"]), "backoff_max_s": float(given["backoff_max_s"])}
+    )
     for key in ("max_attempts", "suspect_after"):
         if getattr(policy, key) < 1:
             raise table.error(key, "must be at least 1")

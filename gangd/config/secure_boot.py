@@ -155,11 +155,11 @@ def parse_secure_boot(
 ) -> SecureBoot | None:
     if table is None:
         return None
-    name = table.get("image", str)
-    close = table.get("close", str, "never")
-    proof = table.get("proof", str, None)
-    proof_property = table.get("proof_property", int, DEFAULT_PROOF_PROPERTY)
-    lock_values = table.get("locks", dict, {})
+    image_of = table.later("image", str)
+    close_of = table.later("close", str, "never")
+    proof_of = table.later("proof", str, None)
+    proof_property_of = table.later("proof_property", int, DEFAULT_PROOF_PROPERTY)
+    locks_of = table.later("locks", dict, {})
     table.done()
     r = table.reader
     try:
@@ -170,6 +170,7 @@ def parse_secure_boot(
     if family.rom_protocol != "sdp" or len(srk_fuses) != 8 or close_fuse is None:
         raise table.error(None, f"secure boot is provided for i.MX RT10xx (HAB4) parts; {family.name} is not one")
 
+    name = image_of()
     image_path = r.file(name, table.dotted("image"))
     written = [i for i in images if i.path is not None and r.file(i.path, table.dotted("image")) == image_path]
     if not written:
@@ -206,8 +207,10 @@ def parse_secure_boot(
     srk = tuple(FuseWord(word.name, word.index, value) for word, value in zip(srk_fuses, image.srk_words))
     _check_fuses(fuses_table, family, fuses, srk, close_fuse.index)
 
+    close = close_of()
     if close not in CLOSE_POLICIES:
         raise table.error("close", f"{close!r} is not one of {', '.join(CLOSE_POLICIES)}")
+    proof = proof_of()
     if proof is not None and proof not in PROOFS:
         raise table.error("proof", f"{proof!r} is not a known proof (known: {', '.join(PROOFS)})")
     if close == "after-proof" and proof is None:
@@ -215,10 +218,11 @@ def parse_secure_boot(
             "close",
             f"'after-proof' needs a proof: say proof = \"{FLASHLOADER_HAB_REPORT}\" (see README, Secure boot)",
         )
+    proof_property = proof_property_of()
     if not 0 < proof_property <= 0xFF:
         raise table.error("proof_property", "expected a property tag between 1 and 0xFF")
 
-    locks = _locks(table, lock_values, family, srk, close_fuse.index)
+    locks = _locks(table, locks_of(), family, srk, close_fuse.index)
     return SecureBoot(
         image=image,
         flashloader=loader,

@@ -323,6 +323,13 @@ def test_a_root_port_budget_out_of_range_is_located(line_dir, value):
         ),
         # A required key that is simply missing is still named as missing.
         ("jump_address = 0x20000400", "", "flashloader.jump_address: missing"),
+        # With two mistakes in one table, the one the flow checks first is named, as before the
+        # reader recorded its keys: the source, not the mistyped address after it.
+        (
+            "[final]",
+            '[[board_data]]\nname = "sn"\nsource = "dice"\naddress = true\n[final]',
+            "board_data[0].source: 'dice' is not one of counter, list",
+        ),
     ],
 )
 def test_unknown_keys_are_the_keys_the_loader_did_not_read(line_dir, old, new, message):
