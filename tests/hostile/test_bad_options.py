@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from gangd.sim.faults import KINDS
 from gangd.sim.images import build_flashloader_image
 
 GANGD = str(Path(sys.executable).parent / "gangd")
-FAULT_KINDS = "(one of corrupt-readback, disconnect, foreign-node, hang, malformed, marginal-read"
+FAULT_KINDS = f"(one of {', '.join(sorted(KINDS))})"  # the simulator's own list: every kind it has
 
 RUN = [
     # (what, arguments after `gangd run`, the one line, or its start when it ends with "...")
