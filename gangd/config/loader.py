@@ -37,6 +37,7 @@ from gangd.config.recipe import (
     Image,
     Recipe,
     RecoveryPolicy,
+    TraceSettings,
 )
 from gangd.config.secure_boot import parse_secure_boot
 from gangd.core.bus import DEFAULT_BUDGET
@@ -298,6 +299,7 @@ def load_config(path: str | Path, need_flashloader: bool = True) -> Config:
     line_table = top.optional_table("line")
     usb = top.table("usb", {})
     secure_boot_table = top.optional_table("secure_boot")
+    trace_table = top.optional_table("trace")
     top.done()
 
     try:
@@ -418,6 +420,7 @@ def load_config(path: str | Path, need_flashloader: bool = True) -> Config:
         recovery=_recovery(recovery_table),
         deadlines=_deadlines(deadlines_table),
         secure_boot=secure_boot,
+        trace=_trace(trace_table),
     )
     address_of = http.later("address", str, DEFAULT_ADDRESS)
     token_of = http.later("control_token", str, None)
@@ -782,6 +785,33 @@ def _deadlines(table: Table) -> Deadlines:
         if value < 0:
             raise table.error(name, "must not be negative")
     return Deadlines(**values)
+
+
+TRACE_KEEP = ("failed", "all")
+TRACE_PAYLOAD = ("full", "hash")
+
+
+def _trace(table: Table | None) -> TraceSettings | None:
+    """`[trace]`: each job's USB conversation in a pcapng file (gangd/trace). A relative `dir` is
+    relative to the configuration file."""
+    if table is None:
+        return None
+    directory_of = table.later("dir", str)
+    keep_of = table.later("keep", str, "failed")
+    payload_of = table.later("payload", str, "full")
+    max_mb_of = table.later("max_mb", (int, float), TraceSettings.max_bytes / 2**20)
+    table.done()
+    directory = directory_of()
+    keep = keep_of()
+    if keep not in TRACE_KEEP:
+        raise table.error("keep", f"{keep!r} is not one of {', '.join(TRACE_KEEP)}")
+    payload = payload_of()
+    if payload not in TRACE_PAYLOAD:
+        raise table.error("payload", f"{payload!r} is not one of {', '.join(TRACE_PAYLOAD)}")
+    max_mb = max_mb_of()
+    if max_mb <= 0:
+        raise table.error("max_mb", "must be more than 0")
+    return TraceSettings(str((table.reader.path.parent / directory).resolve()), keep, payload, int(max_mb * 2**20))
 
 
 def _recovery(table: Table) -> RecoveryPolicy:

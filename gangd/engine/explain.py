@@ -25,6 +25,7 @@ from spsdk.mboot.error_codes import StatusCode
 
 from gangd.config.flexspi import fallback_codes, frequency_table
 from gangd.engine import recovery
+from gangd.trace import diverged_at, divergence_reason
 
 DEFAULT_FAMILY = "mimxrt1020"
 ONE_LINE_MAX = 160
@@ -293,6 +294,8 @@ def one_line(code: int, family: str = DEFAULT_FAMILY) -> str:
 
 
 def explained(status: int, family: str) -> str:
+    if (report := diverged_at(status)) is not None:  # a replayed board (gangd/trace)
+        return divergence_reason(report)
     try:
         return one_line(status, family)
     except KeyError:

@@ -313,7 +313,7 @@ def test_a_root_port_budget_out_of_range_is_located(line_dir, value):
             "[final]",
             "[finale]",
             "finale: unknown key (expected one of: board_data, deadlines, family, final, flashloader, fuses, "
-            "http, image, line, memory, quality, recovery, secure_boot, station, usb, verify, write)",
+            "http, image, line, memory, quality, recovery, secure_boot, station, trace, usb, verify, write)",
         ),
         (
             "[final]",
