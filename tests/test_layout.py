@@ -64,6 +64,7 @@ def test_the_wheel_holds_the_product_only(tmp_path):
     assert tops == {"gangd"}
     assert not [n for n in names if "bench" in n or "soak" in n or "/tests/" in n or n.startswith("tools/")]
     assert "gangd/py.typed" in names and "gangd/service/web/static/station.js" in names
+    assert "gangd/engine/explanations.toml" in names  # `gangd explain` and every failed record's reason read it
 
 
 # The floors, lowest first: a package may import only the floors below it (a module's own package

@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from gangd.config.recipe import BoardData
-from gangd.core.errors import DataExhausted  # raised by allocate(); importers of the store catch it
+from gangd.core.errors import DataExhausted as DataExhausted  # raised by allocate(); callers catch it
+from gangd.service import board_data
+from gangd.service.board_data import list_values as list_values  # re-exported for the station
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -156,13 +158,10 @@ class RecordStore:
             return (cursor.lastrowid or 0) if job_id is None else job_id
 
     def allocate(self, record_id: int, board_id: str, entries: list[BoardData]) -> dict[str, str]:
-        """The per-board values of one board, in one transaction with its job's record: the board's
-        own values if it got them before (an interrupted job's board comes back: same values), else
-        the next unused ones. Raises DataExhausted when a list has none left. With a line database
-        the values come from it (LineUnavailable when it does not answer) and are kept here too.
-
-        Our choice for a value whose job never finished: it stays the board's (it may sit in the
-        board's flash already), is handed back to that board when it returns, and to no other."""
+        """The per-board values of one board (the policy: gangd/service/board_data.py), in one
+        transaction with its job's record. Raises DataExhausted when a list has none left. With a
+        line database the values come from it (LineUnavailable when it does not answer) and are
+        kept here too."""
         line_values = None if self.line is None else self.line.allocate(record_id, board_id, entries)
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
@@ -176,40 +175,13 @@ class RecordStore:
                             (name, value, board_id, record_id, time.time()),
                         )
                 else:
-                    values = {entry.name: self._value(entry, board_id, record_id) for entry in entries}
+                    values = board_data.allocate(_Allocations(self._db, record_id), board_id, entries)
                 self._db.execute("UPDATE jobs SET board_data=? WHERE id=?", (json.dumps(values), record_id))
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")  # durable on return (synchronous=FULL)
             return values
-
-    def _value(self, entry: Any, board_id: str, record_id: int) -> str:
-        row = self._db.execute(
-            "SELECT value FROM board_data WHERE name=? AND board_id=?", (entry.name, board_id)
-        ).fetchone()
-        if row is not None:
-            return row[0]
-        last = self._db.execute("SELECT max(seq) FROM board_data WHERE name=?", (entry.name,)).fetchone()[0]
-        if entry.source == "counter":
-            seq = entry.start if last is None else last + entry.step
-            value = entry.format.format(seq)
-        else:
-            # The next line of the file not handed out yet (the file may have been edited).
-            used = {row[0] for row in self._db.execute("SELECT value FROM board_data WHERE name=?", (entry.name,))}
-            values = list_values(entry.list_file)
-            fresh = next(((n, v) for n, v in enumerate(values) if v not in used), None)
-            if fresh is None:
-                raise DataExhausted(
-                    f"the list of {entry.name} values is exhausted ({entry.list_file}: "
-                    f"all {len(values)} handed out); add values to it"
-                )
-            seq, value = fresh
-        self._db.execute(
-            "INSERT INTO board_data (name, value, seq, board_id, record_id, allocated) VALUES (?, ?, ?, ?, ?, ?)",
-            (entry.name, value, seq, board_id, record_id, time.time()),
-        )
-        return value
 
     def pending(self, limit: int) -> list[dict[str, Any]]:
         """The outbox: finished rows not yet in the line database, in id order, up to the first row
@@ -285,10 +257,32 @@ class RecordStore:
         ]
 
 
-def list_values(path: str) -> list[str]:
-    """The values of a list file: one per line; blank lines and # comments skipped."""
-    with open(path) as handle:
-        return [line.strip() for line in handle if line.strip() and not line.lstrip().startswith("#")]
+class _Allocations:
+    """board_data.Allocations over the station's SQLite table, inside allocate()'s transaction."""
+
+    def __init__(self, db: sqlite3.Connection, record_id: int) -> None:
+        self._db = db
+        self._record_id = record_id
+
+    def lock(self, name: str) -> None:
+        pass  # BEGIN IMMEDIATE holds the database's write lock for the whole transaction
+
+    def owned(self, name: str, board_id: str) -> str | None:
+        row = self._db.execute("SELECT value FROM board_data WHERE name=? AND board_id=?", (name, board_id)).fetchone()
+        return None if row is None else str(row[0])
+
+    def last_seq(self, name: str) -> int | None:
+        last = self._db.execute("SELECT max(seq) FROM board_data WHERE name=?", (name,)).fetchone()[0]
+        return None if last is None else int(last)
+
+    def used(self, name: str) -> set[str]:
+        return {row[0] for row in self._db.execute("SELECT value FROM board_data WHERE name=?", (name,))}
+
+    def record(self, name: str, value: str, seq: int, board_id: str) -> None:
+        self._db.execute(
+            "INSERT INTO board_data (name, value, seq, board_id, record_id, allocated) VALUES (?, ?, ?, ?, ?, ?)",
+            (name, value, seq, board_id, self._record_id, time.time()),
+        )
 
 
 def export(rows: list[dict[str, Any]], fmt: str) -> str:
