@@ -73,7 +73,8 @@ class JobResult:
     serial: str | None
     result: str  # success | failed | removed | stopped
     step: str | None = None
-    reason: str | None = None
+    reason: str | None = None  # what happened, in plain words
+    explanation: str | None = None  # the status code's one-line explanation (failed jobs with a code)
     status: int | None = None
     board_id: str | None = None
     record_id: int | None = None
@@ -106,6 +107,7 @@ class JobResult:
             result=self.result,
             step=self.step,
             reason=self.reason,
+            explanation=self.explanation,
             status=self.status,
             board_id=self.board_id,
             fuses=self.fuses,

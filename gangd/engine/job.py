@@ -110,7 +110,7 @@ class Job:
                 error.status,
             )
             if error.result == "failed" and error.status is not None:
-                result.reason = f"{error.reason} | {explained(error.status, self.recipe.family.name)}"
+                result.explanation = explained(error.status, self.recipe.family.name)
             finished = True
         finally:
             if not finished:  # cancelled (shutdown past its grace time) or a bug: never "success"
@@ -128,6 +128,7 @@ class Job:
             result=result.result,
             step=result.step,
             reason=result.reason,
+            explanation=result.explanation,
             status=result.status,
             attempts=len(result.attempts),
             record=result.record_id,

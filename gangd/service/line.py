@@ -77,13 +77,17 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (name, board_id)
     );
     """,
+    # 2: the status code's explanation apart from the reason, and the secure-boot stage outcomes.
+    """
+    ALTER TABLE records ADD COLUMN explanation text;
+    ALTER TABLE records ADD COLUMN secure_boot jsonb NOT NULL DEFAULT '[]'::jsonb;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # The journal's columns the line keeps: all but the local row id and the station, which key it there.
-# secure_boot stays in the station's journal for now: the line's table has no column for it yet.
-RECORD_COLUMNS = tuple(column for column in COLUMNS if column not in ("id", "station", "secure_boot"))
-JSON_COLUMNS = {"images", "steps", "attempts", "fuses", "diagnoses", "board_data"}
+RECORD_COLUMNS = tuple(column for column in COLUMNS if column not in ("id", "station"))
+JSON_COLUMNS = {"images", "steps", "attempts", "fuses", "diagnoses", "board_data", "secure_boot"}
 
 
 def password(settings: LineSettings) -> str | None:

@@ -76,6 +76,7 @@ COLUMNS = (
     "result",
     "step",
     "reason",
+    "explanation",
     "status",
     "steps",
     "attempts",
@@ -99,6 +100,8 @@ ADDED_COLUMNS = {
     "delivered": "INTEGER NOT NULL DEFAULT 0",
     # JSON: [{"stage": srk|proof|close|confirm|locks, "result", ...evidence}] ([secure_boot])
     "secure_boot": "TEXT NOT NULL DEFAULT '[]'",
+    # The status code's one-line explanation, apart from the reason (older rows: " | " in the reason)
+    "explanation": "TEXT",
 }
 
 
