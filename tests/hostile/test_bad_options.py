@@ -12,7 +12,7 @@ import pytest
 from gangd.sim.images import build_flashloader_image
 
 GANGD = str(Path(sys.executable).parent / "gangd")
-FAULT_KINDS = "(one of corrupt-readback, disconnect, foreign-node, hang, malformed, marginal-read"
+FAULT_KINDS = "(one of corrupt-readback, disconnect, foreign-node, hab, hang, malformed, marginal-read"
 
 RUN = [
     # (what, arguments after `gangd run`, the one line, or its start when it ends with "...")

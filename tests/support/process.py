@@ -33,7 +33,7 @@ class Process:
         stdin: int | None = subprocess.DEVNULL,
     ) -> None:
         self.command = list(command)
-        self.log = log  # both streams, as they come, for a human reading a failure
+        self.log_path = log  # both streams, as they come, for a human reading a failure
         self._log_file: IO[str] | None = log.open("w") if log is not None else None
         self.stdout_lines: list[str] = []
         self.stderr_lines: list[str] = []
