@@ -4,14 +4,13 @@ traceback, and nothing started (no state directory, no simulated hub)."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from gangd.sim.images import build_flashloader_image
+from tests.support import GANGD
 
-GANGD = str(Path(sys.executable).parent / "gangd")
 FAULT_KINDS = "(one of corrupt-readback, disconnect, foreign-node, hab, hang, malformed, marginal-read"
 
 RUN = [
