@@ -24,6 +24,7 @@ def build_parser() -> OneLineParser:
         scan,
         sim,
         status,
+        trace,
         udev_rules,
         watch,
     )
@@ -43,6 +44,7 @@ def build_parser() -> OneLineParser:
         watch,
         port,
         sim,
+        trace,
     ):
         verb.add_parser(subparsers)
     return parser

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 
 from gangd.cli.options import LOG_LEVELS, USB_ADDRESSES, count, log_level, seconds
 from gangd.config.loader import ConfigError, load_config
+from gangd.config.recipe import with_trace_dir
 from gangd.service import logs, statedir
 from gangd.service.app import run_hardware
 from gangd.service.http import DEFAULT_ADDRESS, AddressError, bind
+from gangd.trace import file as trace_file
 
 # Options that only mean something for simulated boards: given without --simulate they are refused
 # rather than ignored. Their defaults are filled in once that is checked (None: not given).
@@ -26,6 +29,7 @@ SIMULATION_ONLY = {
     "boards": "--boards",
     "port_fault": "--port-fault",
     "power_cycle": "--power-cycle",
+    "replay": "--replay",
 }
 
 
@@ -75,6 +79,16 @@ def add_parser(subparsers) -> None:
         help="where the board records live (systemd's StateDirectory; default ./var)",
     )
     run.add_argument(
+        "--trace",
+        metavar="DIR",
+        help="keep each job's USB conversation as a pcapng file in DIR ([trace] keep/payload apply; default: failed jobs)",
+    )
+    run.add_argument(
+        "--replay",
+        metavar="FILE",
+        help="simulation: the first port holds the board a gangd trace recorded, answering as it did",
+    )
+    run.add_argument(
         "--power-cycle", action="store_true", default=None, help="simulation: allow power-cycling hub ports"
     )
     run.add_argument(
@@ -97,6 +111,8 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         if args.config:
             config = load_config(args.config)
+            if args.trace:
+                config = dataclasses.replace(config, recipe=with_trace_dir(config.recipe, args.trace))
         if args.simulate is None and config is None:
             raise ConfigError("run needs --config FILE (or --simulate N)")
         if args.simulate is None:
@@ -112,6 +128,7 @@ def run_command(args: argparse.Namespace) -> int:
             from gangd.service.simulated import plan_simulation  # simulation only
 
             plan = plan_simulation(args, config)
+            args.replay_trace = trace_file.read(args.replay) if args.replay else None  # TraceError: one line
     except (ConfigError, ValueError) as exc:
         print(f"gangd: {exc}", file=sys.stderr)
         return 2

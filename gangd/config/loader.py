@@ -36,6 +36,7 @@ from gangd.config.recipe import (
     Image,
     Recipe,
     RecoveryPolicy,
+    TraceSettings,
 )
 from gangd.config.secure_boot import parse_secure_boot
 from gangd.core.bus import DEFAULT_BUDGET
@@ -66,6 +67,7 @@ TOP_LEVEL = {
     "line",
     "usb",
     "secure_boot",
+    "trace",
 }
 
 
@@ -295,6 +297,7 @@ def load_config(path: str | Path, need_flashloader: bool = True) -> Config:
         recovery=_recovery(r, raw),
         deadlines=_deadlines(r, raw),
         secure_boot=secure_boot,
+        trace=_trace(r, raw),
     )
     http = r.get(raw, "http", dict, "http", {})
     r.unknown_keys(http, {"address", "control_token"}, "http.")
@@ -672,6 +675,30 @@ def _deadlines(r: _Reader, raw: dict) -> Deadlines:
             raise r.error(f"deadlines.{name}", "must not be negative")
         values[name] = value
     return Deadlines(**values)
+
+
+TRACE_KEEP = ("failed", "all")
+TRACE_PAYLOAD = ("full", "hash")
+
+
+def _trace(r: _Reader, raw: dict) -> TraceSettings | None:
+    """`[trace]`: each job's USB conversation in a pcapng file (gangd/trace). A relative `dir` is
+    relative to the configuration file."""
+    if "trace" not in raw:
+        return None
+    table = r.get(raw, "trace", dict, "trace")
+    r.unknown_keys(table, {"dir", "keep", "payload", "max_mb"}, "trace.")
+    directory = r.get(table, "dir", str, "trace.dir")
+    keep = r.get(table, "keep", str, "trace.keep", "failed")
+    if keep not in TRACE_KEEP:
+        raise r.error("trace.keep", f"{keep!r} is not one of {', '.join(TRACE_KEEP)}")
+    payload = r.get(table, "payload", str, "trace.payload", "full")
+    if payload not in TRACE_PAYLOAD:
+        raise r.error("trace.payload", f"{payload!r} is not one of {', '.join(TRACE_PAYLOAD)}")
+    max_mb = r.get(table, "max_mb", (int, float), "trace.max_mb", TraceSettings.max_bytes / 2**20)
+    if max_mb <= 0:
+        raise r.error("trace.max_mb", "must be more than 0")
+    return TraceSettings(str((r.path.parent / directory).resolve()), keep, payload, int(max_mb * 2**20))
 
 
 def _recovery(r: _Reader, raw: dict) -> RecoveryPolicy:

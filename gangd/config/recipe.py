@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from gangd.config.family import FamilyInfo, load_family
@@ -122,6 +123,19 @@ class RecoveryPolicy:
 
 
 @dataclass(frozen=True)
+class TraceSettings:
+    """`[trace]`: where each job's USB conversation is kept (gangd/trace). `keep`: "failed" (jobs
+    that did not succeed) or "all"; `payload`: "full" or "hash" (image bytes replaced by their
+    length and sha256: a trace safe to send); the oldest traces are removed once the directory
+    holds more than `max_bytes`."""
+
+    dir: str
+    keep: str = "failed"
+    payload: str = "full"
+    max_bytes: int = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True)
 class Recipe:
     family: FamilyInfo
     flashloader: bytes
@@ -148,6 +162,7 @@ class Recipe:
     recovery: RecoveryPolicy = field(default_factory=RecoveryPolicy)
     deadlines: Deadlines = field(default_factory=Deadlines)
     secure_boot: SecureBoot | None = None  # [secure_boot]: SRK, proof, close, confirm, locks
+    trace: TraceSettings | None = None  # None: no traces
 
 
 def builtin_rt1020(image: bytes, flashloader: bytes, jump_address: int, deadlines: Deadlines | None = None) -> Recipe:
@@ -162,3 +177,9 @@ def builtin_rt1020(image: bytes, flashloader: bytes, jump_address: int, deadline
         images=(Image(0x6000_0000, image),),
         deadlines=deadlines or Deadlines(),
     )
+
+
+def with_trace_dir(recipe: Recipe, directory: str) -> Recipe:
+    """`gangd run --trace DIR`: the recipe's [trace] settings (or the defaults) in that directory."""
+    base = recipe.trace or TraceSettings(directory)
+    return replace(recipe, trace=replace(base, dir=os.path.abspath(directory)))

@@ -55,6 +55,7 @@ class Port:
         self.last_job: Any = None  # the JobResult of the last board finished here
         self.last_duration_s: float | None = None
         self.on_change: Callable[[], None] = lambda: None  # the station's live view listens here
+        self.tap: Callable[[PortEvent], None] | None = None  # a running job's trace (gangd/trace)
         self.wake: trio.CancelScope | None = None  # a task holding a board while the port is disabled
         if metrics is not None:
             metrics.add_port(self.label)
@@ -181,6 +182,8 @@ class Port:
     def deliver(self, event: PortEvent) -> None:
         """Called by the station, in event order, from the trio thread."""
         self.present = event.action == ADD
+        if self.tap is not None:
+            self.tap(event)
         self._send.send_nowait(event)
         self.on_change()
 

@@ -23,6 +23,7 @@ from spsdk.mboot.error_codes import StatusCode
 from gangd.config.flexspi import fallback_codes, frequency_table
 from gangd.engine import recovery
 from gangd.engine.hab_explain import HAB_WORDS
+from gangd.trace import diverged_at, divergence_reason
 
 DEFAULT_FAMILY = "mimxrt1020"
 WIDTH = 100
@@ -840,6 +841,8 @@ def explain_command(args: argparse.Namespace) -> int:
 
 
 def explained(status: int, family: str) -> str:
+    if (report := diverged_at(status)) is not None:  # a replayed board (gangd/trace)
+        return divergence_reason(report)
     try:
         return one_line(status, family)
     except KeyError:

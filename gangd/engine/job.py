@@ -56,6 +56,7 @@ from gangd.engine.steps import retry_flash
 from gangd.io.transport import DeviceGoneError, FdHidDevice, TransportAborted, mboot_client, sdp_client
 from gangd.io.transport.fd_device import WrongDeviceError
 from gangd.service.records import RecordStore
+from gangd.trace.recorder import TraceRecorder
 
 _job_ids = itertools.count(1)
 
@@ -107,6 +108,7 @@ class Job:
         self.rebooting = False  # reset without a wait-reboot step: the station watches for its return
         self.result = JobResult(self.id, port.path, port.label, event.serial, "success")
         self.log = structlog.get_logger("gangd.engine.job")
+        self.trace = TraceRecorder.attach(self)  # None unless the recipe has [trace]
 
     def _tell(self, method: str, *args: Any) -> None:
         for observer in self.observers:
@@ -374,7 +376,9 @@ class Job:
         self._close()
         if event.devnode is None:
             raise DeviceGoneError(f"port {event.port}: the event named no device node")
-        self.device = FdHidDevice(event.devnode, timeout=HANDLE_TIMEOUT_MS, expected_ids=(event.vid, event.pid))
+        self.device = FdHidDevice(
+            event.devnode, timeout=HANDLE_TIMEOUT_MS, expected_ids=(event.vid, event.pid), recorder=self.trace
+        )
         self.device.open()
         return self.device
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from spsdk.mboot.error_codes import StatusCode
 
+from gangd.trace import diverged_at
+
 TRANSIENT = "transient"
 BOARD = "board"
 POWER = "power"
@@ -91,6 +93,8 @@ def classify(status: int | None, kind: str | None = None) -> str:
         return KIND_CLASS[kind]
     if status is not None and status in STATUS_CLASS:
         return STATUS_CLASS[status]
+    if diverged_at(status) is not None:  # a replayed board has no answer: nothing will change that
+        return PERMANENT
     return BOARD
 
 

@@ -17,7 +17,7 @@ import structlog
 import trio
 
 from gangd.config.loader import Config, ConfigError, default_station_name, load_config
-from gangd.config.recipe import Recipe
+from gangd.config.recipe import Recipe, with_trace_dir
 from gangd.core.station import Station
 from gangd.io.power import SysfsPortPower
 from gangd.io.udev import BoardFilter, UdevSource
@@ -117,7 +117,7 @@ def run_hardware(args: argparse.Namespace, config: Config, sock) -> int:
         source = attach_sim_socket(station, args.sim_socket, config.recipe.recovery.power_cycle)
     notifier = Notifier()
     try:
-        trio.run(serve, station, source, args.stop_grace, server, reloader(args.config), notifier, outbox)
+        trio.run(serve, station, source, args.stop_grace, server, reloader(args.config, args.trace), notifier, outbox)
     finally:
         notifier.close()
         close_records(store)
@@ -132,7 +132,10 @@ def http_server(station: Station, store: RecordStore, metrics: Metrics, sock, la
     return HttpServer(create_app(view, metrics, token), sock)
 
 
-def reloader(path: str) -> Callable[[], Recipe]:
+def reloader(path: str, trace_dir: str | None = None) -> Callable[[], Recipe]:
+    """The recipe from the file again (SIGHUP); `gangd run --trace DIR` outlives the reload."""
+    if trace_dir:
+        return lambda: with_trace_dir(load_config(path).recipe, trace_dir)
     return lambda: load_config(path).recipe
 
 

@@ -16,7 +16,7 @@ import trio
 
 from gangd.cli.options import topology_problem
 from gangd.config.loader import GAP, Config, Layout, default_station_name, parse_layout_text, resolve_layout
-from gangd.config.recipe import builtin_rt1020
+from gangd.config.recipe import builtin_rt1020, with_trace_dir
 from gangd.core.bus import DEFAULT_BUDGET
 from gangd.core.station import Station
 from gangd.service.app import close_records, http_server, open_records, reloader, serve
@@ -139,6 +139,15 @@ def run_simulated(args: argparse.Namespace, config: Config | None, sock, plan: S
     else:
         flashloader, jump = build_flashloader_image()
         recipe = builtin_rt1020(os.urandom(45056), flashloader, jump)  # the user's image size
+    if getattr(args, "trace", None) and recipe.trace is None:
+        recipe = with_trace_dir(recipe, args.trace)
+    trace = getattr(args, "replay_trace", None)
+    if trace is not None and trace.meta.get("family") != recipe.family.name:
+        print(
+            f"gangd: --replay {trace.path}: a {trace.meta.get('family')} board, the recipe is for {recipe.family.name}",
+            file=sys.stderr,
+        )
+        return 2
     if args.power_cycle:
         recipe = dataclasses.replace(recipe, recovery=dataclasses.replace(recipe.recovery, power_cycle=True))
     labels = plan.labels
@@ -163,8 +172,13 @@ def run_simulated(args: argparse.Namespace, config: Config | None, sock, plan: S
         factory = BoardFactory(recipe.family, timing, seed=args.seed, faults=faults)
         operator = Operator(hub, factory, delay_s=args.replace_delay * max(args.time_scale, 0.0), limit=args.boards)
         station.listeners.append(lambda result: operator.finished(result.port))
+        if trace is not None:  # a recorded board in the first port, counted as one of --boards
+            from gangd.sim.replay import ReplayBoard
+
+            operator.made += 1
+            hub.plug(next(iter(labels)), ReplayBoard(trace, recipe.family, args.time_scale))
         operator.populate()
-        reload = reloader(args.config) if args.config else None
+        reload = reloader(args.config, getattr(args, "trace", None)) if args.config else None
         try:
             trio.run(serve, station, SimHubSource(hub).run, args.stop_grace, server, reload, notifier, outbox)
         finally:

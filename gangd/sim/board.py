@@ -33,10 +33,11 @@ class LeaveStage(Exception):
     """The board drops off the bus: after a jump it comes back as the flashloader, after a reset
     as the ROM, unless `reappear` is False (the flashloader never starts)."""
 
-    def __init__(self, next_stage: str, reappear: bool = True) -> None:
+    def __init__(self, next_stage: str, reappear: bool = True, delay_s: float | None = None) -> None:
         super().__init__(next_stage)
         self.next_stage = next_stage
         self.reappear = reappear
+        self.delay_s = delay_s  # off the bus this long (None: the timing model's re-enumeration)
 
 
 class Unplugged(Exception):

@@ -9,6 +9,9 @@ gangd sim --hidraw [--hub N] [--stage ...] [--fault SPEC ...] [--port-fault PORT
     `UMOCKDEV_DIR=<path>` once they are on the bus (hotplug events go to stderr as JSON lines).
     Programs run under `umockdev-wrapper` with that variable see the boards: `gangd scan`,
     `gangd run --config`, `blhost -u`, `sdphost -u`.
+gangd sim --hub N | --hidraw  --replay FILE [--time-scale S]
+    the hub's first port holds the board a gangd trace recorded (gangd/sim/replay.py), answering
+    as it did; on exit, where the replay diverged (if it did), exit status 1.
 """
 
 from __future__ import annotations
@@ -85,6 +88,12 @@ def add_parser(subparsers) -> None:
         action="store_true",
         help="the part's HAB is closed (SRK_HASH blank unless --fault otp:... presets it)",
     )
+    parser.add_argument(
+        "--replay",
+        metavar="FILE",
+        help="the hub's first port holds the board a gangd trace recorded, answering as it did "
+        "(timing scaled by --time-scale)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -111,6 +120,18 @@ def _fail(message: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    trace = None
+    if args.replay:
+        from gangd.trace.file import TraceError, read  # the replayed board's recording
+
+        if args.uart:
+            return _fail("--replay replays a USB (HID) trace: use it with --hub N or --hidraw")
+        try:
+            trace = read(args.replay)
+        except TraceError as exc:
+            return _fail(str(exc))
+        args.family = trace.meta.get("family") or args.family
+        args.hub = args.hub or (None if args.hidraw else 1)
     if args.hidraw and args.uart:
         return _fail("--hidraw is a hub of USB devices; it does not go with --uart")
     if not (args.uart or args.hub or args.hidraw):
@@ -148,8 +169,9 @@ def run(args: argparse.Namespace) -> int:
     unknown = set(port_faults) - set(default_port_paths(ports, args.root_ports))
     if unknown:
         return _fail(f"--port-fault names ports the hub does not have: {', '.join(sorted(unknown))}")
+    boards = _boards(factory, trace, family, args.time_scale)
     if args.hidraw:
-        return _run_hidraw(args, ports, port_faults, factory, stop)
+        return _run_hidraw(args, ports, port_faults, boards, stop)
     with SimHub(
         args.hub,
         port_faults=port_faults,
@@ -159,16 +181,38 @@ def run(args: argparse.Namespace) -> int:
     ) as hub:
         hub.subscribe(lambda event: print(json.dumps(asdict(event)), flush=True))
         for path in hub.ports:
-            hub.plug(path, factory())
+            hub.plug(path, boards())
         stop.wait()
-    return 0
+    return _replay_outcome(hub)
+
+
+def _boards(factory: BoardFactory, trace, family, time_scale: float):
+    """The boards to plug, port by port: the replayed one first (with --replay), then fresh ones."""
+    pending = []
+    if trace is not None:
+        from gangd.sim.replay import ReplayBoard
+
+        pending.append(ReplayBoard(trace, family, time_scale))
+
+    def next_board():
+        return pending.pop(0) if pending else factory()
+
+    return next_board
+
+
+def _replay_outcome(hub) -> int:
+    """With --replay: say where the replay diverged, if it did (exit 1)."""
+    diverged = [board.divergence for board in hub.boards.values() if getattr(board, "divergence", None)]
+    for line in diverged:
+        print(f"gangd sim: {line}", file=sys.stderr)
+    return 1 if diverged or hub.errors else 0
 
 
 def _run_hidraw(
     args: argparse.Namespace,
     ports: int,
     port_faults: dict[str, list[str]],
-    factory: BoardFactory,
+    boards,
     stop: threading.Event,
 ) -> int:
     from gangd.sim.hidraw import HidrawError, HidrawHub
@@ -180,10 +224,10 @@ def _run_hidraw(
     with hub:
         hub.subscribe(lambda event: print(json.dumps(asdict(event)), file=sys.stderr, flush=True))
         for path in hub.ports:
-            hub.plug(path, factory())
+            hub.plug(path, boards())
         print(f"UMOCKDEV_DIR={hub.umockdev_dir}", flush=True)
         stop.wait()
     if hub.errors:
         print(f"gangd sim: the simulator crashed: {hub.errors!r}", file=sys.stderr)
         return 1
-    return 0
+    return _replay_outcome(hub)

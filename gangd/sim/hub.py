@@ -55,7 +55,10 @@ def serve_hid_connection(board: SimBoard, sock: socket.socket) -> None:
 def serve_hid(board: SimBoard, hid) -> None:
     """Run the board's current stage on a report channel (`recv_report` / `send_report`: a socket
     here, an emulated hidraw node in `hidraw.py`) until it closes or the board leaves."""
-    if board.stage == ROM and board.family.rom_protocol == "sdp":
+    replay = getattr(board, "serve_replay", None)  # a board replayed from a trace (replay.py)
+    if replay is not None:
+        replay(hid)
+    elif board.stage == ROM and board.family.rom_protocol == "sdp":
         RomEngine(board, SdpHidLink(hid)).serve()
     else:
         FlashloaderEngine(board, MbootHidLink(hid)).serve()
@@ -146,7 +149,10 @@ class SimPort:
                 if board.unplugged.is_set() or leave is None:
                     break
                 # The gap between leaving the bus and re-appearing (or never re-appearing).
-                board.unplugged.wait(board.clock.model.reenumeration_s * board.clock.model.time_scale)
+                gap = leave.delay_s
+                if gap is None:
+                    gap = board.clock.model.reenumeration_s * board.clock.model.time_scale
+                board.unplugged.wait(gap)
                 if not leave.reappear:
                     board.unplugged.wait()
                     break

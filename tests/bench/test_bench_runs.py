@@ -29,3 +29,6 @@ def test_quick_benchmark_writes_its_table_and_json(tmp_path):
     cost = figures["cost_per_mib"]["1048576"]
     assert cost["flash_ok"] == cost["boards"] == 2
     assert cost["gangd_ms_per_mib"] > 0 and cost["sim_ms_per_mib"] > 0
+    # Tracing every board: each traced batch's boards programmed and one trace per board written.
+    assert "gangd CPU per board, trace keep=all" in result.stdout
+    assert figures["tracing"]["ok"] == 2 == figures["tracing"]["files"]

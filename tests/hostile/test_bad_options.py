@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from gangd.sim.faults import KINDS
 from gangd.sim.images import build_flashloader_image
 from tests.support import GANGD
 
-FAULT_KINDS = "(one of corrupt-readback, disconnect, foreign-node, hab, hang, malformed, marginal-read"
+FAULT_KINDS = f"(one of {', '.join(sorted(KINDS))})"  # the simulator's own list: every kind it has
 
 RUN = [
     # (what, arguments after `gangd run`, the one line, or its start when it ends with "...")

@@ -4,9 +4,10 @@ Phases (all on the simulator's default timing model, boards in their own process
 1. floor ratio: one board, the user's recipe with a 45,056-byte image, then with a 1 MiB image;
 2. scaling: batches of N = 1, 8, 32, 64 boards plugged at once on their own ports;
 3. latency: from each board's first hotplug event to its first USB command (measured by the sim);
-4. cost: gangd's CPU seconds per board and resident memory, idle and at N = 64; gangd's and the
-   simulator's CPU per MiB of image (1 MiB and 8 MiB images, time scale 0, `tools/bench/cost.py`);
-   N = 128 boards on 16 root ports and gangd's resident memory there;
+4. cost: gangd's CPU seconds per board and resident memory, idle and at N = 64, and what tracing
+   every board ([trace] keep = "all", gangd/trace) adds to it; gangd's and the simulator's CPU per
+   MiB of image (1 MiB and 8 MiB images, time scale 0, `tools/bench/cost.py`); N = 128 boards on
+   16 root ports and gangd's resident memory there;
 5. peers on the same simulated boards: the provisioning tool's way (one sdphost/blhost process per
    command over the board's pty) and a sequential spsdk loop over the boards.
 """
@@ -28,7 +29,7 @@ from typing import Any
 
 import trio
 
-from gangd.config.recipe import Recipe, builtin_rt1020
+from gangd.config.recipe import Recipe, TraceSettings, builtin_rt1020
 from gangd.core.events import PortEvent
 from gangd.core.station import Station
 from gangd.engine.plan import (
@@ -180,6 +181,81 @@ async def gangd_phase(
     return out
 
 
+def trace_cost(recipe: Recipe, boards: int, root_ports: int, rounds: int = 5) -> dict:
+    """gangd's CPU per board with every board traced against without: per round an untraced
+    batch, one with [trace] keep = "all" (every board's file built and written), the same with
+    payload = "hash" (smaller files) and one with the default keep = "failed" (recorded, nothing
+    written for a good board), side by side in turns; each overhead is the median of the rounds'
+    ratios (other load on the machine moves a round's batches alike)."""
+    variants = ("none", "all", "all-hash", "failed")
+    settings = {"all": ("all", "full"), "all-hash": ("all", "hash"), "failed": ("failed", "full")}
+    ratios: dict[str, list[float]] = {v: [] for v in variants[1:]}
+    cpu = dict.fromkeys(variants, 0.0)
+    ok, files = 0, 0
+    sizes: dict[str, list[int]] = {}
+    trio.run(gangd_phase, recipe, [boards], boards, 0.0, False, root_ports)  # warm-up, not counted
+    for round_no in range(rounds):
+        pair = {}
+        # Each round in another order: a batch's place in the round (the simulator's process
+        # warming up, the machine's other load) must not count for or against one variant.
+        turn = round_no % len(variants)
+        for keep in variants[turn:] + variants[:turn]:
+            with tempfile.TemporaryDirectory(prefix="gangd-bench-trace-") as tmp:
+                trace = TraceSettings(tmp, *settings[keep]) if keep != "none" else None
+                run_recipe = dataclasses.replace(recipe, trace=trace)
+                batch = trio.run(gangd_phase, run_recipe, [boards], boards, 0.0, False, root_ports)["batches"][boards]
+                pair[keep] = batch["cpu_s"]
+                cpu[keep] += batch["cpu_s"]
+                if keep.startswith("all"):
+                    names = list(Path(tmp).glob("*.pcapng"))
+                    sizes.setdefault(keep, []).extend(p.stat().st_size for p in names)
+                if keep == "all":
+                    ok += batch["ok"]
+                    files += len(names)
+        for keep in variants[1:]:
+            ratios[keep].append(pair[keep] / pair["none"])
+    per_board = {keep: seconds / (boards * rounds) * 1000 for keep, seconds in cpu.items()}
+    return {
+        "boards": boards,
+        "rounds": rounds,
+        "cpu_ms": per_board,
+        "overhead": {keep: statistics.median(r) - 1 for keep, r in ratios.items()},
+        "overhead_rounds": {keep: [x - 1 for x in r] for keep, r in ratios.items()},
+        "ok": ok // rounds,
+        "files": files // rounds,
+        "trace_kb_mean": {keep: statistics.mean(s) / 1024 for keep, s in sizes.items() if s},
+    }
+
+
+def trace_rows(tr: dict) -> list[tuple[str, str, str, str]]:
+    spread = {keep: f"{min(r) * 100:+.0f}..{max(r) * 100:+.0f} %" for keep, r in tr["overhead_rounds"].items()}
+    rows = []
+    kb = tr["trace_kb_mean"]
+    for keep, what in (
+        ("all", f"{tr['files']} traces of {kb['all']:.0f} KB written"),
+        ("all-hash", f"payload=hash, traces of {kb['all-hash']:.0f} KB"),
+        ("failed", "none written"),
+    ):
+        name = "keep=all, payload=hash" if keep == "all-hash" else f"keep={keep}"
+        rows.append(
+            (
+                f"gangd CPU per board, trace {name}",
+                f"{tr['overhead'][keep] * 100:+.1f} %",
+                f"{tr['cpu_ms'][keep]:.1f} vs {tr['cpu_ms']['none']:.1f} ms untraced, median of {tr['rounds']}"
+                f" rounds ({spread[keep]}), N={tr['boards']}, {tr['ok']}/{tr['boards']} ok; {what}",
+                "<= +10 %",
+            )
+        )
+    return rows
+
+
+def print_table(rows: list[tuple[str, str, str, str]]) -> None:
+    width = max(len(r[0]) for r in rows)
+    print(f"{'measure':<{width}}  {'value':>14}  {'target':<10}  detail")
+    for name, value, detail, target in rows:
+        print(f"{name:<{width}}  {value:>14}  {target:<10}  {detail}")
+
+
 def cli_peer(recipe: Recipe, workdir: Path) -> float:
     """The provisioning tool's way: one sdphost/blhost process per command of the plan (`gangd plan`
     prints the same lines), over the board's pty."""
@@ -320,14 +396,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cost-boards", type=int, default=8, help="boards per CPU-per-MiB run (8 on one root port)")
     parser.add_argument("--large", type=int, default=128, help="N for the big batch on N/8 root ports (0 to skip)")
     parser.add_argument("--skip-peers", action="store_true", help="leave out the CLI and sequential peers")
+    parser.add_argument("--trace-boards", type=int, help="boards in the tracing batches (default: the largest batch)")
+    parser.add_argument("--trace-rounds", type=int, default=5, help="rounds of the tracing batches")
+    parser.add_argument("--tracing-only", action="store_true", help="only the tracing rows")
     parser.add_argument("--quick", action="store_true", help="a smoke run: N = 1, 2 and one sequential board")
     args = parser.parse_args(argv)
     if args.quick:
         args.batches, args.sequential_boards, args.idle_s, args.crowded = "1,2", 1, 0.2, 10
         args.cost_sizes, args.cost_boards, args.large = str(IMAGE_LARGE), 2, 0
+        args.trace_rounds = 2
     logs.configure("warning")
     model = TimingModel()
     batches = [int(n) for n in args.batches.split(",")]
+    trace_n = args.trace_boards or max(batches)
+    if args.tracing_only:
+        tracing = trace_cost(make_recipe(IMAGE_SMALL), trace_n, max(1, -(-trace_n // 8)), args.trace_rounds)
+        print_table(trace_rows(tracing))
+        Path(args.json).write_text(json.dumps({"tracing": tracing}, indent=1, default=str))
+        return 0
     figures: dict = {"model": dataclasses.asdict(model), "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     started = time.monotonic()
 
@@ -362,6 +448,8 @@ def main(argv: list[str] | None = None) -> int:
     # 16 boards behind one root port: admitted in waves of 8, none failed
     crowded = trio.run(gangd_phase, recipe, [args.crowded], args.crowded, 0.0)["batches"][args.crowded]
     figures["one_root_port"] = crowded
+    # tracing every board: an untraced and a traced batch side by side (same load on the machine)
+    figures["tracing"] = trace_cost(recipe, trace_n, root_ports, args.trace_rounds)
     one = scaling["batches"][batches[0]]["wall_s"]
     latencies = [lat for b in scaling["batches"].values() for lat in b["latencies_s"]]
 
@@ -452,6 +540,7 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(("hotplug -> first command p99", f"{percentile(latencies, 99) * 1000:.1f} ms", "", "<= 50 ms"))
     big = scaling["batches"][max(batches)]
     rows.append(("gangd CPU per board", f"{big['cpu_s'] / max(batches) * 1000:.1f} ms", f"at N={max(batches)}", ""))
+    rows += trace_rows(figures["tracing"])
     rows.append(("gangd idle CPU", f"{scaling['idle_cpu_fraction'] * 100:.2f} %", f"over {args.idle_s:g} s", "< 1 %"))
     budget = 150 + 4 * max(batches)
     rows.append(
@@ -522,10 +611,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         b["speedup_vs_sequential"] = speedup
-    width = max(len(r[0]) for r in rows)
-    print(f"{'measure':<{width}}  {'value':>14}  {'target':<10}  detail")
-    for name, value, detail, target in rows:
-        print(f"{name:<{width}}  {value:>14}  {target:<10}  {detail}")
+    print_table(rows)
     print(f"(whole benchmark: {figures['elapsed_s']:.0f} s; figures in {args.json})")
     Path(args.json).write_text(json.dumps(figures, indent=1, default=str))
     return 0

@@ -20,6 +20,7 @@ import select
 import socket
 import stat
 import struct
+from typing import Protocol
 
 from spsdk.exceptions import SPSDKConnectionError
 from spsdk.utils.exceptions import SPSDKTimeoutError
@@ -43,11 +44,24 @@ class TransportAborted(SPSDKConnectionError):
     """The call was abandoned from outside (a deadline fired, or the job is being stopped)."""
 
 
+class ReportTap(Protocol):
+    """Sees every report this handle sends and receives (gangd/trace/recorder.py): must be cheap."""
+
+    def sent(self, report: bytes) -> None: ...
+
+    def received(self, report: bytes) -> None: ...
+
+
 class FdHidDevice(DeviceBase):
     def __init__(
-        self, devnode: str, timeout: int = DEFAULT_TIMEOUT_MS, expected_ids: tuple[int, int] | None = None
+        self,
+        devnode: str,
+        timeout: int = DEFAULT_TIMEOUT_MS,
+        expected_ids: tuple[int, int] | None = None,
+        recorder: ReportTap | None = None,
     ) -> None:
         self.devnode = devnode
+        self.recorder = recorder
         self.expected_ids = expected_ids
         self._timeout = timeout
         self._fd: int | None = None
@@ -126,10 +140,14 @@ class FdHidDevice(DeviceBase):
             raise self._gone(exc) from exc
         if not data:
             raise DeviceGoneError(f"{self.devnode}: device disconnected")
+        if self.recorder is not None:
+            self.recorder.received(data)
         return data
 
     def write(self, data: bytes, timeout: int | None = None) -> None:
         fd = self._require_open()
+        if self.recorder is not None:  # before the write: the board may answer before it returns
+            self.recorder.sent(data)
         try:
             written = os.write(fd, data)  # try first: the device rarely makes us wait
         except BlockingIOError:
@@ -152,6 +170,8 @@ class FdHidDevice(DeviceBase):
         """Send one report; False, without sending it, when the device answered instead of
         taking it (the data phase was ended early: a refusal is waiting to be read)."""
         fd = self._require_open()
+        if self.recorder is not None:  # a copy: the streamed data phase reuses its frame buffer
+            self.recorder.sent(bytes(report))
         while True:
             try:
                 written = os.write(fd, report)
@@ -200,6 +220,8 @@ class FdHidDevice(DeviceBase):
             raise self._gone(exc) from exc
         if not count:
             raise DeviceGoneError(f"{self.devnode}: device disconnected")
+        if self.recorder is not None:  # a copy: the caller reuses its buffer
+            self.recorder.received(bytes(buffer[:count]))
         return count
 
     # --- cancellation -------------------------------------------------------------------------
