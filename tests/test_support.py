@@ -35,7 +35,7 @@ def test_a_child_that_exits_without_the_line_fails_the_wait_at_once(processes):
     with pytest.raises(AssertionError) as failure:
         child.wait_until(lambda p: "never\n" in p.stdout_lines, 60, "a line it never writes")
     assert time.monotonic() - started < 30  # not the whole 60 s: the child had gone
-    assert "a line it never writes" in str(failure.value) and "exited with 0" in str(failure.value)
+    assert "a line it never writes" in str(failure.value) and "exit status 0" in str(failure.value)
     assert "bye" in str(failure.value) and "why" in str(failure.value)
 
 

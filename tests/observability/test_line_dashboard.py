@@ -71,6 +71,8 @@ def line(tmp_path_factory):
             store.close()
             return rows if len(rows) >= BOARDS else None
 
+        for daemon in daemons:  # record stores made before a reader opens them (see test_prometheus)
+            daemon.wait_entry(lambda e: e["event"] == "ready", 60, "gangd's 'ready'")
         records = {station: wait_for(lambda s=station: finished(s), 120, f"{station}'s boards") for station in STATIONS}
 
         def scraped_all():

@@ -100,6 +100,9 @@ def station(tmp_path_factory):
             store.close()
             return rows if len(rows) >= BOARDS else None
 
+        # Its record store is made (and migrated) before it says ready: a reader opening it earlier
+        # would race gangd's schema upgrade.
+        daemon.wait_entry(lambda e: e["event"] == "ready", 60, "gangd's 'ready'")
         records = wait_for(finished_records, 90, f"{BOARDS} finished records")
 
         def scraped_all():

@@ -107,8 +107,13 @@ class Process:
             self._changed.wait_for(ready, timeout)
             value = predicate(self)
         if not value:
-            gone = "" if self.running() else f" (it exited with {self.process.poll()})"
-            raise AssertionError(f"waited {timeout:g} s for {what}{gone}\n{self.tail()}")
+            if self._open_streams == 0:  # both pipes closed: the child has gone (or is going)
+                try:
+                    code = self.process.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    code = None
+                raise AssertionError(f"no {what}: the child closed its output (exit status {code})\n{self.tail()}")
+            raise AssertionError(f"waited {timeout:g} s for {what}\n{self.tail()}")
         return value
 
     def wait_entry(self, match: Callable[[dict[str, Any]], bool], timeout: float, what: str) -> dict[str, Any]:
