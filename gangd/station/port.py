@@ -178,6 +178,7 @@ class Port:
             if event.action == ADD and self.attached == event:
                 continue  # the same enumeration reported twice (coldplug racing the monitor)
             self.attached = event if event.action == ADD else None
+            self.on_change()  # the board the port holds is on the views (and what tests wait on)
             return event
 
     async def wait_for_stage(self, stage: str, timeout_s: float, step: str, serial: str | None = None) -> PortEvent:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,9 +12,10 @@ import pytest
 from gangd.config.loader import ConfigError, load_config
 from gangd.sim.images import build_flashloader_image
 from tests.helpers import BAD_FLASHLOADERS
+from tests.support import GANGD
 
 EXAMPLE = Path(__file__).parents[2] / "config" / "rt1020.toml"
-GANGD = str(Path(sys.executable).parent / "gangd")
+
 APP = bytes(range(256)) * 176  # 45056 bytes
 
 

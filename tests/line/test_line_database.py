@@ -14,7 +14,8 @@ from pathlib import Path
 from gangd.config.loader import LineSettings
 from gangd.service.line import SCHEMA_VERSION, LineDatabase
 from tests.line.conftest import PASSWORD, Postgres
-from tests.station.conftest import Gangd, free_port, status, wait_for, write_config
+from tests.station.conftest import status, write_config
+from tests.support import Gangd, free_port, wait_for
 
 BOARDS = 30
 SERIAL = """
