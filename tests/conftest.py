@@ -10,6 +10,7 @@ from gangd.sim import BoardFactory, SimHub, TimingModel
 from gangd.sim.images import build_flashloader_image
 
 from .helpers import EventWaiter
+from .support import Process
 
 INSTANT = TimingModel(time_scale=0)
 IMAGE = os.urandom(45056)
@@ -86,3 +87,19 @@ def signed_app(hab_keys):
 def srk_faults(table) -> tuple[str, ...]:
     """Fault specs that pre-burn the SRK_HASH words of an spsdk SrkTable into a simulated board."""
     return tuple(f"otp:index={0x18 + i},value={table.get_fuse(i)}" for i in range(8))
+
+
+@pytest.fixture
+def processes():
+    """start(command, env=..., log=...) -> a running Process (tests/support/process.py), both of
+    its pipes drained; every one still running is stopped (SIGTERM, then SIGKILL) when the test ends."""
+    started: list[Process] = []
+
+    def start(command: list[str], **options) -> Process:
+        process = Process(command, **options)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,9 +11,10 @@ import pytest
 from gangd.cli.import_script import parse_script
 from gangd.config.recipe import Image
 from gangd.engine.plan import page_runs
+from tests.support import GANGD
 
 ROOT = Path(__file__).resolve().parents[1]
-GANGD = str(Path(sys.executable).parent / "gangd")
+
 USERS_LOG = Path(__file__).parent / "data" / "users-sec-log.txt"
 
 

@@ -26,12 +26,12 @@ from gangd.config.family import load_family
 from gangd.config.loader import load_config
 from gangd.config.recipe import Recipe, TraceSettings
 from gangd.core.results import JobResult
-from gangd.core.station import Station
 from gangd.service import logs
 from gangd.sim import BoardFactory, SimHub, TimingModel
 from gangd.sim.board import BoardSpec, SimBoard
 from gangd.sim.images import build_flashloader_image
 from gangd.sim.source import SimHubSource, SimPortPower
+from gangd.station.station import Station
 
 OUT = Path(__file__).resolve().parent.parent / "tests" / "data" / "traces"
 PORT = "1-1.1"

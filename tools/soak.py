@@ -24,7 +24,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,8 +40,8 @@ from gangd.engine.plan import plan, tool_lines
 from gangd.service import logs
 from gangd.service.records import RecordStore
 from gangd.sim import BoardFactory, Operator, SimHub, TimingModel
-from gangd.sim.images import build_flashloader_image
 from gangd.sim.remote import HubServer
+from tools.lineconfig import free_port, write_line_config
 
 IMAGE = bytes(range(256)) * 176  # 45,056 bytes, the user's image size
 SRK = [0x5EED_0000 + n for n in range(8)]  # most significant word first
@@ -101,63 +100,42 @@ SERIAL_SIZE = 16
 
 
 def write_config(directory: Path, ports: list[str], http_port: int, scale: float, serials: bool = False) -> Path:
-    flashloader, jump = build_flashloader_image()
-    (directory / "fl.bin").write_bytes(flashloader)
-    (directory / "app.bin").write_bytes(IMAGE)
     srk = "0x" + "".join(f"{w:08x}" for w in SRK)
-    lines = ['family = "mimxrt1020"', "[station.ports]"]
-    lines += [f'"{port}" = "P{n:02d}"' for n, port in enumerate(ports, start=1)]
-    lines += [
-        "[flashloader]",
-        'path = "fl.bin"',
-        "load_address = 0x20000000",
-        f"jump_address = {jump:#x}",
-        "[memory]",
-        "id = 9",
-        "option_address = 0x2000",
-        "options = [0xC0000007]",
-        "[[image]]",
-        'path = "app.bin"',
-        "address = 0x60000000",
-        "[fuses]",
-        'policy = "if-blank"',
-        "[fuses.values]",
-        f'SRK_HASH = "{srk}"',
-        "[recovery]",
-        "max_attempts = 3",
-        "transient_retries = 2",
-        "backoff_s = 0.01",
-        "suspect_after = 3",
-        "power_cycle = true",
-        "[http]",
-        f'address = "127.0.0.1:{http_port}"',
+    return write_line_config(
+        directory,
+        {port: f"P{n:02d}" for n, port in enumerate(ports, start=1)},
+        IMAGE,
+        http_address=f"127.0.0.1:{http_port}",
+        fuses={"SRK_HASH": srk},
+        recovery={
+            "max_attempts": 3,
+            "transient_retries": 2,
+            "backoff_s": 0.01,
+            "suspect_after": 3,
+            "power_cycle": True,
+        },
         # Deadlines scaled like the simulator's clock, so a hung board costs seconds, not minutes.
-        "[deadlines]",
-        f"load_flashloader_s = {max(2.0, 30 * scale)}",
-        f"replug_s = {max(1.0, 10 * scale)}",
-        f"command_s = {max(1.0, 10 * scale)}",
-        "per_byte_s = 0.00001",
-        "per_erase_sector_s = 0.05",
-        f"reset_replug_s = {max(1.0, 5 * scale)}",
-    ]
-    if serials:
-        lines += [
-            "[[board_data]]",
-            'name = "serial"',
-            'source = "counter"',
-            'format = "GD{:07d}"',
-            f"address = {SERIAL_AT:#x}",
-            f"size = {SERIAL_SIZE}",
+        deadlines={
+            "load_flashloader_s": max(2.0, 30 * scale),
+            "replug_s": max(1.0, 10 * scale),
+            "command_s": max(1.0, 10 * scale),
+            "per_byte_s": 0.00001,
+            "per_erase_sector_s": 0.05,
+            "reset_replug_s": max(1.0, 5 * scale),
+        },
+        board_data=[
+            {
+                "name": "serial",
+                "source": "counter",
+                "format": "GD{:07d}",
+                "address": SERIAL_AT,
+                "size": SERIAL_SIZE,
+            }
         ]
-    path = directory / "soak.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        if serials
+        else [],
+        name="soak.toml",
+    )
 
 
 def rss_kb(pid: int) -> int:

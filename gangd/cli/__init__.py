@@ -16,6 +16,7 @@ def build_parser() -> OneLineParser:
     from gangd.cli import (
         check_config,
         db,
+        explain,
         import_script,
         plan,
         port,
@@ -28,7 +29,6 @@ def build_parser() -> OneLineParser:
         udev_rules,
         watch,
     )
-    from gangd.engine import explain
 
     for verb in (
         run,

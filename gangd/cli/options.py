@@ -14,9 +14,6 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn
 
-# One USB bus has 127 device addresses (USB 2.0 spec 9.4.6, SET_ADDRESS: a 7-bit address, 0 being
-# the default address): a simulated line of N boards behind K root-port hubs on bus 1 needs N + K.
-USB_ADDRESSES = 127
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
@@ -59,18 +56,6 @@ def log_level(text: str) -> str:
     if level not in LOG_LEVELS or not isinstance(logging.getLevelName(level.upper()), int):
         raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(LOG_LEVELS)}")
     return level
-
-
-def topology_problem(ports: int, root_ports: int, ports_option: str) -> str:
-    """Why `ports` simulated ports cannot stand behind `root_ports` root ports of one bus, or ""."""
-    if root_ports > ports:
-        return f"--root-ports {root_ports}: more root ports than the {ports} ports of {ports_option} (each needs one)"
-    if ports + root_ports > USB_ADDRESSES:
-        return (
-            f"{ports_option} {ports} with --root-ports {root_ports}: {ports + root_ports} USB devices "
-            f"(boards and root-port hubs) on one bus, which addresses at most {USB_ADDRESSES}"
-        )
-    return ""
 
 
 def fail(prog: str, message: str) -> int:

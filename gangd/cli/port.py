@@ -15,7 +15,7 @@ import sys
 import tomllib
 import urllib.parse
 
-from gangd.service.http import DEFAULT_ADDRESS, parse_address
+from gangd.config.address import DEFAULT_ADDRESS, parse_address
 
 ACTIONS = ("disable", "enable", "acknowledge")
 TOKEN_ENV = "GANGD_CONTROL_TOKEN"

@@ -7,13 +7,16 @@ import dataclasses
 import os
 import sys
 
-from gangd.cli.options import LOG_LEVELS, USB_ADDRESSES, count, log_level, seconds
+from gangd.cli.options import LOG_LEVELS, count, log_level, seconds
+from gangd.config.address import DEFAULT_ADDRESS
 from gangd.config.loader import ConfigError, load_config
 from gangd.config.recipe import with_trace_dir
+from gangd.core.bus import USB_ADDRESSES
 from gangd.service import logs, statedir
-from gangd.service.app import run_hardware
-from gangd.service.http import DEFAULT_ADDRESS, AddressError, bind
-from gangd.trace import file as trace_file
+from gangd.service.daemon import run_world
+from gangd.service.hardware import hardware_world
+from gangd.service.http import AddressError, bind
+from gangd.service.world import DaemonOptions, SimulationOptions
 
 # Options that only mean something for simulated boards: given without --simulate they are refused
 # rather than ignored. Their defaults are filled in once that is checked (None: not given).
@@ -115,23 +118,15 @@ def run_command(args: argparse.Namespace) -> int:
                 config = dataclasses.replace(config, recipe=with_trace_dir(config.recipe, args.trace))
         if args.simulate is None and config is None:
             raise ConfigError("run needs --config FILE (or --simulate N)")
-        if args.simulate is None:
-            given = [option for name, option in SIMULATION_ONLY.items() if getattr(args, name) not in (None, [])]
-            if given:
-                raise ValueError(f"{', '.join(given)}: for simulated boards only (add --simulate N)")
-        else:
-            if args.sim_socket:
-                raise ValueError("--sim-socket: the boards come from --simulate; give one or the other")
-            for name, default in SIMULATION_DEFAULTS.items():
-                if getattr(args, name) is None:
-                    setattr(args, name, default)
+        simulation = simulation_options(args)
+        if simulation is not None:
             from gangd.service.simulated import plan_simulation  # simulation only
 
-            plan = plan_simulation(args, config)
-            args.replay_trace = trace_file.read(args.replay) if args.replay else None  # TraceError: one line
+            plan = plan_simulation(simulation, config)  # a bad trace file is a ValueError too
     except (ConfigError, ValueError) as exc:
         print(f"gangd: {exc}", file=sys.stderr)
         return 2
+    daemon = DaemonOptions(args.state_dir, args.stop_grace, args.config, args.trace)
     # The environment, before anything starts: one line naming the problem and the setting.
     address = args.metrics_address or (config.http_address if config else DEFAULT_ADDRESS)
     setting = "--http-address" if args.metrics_address or config is None else f"[http] address in {config.path}"
@@ -147,13 +142,52 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"gangd: {exc}", file=sys.stderr)
         return 2
     try:
-        if args.simulate is not None:
-            from gangd.service.simulated import run_simulated
+        if simulation is not None:
+            from gangd.service.simulated import simulated_world
 
-            assert plan is not None  # checked above
-            return run_simulated(args, config, sock, plan)
+            assert plan is not None  # made above
+            station = run_world(simulated_world(config, simulation, plan, args.trace), daemon, sock)
+            print(f"gangd: {station.jobs_finished} boards, {station.counts['success']} programmed", file=sys.stderr)
+            return 0
         assert config is not None  # checked above: hardware needs --config
-        return run_hardware(args, config, sock)
+        if args.sim_socket:  # the soak: boards from a simulated hub in another process
+            from gangd.service.simulated import socket_world
+
+            run_world(socket_world(config, args.sim_socket), daemon, sock)
+        else:
+            run_world(hardware_world(config), daemon, sock)
+        return 0
     finally:
         sock.close()
         os.close(lock)
+
+
+def simulation_options(args: argparse.Namespace) -> SimulationOptions | None:
+    """`--simulate N` and its options, typed; None for real boards, where they are refused rather
+    than ignored (a ValueError naming them)."""
+    if args.simulate is None:
+        given = [option for name, option in SIMULATION_ONLY.items() if getattr(args, name) not in (None, [])]
+        if given:
+            raise ValueError(f"{', '.join(given)}: for simulated boards only (add --simulate N)")
+        return None
+    if args.sim_socket:
+        raise ValueError("--sim-socket: the boards come from --simulate; give one or the other")
+
+    def or_default(name: str):
+        value = getattr(args, name)
+        return SIMULATION_DEFAULTS[name] if value is None else value
+
+    return SimulationOptions(
+        ports=args.simulate,
+        root_ports=args.root_ports,
+        time_scale=or_default("time_scale"),
+        replace_delay_s=or_default("replace_delay"),
+        seed=or_default("seed"),
+        boards=args.boards,
+        faults=tuple(args.fault),
+        fault_shares=tuple(args.fault_share),
+        port_faults=tuple(args.port_fault),
+        layout=args.layout,
+        power_cycle=bool(args.power_cycle),
+        replay=args.replay,
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gangd.service.http import DEFAULT_ADDRESS, parse_address
+from gangd.config.address import DEFAULT_ADDRESS, parse_address
 
 
 def add_parser(subparsers) -> None:

@@ -27,7 +27,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from gangd.service.http import DEFAULT_ADDRESS, parse_address
+from gangd.config.address import DEFAULT_ADDRESS, parse_address
 
 RECONNECT_S = 1.0  # never faster than once a second
 STYLES = {

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from spsdk.exceptions import SPSDKError
 from spsdk.utils.family import FamilyRevision, get_device, get_families
 
+from gangd.core.events import PortEvent
+
 
 class UnknownFamilyError(ValueError):
     """The name is not a family in spsdk's device database."""
@@ -181,3 +183,17 @@ def _usb_ids(isp) -> tuple[tuple[UsbIds, ...], tuple[UsbIds, ...]]:
 def isp_usb_ids(name: str) -> tuple[tuple[UsbIds, ...], tuple[UsbIds, ...]]:
     """(ROM ids, flashloader ids) of a family, without reading its memory map and fuses."""
     return _usb_ids(get_device(FamilyRevision(name)).info.isp)
+
+
+ROM = "rom"
+FLASHLOADER = "flashloader"
+
+
+def stage_of(family: FamilyInfo, event: PortEvent) -> str | None:
+    """Which stage of `family` the device an event names is in, by its USB ids (None: not ours)."""
+    ids = UsbIds(event.vid, event.pid)
+    if family.is_flashloader(ids):
+        return FLASHLOADER
+    if family.is_rom(ids):
+        return ROM
+    return None

@@ -13,22 +13,24 @@ import re
 import socket
 import tomllib
 import urllib.parse
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from spsdk.mboot.memories import MemId
 
+from gangd.config.address import DEFAULT_ADDRESS, parse_address
 from gangd.config.bootimage import flashloader_problem
 from gangd.config.family import FamilyInfo, MemoryRegion, UnknownFamilyError, load_family
 from gangd.config.flexspi import FCFB_TAG
+from gangd.config.geometry import FLEXSPI_NOR, INTERNAL_FLASH, sector_span
 from gangd.config.images import FORMATS, ImageError, guess_format, load_segments
 from gangd.config.recipe import (
     BOARD_DATA_ENCODINGS,
     BOARD_DATA_SOURCES,
     FUSE_POLICIES,
     MARGINAL_POLICIES,
-    SECTOR,
     BoardData,
     Deadlines,
     FusePlan,
@@ -39,36 +41,13 @@ from gangd.config.recipe import (
     TraceSettings,
 )
 from gangd.config.secure_boot import parse_secure_boot
-from gangd.core.bus import DEFAULT_BUDGET
-from gangd.io.udev import is_port_path
-from gangd.service.http import DEFAULT_ADDRESS, parse_address
+from gangd.core.bus import DEFAULT_BUDGET, is_port_path
 
-INTERNAL_FLASH, FLEXSPI_NOR = 0, 9
 # Memory ids of the MCU bootloader (blhost's configure-memory / spsdk's MemoryId). Internal flash
 # and FlexSPI NOR are provisioned and simulated; the others are planned with the option words the
 # configuration gives, and only real boards (or a simulator refusing them) answer them.
 MEMORY_IDS = {member.tag: member.description for member in MemId}
 FINAL_ACTIONS = ("reset", "leave")
-TOP_LEVEL = {
-    "family",
-    "station",
-    "flashloader",
-    "memory",
-    "image",
-    "verify",
-    "write",
-    "fuses",
-    "recovery",
-    "final",
-    "http",
-    "deadlines",
-    "quality",
-    "board_data",
-    "line",
-    "usb",
-    "secure_boot",
-    "trace",
-}
 
 
 class ConfigError(ValueError):
@@ -106,7 +85,7 @@ class LineSettings:
 
 
 class _Reader:
-    """Typed access to the parsed TOML that knows where each key stands in the text."""
+    """Where each key stands in the text: the located errors. Keys are read through `Table`."""
 
     def __init__(self, path: Path, text: str) -> None:
         self.path = path
@@ -147,28 +126,138 @@ class _Reader:
         where = f"{self.path}:{line}" if line else str(self.path)
         return ConfigError(f"{where}: {dotted}: {message}")
 
-    def get(self, table: dict, key: str, kind: type | tuple[type, ...], dotted: str, default: Any = ...):
-        if key not in table:
-            if default is ...:
-                raise self.error(dotted, "missing")
-            return default
-        value = table[key]
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        if not isinstance(value, kinds) or (bool not in kinds and isinstance(value, bool)):
-            names = " or ".join(k.__name__ for k in kinds)
-            raise self.error(dotted, f"expected {names}, got {value!r}")
-        return value
-
-    def unknown_keys(self, table: dict, allowed: set[str], prefix: str) -> None:
-        for key in table:
-            if key not in allowed:
-                raise self.error(f"{prefix}{key}", f"unknown key (expected one of: {', '.join(sorted(allowed))})")
-
     def file(self, name: str, dotted: str) -> Path:
         path = (self.path.parent / name).resolve()
         if not path.is_file():
             raise self.error(dotted, f"no such file: {path}")
         return path
+
+
+_REQUIRED: Any = ...  # Table.get without a default: the key must be there
+
+
+class Table:
+    """One TOML table, read through one typed reader that knows the table's dotted prefix
+    ("memory.", "image[1].", "" for the top level) and records every key read, so each key is
+    spelled once and the keys no read asked for are the unknown ones.
+
+    Name every key of the table first, then call `done()`, then validate: `done()` names an
+    unknown key before anything else, so a misspelled key is reported as such (`readback:
+    unknown key`), not as the missing key it was meant to be. `get` checks the value at once and
+    holds a missing or mistyped key for `done()`; `later` checks it when called after `done()`,
+    where the flow validates it, so a configuration with several mistakes names the same one first
+    as when each table listed its keys (a key needed only sometimes, like [memory] options, is
+    checked only then).
+
+    A sub-table (`table`, `tables`) is checked where it is first used, not where it is named: the
+    top level names all its tables at once, and a missing or mistyped table is still reported at
+    the point of the flow where it is needed, after the mistakes of the tables before it."""
+
+    def __init__(self, reader: _Reader, data: dict[str, Any] | Callable[[], dict[str, Any]], prefix: str) -> None:
+        self.reader = reader
+        self._data = data  # or the function that checks and returns it, on first use
+        self.prefix = prefix
+        self._read: dict[str, None] = {}  # in the order read
+        self._problem: tuple[str, str] | None = None  # the first missing or mistyped key, for done()
+        self._done = False
+
+    @property
+    def data(self) -> dict[str, Any]:
+        if callable(self._data):
+            self._data = self._data()
+        return self._data
+
+    def dotted(self, key: str | None = None) -> str:
+        """`prefix.key`, or the table's own name for None."""
+        return self.prefix.removesuffix(".") if key is None else self.prefix + key
+
+    def error(self, key: str | None, message: str) -> ConfigError:
+        """`FILE:LINE: prefix.key: message` (key None: the table itself)."""
+        return self.reader.error(self.dotted(key), message)
+
+    def _note(self, key: str) -> None:
+        if self._done and key not in self._read:
+            raise RuntimeError(f"{self.dotted(key)} read after done(): read every key before done()")
+        self._read[key] = None
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = _REQUIRED) -> Any:
+        """The value of `key` if it is a `kind`; `default` when absent (no default: required)."""
+        self._note(key)
+        return self._checked(key, kind, default)
+
+    def _checked(self, key: str, kind: type | tuple[type, ...], default: Any) -> Any:
+        problem = None
+        if key not in self.data:
+            if default is not _REQUIRED:
+                return default
+            problem = "missing"
+        else:
+            value = self.data[key]
+            kinds = kind if isinstance(kind, tuple) else (kind,)
+            if isinstance(value, kinds) and (bool in kinds or not isinstance(value, bool)):
+                return value
+            problem = f"expected {' or '.join(k.__name__ for k in kinds)}, got {value!r}"
+        if self._done:
+            raise self.error(key, problem)
+        self._problem = self._problem or (key, problem)
+        return None  # done() raises before the caller validates
+
+    def later(self, key: str, kind: type | tuple[type, ...], default: Any = _REQUIRED) -> Callable[[], Any]:
+        """Read `key` now (it is a key of the table) but check its value when called, after done():
+        for a value the flow has always checked late, so a config with several mistakes keeps
+        naming the same one first."""
+        self._note(key)
+        return lambda: self._checked(key, kind, default)
+
+    def value(self, key: str) -> Any:
+        """The value of `key` unchecked (None when absent): the caller checks it."""
+        self._note(key)
+        return self.data.get(key)
+
+    def table(self, key: str, default: dict[str, Any] | None = _REQUIRED) -> Table:
+        """The sub-table `key` (an empty one when absent and default is {}), checked on first use."""
+        self._note(key)
+        return Table(self.reader, lambda: self._checked(key, dict, default) or {}, f"{self.prefix}{key}.")
+
+    def optional_table(self, key: str) -> Table | None:
+        """The sub-table `key`, None when absent; checked on first use."""
+        self._note(key)
+        return None if key not in self.data else self.table(key)
+
+    def tables(self, key: str, default: list[Any] | None = _REQUIRED) -> Tables:
+        """The array of tables `key` (`[[image]]`), checked on first use."""
+        self._note(key)
+        return Tables(self, key, default)
+
+    def done(self) -> None:
+        """An unknown key (one no read asked for), else the first key read that is missing or of the
+        wrong type, as an error."""
+        self._done = True
+        for key in self.data:
+            if key not in self._read:
+                raise self.error(key, f"unknown key (expected one of: {', '.join(sorted(self._read))})")
+        if self._problem is not None:
+            raise self.error(*self._problem)
+
+
+class Tables:
+    """An array of tables (`[[image]]`): its length checks the array, iterating gives one Table
+    per entry (prefixed `key[n].`), each checked to be a table when reached."""
+
+    def __init__(self, parent: Table, key: str, default: list[Any] | None) -> None:
+        self._parent, self._key, self._default = parent, key, default
+
+    def _entries(self) -> list[Any]:
+        return self._parent._checked(self._key, list, self._default) or []
+
+    def __len__(self) -> int:
+        return len(self._entries())
+
+    def __iter__(self) -> Iterator[Table]:
+        for n, entry in enumerate(self._entries()):
+            if not isinstance(entry, dict):
+                raise self._parent.error(f"{self._key}[{n}]", "expected a table")
+            yield Table(self._parent.reader, entry, f"{self._parent.prefix}{self._key}[{n}].")
 
 
 def load_config(path: str | Path, need_flashloader: bool = True) -> Config:
@@ -189,92 +278,124 @@ def load_config(path: str | Path, need_flashloader: bool = True) -> Config:
             f"{path}:{line}: not valid TOML: {exc}" if line else f"{path}: not valid TOML: {exc}"
         ) from None
     r = _Reader(path, text)
-    r.unknown_keys(raw, TOP_LEVEL, "")
+    # Every top-level table, read once here: the top level's unknown keys are the tables not read.
+    top = Table(r, raw, "")
+    family_name = top.get("family", str)
+    station = top.table("station", {})
+    flashloader = top.optional_table("flashloader")
+    memory = top.table("memory")
+    image_tables = top.tables("image")
+    verify = top.table("verify", {})
+    write = top.table("write", {})
+    fuses_table = top.table("fuses", {})
+    recovery_table = top.table("recovery", {})
+    final = top.table("final", {})
+    http = top.table("http", {})
+    deadlines_table = top.table("deadlines", {})
+    quality = top.table("quality", {})
+    board_data_tables = top.tables("board_data", [])
+    line_table = top.optional_table("line")
+    usb = top.table("usb", {})
+    secure_boot_table = top.optional_table("secure_boot")
+    trace_table = top.optional_table("trace")
+    top.done()
 
     try:
-        family = load_family(r.get(raw, "family", str, "family"))
+        family = load_family(family_name)
     except UnknownFamilyError as exc:
-        raise r.error("family", str(exc)) from None
+        raise top.error("family", str(exc)) from None
 
-    ports = _ports(r, raw)
+    ports, layout_rows, station_name = _station(station)
     if family.rom_protocol not in ("sdp", "mboot") or not family.rom_usb:
-        raise r.error(
+        raise top.error(
             "family",
             f"the ROM of {family.name} speaks neither SDP nor the MCU bootloader over USB "
             f"(spsdk's database: {family.rom_protocol or 'no ISP'})",
         )
     loader_name, loader_data, load_address, jump_address = None, b"", 0, 0
-    if family.rom_protocol == "sdp" or "flashloader" in raw:
+    if family.rom_protocol == "sdp" or flashloader is not None:
         # i.MX RT ROMs speak SDP and need a flashloader; where the ROM is itself an MCU bootloader
         # (LPC55, MCX, RT5xx/6xx) the ROM is the programmer and [flashloader] is left out.
         if family.rom_protocol != "sdp":
-            raise r.error("flashloader", f"the ROM of {family.name} is an MCU bootloader: it needs no flashloader")
-        loader = r.get(raw, "flashloader", dict, "flashloader")
-        r.unknown_keys(loader, {"path", "load_address", "jump_address", "sha256"}, "flashloader.")
-        loader_name = r.get(loader, "path", str, "flashloader.path")
+            raise top.error("flashloader", f"the ROM of {family.name} is an MCU bootloader: it needs no flashloader")
+        if flashloader is None:
+            raise top.error("flashloader", "missing")
+        path_of = flashloader.later("path", str)
+        load_address_of = flashloader.later("load_address", int)
+        jump_address_of = flashloader.later("jump_address", int)
+        pin_of = flashloader.later("sha256", str, None)
+        flashloader.done()
+        loader_name = path_of()
         loader_file = (path.parent / loader_name).resolve()
         loader_data = (
             b""
             if not need_flashloader and not loader_file.is_file()
-            else r.file(loader_name, "flashloader.path").read_bytes()
+            else r.file(loader_name, flashloader.dotted("path")).read_bytes()
         )
-        load_address = r.get(loader, "load_address", int, "flashloader.load_address")
-        jump_address = r.get(loader, "jump_address", int, "flashloader.jump_address")
+        load_address = load_address_of()
+        jump_address = jump_address_of()
         if not _in_ram(family, load_address, len(loader_data)):
-            raise r.error(
-                "flashloader.load_address",
+            raise flashloader.error(
+                "load_address",
                 f"0x{load_address:08x}..+{len(loader_data)} is not inside one RAM region of {family.name}",
             )
         if loader_data and not load_address <= jump_address < load_address + len(loader_data):
-            raise r.error("flashloader.jump_address", f"0x{jump_address:08x} is not inside the loaded flashloader")
+            raise flashloader.error("jump_address", f"0x{jump_address:08x} is not inside the loaded flashloader")
         if need_flashloader or loader_file.is_file():
-            _check_flashloader(r, loader, loader_data, load_address, jump_address)
+            _check_flashloader(flashloader, pin_of(), loader_name, loader_data, load_address, jump_address)
 
-    memory = r.get(raw, "memory", dict, "memory")
-    r.unknown_keys(memory, {"id", "option_address", "options", "size"}, "memory.")
-    memory_id = r.get(memory, "id", int, "memory.id")
+    memory_id = memory.get("id", int)
+    option_address_of = memory.later("option_address", int)
+    options_of = memory.later("options", list)
+    memory_size = memory.later("size", int, None)
+    memory.done()
     if memory_id not in MEMORY_IDS:
         known = ", ".join(f"{k} {v}" for k, v in sorted(MEMORY_IDS.items()))
-        raise r.error("memory.id", f"{memory_id} is not a memory id of the MCU bootloader (spsdk's MemId: {known})")
+        raise memory.error("id", f"{memory_id} is not a memory id of the MCU bootloader (spsdk's MemId: {known})")
     if memory_id == INTERNAL_FLASH and family.internal_flash is None:
-        raise r.error("memory.id", f"{family.name} has no internal flash in spsdk's memory map")
+        raise memory.error("id", f"{family.name} has no internal flash in spsdk's memory map")
     option_address, options = 0, []
     if memory_id != INTERNAL_FLASH:  # internal flash needs no configure-memory
-        option_address = r.get(memory, "option_address", int, "memory.option_address")
-        options = r.get(memory, "options", list, "memory.options")
+        option_address = option_address_of()
+        options = options_of()
         if not options or not all(
             isinstance(w, int) and not isinstance(w, bool) and 0 <= w <= 0xFFFFFFFF for w in options
         ):
-            raise r.error("memory.options", "expected a non-empty list of 32-bit words")
+            raise memory.error("options", "expected a non-empty list of 32-bit words")
         if memory_id == FLEXSPI_NOR and options[0] >> 28 != 0xC and options[0] != FCFB_TAG:
-            raise r.error("memory.options", f"option word 0x{options[0]:08x} lacks the 0xC tag in bits 31:28")
+            raise memory.error("options", f"option word 0x{options[0]:08x} lacks the 0xC tag in bits 31:28")
         if not _in_ram(family, option_address, 4 * len(options)):
-            raise r.error("memory.option_address", f"0x{option_address:08x} is not in RAM")
+            raise memory.error("option_address", f"0x{option_address:08x} is not in RAM")
         if _overlaps(option_address, 4 * len(options), load_address, len(loader_data)):
-            raise r.error("memory.option_address", "overlaps the flashloader in RAM")
+            raise memory.error("option_address", "overlaps the flashloader in RAM")
 
-    flash = _flash(r, memory, family, memory_id)
-    images = _images(r, raw, family, memory_id, flash)
+    flash = _flash(memory, memory_size(), family, memory_id)
+    if not image_tables:
+        raise top.error("image", "at least one [[image]] is needed")
+    images = _images(image_tables, family, memory_id, flash)
 
-    verify = r.get(raw, "verify", dict, "verify", {})
-    r.unknown_keys(verify, {"read_back"}, "verify.")
-    final = r.get(raw, "final", dict, "final", {})
-    r.unknown_keys(final, {"action", "wait_reboot"}, "final.")
-    write = r.get(raw, "write", dict, "write", {})
-    r.unknown_keys(write, {"blank_check", "skip_blank_pages"}, "write.")
-    action = r.get(final, "action", str, "final.action", "reset")
+    read_back = verify.later("read_back", bool, True)
+    verify.done()
+    action_of = final.later("action", str, "reset")
+    wait_reboot = final.later("wait_reboot", bool, False)
+    final.done()
+    blank_check = write.later("blank_check", bool, True)
+    skip_blank_pages = write.later("skip_blank_pages", bool, True)
+    write.done()
+    action = action_of()
     if action not in FINAL_ACTIONS:
-        raise r.error("final.action", f"{action!r} is not one of {', '.join(FINAL_ACTIONS)}")
+        raise final.error("action", f"{action!r} is not one of {', '.join(FINAL_ACTIONS)}")
 
-    quality = r.get(raw, "quality", dict, "quality", {})
-    r.unknown_keys(quality, {"marginal"}, "quality.")
-    marginal = r.get(quality, "marginal", str, "quality.marginal", "accept")
+    marginal = quality.get("marginal", str, "accept")
+    quality.done()
     if marginal not in MARGINAL_POLICIES:
-        raise r.error("quality.marginal", f"{marginal!r} is not one of {', '.join(MARGINAL_POLICIES)}")
+        raise quality.error("marginal", f"{marginal!r} is not one of {', '.join(MARGINAL_POLICIES)}")
 
-    fuses = _fuses(r, raw, family)
-    board_data = _board_data(r, raw, family, images, fuses, memory_id, flash)
-    secure_boot = parse_secure_boot(r, raw, family, images, fuses, loader_data, loader_name, load_address)
+    fuses = _fuses(fuses_table, family)
+    board_data = _board_data(board_data_tables, family, images, fuses, memory_id, flash)
+    secure_boot = parse_secure_boot(
+        secure_boot_table, fuses_table, family, images, fuses, loader_data, loader_name, load_address
+    )
 
     recipe = Recipe(
         family=family,
@@ -286,34 +407,35 @@ def load_config(path: str | Path, need_flashloader: bool = True) -> Config:
         option_address=option_address,
         option_words=tuple(options),
         images=images,
-        verify=r.get(verify, "read_back", bool, "verify.read_back", True),
+        verify=read_back(),
         final_action=action,
-        blank_check=r.get(write, "blank_check", bool, "write.blank_check", True),
-        skip_blank_pages=r.get(write, "skip_blank_pages", bool, "write.skip_blank_pages", True),
-        wait_reboot=r.get(final, "wait_reboot", bool, "final.wait_reboot", False),
+        blank_check=blank_check(),
+        skip_blank_pages=skip_blank_pages(),
+        wait_reboot=wait_reboot(),
         quality_marginal=marginal,
         fuses=fuses,
         board_data=board_data,
-        recovery=_recovery(r, raw),
-        deadlines=_deadlines(r, raw),
+        recovery=_recovery(recovery_table),
+        deadlines=_deadlines(deadlines_table),
         secure_boot=secure_boot,
-        trace=_trace(r, raw),
+        trace=_trace(trace_table),
     )
-    http = r.get(raw, "http", dict, "http", {})
-    r.unknown_keys(http, {"address", "control_token"}, "http.")
-    address = r.get(http, "address", str, "http.address", DEFAULT_ADDRESS)
+    address_of = http.later("address", str, DEFAULT_ADDRESS)
+    token_of = http.later("control_token", str, None)
+    http.done()
+    address = address_of()
     try:
         parse_address(address)
     except ValueError as exc:
-        raise r.error("http.address", str(exc)) from None
-    token = r.get(http, "control_token", str, "http.control_token", None)
+        raise http.error("address", str(exc)) from None
+    token = token_of()
     if token is not None and (len(token) < MIN_TOKEN_LENGTH or not token.isprintable() or " " in token):
-        raise r.error(
-            "http.control_token",
+        raise http.error(
+            "control_token",
             f"must be at least {MIN_TOKEN_LENGTH} printable characters without "
             "spaces (make one with: openssl rand -hex 16)",
         )
-    layout = _layout(r, raw, ports)
+    layout = _layout(station, layout_rows, ports)
     return Config(
         path=path,
         ports=ports,
@@ -321,9 +443,9 @@ def load_config(path: str | Path, need_flashloader: bool = True) -> Config:
         http_address=address,
         layout=layout,
         control_token=token,
-        station_name=_station_name(r, raw),
-        line=_line(r, raw),
-        flashloaders_per_root_port=_usb_budget(r, raw),
+        station_name=_station_name(station, station_name()),
+        line=_line(line_table),
+        flashloaders_per_root_port=_usb_budget(usb),
     )
 
 
@@ -332,75 +454,73 @@ def default_station_name() -> str:
     return socket.gethostname()
 
 
-def _station_name(r: _Reader, raw: dict) -> str:
-    station = raw.get("station", {})
-    name = r.get(station, "name", str, "station.name", "") or default_station_name()
+def _station_name(station: Table, name: str) -> str:
+    name = name or default_station_name()
     if not name.isprintable() or len(name) > 64:
-        raise r.error("station.name", "must be at most 64 printable characters")
+        raise station.error("name", "must be at most 64 printable characters")
     return name
 
 
 MAX_FLASHLOADERS_PER_ROOT_PORT = 32
 
 
-def _usb_budget(r: _Reader, raw: dict) -> int:
+def _usb_budget(usb: Table) -> int:
     """`[usb] flashloaders_per_root_port`: about 8 flashloaders (two 1016-byte interrupt endpoints
     each) fill a high-speed root port's periodic bandwidth (docs/FLASHLOADER.md, "USB"); a host
     controller that reserves differently may take fewer or more. gangd never admits more."""
-    usb = r.get(raw, "usb", dict, "usb", {})
-    r.unknown_keys(usb, {"flashloaders_per_root_port"}, "usb.")
-    budget = r.get(usb, "flashloaders_per_root_port", int, "usb.flashloaders_per_root_port", DEFAULT_BUDGET)
+    budget = usb.get("flashloaders_per_root_port", int, DEFAULT_BUDGET)
+    usb.done()
     if isinstance(budget, bool) or not 1 <= budget <= MAX_FLASHLOADERS_PER_ROOT_PORT:
-        raise r.error(
-            "usb.flashloaders_per_root_port",
+        raise usb.error(
+            "flashloaders_per_root_port",
             f"{budget!r} is not a whole number from 1 to {MAX_FLASHLOADERS_PER_ROOT_PORT} "
             f"(about {DEFAULT_BUDGET} fit one high-speed root port)",
         )
-    return budget
+    return int(budget)
 
 
-def _line(r: _Reader, raw: dict) -> LineSettings | None:
-    line = r.get(raw, "line", dict, "line", None)
+def _line(line: Table | None) -> LineSettings | None:
     if line is None:
         return None
-    r.unknown_keys(line, {"database", "password_file", "password_env"}, "line.")
-    database = r.get(line, "database", str, "line.database")
+    database_of = line.later("database", str)
+    password_file_of = line.later("password_file", str, None)
+    env_of = line.later("password_env", str, "GANGD_LINE_PASSWORD")
+    line.done()
+    database = database_of()
     try:
         parts = urllib.parse.urlsplit(database)
     except ValueError as exc:
-        raise r.error("line.database", str(exc)) from None
+        raise line.error("database", str(exc)) from None
     if parts.scheme not in ("postgresql", "postgres"):
-        raise r.error("line.database", 'must be a URL like "postgresql://gangd@db.example:5432/line"')
+        raise line.error("database", 'must be a URL like "postgresql://gangd@db.example:5432/line"')
     if parts.password is not None or "password=" in parts.query:
-        raise r.error(
-            "line.database", "must not hold the password: put it in line.password_file or GANGD_LINE_PASSWORD"
-        )
-    password_file = r.get(line, "password_file", str, "line.password_file", None)
+        raise line.error("database", "must not hold the password: put it in line.password_file or GANGD_LINE_PASSWORD")
+    password_file = password_file_of()
     if password_file is not None:
-        password_file = str(r.file(password_file, "line.password_file"))
-    env = r.get(line, "password_env", str, "line.password_env", "GANGD_LINE_PASSWORD")
-    return LineSettings(database, password_file, env)
+        password_file = str(line.reader.file(password_file, line.dotted("password_file")))
+    return LineSettings(database, password_file, env_of())
 
 
-def _check_pin(r: _Reader, table: dict, dotted: str, name: str, data: bytes) -> None:
+def _check_pin(table: Table, pin: str | None, name: str, data: bytes) -> None:
     """A `sha256 = "..."` pin: the file must be exactly the one the line engineer approved."""
-    pin = r.get(table, "sha256", str, dotted, None)
     if pin is None:
         return
     if not re.fullmatch(r"[0-9a-fA-F]{64}", pin):
-        raise r.error(dotted, "expected 64 hexadecimal digits")
+        raise table.error("sha256", "expected 64 hexadecimal digits")
     actual = hashlib.sha256(data).hexdigest()
     if actual != pin.lower():
-        raise r.error(dotted, f"{name} has sha256 {actual}, the pin says {pin.lower()}")
+        raise table.error("sha256", f"{name} has sha256 {actual}, the pin says {pin.lower()}")
 
 
-def _check_flashloader(r: _Reader, loader: dict, data: bytes, load_address: int, jump_address: int) -> None:
+def _check_flashloader(
+    loader: Table, pin: str | None, loader_name: str, data: bytes, load_address: int, jump_address: int
+) -> None:
     """The flashloader file is the one pinned and an i.MX RT boot image the ROM will jump to:
     otherwise every board would wait out replug_s for a flashloader that never enumerates."""
-    _check_pin(r, loader, "flashloader.sha256", Path(loader["path"]).name, data)
+    _check_pin(loader, pin, Path(loader_name).name, data)
     problem = flashloader_problem(data, load_address, jump_address)
     if problem:
-        raise r.error("flashloader.path", f"{problem} (the ROM would not start this flashloader)")
+        raise loader.error("path", f"{problem} (the ROM would not start this flashloader)")
 
 
 def _line_from_message(message: str) -> int | None:
@@ -416,34 +536,36 @@ def _overlaps(a: int, a_len: int, b: int, b_len: int) -> bool:
     return a < b + b_len and b < a + a_len
 
 
-def _ports(r: _Reader, raw: dict) -> dict[str, str]:
-    station = r.get(raw, "station", dict, "station", {})
-    r.unknown_keys(station, {"ports", "layout", "name"}, "station.")
-    ports = r.get(station, "ports", dict, "station.ports", {})
+def _station(station: Table) -> tuple[dict[str, str], Any, Callable[[], str]]:
+    """[station]: the ports and their labels (checked), the layout's rows and the name (checked later)."""
+    ports = station.get("ports", dict, {})
+    rows = station.value("layout")  # checked by _layout
+    name = station.later("name", str, "")  # checked where the name is resolved, last
+    station.done()
     labels: dict[str, str] = {}
     for port, label in ports.items():
+        dotted = f'ports."{port}"'
         if not is_port_path(port):
-            raise r.error(f'station.ports."{port}"', f'{port!r} is not a USB port path like "1-1.3"')
+            raise station.error(dotted, f'{port!r} is not a USB port path like "1-1.3"')
         if not isinstance(label, str) or not label:
-            raise r.error(f'station.ports."{port}"', "the label must be a non-empty string")
+            raise station.error(dotted, "the label must be a non-empty string")
         if label in labels.values():
-            raise r.error(f'station.ports."{port}"', f"label {label!r} is used twice")
+            raise station.error(dotted, f"label {label!r} is used twice")
         labels[port] = label
-    return labels
+    return labels, rows, name
 
 
-def _layout(r: _Reader, raw: dict, ports: dict[str, str]) -> Layout | None:
-    rows = raw.get("station", {}).get("layout")
+def _layout(station: Table, rows: Any, ports: dict[str, str]) -> Layout | None:
     if rows is None:
         return None
     if not ports:
-        raise r.error("station.layout", "a layout needs the ports it places: list them in [station.ports]")
+        raise station.error("layout", "a layout needs the ports it places: list them in [station.ports]")
     if not isinstance(rows, list) or not rows:
-        raise r.error("station.layout", 'expected rows of labels, e.g. ["A1 A2 A3 A4", "B1 B2 B3 B4"]')
+        raise station.error("layout", 'expected rows of labels, e.g. ["A1 A2 A3 A4", "B1 B2 B3 B4"]')
     try:
         return resolve_layout(rows, ports)
     except ValueError as exc:
-        raise r.error("station.layout", str(exc)) from None
+        raise station.error("layout", str(exc)) from None
 
 
 def resolve_layout(rows: list, ports: dict[str, str]) -> Layout:
@@ -485,25 +607,22 @@ def parse_layout_text(text: str) -> list[list[str]]:
     return rows
 
 
-def _flash(r: _Reader, memory: dict, family: FamilyInfo, memory_id: int) -> MemoryRegion | None:
+def _flash(memory: Table, size: int | None, family: FamilyInfo, memory_id: int) -> MemoryRegion | None:
     """Where images may go: the memory's window in spsdk's memory map (internal flash, the FlexSPI
     window), cut to the flash part's size when `[memory] size` gives it. The window is larger than
     any part: 256 MiB of FlexSPI on RT1020, where the simulated parts are 8 and 16 MiB
     (gangd/sim/nor_flash.py). None: a memory that is not memory-mapped, whose address space only
     the board knows."""
     window = {INTERNAL_FLASH: family.internal_flash, FLEXSPI_NOR: family.flexspi}.get(memory_id)
-    size = r.get(memory, "size", int, "memory.size", None)
     if size is None:
         return window
     if size <= 0:
-        raise r.error("memory.size", "must be the flash part's size in bytes, more than 0")
+        raise memory.error("size", "must be the flash part's size in bytes, more than 0")
     if window is None:
-        raise r.error(
-            "memory.size", f"memory id {memory_id} is not mapped in {family.name}'s memory map: leave size out"
-        )
+        raise memory.error("size", f"memory id {memory_id} is not mapped in {family.name}'s memory map: leave size out")
     if size > window.size:
-        raise r.error(
-            "memory.size",
+        raise memory.error(
+            "size",
             f"0x{size:x} bytes do not fit {family.name}'s {window.name} window (0x{window.size:x} bytes in spsdk's memory map)",
         )
     return dataclasses.replace(window, name=f"{size}-byte flash part (memory.size)", size=size)
@@ -519,161 +638,149 @@ def _outside(family: FamilyInfo, flash: MemoryRegion | None, address: int, lengt
     return f"{where} ({flash.name}: 0x{flash.start:08x}..0x{flash.end - 1:08x})"
 
 
-def _images(r: _Reader, raw: dict, family: FamilyInfo, memory_id: int, flash: MemoryRegion | None) -> tuple[Image, ...]:
-    entries = r.get(raw, "image", list, "image")
-    if not entries:
-        raise r.error("image", "at least one [[image]] is needed")
+def _images(entries: Tables, family: FamilyInfo, memory_id: int, flash: MemoryRegion | None) -> tuple[Image, ...]:
     images: list[tuple[int, Image]] = []
     for n, entry in enumerate(entries):
-        where = f"image[{n}]."
-        if not isinstance(entry, dict):
-            raise r.error(f"image[{n}]", "expected a table")
-        r.unknown_keys(entry, {"path", "address", "format", "sha256"}, where)
-        path = r.file(r.get(entry, "path", str, where + "path"), where + "path")
-        fmt = r.get(entry, "format", str, where + "format", None) or guess_format(path)
+        name_of = entry.later("path", str)
+        address_of = entry.later("address", int, None)
+        format_of = entry.later("format", str, None)
+        pin_of = entry.later("sha256", str, None)
+        entry.done()
+        name = name_of()
+        path = entry.reader.file(name, entry.dotted("path"))
+        fmt = format_of() or guess_format(path)
         if fmt not in FORMATS:
-            raise r.error(where + "format", f"{fmt!r} is not one of {', '.join(FORMATS)} (say format = ...)")
-        _check_pin(r, entry, where + "sha256", path.name, path.read_bytes())
+            raise entry.error("format", f"{fmt!r} is not one of {', '.join(FORMATS)} (say format = ...)")
+        _check_pin(entry, pin_of(), path.name, path.read_bytes())
         try:
-            segments = load_segments(path, fmt, r.get(entry, "address", int, where + "address", None))
+            segments = load_segments(path, fmt, address_of())
         except ImageError as exc:
-            raise r.error(where + "path", str(exc)) from None
+            raise entry.error("path", str(exc)) from None
         for address, data in segments:
             if memory_id in (INTERNAL_FLASH, FLEXSPI_NOR) and (flash is None or not flash.contains(address, len(data))):
-                raise r.error(where + "address", _outside(family, flash, address, len(data)))
+                raise entry.error("address", _outside(family, flash, address, len(data)))
             for other_n, other in images:
                 if _overlaps(address, len(data), other.address, len(other.data)):
-                    raise r.error(
-                        where + "address", f"overlaps image[{other_n}] (0x{other.address:08x}..+{len(other.data)})"
+                    raise entry.error(
+                        "address", f"overlaps image[{other_n}] (0x{other.address:08x}..+{len(other.data)})"
                     )
-            images.append((n, Image(address, data, r.get(entry, "path", str, where + "path"))))
+            images.append((n, Image(address, data, name)))
     return tuple(image for _, image in images)
 
 
 def _board_data(
-    r: _Reader,
-    raw: dict,
+    entries: Tables,
     family: FamilyInfo,
     images: tuple[Image, ...],
     fuses: FusePlan,
     memory_id: int,
     flash: MemoryRegion | None,
 ) -> tuple[BoardData, ...]:
-    entries = r.get(raw, "board_data", list, "board_data", [])
-    allowed = {"name", "source", "format", "start", "step", "file", "address", "encoding", "size", "fuse"}
     result: list[BoardData] = []
-    for n, entry in enumerate(entries):
-        where = f"board_data[{n}]."
-        if not isinstance(entry, dict):
-            raise r.error(f"board_data[{n}]", "expected a table")
-        r.unknown_keys(entry, allowed, where)
-        name = r.get(entry, "name", str, where + "name")
+    for entry in entries:
+        name_of = entry.later("name", str)
+        source_of = entry.later("source", str)
+        file_of = entry.later("file", str)  # a list's only
+        format_of = entry.later("format", str, "{}")
+        encoding_of = entry.later("encoding", str, "text")
+        address_of = entry.later("address", int, None)
+        fuse_of = entry.later("fuse", str, None)
+        size_of = entry.later("size", int, 16)
+        start_of = entry.later("start", int, 1)
+        step_of = entry.later("step", int, 1)
+        entry.done()
+        name = name_of()
         if any(other.name == name for other in result):
-            raise r.error(where + "name", f"{name!r} is used twice")
-        source = r.get(entry, "source", str, where + "source")
+            raise entry.error("name", f"{name!r} is used twice")
+        source = source_of()
         if source not in BOARD_DATA_SOURCES:
-            raise r.error(where + "source", f"{source!r} is not one of {', '.join(BOARD_DATA_SOURCES)}")
+            raise entry.error("source", f"{source!r} is not one of {', '.join(BOARD_DATA_SOURCES)}")
         list_file = None
         if source == "list":
-            list_file = str(r.file(r.get(entry, "file", str, where + "file"), where + "file"))
-        fmt = r.get(entry, "format", str, where + "format", "{}")
+            list_file = str(entry.reader.file(file_of(), entry.dotted("file")))
+        fmt = format_of()
         try:
             fmt.format(0)
         except (ValueError, IndexError, KeyError) as exc:
-            raise r.error(where + "format", f"not a format for one number: {exc}") from None
-        encoding = r.get(entry, "encoding", str, where + "encoding", "text")
+            raise entry.error("format", f"not a format for one number: {exc}") from None
+        encoding = encoding_of()
         if encoding not in BOARD_DATA_ENCODINGS:
-            raise r.error(where + "encoding", f"{encoding!r} is not one of {', '.join(BOARD_DATA_ENCODINGS)}")
-        address = r.get(entry, "address", int, where + "address", None)
-        fuse_name = r.get(entry, "fuse", str, where + "fuse", None)
+            raise entry.error("encoding", f"{encoding!r} is not one of {', '.join(BOARD_DATA_ENCODINGS)}")
+        address = address_of()
+        fuse_name = fuse_of()
         if (address is None) == (fuse_name is None):
-            raise r.error(where + "name", "say where the value goes: address = ... (flash) or fuse = ... (OTP)")
-        size = r.get(entry, "size", int, where + "size", 16)
+            raise entry.error("name", "say where the value goes: address = ... (flash) or fuse = ... (OTP)")
+        size = size_of()
         fuse = None
         if fuse_name is not None:
             if fuses.policy == "never":
-                raise r.error(where + "fuse", "burning a fuse needs [fuses] policy = 'if-blank' or 'enforce'")
+                raise entry.error("fuse", "burning a fuse needs [fuses] policy = 'if-blank' or 'enforce'")
             try:
                 word = family.fuse(fuse_name)
             except KeyError:
-                raise r.error(where + "fuse", f"{family.name} has no fuse word named {fuse_name!r}") from None
+                raise entry.error("fuse", f"{family.name} has no fuse word named {fuse_name!r}") from None
             if any(w.index == word.index for w in fuses.words):
-                raise r.error(where + "fuse", f"{fuse_name} is also in [fuses.values]")
+                raise entry.error("fuse", f"{fuse_name} is also in [fuses.values]")
             fuse = FuseWord(word.name, word.index, 0)
         else:
             assert address is not None
             if flash is None or not flash.contains(address, size):
-                raise r.error(where + "address", _outside(family, flash, address, size))
+                raise entry.error("address", _outside(family, flash, address, size))
             for image in images:
                 # The value's sector is erased for it: it must not share a sector with an image.
-                sector_start, sector_end = address // SECTOR * SECTOR, -(-(address + size) // SECTOR) * SECTOR
-                if _overlaps(sector_start, sector_end - sector_start, image.address, image.erase_length):
-                    raise r.error(where + "address", f"shares a 4 KiB sector with the image at 0x{image.address:08x}")
-        result.append(
-            BoardData(
-                name,
-                source,
-                fmt,
-                r.get(entry, "start", int, where + "start", 1),
-                r.get(entry, "step", int, where + "step", 1),
-                list_file,
-                address,
-                encoding,
-                size,
-                fuse,
-            )
-        )
+                if _overlaps(*sector_span(address, size), image.address, image.erase_length):
+                    raise entry.error("address", f"shares a 4 KiB sector with the image at 0x{image.address:08x}")
+        result.append(BoardData(name, source, fmt, start_of(), step_of(), list_file, address, encoding, size, fuse))
     return tuple(result)
 
 
-def _fuses(r: _Reader, raw: dict, family: FamilyInfo) -> FusePlan:
-    table = r.get(raw, "fuses", dict, "fuses", {})
-    r.unknown_keys(table, {"policy", "values"}, "fuses.")
-    policy = r.get(table, "policy", str, "fuses.policy", "never")
+def _fuses(table: Table, family: FamilyInfo) -> FusePlan:
+    policy = table.get("policy", str, "never")
+    values_of = table.later("values", dict, {})
+    table.done()
     if policy not in FUSE_POLICIES:
-        raise r.error("fuses.policy", f"{policy!r} is not one of {', '.join(FUSE_POLICIES)}")
-    values = r.get(table, "values", dict, "fuses.values", {})
+        raise table.error("policy", f"{policy!r} is not one of {', '.join(FUSE_POLICIES)}")
+    values = values_of()
     if values and policy == "never":
-        raise r.error(
-            "fuses.policy", "fuses.values are given but the policy is 'never': say 'if-blank' or 'enforce' to burn them"
+        raise table.error(
+            "policy", "fuses.values are given but the policy is 'never': say 'if-blank' or 'enforce' to burn them"
         )
     words: list[FuseWord] = []
     for name, value in values.items():
-        dotted = f'fuses.values."{name}"'
+        dotted = f'values."{name}"'
         try:
             group = family.fuse_group(name)
         except KeyError:
-            raise r.error(dotted, f"{family.name} has no fuse named {name!r}") from None
+            raise table.error(dotted, f"{family.name} has no fuse named {name!r}") from None
         if isinstance(value, str):
             try:
                 value = int(value, 16 if not value.lower().startswith("0x") else 0)
             except ValueError:
-                raise r.error(dotted, f"{value!r} is not a hexadecimal number") from None
+                raise table.error(dotted, f"{value!r} is not a hexadecimal number") from None
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise r.error(dotted, "expected a non-negative integer or a hex string")
+            raise table.error(dotted, "expected a non-negative integer or a hex string")
         if value >> (32 * len(group)):
-            raise r.error(dotted, f"value is wider than the fuse's {32 * len(group)} bits")
+            raise table.error(dotted, f"value is wider than the fuse's {32 * len(group)} bits")
         for position, word in enumerate(group):  # most significant word first
             shift = 32 * (len(group) - 1 - position)
             words.append(FuseWord(word.name, word.index, (value >> shift) & 0xFFFFFFFF))
     indexes = [w.index for w in words]
     if len(indexes) != len(set(indexes)):
-        raise r.error("fuses.values", "the same fuse word is named twice")
+        raise table.error("values", "the same fuse word is named twice")
     return FusePlan(policy, tuple(words))
 
 
-def _deadlines(r: _Reader, raw: dict) -> Deadlines:
-    table = r.get(raw, "deadlines", dict, "deadlines", {})
-    fields = {f.name: f.default for f in dataclasses.fields(Deadlines)}
-    r.unknown_keys(table, set(fields), "deadlines.")
+def _deadlines(table: Table) -> Deadlines:
+    defaults = {f.name: f.default for f in dataclasses.fields(Deadlines)}
+    given = {name: table.later(name, (int, float), default) for name, default in defaults.items()}
+    table.done()
     values = {}
-    for name, default in fields.items():
-        value = float(r.get(table, name, (int, float), f"deadlines.{name}", default))
+    for name, value_of in given.items():
+        value = values[name] = float(value_of())
         if value <= 0 and name not in ("per_byte_s", "per_erase_sector_s"):
-            raise r.error(f"deadlines.{name}", "must be more than 0")
+            raise table.error(name, "must be more than 0")
         if value < 0:
-            raise r.error(f"deadlines.{name}", "must not be negative")
-        values[name] = value
+            raise table.error(name, "must not be negative")
     return Deadlines(**values)
 
 
@@ -681,46 +788,46 @@ TRACE_KEEP = ("failed", "all")
 TRACE_PAYLOAD = ("full", "hash")
 
 
-def _trace(r: _Reader, raw: dict) -> TraceSettings | None:
+def _trace(table: Table | None) -> TraceSettings | None:
     """`[trace]`: each job's USB conversation in a pcapng file (gangd/trace). A relative `dir` is
     relative to the configuration file."""
-    if "trace" not in raw:
+    if table is None:
         return None
-    table = r.get(raw, "trace", dict, "trace")
-    r.unknown_keys(table, {"dir", "keep", "payload", "max_mb"}, "trace.")
-    directory = r.get(table, "dir", str, "trace.dir")
-    keep = r.get(table, "keep", str, "trace.keep", "failed")
+    directory_of = table.later("dir", str)
+    keep_of = table.later("keep", str, "failed")
+    payload_of = table.later("payload", str, "full")
+    max_mb_of = table.later("max_mb", (int, float), TraceSettings.max_bytes / 2**20)
+    table.done()
+    directory = directory_of()
+    keep = keep_of()
     if keep not in TRACE_KEEP:
-        raise r.error("trace.keep", f"{keep!r} is not one of {', '.join(TRACE_KEEP)}")
-    payload = r.get(table, "payload", str, "trace.payload", "full")
+        raise table.error("keep", f"{keep!r} is not one of {', '.join(TRACE_KEEP)}")
+    payload = payload_of()
     if payload not in TRACE_PAYLOAD:
-        raise r.error("trace.payload", f"{payload!r} is not one of {', '.join(TRACE_PAYLOAD)}")
-    max_mb = r.get(table, "max_mb", (int, float), "trace.max_mb", TraceSettings.max_bytes / 2**20)
+        raise table.error("payload", f"{payload!r} is not one of {', '.join(TRACE_PAYLOAD)}")
+    max_mb = max_mb_of()
     if max_mb <= 0:
-        raise r.error("trace.max_mb", "must be more than 0")
-    return TraceSettings(str((r.path.parent / directory).resolve()), keep, payload, int(max_mb * 2**20))
+        raise table.error("max_mb", "must be more than 0")
+    return TraceSettings(str((table.reader.path.parent / directory).resolve()), keep, payload, int(max_mb * 2**20))
 
 
-def _recovery(r: _Reader, raw: dict) -> RecoveryPolicy:
-    table = r.get(raw, "recovery", dict, "recovery", {})
-    allowed = {"max_attempts", "transient_retries", "backoff_s", "backoff_max_s", "suspect_after", "power_cycle"}
-    r.unknown_keys(table, allowed, "recovery.")
+def _recovery(table: Table) -> RecoveryPolicy:
     default = RecoveryPolicy()
+    given = {
+        "max_attempts": table.get("max_attempts", int, default.max_attempts),
+        "transient_retries": table.get("transient_retries", int, default.transient_retries),
+        "backoff_s": table.get("backoff_s", (int, float), default.backoff_s),
+        "backoff_max_s": table.get("backoff_max_s", (int, float), default.backoff_max_s),
+        "suspect_after": table.get("suspect_after", int, default.suspect_after),
+        "power_cycle": table.get("power_cycle", bool, default.power_cycle),
+    }
+    table.done()
     policy = RecoveryPolicy(
-        max_attempts=r.get(table, "max_attempts", int, "recovery.max_attempts", default.max_attempts),
-        transient_retries=r.get(
-            table, "transient_retries", int, "recovery.transient_retries", default.transient_retries
-        ),
-        backoff_s=float(r.get(table, "backoff_s", (int, float), "recovery.backoff_s", default.backoff_s)),
-        backoff_max_s=float(
-            r.get(table, "backoff_max_s", (int, float), "recovery.backoff_max_s", default.backoff_max_s)
-        ),
-        suspect_after=r.get(table, "suspect_after", int, "recovery.suspect_after", default.suspect_after),
-        power_cycle=r.get(table, "power_cycle", bool, "recovery.power_cycle", default.power_cycle),
+        **{**given, "backoff_s": float(given["backoff_s"]), "backoff_max_s": float(given["backoff_max_s"])}
     )
     for key in ("max_attempts", "suspect_after"):
         if getattr(policy, key) < 1:
-            raise r.error(f"recovery.{key}", "must be at least 1")
+            raise table.error(key, "must be at least 1")
     if policy.transient_retries < 0 or policy.backoff_s < 0 or policy.backoff_max_s < 0:
-        raise r.error("recovery", "retries and backoff must not be negative")
+        raise table.error(None, "retries and backoff must not be negative")
     return policy

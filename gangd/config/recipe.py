@@ -11,11 +11,10 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from gangd.config.family import FamilyInfo, load_family
+from gangd.config.geometry import SECTOR_SIZE, round_up
 
 if TYPE_CHECKING:
     from gangd.config.secure_boot import SecureBoot
-
-SECTOR = 4096
 
 
 @dataclass(frozen=True)
@@ -26,7 +25,7 @@ class Image:
 
     @property
     def erase_length(self) -> int:
-        return -(-len(self.data) // SECTOR) * SECTOR
+        return round_up(len(self.data))
 
     @functools.cached_property
     def sha256(self) -> str:  # once per image, not once per board (2-3 ms per MiB)
@@ -48,7 +47,7 @@ class Deadlines:
         return self.command_s + length * self.per_byte_s
 
     def erase_s(self, length: int) -> float:
-        return self.command_s + (length // SECTOR) * self.per_erase_sector_s
+        return self.command_s + (length // SECTOR_SIZE) * self.per_erase_sector_s
 
 
 FUSE_POLICIES = ("never", "if-blank", "enforce")

@@ -26,7 +26,7 @@ from gangd.config.family import FamilyInfo
 from gangd.config.recipe import FusePlan, FuseWord, Image
 
 if TYPE_CHECKING:
-    from gangd.config.loader import _Reader
+    from gangd.config.loader import Table
 
 CLOSE_POLICIES = ("never", "after-proof")
 # The proofs gangd knows, by name. Each is a check that must pass on the board, while it is open,
@@ -144,8 +144,8 @@ def unsigned_copy(data: bytes, container: HabContainer) -> bytes:
 
 
 def parse_secure_boot(
-    r: _Reader,
-    raw: dict,
+    table: Table | None,
+    fuses_table: Table,
     family: FamilyInfo,
     images: tuple[Image, ...],
     fuses: FusePlan,
@@ -153,34 +153,37 @@ def parse_secure_boot(
     flashloader_path: str | None,
     flashloader_address: int,
 ) -> SecureBoot | None:
-    table = r.get(raw, "secure_boot", dict, "secure_boot", None)
     if table is None:
         return None
-    r.unknown_keys(table, {"image", "close", "proof", "proof_property", "locks"}, "secure_boot.")
+    image_of = table.later("image", str)
+    close_of = table.later("close", str, "never")
+    proof_of = table.later("proof", str, None)
+    proof_property_of = table.later("proof_property", int, DEFAULT_PROOF_PROPERTY)
+    locks_of = table.later("locks", dict, {})
+    table.done()
+    r = table.reader
     try:
         srk_fuses = family.fuse_group(SRK_HASH)
         close_fuse = family.fuse(CLOSE_FUSE)
     except KeyError:
         srk_fuses, close_fuse = (), None
     if family.rom_protocol != "sdp" or len(srk_fuses) != 8 or close_fuse is None:
-        raise r.error("secure_boot", f"secure boot is provided for i.MX RT10xx (HAB4) parts; {family.name} is not one")
+        raise table.error(None, f"secure boot is provided for i.MX RT10xx (HAB4) parts; {family.name} is not one")
 
-    name = r.get(table, "image", str, "secure_boot.image")
-    image_path = r.file(name, "secure_boot.image")
-    written = [i for i in images if i.path is not None and r.file(i.path, "secure_boot.image") == image_path]
+    name = image_of()
+    image_path = r.file(name, table.dotted("image"))
+    written = [i for i in images if i.path is not None and r.file(i.path, table.dotted("image")) == image_path]
     if not written:
-        raise r.error(
-            "secure_boot.image", f"{name} is not one of the [[image]] files: the signed image must be written"
-        )
+        raise table.error("image", f"{name} is not one of the [[image]] files: the signed image must be written")
     data = image_path.read_bytes()
     try:
         image = parse_container(data, name)
     except HabError as exc:
-        raise r.error("secure_boot.image", str(exc)) from None
+        raise table.error("image", str(exc)) from None
     expected_ivt = written[0].address + image.ivt_offset
     if image.ivt_address != expected_ivt:
-        raise r.error(
-            "secure_boot.image",
+        raise table.error(
+            "image",
             f"its IVT says it lies at 0x{image.ivt_address:08x}, but [[image]] writes it at "
             f"0x{written[0].address:08x} (IVT at 0x{expected_ivt:08x})",
         )
@@ -202,24 +205,24 @@ def parse_secure_boot(
             )
 
     srk = tuple(FuseWord(word.name, word.index, value) for word, value in zip(srk_fuses, image.srk_words))
-    _check_fuses(r, raw, family, fuses, srk, close_fuse.index)
+    _check_fuses(fuses_table, family, fuses, srk, close_fuse.index)
 
-    close = r.get(table, "close", str, "secure_boot.close", "never")
+    close = close_of()
     if close not in CLOSE_POLICIES:
-        raise r.error("secure_boot.close", f"{close!r} is not one of {', '.join(CLOSE_POLICIES)}")
-    proof = r.get(table, "proof", str, "secure_boot.proof", None)
+        raise table.error("close", f"{close!r} is not one of {', '.join(CLOSE_POLICIES)}")
+    proof = proof_of()
     if proof is not None and proof not in PROOFS:
-        raise r.error("secure_boot.proof", f"{proof!r} is not a known proof (known: {', '.join(PROOFS)})")
+        raise table.error("proof", f"{proof!r} is not a known proof (known: {', '.join(PROOFS)})")
     if close == "after-proof" and proof is None:
-        raise r.error(
-            "secure_boot.close",
+        raise table.error(
+            "close",
             f"'after-proof' needs a proof: say proof = \"{FLASHLOADER_HAB_REPORT}\" (see README, Secure boot)",
         )
-    proof_property = r.get(table, "proof_property", int, "secure_boot.proof_property", DEFAULT_PROOF_PROPERTY)
+    proof_property = proof_property_of()
     if not 0 < proof_property <= 0xFF:
-        raise r.error("secure_boot.proof_property", "expected a property tag between 1 and 0xFF")
+        raise table.error("proof_property", "expected a property tag between 1 and 0xFF")
 
-    locks = _locks(r, table, family, srk, close_fuse.index)
+    locks = _locks(table, locks_of(), family, srk, close_fuse.index)
     return SecureBoot(
         image=image,
         flashloader=loader,
@@ -234,28 +237,30 @@ def parse_secure_boot(
 
 
 def _check_fuses(
-    r: _Reader, raw: dict, family: FamilyInfo, fuses: FusePlan, srk: tuple[FuseWord, ...], close_index: int
+    fuses_table: Table, family: FamilyInfo, fuses: FusePlan, srk: tuple[FuseWord, ...], close_index: int
 ) -> None:
     """[fuses] may repeat the SRK hash only if it is the same; closing and locking belong here."""
     derived = {w.index: w.value for w in srk}
-    for key in raw.get("fuses", {}).get("values", {}):
-        dotted = f'fuses.values."{key}"'
+    for key in fuses_table.get("values", dict, {}):
+        dotted = f'values."{key}"'
         indexes = {w.index for w in family.fuse_group(key)}
         planned = {w.index: w.value for w in fuses.words if w.index in indexes}
         if indexes & derived.keys():
             wrong = [i for i in sorted(indexes & derived.keys()) if planned.get(i) != derived[i]]
             if wrong:
                 want = "".join(f"{derived[i]:08x}" for i in sorted(derived))
-                raise r.error(
+                raise fuses_table.error(
                     dotted,
                     f"differs from the SRK hash of the signed image's CSF ({want} for words "
                     "0x18..0x1f); leave SRK_HASH out of [fuses]: [secure_boot] burns it",
                 )
         if close_index in indexes and planned.get(close_index, 0) & SEC_CONFIG1:
-            raise r.error(dotted, 'sets SEC_CONFIG[1] (closes the part): say close = "after-proof" in [secure_boot]')
+            raise fuses_table.error(
+                dotted, 'sets SEC_CONFIG[1] (closes the part): say close = "after-proof" in [secure_boot]'
+            )
         lock = _lock_index(family)
         if lock in indexes and planned.get(lock, 0) & BOOT_CFG_WRITE_LOCK:
-            raise r.error(
+            raise fuses_table.error(
                 dotted,
                 "burns BOOT_CFG_LOCK before the part is closed, which would make closing impossible: "
                 "put it in [secure_boot.locks] (burned last)",
@@ -270,25 +275,24 @@ def _lock_index(family: FamilyInfo) -> int | None:
 
 
 def _locks(
-    r: _Reader, table: dict, family: FamilyInfo, srk: tuple[FuseWord, ...], close_index: int
+    table: Table, values: dict, family: FamilyInfo, srk: tuple[FuseWord, ...], close_index: int
 ) -> tuple[FuseWord, ...]:
-    values = r.get(table, "locks", dict, "secure_boot.locks", {})
     words = []
     taken = {w.index for w in srk} | {close_index}
     for name, value in values.items():
-        dotted = f'secure_boot.locks."{name}"'
+        dotted = f'locks."{name}"'
         try:
             word = family.fuse(name)
         except KeyError:
-            raise r.error(dotted, f"{family.name} has no fuse word named {name!r}") from None
+            raise table.error(dotted, f"{family.name} has no fuse word named {name!r}") from None
         if isinstance(value, str):
             try:
                 value = int(value, 16 if not value.lower().startswith("0x") else 0)
             except ValueError:
-                raise r.error(dotted, f"{value!r} is not a hexadecimal number") from None
+                raise table.error(dotted, f"{value!r} is not a hexadecimal number") from None
         if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= 0xFFFFFFFF:
-            raise r.error(dotted, "expected a non-zero 32-bit value")
+            raise table.error(dotted, "expected a non-zero 32-bit value")
         if word.index in taken:
-            raise r.error(dotted, "is a word [secure_boot] already burns (SRK_HASH or BOOT_CFG1)")
+            raise table.error(dotted, "is a word [secure_boot] already burns (SRK_HASH or BOOT_CFG1)")
         words.append(FuseWord(word.name, word.index, value))
     return tuple(words)

@@ -17,17 +17,42 @@ on the port) and no job holds the port's admission.
 
 from __future__ import annotations
 
+import re
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 
 import trio
 
 DEFAULT_BUDGET = 8  # flashloader-stage boards per high-speed root port
+# One USB bus has 127 device addresses (USB 2.0 spec 9.4.6, SET_ADDRESS: a 7-bit address, 0 being
+# the default address): a simulated line of N boards behind K root-port hubs on bus 1 needs N + K.
+USB_ADDRESSES = 127
+
+
+# usb_device sys_names: "1-1", "1-1.3", "3-2.4.1"; interfaces ("1-1.3:1.0") and roots ("usb1") are not ports.
+PORT_PATH = re.compile(r"^\d+-\d+(\.\d+)*$")
+
+
+def is_port_path(text: str) -> bool:
+    """A physical USB port path as udev names the usb_device (`1-1.3`)."""
+    return bool(PORT_PATH.match(text))
 
 
 def root_port(path: str) -> str:
     """A port's bandwidth domain: its bus and root port (`1-1.3` -> `1-1`, `3-2.4.1` -> `3-2`)."""
     return path.split(".", 1)[0]
+
+
+def topology_problem(ports: int, root_ports: int, ports_option: str) -> str:
+    """Why `ports` simulated ports cannot stand behind `root_ports` root ports of one bus, or ""."""
+    if root_ports > ports:
+        return f"--root-ports {root_ports}: more root ports than the {ports} ports of {ports_option} (each needs one)"
+    if ports + root_ports > USB_ADDRESSES:
+        return (
+            f"{ports_option} {ports} with --root-ports {root_ports}: {ports + root_ports} USB devices "
+            f"(boards and root-port hubs) on one bus, which addresses at most {USB_ADDRESSES}"
+        )
+    return ""
 
 
 class Admission:

@@ -7,17 +7,16 @@ before the result is reported) and whatever else is attached. The engine knows n
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Protocol
 
 import trio
 
-if TYPE_CHECKING:
-    from gangd.engine.job import JobResult
-    from gangd.service.records import RecordStore
+from gangd.core.results import JobResult
+from gangd.core.types import JobRecords
 
 
 class JobObserver(Protocol):
-    async def job_started(self, result: JobResult, images: list[dict[str, Any]], family: str) -> None: ...
+    async def job_started(self, result: JobResult, images: list[dict[str, object]], family: str) -> None: ...
 
     def state_changed(self, state: str) -> None: ...
 
@@ -41,10 +40,10 @@ class RecordObserver:
     completed when it ends. Both run in a worker thread; the completion is shielded, so a job
     cancelled by shutdown still leaves its record."""
 
-    def __init__(self, store: RecordStore) -> None:
+    def __init__(self, store: JobRecords) -> None:
         self.store = store
 
-    async def job_started(self, result: JobResult, images: list[dict[str, Any]], family: str) -> None:
+    async def job_started(self, result: JobResult, images: list[dict[str, object]], family: str) -> None:
         result.record_id = await trio.to_thread.run_sync(
             lambda: self.store.start(
                 port=result.port,
@@ -82,3 +81,48 @@ class RecordObserver:
 
     def clock_fallback(self) -> None:
         pass
+
+
+class Observers:
+    """The job's observers as one: each event is a typed call, told to every observer in order
+    (no dispatch by method name)."""
+
+    def __init__(self, observers: list[JobObserver]) -> None:
+        self.observers = observers
+
+    async def job_started(self, result: JobResult, images: list[dict[str, object]], family: str) -> None:
+        for observer in self.observers:
+            await observer.job_started(result, images, family)
+
+    async def job_finished(self, result: JobResult) -> None:
+        with trio.CancelScope(shield=True):  # the record is written even while shutting down
+            for observer in self.observers:
+                await observer.job_finished(result)
+
+    def state_changed(self, state: str) -> None:
+        for observer in self.observers:
+            observer.state_changed(state)
+
+    def step_started(self, step: str) -> None:
+        for observer in self.observers:
+            observer.step_started(step)
+
+    def step_finished(self, step: str, seconds: float) -> None:
+        for observer in self.observers:
+            observer.step_finished(step, seconds)
+
+    def progress_changed(self, fraction: float) -> None:
+        for observer in self.observers:
+            observer.progress_changed(fraction)
+
+    def step_failed(self, step: str, code_class: str, action: str) -> None:
+        for observer in self.observers:
+            observer.step_failed(step, code_class, action)
+
+    def bytes_written(self, count: int) -> None:
+        for observer in self.observers:
+            observer.bytes_written(count)
+
+    def clock_fallback(self) -> None:
+        for observer in self.observers:
+            observer.clock_fallback()

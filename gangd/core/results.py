@@ -10,7 +10,32 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from gangd.engine.diagnosis import Diagnosis
+# What a flash diagnosis found (gangd/engine/diagnosis.py decides; records and views read it).
+READ_PATH = "marginal-read-path"
+PROTECTED = "write-protected"
+NO_FAULT = "no-fault-found"
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    step: str  # the step that failed
+    status: int | None
+    finding: str  # READ_PATH | PROTECTED | NO_FAULT
+    failed_mhz: int  # the read clock the step failed at
+    mhz: int  # the read clock to continue at
+    detail: str
+    code: int | None = None  # option0's max_freq code for `mhz`; None for an FCFB configuration
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "status": self.status,
+            "finding": self.finding,
+            "failed_mhz": self.failed_mhz,
+            "mhz": self.mhz,
+            "code": self.code,
+            "detail": self.detail,
+        }
 
 
 @dataclass
@@ -48,7 +73,8 @@ class JobResult:
     serial: str | None
     result: str  # success | failed | removed | stopped
     step: str | None = None
-    reason: str | None = None
+    reason: str | None = None  # what happened, in plain words
+    explanation: str | None = None  # the status code's one-line explanation (failed jobs with a code)
     status: int | None = None
     board_id: str | None = None
     record_id: int | None = None
@@ -81,6 +107,7 @@ class JobResult:
             result=self.result,
             step=self.step,
             reason=self.reason,
+            explanation=self.explanation,
             status=self.status,
             board_id=self.board_id,
             fuses=self.fuses,

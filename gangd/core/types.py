@@ -1,18 +1,26 @@
-"""The typed seams between gangd's parts: what a board source and a port's power switch must do,
-and the closed sets of values that flow through them (the metric label sets are derived from these).
+"""The typed seams between gangd's floors: what each part must do for the others, and the closed
+sets of values that flow through them (the metric label sets are derived from these).
 
+The kernel (`gangd.core`) imports nothing else of gangd, so every floor above may name these.
 Implementations: board sources `gangd.io.udev.UdevSource.run`, `gangd.sim.source.SimHubSource.run`
 (and the soak's socket source); port power `gangd.io.power.SysfsPortPower`,
-`gangd.sim.source.SimPortPower`. The job observer is `gangd.core.observer.JobObserver`.
+`gangd.sim.source.SimPortPower`; the board's port `gangd.station.port.Port`; records
+`gangd.service.records.RecordStore`; metrics `gangd.service.metrics.Metrics`; the line's
+reachability `gangd.service.line.LineState`. The job observer is `gangd.core.observer.JobObserver`.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
+
+import trio
 
 from gangd.core.events import PortEvent
+
+if TYPE_CHECKING:  # a type only: the kernel imports nothing of gangd at run time
+    from gangd.config.recipe import BoardData
 
 
 class Result(enum.StrEnum):
@@ -38,7 +46,9 @@ class BoardSource(Protocol):
     """Delivers every PortEvent to `emit`, boards already present first; `task_status.started()`
     once those are delivered (trio's start protocol); then live events until cancelled."""
 
-    async def __call__(self, emit: Callable[[PortEvent], None], *, task_status: Any = ...) -> None: ...
+    async def __call__(
+        self, emit: Callable[[PortEvent], None], *, task_status: trio.TaskStatus[None] = ...
+    ) -> None: ...
 
 
 class PortPower(Protocol):
@@ -47,3 +57,73 @@ class PortPower(Protocol):
     def available(self, port: str) -> bool: ...
 
     async def power_cycle(self, port: str) -> None: ...
+
+
+class BoardPort(Protocol):
+    """The port as a board's job sees it: its name, the board on it, its events in order."""
+
+    path: str
+    label: str
+    attached: PortEvent | None  # the board as of the last event consumed
+    tap: Callable[[PortEvent], None] | None  # sees each event delivered (a job's trace)
+
+    @property
+    def step(self) -> str | None: ...
+
+    async def next_event(self) -> PortEvent: ...
+
+    async def wait_for_stage(self, stage: str, timeout_s: float, step: str, serial: str | None = None) -> PortEvent:
+        """The next add of `stage` on the port, under a deadline (ReplugTimeout / BoardRemoved)."""
+        ...
+
+
+class JobRecords(Protocol):
+    """The durable records: a row per job (inserted when it starts, completed when it ends) and the
+    per-board values taken in one transaction with it."""
+
+    def start(self, **fields: object) -> int: ...
+
+    def update(self, job_id: int, **fields: object) -> None: ...
+
+    def allocate(self, record_id: int, board_id: str, entries: list[BoardData]) -> dict[str, str]: ...
+
+    def has_values(self, entries: Sequence[BoardData]) -> bool:
+        """Does every list among `entries` still have a value to hand out?"""
+        ...
+
+
+class PortMetrics(Protocol):
+    """What one port reports to the metrics."""
+
+    def state(self, shown: str) -> None: ...
+
+    def suspect(self, value: bool) -> None: ...
+
+    def step_finished(self, step: str, seconds: float) -> None: ...
+
+    def step_failed(self, step: str, code_class: str, action: str) -> None: ...
+
+    def clock_fallback(self) -> None: ...
+
+    def bytes_written(self, count: int) -> None: ...
+
+    def board_finished(self, result: str, duration_s: float, at: float) -> None: ...
+
+    def secure_boot(self, stage: str, result: str) -> None: ...
+
+
+class StationMetrics(Protocol):
+    def port(self, label: str) -> PortMetrics:
+        """The port's series, every one of them created at zero."""
+        ...
+
+
+class LineStatus(Protocol):
+    """Whether the line database answered last time (per-board data comes from it)."""
+
+    available: bool
+    reason: str | None
+
+    def failed(self, reason: str) -> None: ...
+
+    async def wait_available(self) -> None: ...

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from spsdk.mboot.properties import PropertyTag
 
+from gangd.config.geometry import SECTOR_SIZE, round_up
 from gangd.config.recipe import Image
 from gangd.engine.fuses import FuseDecision
-from gangd.engine.plan import SECTOR_SIZE, ConfigureMemory, LoadFlashloader
+from gangd.engine.plan import ConfigureMemory, LoadFlashloader
 from gangd.io.transport import stream
 from gangd.io.transport.stream import Progress
 
@@ -78,7 +79,7 @@ def blank_check(
     the write step answers that refusal by reading the range, erasing what is not blank and
     writing again (steps.write). Verification still reads every byte.
     """
-    blank = [True] * (-(-length // SECTOR_SIZE))
+    blank = [True] * (round_up(length) // SECTOR_SIZE)
     presumed: list[tuple[int, int]] = []  # (offset, length) of the pieces presumed blank
     for offset, size in blocks(address, length):
         sample = stream.read_memory(mboot, address + offset, min(SAMPLE_SIZE, size), memory_id)
@@ -113,7 +114,7 @@ def _within(gaps: list[tuple[int, int]], piece: tuple[int, int]) -> list[tuple[i
 
 def _mark(blank: list[bool], offset: int, data: bytes) -> None:
     """Sectors of `data` (read at `offset` of the range) holding anything but 0xFF: not blank."""
-    for sector in range(offset // SECTOR_SIZE, -(-(offset + len(data)) // SECTOR_SIZE)):
+    for sector in range(offset // SECTOR_SIZE, round_up(offset + len(data)) // SECTOR_SIZE):
         start = max(offset, sector * SECTOR_SIZE) - offset
         end = min(offset + len(data), (sector + 1) * SECTOR_SIZE) - offset
         if data[start:end].count(0xFF) != end - start:
@@ -140,7 +141,7 @@ def blank_sectors(mboot, address: int, length: int, memory_id: int = 0) -> list[
     """Which sectors of the range read back all 0xFF (a failed read: none of them)."""
     data = stream.read_memory(mboot, address, length, memory_id)
     if len(data) != length:
-        return [False] * (-(-length // SECTOR_SIZE))
+        return [False] * (round_up(length) // SECTOR_SIZE)
     return [
         data[o : o + SECTOR_SIZE].count(0xFF) == len(data[o : o + SECTOR_SIZE]) for o in range(0, length, SECTOR_SIZE)
     ]

@@ -26,39 +26,13 @@ for one read of the range to show them (the simulator's are: `sim/nor_flash.py`)
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from gangd.config.flexspi import SAFE_CODE, clock_mhz, fallback_codes, max_freq_code, with_max_freq
-
-READ_PATH = "marginal-read-path"
-PROTECTED = "write-protected"
-NO_FAULT = "no-fault-found"
+from gangd.core.results import NO_FAULT, PROTECTED, READ_PATH, Diagnosis
 
 # run(step_name, fn, *args): runs one blocking call on the board under the diagnosis' deadline.
 RunStep = Callable[..., Awaitable[Any]]
-
-
-@dataclass(frozen=True)
-class Diagnosis:
-    step: str  # the step that failed
-    status: int | None
-    finding: str  # READ_PATH | PROTECTED | NO_FAULT
-    failed_mhz: int  # the read clock the step failed at
-    mhz: int  # the read clock to continue at
-    detail: str
-    code: int | None = None  # option0's max_freq code for `mhz`; None for an FCFB configuration
-
-    def to_record(self) -> dict[str, Any]:
-        return {
-            "step": self.step,
-            "status": self.status,
-            "finding": self.finding,
-            "failed_mhz": self.failed_mhz,
-            "mhz": self.mhz,
-            "code": self.code,
-            "detail": self.detail,
-        }
 
 
 class FlashDiagnostician:

@@ -20,6 +20,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from gangd.config.geometry import (
+    FLEXSPI_NOR,
+    INTERNAL_FLASH,
+    MAPPED_MEMORY_IDS,
+    PAGE_SIZE,
+    SECTOR_SIZE,
+    round_up,
+    sector_span,
+)
 from gangd.config.recipe import BoardData, FusePlan, Image, Recipe
 from gangd.config.secure_boot import SecureBoot
 
@@ -184,14 +193,8 @@ WEIGHTS = {
 }
 
 
-# Memories the flashloader maps into the address space (internal flash 0, FlexSPI NOR 9): their
-# erase, write and read commands take memory id 0, as in the user's `flash-erase-region 0x60000000
-# 45056 0`. Other memories (SPI NOR, SD, eMMC, SEMC NAND) are addressed through their own id.
-INTERNAL_FLASH = 0
-MAPPED_MEMORY_IDS = (0, 9)
-SECTOR_SIZE = 4096
-PAGE_SIZE = 256  # the FlexSPI NOR driver's program unit; a write must start on a page boundary
-FLEXSPI_NOR = 9
+# Memories the flashloader maps into the address space take memory id 0 in erase, write and read
+# (config/geometry.py); other memories (SPI NOR, SD, eMMC, SEMC NAND) are addressed by their own id.
 
 
 def page_runs(image: Image) -> list[tuple[int, int]]:
@@ -223,7 +226,7 @@ def _blank_pages(data: bytes) -> list[int]:
         hit = data.find(_BLANK_PAGE, at, whole)
         if hit < 0:
             break
-        offset = -(-hit // PAGE_SIZE) * PAGE_SIZE  # the first page boundary at or after the hit
+        offset = round_up(hit, PAGE_SIZE)  # the first page boundary at or after the hit
         if offset < whole and data[offset : offset + PAGE_SIZE] == _BLANK_PAGE:
             found.append(offset)
             at = offset + PAGE_SIZE
@@ -570,10 +573,9 @@ def tool_lines(steps: list[Step]) -> Iterator[ToolLine]:
                         )
                         continue
                     assert entry.address is not None
-                    start = entry.address // SECTOR_SIZE * SECTOR_SIZE
-                    end = -(-(entry.address + entry.size) // SECTOR_SIZE) * SECTOR_SIZE
+                    start, length = sector_span(entry.address, entry.size)
                     yield ToolLine(
-                        step, "blhost", ("flash-erase-region", f"{start:#x}", str(end - start), str(step.memory_id))
+                        step, "blhost", ("flash-erase-region", f"{start:#x}", str(length), str(step.memory_id))
                     )
                     yield ToolLine(step, "blhost", ("write-memory", f"{entry.address:#x}", f"{entry.name}.bin"))
                     yield ToolLine(

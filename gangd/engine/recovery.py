@@ -34,6 +34,15 @@ REPLUG = "ask-operator-to-replug"
 NONE = "none"
 ACTIONS = (RECONFIGURE, LOWER_CLOCK, RETRY, RESET, POWER_CYCLE, REPLUG)
 
+# How a board is brought back to its ROM, per class: each action in turn until one does (the
+# strategies are registered by action in `recoveries.py`; the last one, the operator's replug,
+# ends the job with the reason).
+BOARD_RECOVERY: dict[str, tuple[str, ...]] = {
+    TRANSIENT: (RESET, POWER_CYCLE, REPLUG),  # a flash group out of retries: the whole flow again
+    BOARD: (RESET, POWER_CYCLE, REPLUG),
+    POWER: (POWER_CYCLE, REPLUG),  # volatile write protection survives a reset
+}
+
 STATUS_CLASS: dict[int, str] = {
     # FlexSPI NOR driver: the flash or the bus did not answer one command; the flash is fine.
     StatusCode.FLEXSPINOR_PROGRAM_FAIL.tag: TRANSIENT,

@@ -27,11 +27,10 @@ from gangd.core.errors import CommandFailed, JobError
 from gangd.core.events import PortEvent
 from gangd.engine import board_ops as ops
 from gangd.engine import plan as p
-from gangd.engine import steps
 from gangd.engine.fuses import BURN, OK, FuseDecision
 
 if TYPE_CHECKING:
-    from gangd.engine.job import Job
+    from gangd.engine.context import StepContext
 
 # HAB's report_status codes (NXP SBL hab_type.h): status, configuration, state.
 HAB_STATUS = {0xF0: "SUCCESS", 0x69: "WARNING", 0x33: "FAILURE"}
@@ -42,58 +41,58 @@ SDP_HAB_OPEN = ResponseValue.UNLOCKED.tag  # 0x56787856
 HAB_REFUSED = 0x3333_3333  # ERROR_STATUS after the ROM refused a jump
 
 
-async def run(job: Job, step: p.SecureBootStage, event: PortEvent) -> PortEvent:
-    sb = job.recipe.secure_boot
+async def run(ctx: StepContext, step: p.SecureBootStage, event: PortEvent) -> PortEvent:
+    sb = ctx.recipe.secure_boot
     assert sb is not None
     name = f"secure-boot-{step.what}"
     match step.what:
         case "srk":
-            await srk(job, name, step.deadline_s, sb)
+            await srk(ctx, name, step.deadline_s, sb)
         case "reload":
-            event = await reload(job, name, step.deadline_s)
+            event = await reload(ctx, name, step.deadline_s)
         case "proof":
-            await proof(job, name, step.deadline_s, sb)
+            await proof(ctx, name, step.deadline_s, sb)
         case "close":
-            await close(job, name, step.deadline_s, sb)
+            await close(ctx, name, step.deadline_s, sb)
         case "confirm":
-            event = await confirm(job, name, step.deadline_s, sb)
+            event = await confirm(ctx, name, step.deadline_s, sb)
         case "locks":
-            await locks(job, name, step.deadline_s, sb)
+            await locks(ctx, name, step.deadline_s, sb)
         case _:
             raise AssertionError(f"no secure-boot stage {step.what!r}")
     return event
 
 
-def _outcome(job: Job, stage: str, result: str, **evidence: Any) -> None:
-    job.result.secure_boot.append({"stage": stage, "result": result, **evidence})
-    job.log.info("secure boot", stage=stage, outcome=result, **evidence)
+def _outcome(ctx: StepContext, stage: str, result: str, **evidence: Any) -> None:
+    ctx.result.secure_boot.append({"stage": stage, "result": result, **evidence})
+    ctx.log.info("secure boot", stage=stage, outcome=result, **evidence)
 
 
-async def _burn(job: Job, name: str, deadline_s: float, decisions: list[FuseDecision]) -> dict[int, int]:
+async def _burn(ctx: StepContext, name: str, deadline_s: float, decisions: list[FuseDecision]) -> dict[int, int]:
     """Burn and read back, shielded from cancellation: once the first bit is set the rest follow."""
     with trio.CancelScope(shield=True):
-        after = await job._step(name, deadline_s, ops.burn, job.mboot, decisions, check_stopping=False)
+        after = await ctx.run(name, deadline_s, ops.burn, ctx.board, decisions, check_stopping=False)
     wrong = [d for d in decisions if after[d.word.index] != d.word.value]
     if wrong:
         names = ", ".join(f"{d.word.name}=0x{after[d.word.index]:08x} (wanted 0x{d.word.value:08x})" for d in wrong)
-        raise JobError(job.port.path, name, f"read-back after burning differs: {names}", kind="fuse-readback")
+        raise JobError(ctx.port.path, name, f"read-back after burning differs: {names}", kind="fuse-readback")
     return after
 
 
 # --- the stages ---------------------------------------------------------------------------------
 
 
-async def srk(job: Job, name: str, deadline_s: float, sb: SecureBoot) -> None:
+async def srk(ctx: StepContext, name: str, deadline_s: float, sb: SecureBoot) -> None:
     """Blank -> burn; equal -> nothing; another key's hash (any word neither blank nor equal) ->
     a permanent failure with nothing burned. Words blank beside equal ones (a burn cut short by a
     power loss) are completed: each word is burned at most once."""
-    readings = await job._step(name, deadline_s, ops.read_fuses, job.mboot, [w.index for w in sb.srk])
+    readings = await ctx.run(name, deadline_s, ops.read_fuses, ctx.board, [w.index for w in sb.srk])
     decisions = [FuseDecision(w, readings[w.index], OK if readings[w.index] == w.value else BURN) for w in sb.srk]
     held = "".join(f"{readings[w.index]:08x}" for w in sb.srk)
     if any(d.action == BURN and d.current != 0 for d in decisions):
-        _outcome(job, "srk", "different", held=held, wanted=sb.image.srk_hex)
+        _outcome(ctx, "srk", "different", held=held, wanted=sb.image.srk_hex)
         raise JobError(
-            job.port.path,
+            ctx.port.path,
             name,
             f"SRK_HASH holds another key's hash (fuses 0x18..0x1f: {held}; the signed image's SRK "
             f"table: {''.join(f'{w.value:08x}' for w in sb.srk)}); nothing was burned",
@@ -101,45 +100,45 @@ async def srk(job: Job, name: str, deadline_s: float, sb: SecureBoot) -> None:
         )
     burns = [d for d in decisions if d.action == BURN]
     if not burns:
-        _outcome(job, "srk", "equal", srk_hash=sb.image.srk_hex)
+        _outcome(ctx, "srk", "equal", srk_hash=sb.image.srk_hex)
         return
-    await _burn(job, name, deadline_s, burns)
-    _outcome(job, "srk", "burned", srk_hash=sb.image.srk_hex, words=len(burns))
+    await _burn(ctx, name, deadline_s, burns)
+    _outcome(ctx, "srk", "burned", srk_hash=sb.image.srk_hex, words=len(burns))
 
 
-async def _reset_to_rom(job: Job, name: str) -> PortEvent:
-    d = job.recipe.deadlines
-    await job._step(name, d.command_s, job.mboot.reset, 0, False)
-    job._close()
-    return await job.port.wait_for_stage(p.Stage.ROM, d.reset_replug_s + d.replug_s, name, job.event.serial)
+async def _reset_to_rom(ctx: StepContext, name: str) -> PortEvent:
+    d = ctx.recipe.deadlines
+    await ctx.run(name, d.command_s, ctx.board.reset, 0, False)
+    ctx.close()
+    return await ctx.wait_stage(p.Stage.ROM, d.reset_replug_s + d.replug_s, name)
 
 
-def _load_step(job: Job, data: bytes | None = None) -> p.LoadFlashloader:
-    step = next(s for s in job.plan if isinstance(s, p.LoadFlashloader))
+def _load_step(ctx: StepContext, data: bytes | None = None) -> p.LoadFlashloader:
+    step = next(s for s in ctx.plan if isinstance(s, p.LoadFlashloader))
     return step if data is None else dataclasses.replace(step, data=data)
 
 
-async def _into_flashloader(job: Job, name: str, event: PortEvent) -> PortEvent:
+async def _into_flashloader(ctx: StepContext, name: str, event: PortEvent) -> PortEvent:
     """From the ROM: the signed flashloader, its enumeration, an open handle, configured memory."""
-    d = job.recipe.deadlines
-    await steps.admit(job, event)
-    loader = _load_step(job)
-    await job._step(name, d.load_flashloader_s, lambda: ops.load_flashloader(job._client(event), loader))
-    event = await job.port.wait_for_stage(p.Stage.FLASHLOADER, d.replug_s, name, job.event.serial)
-    await steps.admit(job, event)
-    job.mboot = await job._step(name, d.command_s, lambda: ops.open_mboot(job._client(event)))
-    configure = job._configure_step
+    d = ctx.recipe.deadlines
+    await ctx.admit(event)
+    loader = _load_step(ctx)
+    await ctx.run(name, d.load_flashloader_s, lambda: ops.load_flashloader(ctx.client(event), loader))
+    event = await ctx.wait_stage(p.Stage.FLASHLOADER, d.replug_s, name)
+    await ctx.admit(event)
+    ctx.mboot = await ctx.run(name, d.command_s, lambda: ops.open_mboot(ctx.client(event)))
+    configure = ctx.configure_step
     if configure is not None:  # the proof reads the image in flash through the FlexSPI
-        await job._step(name, d.command_s, ops.configure, job.mboot, configure, job.option_words)
+        await ctx.run(name, d.command_s, ops.configure, ctx.board, configure, ctx.option_words)
     return event
 
 
-async def reload(job: Job, name: str, deadline_s: float) -> PortEvent:
+async def reload(ctx: StepContext, name: str, deadline_s: float) -> PortEvent:
     """The flashloader running now was authenticated before the SRK was burned (or by a ROM
     that, open, may not check the SRK hash at all [?]): reset and have the ROM load it again."""
     # Each command and wait inside has its own deadline; `deadline_s` is their sum (plan.py).
-    event = await _reset_to_rom(job, name)
-    return await _into_flashloader(job, name, event)
+    event = await _reset_to_rom(ctx, name)
+    return await _into_flashloader(ctx, name, event)
 
 
 def _report(words: list[int] | None) -> dict[str, Any]:
@@ -165,17 +164,17 @@ def _passes(report: dict[str, Any]) -> bool:
     return report["status"] == "SUCCESS" and report["events"] == 0
 
 
-async def proof(job: Job, name: str, deadline_s: float, sb: SecureBoot) -> None:
+async def proof(ctx: StepContext, name: str, deadline_s: float, sb: SecureBoot) -> None:
     """The named proof, on the open part. Only `flashloader-hab-report` exists so far."""
     assert sb.proof == FLASHLOADER_HAB_REPORT
     evidence: dict[str, Any] = {}
     for what, index in (("flashloader", 0), ("image", sb.image.ivt_address)):
         try:
-            words = await job._step(name, deadline_s / 2, job.mboot.get_property, sb.proof_property, index)
+            words = await ctx.run(name, deadline_s / 2, ctx.board.get_property, sb.proof_property, index)
         except CommandFailed as exc:
-            _outcome(job, "proof", "failed", proof=sb.proof, **evidence, **{what: f"no report: {exc.reason}"})
+            _outcome(ctx, "proof", "failed", proof=sb.proof, **evidence, **{what: f"no report: {exc.reason}"})
             raise JobError(
-                job.port.path,
+                ctx.port.path,
                 name,
                 f"proof {sb.proof!r} failed: the flashloader gave no HAB report for the {what} "
                 f"(get-property 0x{sb.proof_property:x}, index 0x{index:x}: {exc.reason}); the part "
@@ -185,55 +184,55 @@ async def proof(job: Job, name: str, deadline_s: float, sb: SecureBoot) -> None:
             ) from None
         evidence[what] = _report(words)
     failed = [what for what, report in evidence.items() if not _passes(report)]
-    _outcome(job, "proof", "failed" if failed else "passed", proof=sb.proof, **evidence)
+    _outcome(ctx, "proof", "failed" if failed else "passed", proof=sb.proof, **evidence)
     if failed:
         detail = "; ".join(
             f"the signed {what}: HAB {evidence[what]['status']}, {evidence[what]['events']} event(s)" for what in failed
         )
         raise JobError(
-            job.port.path,
+            ctx.port.path,
             name,
             f"proof {sb.proof!r} failed: {detail}; the part stays open, nothing but the SRK was burned",
             kind="secure-boot-proof",
         )
 
 
-def _proven(job: Job) -> bool:
-    return any(e["stage"] == "proof" and e["result"] == "passed" for e in job.result.secure_boot)
+def _proven(ctx: StepContext) -> bool:
+    return any(e["stage"] == "proof" and e["result"] == "passed" for e in ctx.result.secure_boot)
 
 
-async def close(job: Job, name: str, deadline_s: float, sb: SecureBoot) -> None:
-    """SEC_CONFIG[1], only after the proof passed on this board in this job."""
+async def close(ctx: StepContext, name: str, deadline_s: float, sb: SecureBoot) -> None:
+    """SEC_CONFIG[1], only after the proof passed on this board in this ctx."""
     word = sb.close_word
-    current = (await job._step(name, deadline_s, ops.read_fuses, job.mboot, [word.index]))[word.index]
+    current = (await ctx.run(name, deadline_s, ops.read_fuses, ctx.board, [word.index]))[word.index]
     if current & word.value:
-        _outcome(job, "close", "already-closed", before=current)
+        _outcome(ctx, "close", "already-closed", before=current)
         return
-    if not _proven(job):  # the plan puts the proof first; this holds even if it did not
-        _outcome(job, "close", "refused", before=current)
-        raise JobError(job.port.path, name, "not closing: the proof has not passed on this board", kind="fuse-conflict")
+    if not _proven(ctx):  # the plan puts the proof first; this holds even if it did not
+        _outcome(ctx, "close", "refused", before=current)
+        raise JobError(ctx.port.path, name, "not closing: the proof has not passed on this board", kind="fuse-conflict")
     wanted = FuseWord(word.name, word.index, current | word.value)
-    after = await _burn(job, name, deadline_s, [FuseDecision(wanted, current, BURN)])
-    _outcome(job, "close", "burned", before=current, after=after[word.index])
+    after = await _burn(ctx, name, deadline_s, [FuseDecision(wanted, current, BURN)])
+    _outcome(ctx, "close", "burned", before=current, after=after[word.index])
 
 
-async def confirm(job: Job, name: str, deadline_s: float, sb: SecureBoot) -> PortEvent:
+async def confirm(ctx: StepContext, name: str, deadline_s: float, sb: SecureBoot) -> PortEvent:
     """Reset; the ROM must report closed and refuse the unsigned flashloader; the signed one loads."""
-    d = job.recipe.deadlines
-    event = await _reset_to_rom(job, name)
-    unsigned = _load_step(job, sb.unsigned_flashloader)
-    hab, refused = await job._step(name, d.load_flashloader_s, lambda: rom_check(job._client(event), unsigned))
+    d = ctx.recipe.deadlines
+    event = await _reset_to_rom(ctx, name)
+    unsigned = _load_step(ctx, sb.unsigned_flashloader)
+    hab, refused = await ctx.run(name, d.load_flashloader_s, lambda: rom_check(ctx.client(event), unsigned))
     evidence = {"sdp_hab": f"0x{hab:08x}", "unsigned_status": f"0x{refused:08x}" if refused else None}
     if hab != SDP_HAB_CLOSED or refused != HAB_REFUSED:
-        _outcome(job, "confirm", "failed", **evidence)
+        _outcome(ctx, "confirm", "failed", **evidence)
         what = (
             f"the ROM reports HAB 0x{hab:08x}, not closed (0x{SDP_HAB_CLOSED:08x})"
             if hab != SDP_HAB_CLOSED
             else "the ROM did not refuse the unsigned flashloader"
         )
-        raise JobError(job.port.path, name, f"closed, but the confirm failed: {what}", kind="rom-refused")
-    event = await _into_flashloader(job, name, event)
-    _outcome(job, "confirm", "passed", **evidence, signed_flashloader="loaded")
+        raise JobError(ctx.port.path, name, f"closed, but the confirm failed: {what}", kind="rom-refused")
+    event = await _into_flashloader(ctx, name, event)
+    _outcome(ctx, "confirm", "passed", **evidence, signed_flashloader="loaded")
     return event
 
 
@@ -254,14 +253,14 @@ def rom_check(sdp, unsigned: p.LoadFlashloader) -> tuple[int, int | None]:
     return hab, status
 
 
-async def locks(job: Job, name: str, deadline_s: float, sb: SecureBoot) -> None:
+async def locks(ctx: StepContext, name: str, deadline_s: float, sb: SecureBoot) -> None:
     """The lock bits, last: burn only the bits not yet set; other bits of the word are kept."""
-    readings = await job._step(name, deadline_s, ops.read_fuses, job.mboot, [w.index for w in sb.locks])
+    readings = await ctx.run(name, deadline_s, ops.read_fuses, ctx.board, [w.index for w in sb.locks])
     burns = [
         FuseDecision(FuseWord(w.name, w.index, readings[w.index] | w.value), readings[w.index], BURN)
         for w in sb.locks
         if readings[w.index] & w.value != w.value
     ]
     if burns:
-        await _burn(job, name, deadline_s, burns)
-    _outcome(job, "locks", "burned" if burns else "equal", words=[w.name for w in sb.locks])
+        await _burn(ctx, name, deadline_s, burns)
+    _outcome(ctx, "locks", "burned" if burns else "equal", words=[w.name for w in sb.locks])

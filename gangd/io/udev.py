@@ -8,23 +8,16 @@ up by the device node we saw added, since sysfs is already gone when a remove ar
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable
 
 import structlog
 import trio
 
 from gangd.config.family import UsbIds
+from gangd.core.bus import is_port_path
 from gangd.core.events import ADD, REMOVE, PortEvent
 
 log = structlog.get_logger("gangd.hotplug")
-
-# usb_device sys_names: "1-1", "1-1.3", "3-2.4.1"; interfaces ("1-1.3:1.0") and roots ("usb1") are not ports.
-PORT_PATH = re.compile(r"^\d+-\d+(\.\d+)*$")
-
-
-def is_port_path(text: str) -> bool:
-    return bool(PORT_PATH.match(text))
 
 
 def _hex_attr(device, name: str) -> int | None:

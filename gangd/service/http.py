@@ -20,24 +20,16 @@ import socket
 import structlog
 import trio
 
+from gangd.config.address import parse_address
+
 log = structlog.get_logger("gangd.service.http")
 
-DEFAULT_ADDRESS = "127.0.0.1:9740"
 REQUEST_DEADLINE_S = 5.0
 MAX_REQUEST_BYTES = 8192
 
 
 class AddressError(ValueError):
     """The HTTP address cannot be used; the message names the address and what to change."""
-
-
-def parse_address(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"{text!r} is not HOST:PORT")
-    if not 0 <= int(port) < 65536:  # 0: any free port
-        raise ValueError(f"{text!r}: port {int(port)} is out of range (1-65535, or 0 for any free port)")
-    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 def bind(address: str, setting: str) -> socket.socket:

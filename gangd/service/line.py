@@ -28,8 +28,10 @@ import structlog
 import trio
 
 from gangd.config.loader import LineSettings
-from gangd.core.errors import DataExhausted, LineUnavailable
-from gangd.service.records import COLUMNS, list_values
+from gangd.config.recipe import BoardData
+from gangd.core.errors import LineUnavailable
+from gangd.service import board_data
+from gangd.service.records import COLUMNS
 
 log = structlog.get_logger("gangd.line")
 
@@ -75,13 +77,17 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (name, board_id)
     );
     """,
+    # 2: the status code's explanation apart from the reason, and the secure-boot stage outcomes.
+    """
+    ALTER TABLE records ADD COLUMN explanation text;
+    ALTER TABLE records ADD COLUMN secure_boot jsonb NOT NULL DEFAULT '[]'::jsonb;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # The journal's columns the line keeps: all but the local row id and the station, which key it there.
-# secure_boot stays in the station's journal for now: the line's table has no column for it yet.
-RECORD_COLUMNS = tuple(column for column in COLUMNS if column not in ("id", "station", "secure_boot"))
-JSON_COLUMNS = {"images", "steps", "attempts", "fuses", "diagnoses", "board_data"}
+RECORD_COLUMNS = tuple(column for column in COLUMNS if column not in ("id", "station"))
+JSON_COLUMNS = {"images", "steps", "attempts", "fuses", "diagnoses", "board_data", "secure_boot"}
 
 
 def password(settings: LineSettings) -> str | None:
@@ -180,40 +186,13 @@ class LineDatabase:
 
         return int(self._run(body))
 
-    def allocate(self, local_id: int, board_id: str, entries: list[Any]) -> dict[str, str]:
-        """The board's values from the line: its own if it got them before (at any station), else
-        the next unused ones; one transaction, one advisory lock per name."""
+    def allocate(self, local_id: int, board_id: str, entries: list[BoardData]) -> dict[str, str]:
+        """The board's values from the line (the policy: gangd/service/board_data.py): its own if it
+        got them before (at any station), else the next unused ones; one transaction, one advisory
+        lock per name."""
 
         def body(conn: Any) -> dict[str, str]:
-            values = {}
-            for entry in entries:
-                conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("gangd board_data " + entry.name,))
-                row = conn.execute(
-                    "SELECT value FROM board_data WHERE name=%s AND board_id=%s", (entry.name, board_id)
-                ).fetchone()
-                if row is not None:
-                    values[entry.name] = row[0]
-                    continue
-                if entry.source == "counter":
-                    last = conn.execute("SELECT max(seq) FROM board_data WHERE name=%s", (entry.name,)).fetchone()[0]
-                    seq = entry.start if last is None else last + entry.step
-                    value = entry.format.format(seq)
-                else:
-                    used = {r[0] for r in conn.execute("SELECT value FROM board_data WHERE name=%s", (entry.name,))}
-                    listed = list_values(entry.list_file)
-                    fresh = next(((n, v) for n, v in enumerate(listed) if v not in used), None)
-                    if fresh is None:
-                        raise DataExhausted(
-                            f"the list of {entry.name} values is exhausted on the line ({entry.list_file}: "
-                            f"all {len(listed)} handed out); add values to it"
-                        )
-                    seq, value = fresh
-                conn.execute(
-                    "INSERT INTO board_data (name, value, seq, board_id, station, local_id) VALUES (%s, %s, %s, %s, %s, %s)",
-                    (entry.name, value, seq, board_id, self.station, local_id),
-                )
-                values[entry.name] = value
-            return values
+            return board_data.allocate(_Allocations(conn, self.station, local_id), board_id, entries, " on the line")
 
         result: dict[str, str] = self._run(body)
         return result
@@ -230,23 +209,23 @@ class LineDatabase:
     ) -> list[dict[str, Any]]:
         """The line's records, oldest first: `gangd records --line`."""
         conditions: list[str] = []
-        args: list[Any] = []
+        params: list[Any] = []
         for column, value in (("board_id", board_id), ("station", station), ("result", result)):
             if value:
                 conditions.append(f"{column}=%s")
-                args.append(value)
+                params.append(value)
         if serial:
             conditions.append("(serial=%s OR board_data::text LIKE %s)")
-            args += [serial, f'%"{serial}"%']
+            params += [serial, f'%"{serial}"%']
         if port:
             conditions.append("(port=%s OR label=%s)")
-            args += [port, port]
+            params += [port, port]
         if since is not None:
             conditions.append("started >= to_timestamp(%s)")
-            args.append(since)
+            params.append(since)
         if until is not None:
             conditions.append("started < to_timestamp(%s)")
-            args.append(until)
+            params.append(until)
         columns = ", ".join(
             ["station", "local_id"]
             + [f"extract(epoch from {c})::float8" if c in ("started", "finished") else c for c in RECORD_COLUMNS]
@@ -255,8 +234,40 @@ class LineDatabase:
         if conditions:
             query += " WHERE " + " AND ".join(conditions)
         query += " ORDER BY started, station, local_id"
-        rows = self._run(lambda conn: conn.execute(query, args).fetchall())
+        rows = self._run(lambda conn: conn.execute(query, params).fetchall())
         return [dict(zip(("station", "local_id", *RECORD_COLUMNS), row)) for row in rows]
+
+
+class _Allocations:
+    """board_data.Allocations over the line's PostgreSQL table, inside allocate()'s transaction."""
+
+    def __init__(self, conn: Any, station: str, local_id: int) -> None:
+        self._conn = conn
+        self._station = station
+        self._local_id = local_id
+
+    def lock(self, name: str) -> None:
+        # Per name, until the transaction ends: no two stations hand out the same value.
+        self._conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("gangd board_data " + name,))
+
+    def owned(self, name: str, board_id: str) -> str | None:
+        row = self._conn.execute(
+            "SELECT value FROM board_data WHERE name=%s AND board_id=%s", (name, board_id)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def last_seq(self, name: str) -> int | None:
+        last = self._conn.execute("SELECT max(seq) FROM board_data WHERE name=%s", (name,)).fetchone()[0]
+        return None if last is None else int(last)
+
+    def used(self, name: str) -> set[str]:
+        return {r[0] for r in self._conn.execute("SELECT value FROM board_data WHERE name=%s", (name,))}
+
+    def record(self, name: str, value: str, seq: int, board_id: str) -> None:
+        self._conn.execute(
+            "INSERT INTO board_data (name, value, seq, board_id, station, local_id) VALUES (%s, %s, %s, %s, %s, %s)",
+            (name, value, seq, board_id, self._station, self._local_id),
+        )
 
 
 def _mark(column: str) -> str:

@@ -111,8 +111,7 @@ class OperatorConsole:
                 notes.append(f"recovered after {event['attempts']} failed step(s)")
             parts.append("  ".join(notes))
         else:
-            step, reason = event.get("step"), (event.get("reason") or "").rpartition(" | ")
-            reason = reason[0] if reason[1] else reason[2]
+            step, reason = event.get("step"), event.get("reason") or ""
             text = f"{step}: {reason}" if step and reason else reason
             room = max(30, width - 25)
             parts.append(text if len(text) <= room else text[: room - 1] + "…")

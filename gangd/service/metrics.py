@@ -129,3 +129,44 @@ class Metrics:
         self.bytes_written.labels(port)
         self.clock_fallbacks.labels(port)
         self.suspect.labels(port).set(0)
+
+    def port(self, label: str) -> PortSeries:
+        """One port's series (created at zero), as the station's port reports to them."""
+        self.add_port(label)
+        return PortSeries(self, label)
+
+
+class PortSeries:
+    """The metrics of one port (`gangd.core.types.PortMetrics`)."""
+
+    def __init__(self, metrics: Metrics, label: str) -> None:
+        self.metrics, self.label = metrics, label
+
+    def state(self, shown: str) -> None:
+        self.metrics.port_state.labels(self.label).state(shown)
+
+    def suspect(self, value: bool) -> None:
+        self.metrics.suspect.labels(self.label).set(int(value))
+
+    def step_finished(self, step: str, seconds: float) -> None:
+        self.metrics.step_duration.labels(step).observe(seconds)
+
+    def step_failed(self, step: str, code_class: str, action: str) -> None:
+        self.metrics.step_failures.labels(self.label, step, code_class).inc()
+        if action != "none":
+            self.metrics.recoveries.labels(self.label, action).inc()
+
+    def clock_fallback(self) -> None:
+        self.metrics.clock_fallbacks.labels(self.label).inc()
+
+    def bytes_written(self, count: int) -> None:
+        self.metrics.bytes_written.labels(self.label).inc(count)
+
+    def board_finished(self, result: str, duration_s: float, at: float) -> None:
+        self.metrics.boards.labels(self.label, result).inc()
+        self.metrics.board_duration.labels(self.label).observe(duration_s)
+        if result == "success":
+            self.metrics.last_success.labels(self.label).set(at)
+
+    def secure_boot(self, stage: str, result: str) -> None:
+        self.metrics.secure_boot.labels(stage, result).inc()

@@ -13,10 +13,14 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gangd.core.errors import DataExhausted  # raised by allocate(); importers of the store catch it
+from gangd.config.recipe import BoardData
+from gangd.core.errors import DataExhausted as DataExhausted  # raised by allocate(); callers catch it
+from gangd.service import board_data
+from gangd.service.board_data import list_values as list_values  # re-exported for the station
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -72,6 +76,7 @@ COLUMNS = (
     "result",
     "step",
     "reason",
+    "explanation",
     "status",
     "steps",
     "attempts",
@@ -95,6 +100,8 @@ ADDED_COLUMNS = {
     "delivered": "INTEGER NOT NULL DEFAULT 0",
     # JSON: [{"stage": srk|proof|close|confirm|locks, "result", ...evidence}] ([secure_boot])
     "secure_boot": "TEXT NOT NULL DEFAULT '[]'",
+    # The status code's one-line explanation, apart from the reason (older rows: " | " in the reason)
+    "explanation": "TEXT",
 }
 
 
@@ -153,14 +160,11 @@ class RecordStore:
             cursor = self._db.execute(statement, values)  # autocommit: durable on return
             return (cursor.lastrowid or 0) if job_id is None else job_id
 
-    def allocate(self, record_id: int, board_id: str, entries: list[Any]) -> dict[str, str]:
-        """The per-board values of one board, in one transaction with its job's record: the board's
-        own values if it got them before (an interrupted job's board comes back: same values), else
-        the next unused ones. Raises DataExhausted when a list has none left. With a line database
-        the values come from it (LineUnavailable when it does not answer) and are kept here too.
-
-        Our choice for a value whose job never finished: it stays the board's (it may sit in the
-        board's flash already), is handed back to that board when it returns, and to no other."""
+    def allocate(self, record_id: int, board_id: str, entries: list[BoardData]) -> dict[str, str]:
+        """The per-board values of one board (the policy: gangd/service/board_data.py), in one
+        transaction with its job's record. Raises DataExhausted when a list has none left. With a
+        line database the values come from it (LineUnavailable when it does not answer) and are
+        kept here too."""
         line_values = None if self.line is None else self.line.allocate(record_id, board_id, entries)
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
@@ -174,40 +178,13 @@ class RecordStore:
                             (name, value, board_id, record_id, time.time()),
                         )
                 else:
-                    values = {entry.name: self._value(entry, board_id, record_id) for entry in entries}
+                    values = board_data.allocate(_Allocations(self._db, record_id), board_id, entries)
                 self._db.execute("UPDATE jobs SET board_data=? WHERE id=?", (json.dumps(values), record_id))
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")  # durable on return (synchronous=FULL)
             return values
-
-    def _value(self, entry: Any, board_id: str, record_id: int) -> str:
-        row = self._db.execute(
-            "SELECT value FROM board_data WHERE name=? AND board_id=?", (entry.name, board_id)
-        ).fetchone()
-        if row is not None:
-            return row[0]
-        last = self._db.execute("SELECT max(seq) FROM board_data WHERE name=?", (entry.name,)).fetchone()[0]
-        if entry.source == "counter":
-            seq = entry.start if last is None else last + entry.step
-            value = entry.format.format(seq)
-        else:
-            # The next line of the file not handed out yet (the file may have been edited).
-            used = {row[0] for row in self._db.execute("SELECT value FROM board_data WHERE name=?", (entry.name,))}
-            values = list_values(entry.list_file)
-            fresh = next(((n, v) for n, v in enumerate(values) if v not in used), None)
-            if fresh is None:
-                raise DataExhausted(
-                    f"the list of {entry.name} values is exhausted ({entry.list_file}: "
-                    f"all {len(values)} handed out); add values to it"
-                )
-            seq, value = fresh
-        self._db.execute(
-            "INSERT INTO board_data (name, value, seq, board_id, record_id, allocated) VALUES (?, ?, ?, ?, ?, ?)",
-            (entry.name, value, seq, board_id, record_id, time.time()),
-        )
-        return value
 
     def pending(self, limit: int) -> list[dict[str, Any]]:
         """The outbox: finished rows not yet in the line database, in id order, up to the first row
@@ -231,6 +208,14 @@ class RecordStore:
         with self._lock:
             return int(self._db.execute("SELECT count(*) FROM jobs WHERE delivered=0").fetchone()[0])
 
+    def has_values(self, entries: Sequence[BoardData]) -> bool:
+        """Does every list among `entries` still have a value no board has taken?"""
+        used = {(a["name"], a["value"]) for a in self.allocations()}
+        return not any(
+            entry.list_file and all((entry.name, value) in used for value in list_values(entry.list_file))
+            for entry in entries
+        )
+
     def allocations(self) -> list[dict[str, Any]]:
         with self._lock:
             rows = self._db.execute(
@@ -239,18 +224,18 @@ class RecordStore:
         return [dict(zip(("name", "value", "seq", "board_id", "record_id"), row)) for row in rows]
 
     def jobs(self, port: str | None = None, result: str | None = None) -> list[dict[str, Any]]:
-        query, args = f"SELECT {', '.join(COLUMNS)} FROM jobs", []
+        query, params = f"SELECT {', '.join(COLUMNS)} FROM jobs", []
         conditions = []
         if port:
             conditions.append("(port=? OR label=?)")
-            args += [port, port]
+            params += [port, port]
         if result:
             conditions.append("result=?")
-            args.append(result)
+            params.append(result)
         if conditions:
             query += " WHERE " + " AND ".join(conditions)
         with self._lock:
-            rows = self._db.execute(query + " ORDER BY id", args).fetchall()
+            rows = self._db.execute(query + " ORDER BY id", params).fetchall()
         return [
             {k: json.loads(v) if k in JSON_COLUMNS and v is not None else v for k, v in zip(COLUMNS, row)}
             for row in rows
@@ -275,10 +260,32 @@ class RecordStore:
         ]
 
 
-def list_values(path: str) -> list[str]:
-    """The values of a list file: one per line; blank lines and # comments skipped."""
-    with open(path) as handle:
-        return [line.strip() for line in handle if line.strip() and not line.lstrip().startswith("#")]
+class _Allocations:
+    """board_data.Allocations over the station's SQLite table, inside allocate()'s transaction."""
+
+    def __init__(self, db: sqlite3.Connection, record_id: int) -> None:
+        self._db = db
+        self._record_id = record_id
+
+    def lock(self, name: str) -> None:
+        pass  # BEGIN IMMEDIATE holds the database's write lock for the whole transaction
+
+    def owned(self, name: str, board_id: str) -> str | None:
+        row = self._db.execute("SELECT value FROM board_data WHERE name=? AND board_id=?", (name, board_id)).fetchone()
+        return None if row is None else str(row[0])
+
+    def last_seq(self, name: str) -> int | None:
+        last = self._db.execute("SELECT max(seq) FROM board_data WHERE name=?", (name,)).fetchone()[0]
+        return None if last is None else int(last)
+
+    def used(self, name: str) -> set[str]:
+        return {row[0] for row in self._db.execute("SELECT value FROM board_data WHERE name=?", (name,))}
+
+    def record(self, name: str, value: str, seq: int, board_id: str) -> None:
+        self._db.execute(
+            "INSERT INTO board_data (name, value, seq, board_id, record_id, allocated) VALUES (?, ?, ?, ?, ?, ?)",
+            (name, value, seq, board_id, self._record_id, time.time()),
+        )
 
 
 def export(rows: list[dict[str, Any]], fmt: str) -> str:

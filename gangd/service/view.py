@@ -2,9 +2,9 @@
 
 One model feeds the station page, its live stream, `gangd watch` and `/api/view`: for each port the
 state it is shown in (idle, programming, recovering, waiting-replug, success, failed, suspect,
-disabled), its progress and step, the board in it, the elapsed time, the reason of a failure split
-from its status code's explanation (records' reasons end with ' | <one-line explanation>') and the
-instruction for the person at the line ("Replug the board in A3").
+disabled), its progress and step, the board in it, the elapsed time, the reason of a failure and
+its status code's explanation (two fields of the result and the record) and the instruction for
+the person at the line ("Replug the board in A3").
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from collections import deque
 from typing import Any
 
 from gangd import __version__
-from gangd.core.port import Port
-from gangd.core.station import Station
 from gangd.engine import recovery
 from gangd.engine.job import JobResult
 from gangd.service.records import RecordStore
+from gangd.station.port import Port
+from gangd.station.station import Station
 
 RECORDS = 50  # rows of the records table
 RATE_WINDOW_S = 3600.0  # boards per hour over the last hour (or the uptime, when shorter)
@@ -36,7 +36,8 @@ def default_layout(paths: list[str]) -> list[list[str | None]]:
 
 
 def split_reason(reason: str | None) -> tuple[str | None, str | None]:
-    """'write-memory failed: ... | 10200: The memory range is invalid.' -> (reason, explanation)."""
+    """A record written before reason and explanation were apart:
+    'write-memory failed: ... | 10200: The memory range is invalid.' -> (reason, explanation)."""
     if not reason:
         return None, None
     text, sep, explanation = reason.rpartition(" | ")
@@ -84,7 +85,7 @@ def instruction(state: str, port: Port, stopping: bool = False) -> str:
 
 
 def record_row(result: JobResult) -> dict[str, Any]:
-    reason, explanation = split_reason(result.reason)
+    reason, explanation = result.reason, result.explanation
     return {
         "id": result.record_id or result.job_id,
         "finished": round(result.started + result.duration_s, 3),
@@ -105,7 +106,9 @@ def record_row(result: JobResult) -> dict[str, Any]:
 
 
 def stored_row(row: dict[str, Any]) -> dict[str, Any]:
-    reason, explanation = split_reason(row["reason"])
+    reason, explanation = row["reason"], row.get("explanation")
+    if explanation is None:  # a row written before the two were apart: "reason | explanation"
+        reason, explanation = split_reason(reason)
     finished = row["finished"]
     return {
         "id": row["id"],
@@ -239,7 +242,8 @@ class StationView:
             elapsed = port.last_duration_s
         else:
             elapsed = None
-        reason, explanation = split_reason(port.last_reason)
+        reason = port.last_reason
+        explanation = last.explanation if last is not None and last.reason == reason else None
         note = None
         closed = state == "success" and last is not None and last.closed
         if closed:

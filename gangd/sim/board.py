@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,6 +125,10 @@ class SimBoard:
         self.sdp_error = 0  # ROM's last error, read back by error-status
         self.hung = False  # a wedged board answers nothing until it is power-cycled
         self.power_cycles = 0
+        # Called on the board's thread when an efuse-program-once is about to burn a word (its
+        # index), before the burn's time passes and before the reply: a test cancels gangd exactly
+        # there and so proves the cancel arrived mid-burn. A hook that blocks holds the burn.
+        self.burn_starting: Callable[[int], None] = lambda index: None
         self.first_enumerated_at: float | None = None  # monotonic time of its first add event
         self.first_command_at: float | None = None  # monotonic time its first command arrived
         self.hab = Hab(self)  # open or closed from the fuses (sim/hab.py)

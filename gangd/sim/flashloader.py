@@ -354,6 +354,7 @@ class FlashloaderEngine:
         if not otp.valid(index) or otp.is_locked(index):
             status = MISUSE["otp-program"].tag
         else:
+            self.board.burn_starting(index)
             self.board.clock.charge(self.board.clock.model.fuse_program_s)
             otp.burn(index, value, lock)
             status = 0

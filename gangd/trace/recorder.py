@@ -20,10 +20,10 @@ import structlog
 import trio
 
 from gangd import __version__
+from gangd.config.family import stage_of
 from gangd.config.flexspi import clock_mhz, max_freq_code
 from gangd.config.recipe import TraceSettings
 from gangd.core.events import ADD, PortEvent
-from gangd.core.port import stage_of
 from gangd.trace import file as tf
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ class TraceRecorder:
         if settings is None:
             return None
         recorder = cls(settings, job)
-        job.observers.append(recorder)
+        job.events.observers.append(recorder)
         job.port.tap = recorder.port_event
         recorder.port_event(job.event)  # the add that started the job
         return recorder
@@ -97,7 +97,7 @@ class TraceRecorder:
         pass
 
     def state_changed(self, state: str) -> None:
-        if state == "disabled":  # the job is about to cycle the port's power (job._recover_board)
+        if state == "disabled":  # the job is about to cycle the port's power (engine/recoveries.py)
             self._note({"event": "power-cycle"})
 
     def step_started(self, step: str) -> None:
@@ -116,7 +116,7 @@ class TraceRecorder:
         pass
 
     def clock_fallback(self) -> None:
-        words = self.job.option_words  # already lowered by the diagnosis (engine/steps.py)
+        words = self.job.ctx.option_words  # already lowered by the diagnosis (engine/steps.py)
         code = max_freq_code(words)
         mhz = clock_mhz(self.family.name, code) if code is not None else None
         self._note({"event": "clock-fallback", "option_words": [f"0x{w:08x}" for w in words], "flash_mhz": mhz})

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,9 +12,10 @@ import pytest
 from gangd.config.loader import ConfigError, load_config
 from gangd.sim.images import build_flashloader_image
 from tests.helpers import BAD_FLASHLOADERS
+from tests.support import GANGD
 
 EXAMPLE = Path(__file__).parents[2] / "config" / "rt1020.toml"
-GANGD = str(Path(sys.executable).parent / "gangd")
+
 APP = bytes(range(256)) * 176  # 45056 bytes
 
 
@@ -295,3 +295,58 @@ def test_a_root_port_budget_out_of_range_is_located(line_dir, value):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     (line,) = result.stderr.strip().splitlines()
     assert f"{path}:" in line and "usb.flashloaders_per_root_port" in line, line
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        # A misspelled required key is named as unknown, not reported as the key it was meant to be.
+        (
+            'path = "ivt_flashloader.bin"',
+            'pth = "ivt_flashloader.bin"',
+            "flashloader.pth: unknown key (expected one of: jump_address, load_address, path, sha256)",
+        ),
+        ("id = 9", "idd = 9", "memory.idd: unknown key (expected one of: id, option_address, options, size)"),
+        # The keys a table takes are the keys the loader reads, conditional ones included: the
+        # top level's are its tables, [[board_data]]'s include `file`, which only a list reads.
+        (
+            "[final]",
+            "[finale]",
+            "finale: unknown key (expected one of: board_data, deadlines, family, final, flashloader, fuses, "
+            "http, image, line, memory, quality, recovery, secure_boot, station, trace, usb, verify, write)",
+        ),
+        (
+            "[final]",
+            '[[board_data]]\nname = "sn"\nsource = "counter"\naddress = 0x60100000\nlenght = 4\n[final]',
+            "board_data[0].lenght: unknown key (expected one of: address, encoding, file, format, fuse, name, "
+            "size, source, start, step)",
+        ),
+        # A required key that is simply missing is still named as missing.
+        ("jump_address = 0x20000400", "", "flashloader.jump_address: missing"),
+        # With two mistakes in one table, the one the flow checks first is named, as before the
+        # reader recorded its keys: the source, not the mistyped address after it.
+        (
+            "[final]",
+            '[[board_data]]\nname = "sn"\nsource = "dice"\naddress = true\n[final]',
+            "board_data[0].source: 'dice' is not one of counter, list",
+        ),
+    ],
+)
+def test_unknown_keys_are_the_keys_the_loader_did_not_read(line_dir, old, new, message):
+    path = edit(line_dir, old, new)
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(error.value).split(": ", 1)[1] == message
+
+
+def test_a_table_refuses_a_key_read_after_it_was_checked(tmp_path):
+    # Unknown keys are found from what was read: a key read after done() would have been called
+    # unknown already, so the reader refuses it rather than let the check miss it.
+    from gangd.config.loader import Table, _Reader
+
+    table = Table(_Reader(tmp_path / "x.toml", "[t]\na = 1\n"), {"a": 1}, "t.")
+    assert table.get("a", int) == 1
+    table.done()
+    assert table.get("a", int) == 1
+    with pytest.raises(RuntimeError, match=r"t\.b read after done\(\)"):
+        table.get("b", int, 0)

@@ -3,10 +3,10 @@ from __future__ import annotations
 import pytest
 import trio
 
-from gangd.core.station import Station
 from gangd.service.records import RecordStore
 from gangd.sim import BoardFactory, SimHub, TimingModel
 from gangd.sim.source import SimHubSource, SimPortPower
+from gangd.station.station import Station
 
 from ..conftest import IMAGE  # noqa: F401 - re-exported for the daemon tests
 

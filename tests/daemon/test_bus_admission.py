@@ -12,10 +12,10 @@ import trio
 import trio.testing
 
 from gangd.core.bus import Admission
-from gangd.core.station import Station
 from gangd.sim import BoardFactory, SimHub, TimingModel
 from gangd.sim.board import FLASHLOADER
 from gangd.sim.source import SimHubSource, SimPortPower
+from gangd.station.station import Station
 
 from ..conftest import IMAGE
 

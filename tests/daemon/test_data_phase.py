@@ -14,9 +14,9 @@ import logging
 import pytest
 
 from gangd.config.recipe import Image
-from gangd.core.port import Port
 from gangd.sim import BoardFactory, TimingModel
 from gangd.sim.board import SimBoard
+from gangd.station.port import Port
 
 pytestmark = pytest.mark.trio
 

@@ -30,6 +30,7 @@ async def test_marginal_board_is_programmed_at_the_clock_that_reads_back(line, s
     board = run.hub.board("1-1.1")
     assert board.flash_image(BASE, len(IMAGE)) == IMAGE
     record = store.jobs()[0]
+    assert (record["reason"], record["explanation"]) == (result.reason, result.explanation)
     assert (record["result"], record["flash_clock_mhz"], record["marginal"]) == ("success", 100, 1)
     [diagnosis] = record["diagnoses"]
     assert (diagnosis["step"], diagnosis["status"], diagnosis["finding"]) == ("erase", 20106, "marginal-read-path")
@@ -79,7 +80,8 @@ async def test_permanent_write_protection_fails_within_three_erases(line, recipe
     board = run.hub.board("1-1.1")
     assert (result.result, result.step) == ("failed", "erase")
     assert result.reason.startswith("flash write-protected (block-protect bits set): ")
-    assert "20106" in result.reason  # ... and ends with the explanation of the code
+    assert "20106" in result.reason and " | " not in result.reason  # the status it started from ...
+    assert result.explanation is not None and result.explanation.startswith("20106")  # ... explained apart
     assert len(board.commands("flash-erase-region")) <= 3
     assert board.power_cycles == 1  # tried once; never repeated blindly
     record = store.jobs()[0]

@@ -9,9 +9,10 @@ import pytest
 import trio
 
 from gangd.config.recipe import FusePlan, FuseWord
-from gangd.core.station import Station
 from gangd.sim import BoardFactory, SimHub, TimingModel
-from gangd.sim.source import SimHubSource
+from gangd.station.station import Station
+
+from ..support.burn import MidBurn
 
 pytestmark = pytest.mark.trio
 
@@ -84,12 +85,12 @@ async def test_a_burn_in_progress_survives_cancellation(rt1020, recipe, store):
         station = Station(rt1020, with_fuses(recipe, srk_plan(rt1020, "if-blank")), records=store)
         with trio.fail_after(30):
             async with trio.open_nursery() as nursery:
-                await nursery.start(station.run, SimHubSource(hub).run)
-                while station.ports.get("1-1.1") is None or station.ports["1-1.1"].step != "fuses-burn":
-                    await trio.sleep(0.01)
-                await trio.sleep(0.15)  # one or two words in
-                nursery.cancel_scope.cancel()
+                # The cancel comes as the second word starts to burn, its burn held until it arrived.
+                mid_burn = MidBurn(board, 1, nursery.cancel_scope.cancel)
+                await nursery.start(station.run, mid_burn.source(hub))
+        mid_burn.assert_mid_burn()
         assert [board.otp.read(24 + n) for n in range(8)] == SRK
-        assert len(board.commands("efuse-program-once")) == 8
+        burned = [r.args[0] for r in board.commands("efuse-program-once")]
+        assert sorted(burned) == [24 + n for n in range(8)]  # each word once, none repeated
     record = store.jobs()[0]
     assert record["result"] == "stopped" and [f["after"] for f in record["fuses"]] == SRK

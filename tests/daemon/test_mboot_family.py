@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,11 +12,11 @@ import trio
 
 from gangd.config.family import load_family
 from gangd.config.loader import load_config
-from gangd.core.station import Station
 from gangd.sim import BoardFactory, SimHub, TimingModel
 from gangd.sim.source import SimHubSource, SimPortPower
+from gangd.station.station import Station
+from tests.support import GANGD
 
-GANGD = str(Path(sys.executable).parent / "gangd")
 IMAGE = os.urandom(20_000)
 
 CONFIG = """family = "lpc55s69"

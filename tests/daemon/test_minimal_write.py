@@ -11,15 +11,15 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-import trio
 
+from gangd.config.family import stage_of
 from gangd.config.recipe import Image
-from gangd.core.port import stage_of
 from gangd.engine.board_ops import SAMPLE_SIZE
 from gangd.engine.plan import PAGE_SIZE, SECTOR_SIZE, page_runs
 from gangd.sim import BoardFactory, TimingModel
 from gangd.sim.board import SimBoard
 
+from ..support import until
 from .conftest import IMAGE
 
 pytestmark = pytest.mark.trio
@@ -145,9 +145,11 @@ async def test_the_job_ends_at_the_reset_and_the_rebooted_board_gets_no_second_j
     assert result.result == "success", result.reason
     assert [s.name for s in result.steps][-1] == "reset"  # no wait-reboot holding the port
     port = run.station.ports[PORT]
-    with trio.fail_after(10):  # the board is back, rebooted into its ROM, seen by the port
-        while port.attached is None or stage_of(rt1020, port.attached) != "rom":
-            await trio.sleep(0.005)
+    await until(  # the board is back, rebooted into its ROM, seen by the port
+        run.station.changes,
+        lambda: port.attached is not None and stage_of(rt1020, port.attached) == "rom",
+        "the rebooted board back in its ROM on the port",
+    )
     run.hub.unplug(PORT)
     newcomer = BoardFactory(rt1020, TimingModel(time_scale=0), seed=10)()
     newcomer.serial = "NEXT-BOARD"

@@ -6,16 +6,21 @@ from __future__ import annotations
 import pytest
 import trio
 
-from gangd.core.station import UnknownPort
 from gangd.service.view import StationView, instruction, shown_state
 from gangd.sim import BoardFactory, TimingModel
+from gangd.station.station import UnknownPort
+
+from ..support import until
 
 
 async def settle(station, port: str, serial: str) -> None:
     """Until the port's task has taken in the board's arrival and has nothing left to do."""
-    with trio.fail_after(5):
-        while (attached := station.ports[port].attached) is None or attached.serial != serial:
-            await trio.sleep(0.005)
+
+    def taken_in() -> bool:
+        attached = station.ports[port].attached
+        return attached is not None and attached.serial == serial
+
+    await until(station.changes, taken_in, f"{port}'s task to take in board {serial}", timeout=5)
     await trio.testing.wait_all_tasks_blocked(cushion=0.05)
 
 
@@ -37,9 +42,7 @@ async def test_a_disabled_port_leaves_its_board_alone_until_enabled(line, rt1020
 
     # Taken out and put back while disabled: still nothing.
     run.hub.unplug("1-1.1")
-    with trio.fail_after(5):
-        while station.ports["1-1.1"].attached is not None:
-            await trio.sleep(0.005)
+    await until(station.changes, lambda: station.ports["1-1.1"].attached is None, "the unplug seen", timeout=5)
     run.hub.plug("1-1.1", held)
     await settle(station, "1-1.1", held.serial)
     assert held.log == [] and len(station.results) == 1
@@ -54,9 +57,7 @@ async def test_disabling_a_busy_port_lets_its_job_finish(line, rt1020):
     station = run.station
     factory = BoardFactory(rt1020, TimingModel(time_scale=0.05), seed=9)
     first = run.hub.plug("1-1.1", factory())
-    with trio.fail_after(10):
-        while station.ports["1-1.1"].job is None:
-            await trio.sleep(0.005)
+    await until(station.changes, lambda: station.ports["1-1.1"].job is not None, "a job on 1-1.1")
     station.set_enabled("L0", False)
     (result,) = await run.wait_results(1)
     assert result.result == "success" and result.serial == first.serial

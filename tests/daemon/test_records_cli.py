@@ -6,15 +6,13 @@ import csv
 import io
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import trio
 
 from gangd.io.power import SysfsPortPower, disable_attribute
 from gangd.service.records import RecordStore
-
-GANGD = str(Path(sys.executable).parent / "gangd")
+from tests.support import GANGD
 
 
 def test_records_list_and_export(tmp_path):

@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import signal
-import socket
 import subprocess
-import sys
-import time
-from pathlib import Path
 
-GANGD = str(Path(sys.executable).parent / "gangd")
+from ..support import GANGD, Process, free_port
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_simulated_station_programs_boards_and_stops_on_sigterm(tmp_path):
-    process = subprocess.Popen(
+def test_simulated_station_programs_boards_and_stops_on_sigterm(processes, tmp_path):
+    process = processes(
         [
             GANGD,
             "run",
@@ -34,32 +22,22 @@ def test_simulated_station_programs_boards_and_stops_on_sigterm(tmp_path):
             str(tmp_path),
             "--metrics-address",
             f"127.0.0.1:{free_port()}",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        ]
     )
+
     # Read its log as it comes: SIGTERM once each port has programmed a board.
-    seen, output = set(), []
-    deadline = time.monotonic() + 60
-    while len(seen) < 3 and time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        output.append(line)
-        if line.startswith("{"):
-            entry = json.loads(line)
-            if entry["event"] == "job finished" and entry["result"] == "success":
-                seen.add(entry["port"])
-    process.send_signal(signal.SIGTERM)
-    stdout, stderr = process.communicate(timeout=30)
-    assert process.returncode == 0, stderr
-    lines = [json.loads(line) for line in output + stdout.splitlines() if line.startswith("{")]
+    def each_port_programmed(p: Process) -> bool:
+        ports = {e["port"] for e in p.json_lines() if e["event"] == "job finished" and e["result"] == "success"}
+        return len(ports) == 3
+
+    process.wait_until(each_port_programmed, 60, "a programmed board on each of the three ports")
+    assert process.stop() == 0, process.stderr
+    lines = process.json_lines()
     finished = [line for line in lines if line["event"] == "job finished"]
     assert len([f for f in finished if f["result"] == "success"]) >= 3
     assert {f["port"] for f in finished} == {"1-1.1", "1-1.2", "1-1.3"}
     assert any(line["event"] == "stopping" and line["signal"] == "SIGTERM" for line in lines)
-    assert "boards" in stderr and "programmed" in stderr
+    assert "boards" in process.stderr and "programmed" in process.stderr
 
 
 def test_bad_config_is_a_located_error_with_status_2(tmp_path):

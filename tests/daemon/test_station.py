@@ -151,7 +151,7 @@ async def test_a_board_swapped_in_while_the_last_one_rebooted_gets_its_own_job(l
 
 async def test_a_duplicate_enumeration_is_one_event(rt1020):
     """Coldplug and the monitor may both report the board that is there at start: one add."""
-    from gangd.core.port import Port
+    from gangd.station.port import Port
 
     port = Port("1-1.1", "A1", rt1020)
     board = PortEvent(ADD, "1-1.1", 0x1FC9, 0x0130, "S1", "/dev/hidraw3")

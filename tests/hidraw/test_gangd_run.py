@@ -5,15 +5,12 @@ behind emulated hidraw nodes."""
 
 from __future__ import annotations
 
-import json
-import signal
-import subprocess
-import threading
 from pathlib import Path
 
 from gangd.service.records import RecordStore
 from gangd.sim.images import build_flashloader_image
 
+from ..support import Process
 from .conftest import GANGD
 
 EXAMPLE = Path(__file__).parents[2] / "config" / "rt1020.toml"
@@ -38,38 +35,6 @@ def line_config(directory: Path) -> Path:
     return directory / "line.toml"
 
 
-class JobLog:
-    """gangd's JSON log lines, read as they come; waits for `job finished` lines."""
-
-    def __init__(self, process: subprocess.Popen) -> None:
-        self.lines: list[dict] = []
-        self.other: list[str] = []
-        self._cond = threading.Condition()
-        self._reader = threading.Thread(target=self._read, args=(process,), daemon=True)
-        self._reader.start()
-
-    def _read(self, process) -> None:
-        for line in process.stdout:
-            with self._cond:
-                try:
-                    self.lines.append(json.loads(line))
-                except ValueError:
-                    self.other.append(line)
-                self._cond.notify_all()
-        with self._cond:
-            self._cond.notify_all()
-
-    def finished(self, count: int, timeout: float) -> list[dict]:
-        def done():
-            jobs = [line for line in self.lines if line.get("event") == "job finished"]
-            return jobs if len(jobs) >= count else None
-
-        with self._cond:
-            jobs = self._cond.wait_for(done, timeout)
-        assert jobs, f"{count} jobs did not finish within {timeout} s:\n" + "\n".join(map(str, self.lines[-30:]))
-        return jobs
-
-
 # ROM -> flashloader -> ROM after the final reset; the hung board's port is power-cycled once more.
 EXPECTED_ENUMERATIONS = {"1-1.1": 3, "1-1.2": 3, "1-1.3": 3, "1-1.4": 5}
 
@@ -78,7 +43,7 @@ def adds(events: list[dict], port: str) -> int:
     return sum(1 for e in events if e["port"] == port and e["action"] == "add")
 
 
-def test_gangd_run_programs_emulated_boards_and_refuses_a_foreign_node(hidraw_sim, tmp_path):
+def test_gangd_run_programs_emulated_boards_and_refuses_a_foreign_node(hidraw_sim, processes, tmp_path):
     # Port 4's board hangs on its first write: gangd power-cycles the port through sysfs.
     # Port 5's first node answers with a keyboard's ids: the node number was reused between the
     # hotplug event and the open, and the id check must refuse it before a byte is sent.
@@ -87,7 +52,7 @@ def test_gangd_run_programs_emulated_boards_and_refuses_a_foreign_node(hidraw_si
     )
     config = line_config(tmp_path)
     state = tmp_path / "state"
-    gangd = subprocess.Popen(
+    gangd = processes(
         [
             "umockdev-wrapper",
             GANGD,
@@ -101,24 +66,18 @@ def test_gangd_run_programs_emulated_boards_and_refuses_a_foreign_node(hidraw_si
             "--stop-grace",
             "10",
         ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
         env=sim.env,
     )
-    try:
-        log = JobLog(gangd)
-        jobs = log.finished(5, timeout=60)
-        # A job ends when the reset is acknowledged; the boards' return to their ROM (one more node
-        # each) follows on its own: wait for it before gangd, the uevents' listener, goes away.
-        sim.wait_until(lambda events: all(adds(events, port) >= n for port, n in EXPECTED_ENUMERATIONS.items()))
-        gangd.send_signal(signal.SIGTERM)
-        _, stderr = gangd.communicate(timeout=30)
-    finally:
-        if gangd.poll() is None:
-            gangd.kill()
-            gangd.wait(timeout=10)
-    assert gangd.returncode == 0, stderr
+
+    def finished(p: Process) -> list[dict] | None:
+        jobs = [line for line in p.json_lines() if line.get("event") == "job finished"]
+        return jobs if len(jobs) >= 5 else None
+
+    jobs = gangd.wait_until(finished, 60, "5 finished jobs")
+    # A job ends when the reset is acknowledged; the boards' return to their ROM (one more node
+    # each) follows on its own: wait for it before gangd, the uevents' listener, goes away.
+    sim.wait_events(lambda events: all(adds(events, port) >= n for port, n in EXPECTED_ENUMERATIONS.items()))
+    assert gangd.stop() == 0, gangd.stderr
 
     store = RecordStore(state / "records.sqlite")
     records = {row["port"]: row for row in store.jobs()}

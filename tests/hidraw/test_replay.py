@@ -3,43 +3,30 @@
 
 from __future__ import annotations
 
-import signal
-import subprocess
 from pathlib import Path
 
 from gangd.service.records import RecordStore
 from gangd.trace import file as tf
 
 from .conftest import GANGD
-from .test_gangd_run import JobLog
 
 TRACES = Path(__file__).parents[1] / "data" / "traces"
 
 
-def test_a_marginal_boards_trace_replays_through_hidraw_as_recorded(hidraw_sim, tmp_path):
+def test_a_marginal_boards_trace_replays_through_hidraw_as_recorded(hidraw_sim, processes, tmp_path):
     trace = tf.read(str(TRACES / "marginal.pcapng"))
     sim = hidraw_sim("--replay", str(TRACES / "marginal.pcapng"))
     state = tmp_path / "state"
-    gangd = subprocess.Popen(
+    gangd = processes(
         ["umockdev-wrapper", GANGD, "run", "--config", str(TRACES / "recipe.toml"), "--state-dir", str(state)]
         + ["--metrics-address", "127.0.0.1:0", "--stop-grace", "10"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
         env=sim.env,
     )
-    try:
-        JobLog(gangd).finished(1, timeout=60)
-        # The recorded board reset into its ROM after its job (a third enumeration): wait for it
-        # before gangd, the uevents' listener, goes away.
-        sim.wait_until(lambda events: sum(e["action"] == "add" for e in events) >= 3)
-        gangd.send_signal(signal.SIGTERM)
-        _, stderr = gangd.communicate(timeout=30)
-    finally:
-        if gangd.poll() is None:
-            gangd.kill()
-            gangd.wait(timeout=10)
-    assert gangd.returncode == 0, stderr
+    gangd.wait_entry(lambda e: e.get("event") == "job finished", 60, "the replayed board's job to finish")
+    # The recorded board reset into its ROM after its job (a third enumeration): wait for it
+    # before gangd, the uevents' listener, goes away.
+    sim.wait_events(lambda events: sum(e["action"] == "add" for e in events) >= 3)
+    assert gangd.stop() == 0, gangd.stderr
     store = RecordStore(state / "records.sqlite")
     (record,) = store.jobs()
     store.close()

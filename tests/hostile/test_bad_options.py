@@ -4,15 +4,14 @@ traceback, and nothing started (no state directory, no simulated hub)."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from gangd.sim.faults import KINDS
 from gangd.sim.images import build_flashloader_image
+from tests.support import GANGD
 
-GANGD = str(Path(sys.executable).parent / "gangd")
 FAULT_KINDS = f"(one of {', '.join(sorted(KINDS))})"  # the simulator's own list: every kind it has
 
 RUN = [

@@ -11,11 +11,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from spsdk.exceptions import SPSDKError
 
-from gangd.core.station import Station
 from gangd.io.transport import FdHidDevice, MbootHidProtocol, SdpHidProtocol, mboot_client
 from gangd.sim import BoardFactory, SimHub, TimingModel
+from gangd.sim.board import SimBoard
 from gangd.sim.faults import MALFORMED_SHAPES
 from gangd.sim.source import SimHubSource
+from gangd.station.station import Station
+
+from ..support import until
 
 REPORT = st.binary(min_size=0, max_size=1100)
 
@@ -107,19 +110,20 @@ def test_a_malformed_board_fails_alone(rt1020, recipe, shape, command):
             factory = BoardFactory(rt1020, TimingModel(time_scale=0), seed=9)
             bad = factory()
             bad.faults = (spec,)
-            hub.plug("1-1.1", bad)
+            board = SimBoard(bad)
+            board.flash.program(0, b"\x00" * 4096)  # an old image: the job erases, so each command is sent
+            hub.plug("1-1.1", board)
             hub.plug("1-1.2", factory())
             station = Station(rt1020, recipe, {"1-1.1": "BAD", "1-1.2": "OK"})
             async with trio.open_nursery() as nursery:
                 await nursery.start(station.run, SimHubSource(hub).run)
-                with trio.fail_after(60):
-                    while len(station.results) < 2:
-                        await trio.sleep(0.01)
+                await until(station.changes, lambda: len(station.results) >= 2, "both ports' results", timeout=60)
                 nursery.cancel_scope.cancel()
             assert not hub.errors
-            return {r.port: r for r in station.results}
+            return {r.port: r for r in station.results}, board.own_faults.fired_counts()[spec]
 
-    results = trio.run(run)
+    results, fired = trio.run(run)
+    assert fired >= 1, f"{spec} never fired: the test proved nothing"
     assert results["1-1.2"].result == "success"  # the other port goes on
     hostile = results["1-1.1"]
     if hostile.result != "success":  # a reset's reply is not needed, and "unknown-status" on some commands recovers

@@ -14,7 +14,8 @@ from pathlib import Path
 from gangd.config.loader import LineSettings
 from gangd.service.line import SCHEMA_VERSION, LineDatabase
 from tests.line.conftest import PASSWORD, Postgres
-from tests.station.conftest import Gangd, free_port, status, wait_for, write_config
+from tests.station.conftest import status, write_config
+from tests.support import Gangd, free_port, wait_for
 
 BOARDS = 30
 SERIAL = """
@@ -198,3 +199,33 @@ def test_outbox_order_idempotent_delivery_and_the_line_commands(postgres, tmp_pa
         [GANGD, "records", "--line", "--config", str(config), "--station", "s"], capture_output=True, text=True
     )
     assert table.returncode == 0 and table.stdout.count("\n") == 4 and "B2" in table.stdout
+
+
+def test_the_line_hands_a_board_back_its_own_values_and_refuses_an_exhausted_list(postgres, tmp_path):
+    """The per-board data policy (gangd/service/board_data.py) on PostgreSQL, as the SQLite store's
+    tests check it: a board that comes back (to any station) gets its own values, another board
+    the next unused ones, and a list with none left is refused with the line named."""
+    import pytest
+
+    from gangd.config.recipe import BoardData
+    from gangd.core.errors import DataExhausted
+
+    macs = tmp_path / "macs.txt"
+    macs.write_text("# the line's MACs\n00:11:22:33:44:01\n\n00:11:22:33:44:02\n")
+    serial = BoardData("serial", "counter", format="SN{:04d}", start=10, step=5, address=0x60100000)
+    mac = BoardData("mac", "list", list_file=str(macs), address=0x60200000)
+    settings = LineSettings(postgres.url, str(postgres.password_file))
+    a, b = LineDatabase(settings, "a"), LineDatabase(settings, "b")
+    try:
+        assert a.upgrade() == SCHEMA_VERSION
+        assert a.allocate(1, "board-1", [serial, mac]) == {"serial": "SN0010", "mac": "00:11:22:33:44:01"}
+        assert b.allocate(1, "board-2", [serial, mac]) == {"serial": "SN0015", "mac": "00:11:22:33:44:02"}
+        # board-1 comes back at the other station: the same values, nothing new handed out.
+        assert b.allocate(2, "board-1", [serial, mac]) == {"serial": "SN0010", "mac": "00:11:22:33:44:01"}
+        with pytest.raises(DataExhausted, match=r"exhausted on the line \(.*macs.txt: all 2 handed out\)"):
+            a.allocate(2, "board-3", [serial, mac])
+        # The refused allocation took nothing: board-3's serial was rolled back with its MAC.
+        assert a.allocate(3, "board-4", [serial]) == {"serial": "SN0020"}
+    finally:
+        a.close()
+        b.close()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import subprocess
 from collections import Counter
 
@@ -14,7 +13,8 @@ import pytest
 import yaml
 
 from gangd.service.records import RecordStore
-from tests.observability.test_prometheus import DASHBOARDS, GANGD, free_port, query, wait_for
+from tests.observability.test_prometheus import DASHBOARDS, query
+from tests.support import GANGD, Process, free_port, wait_for
 
 BOARDS = 8
 STATIONS = ("station-1", "station-2")
@@ -40,7 +40,7 @@ def line(tmp_path_factory):
         args = [GANGD, "run", "--simulate", "2", "--boards", str(BOARDS), "--time-scale", "0.02"]
         args += ["--replace-delay", "0.1", "--seed", str(n + 7), "--state-dir", str(state)]
         args += ["--metrics-address", address, "--fault", "status:cmd=flash-erase-region,code=20106,p=0.2"]
-        daemons.append(subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        daemons.append(Process(args))
     # The example configuration, with the test's stations as its targets (same job, same labels).
     example["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
     example["rule_files"] = [str(DASHBOARDS / "alerts-line.yml")]
@@ -50,16 +50,14 @@ def line(tmp_path_factory):
     config = root / "prometheus.yml"
     config.write_text(yaml.safe_dump(example))
     prom_port = free_port()
-    prometheus = subprocess.Popen(
+    prometheus = Process(
         [
             "prometheus",
             f"--config.file={config}",
             f"--storage.tsdb.path={root / 'tsdb'}",
             f"--web.listen-address=127.0.0.1:{prom_port}",
             "--log.level=warn",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        ]
     )
     url = f"http://127.0.0.1:{prom_port}"
     try:
@@ -73,6 +71,8 @@ def line(tmp_path_factory):
             store.close()
             return rows if len(rows) >= BOARDS else None
 
+        for daemon in daemons:  # record stores made before a reader opens them (see test_prometheus)
+            daemon.wait_entry(lambda e: e["event"] == "ready", 60, "gangd's 'ready'")
         records = {station: wait_for(lambda s=station: finished(s), 120, f"{station}'s boards") for station in STATIONS}
 
         def scraped_all():
@@ -87,9 +87,9 @@ def line(tmp_path_factory):
         yield {"prometheus": url, "records": records}
     finally:
         for process in [*daemons, prometheus]:
-            process.send_signal(signal.SIGTERM)
+            process.process.terminate()
         for process in [*daemons, prometheus]:
-            process.wait(timeout=30)
+            process.stop()
 
 
 def test_every_line_dashboard_and_alert_expression_evaluates(line):

@@ -3,16 +3,11 @@ ends with exactly one summary line."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
-GANGD = str(Path(sys.executable).parent / "gangd")
+from ..support import GANGD, Process
 
 
-def test_job_lines_are_bound_and_summarised(tmp_path):
-    daemon = subprocess.Popen(
+def test_job_lines_are_bound_and_summarised(processes, tmp_path):
+    daemon = processes(
         [
             GANGD,
             "run",
@@ -32,19 +27,16 @@ def test_job_lines_are_bound_and_summarised(tmp_path):
             "info",
             "--fault",
             "status:cmd=write-memory,code=20106,nth=1",  # blank boards get no erase to fail
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        ]
     )
-    lines = []
-    for raw in daemon.stdout:  # JSON, since stdout is not a terminal
-        entry = json.loads(raw)
-        lines.append(entry)
-        if sum(1 for e in lines if e["event"] == "job finished") == 2:
-            break
-    daemon.terminate()
-    daemon.communicate(timeout=30)
+
+    def two_finished(process: Process) -> bool:
+        return sum(1 for e in process.json_lines() if e["event"] == "job finished") >= 2
+
+    daemon.wait_until(two_finished, 60, "two finished jobs")  # JSON, since stdout is not a terminal
+    assert daemon.stop() == 0
+    assert all(line.startswith("{") for line in daemon.stdout_lines)
+    lines = daemon.json_lines()
 
     jobs = {e["job"] for e in lines if "job" in e}
     assert len(jobs) == 2

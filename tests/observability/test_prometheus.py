@@ -6,11 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
-import socket
 import subprocess
-import sys
-import time
 import urllib.parse
 import urllib.request
 from collections import Counter
@@ -21,16 +17,11 @@ import yaml
 
 from gangd.service.records import RecordStore
 
+from ..support import GANGD, Process, free_port, wait_for
+
 ROOT = Path(__file__).parents[2]
 DASHBOARDS = ROOT / "dashboards"
-GANGD = str(Path(sys.executable).parent / "gangd")
 BOARDS = 12
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get(url: str) -> bytes:
@@ -40,16 +31,6 @@ def get(url: str) -> bytes:
 
 def query(prometheus: str, expr: str) -> dict:
     return json.loads(get(f"{prometheus}/api/v1/query?" + urllib.parse.urlencode({"query": expr})))
-
-
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def dashboard_exprs() -> list[str]:
@@ -68,7 +49,7 @@ def station(tmp_path_factory):
     assert shutil.which("prometheus") and shutil.which("promtool"), "scripts/setup installs Debian's prometheus"
     state = tmp_path_factory.mktemp("gangd")
     gangd_port, prom_port = free_port(), free_port()
-    daemon = subprocess.Popen(
+    daemon = Process(
         [
             GANGD,
             "run",
@@ -90,9 +71,7 @@ def station(tmp_path_factory):
             "status:cmd=write-memory,code=20106,nth=1",  # blank boards get no erase to fail
             "--port-fault",
             "1-1.3=status:cmd=write-memory,code=10200,p=0.5",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        ]
     )
     config = state / "prometheus.yml"
     config.write_text(
@@ -100,16 +79,14 @@ def station(tmp_path_factory):
         f"rule_files: [{DASHBOARDS / 'alerts.yml'}]\n"
         f"scrape_configs: [{{job_name: gangd, static_configs: [{{targets: ['127.0.0.1:{gangd_port}']}}]}}]\n"
     )
-    prometheus = subprocess.Popen(
+    prometheus = Process(
         [
             "prometheus",
             f"--config.file={config}",
             f"--storage.tsdb.path={state / 'tsdb'}",
             f"--web.listen-address=127.0.0.1:{prom_port}",
             "--log.level=warn",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        ]
     )
     url = f"http://127.0.0.1:{prom_port}"
     try:
@@ -123,6 +100,9 @@ def station(tmp_path_factory):
             store.close()
             return rows if len(rows) >= BOARDS else None
 
+        # Its record store is made (and migrated) before it says ready: a reader opening it earlier
+        # would race gangd's schema upgrade.
+        daemon.wait_entry(lambda e: e["event"] == "ready", 60, "gangd's 'ready'")
         records = wait_for(finished_records, 90, f"{BOARDS} finished records")
 
         def scraped_all():
@@ -135,10 +115,8 @@ def station(tmp_path_factory):
         wait_for(scraped_all, 60, "Prometheus to scrape every finished board")
         yield {"prometheus": url, "gangd": f"http://127.0.0.1:{gangd_port}", "records": records}
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        prometheus.send_signal(signal.SIGTERM)
-        daemon.wait(timeout=30)
-        prometheus.wait(timeout=30)
+        daemon.stop()
+        prometheus.stop()
 
 
 def test_promtool_accepts_a_scrape(station):

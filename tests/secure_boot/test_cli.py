@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
-from pathlib import Path
+
+from tests.support import GANGD
 
 from .conftest import write_config
-
-GANGD = str(Path(sys.executable).parent / "gangd")
 
 
 def gangd(*args: str) -> subprocess.CompletedProcess:

@@ -4,7 +4,6 @@ each mistake one located line from `gangd check-config`, exit 2."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,11 +11,10 @@ from spsdk.crypto.certificate import Certificate
 from spsdk.image.hab.hab_srk import SrkItem, SrkTable
 
 from gangd.config.loader import ConfigError, load_config
+from tests.support import GANGD
 
 from ..hab import make_keys, signed_flashloader
 from .conftest import PROOF, write_config
-
-GANGD = str(Path(sys.executable).parent / "gangd")
 
 
 def check(path: Path) -> subprocess.CompletedProcess:

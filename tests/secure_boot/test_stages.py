@@ -5,19 +5,25 @@ from __future__ import annotations
 import pytest
 import trio
 
-from gangd.core.station import Station
 from gangd.service.metrics import Metrics
 from gangd.service.view import StationView
 from gangd.sim import BoardFactory, SimHub, TimingModel
 from gangd.sim.hab import SRK_HASH_INDEX
 from gangd.sim.source import SimHubSource
+from gangd.station.station import Station
 
 from ..conftest import TEST_DEADLINES  # noqa: F401
+from ..support import until
 
 pytestmark = pytest.mark.trio
 
 SRK = range(SRK_HASH_INDEX, SRK_HASH_INDEX + 8)
 BOOT_CFG1 = 6
+
+
+def at_step(station: Station, path: str, step: str) -> bool:
+    port = station.ports.get(path)
+    return port is not None and port.step == step
 
 
 def programmed(board) -> list[int]:
@@ -119,16 +125,14 @@ async def test_a_job_killed_between_the_srk_burn_and_the_close_resumes_from_the_
         with trio.fail_after(30):
             async with trio.open_nursery() as nursery:
                 await nursery.start(first.run, SimHubSource(hub).run)
-                while (port := first.ports.get("1-1.1")) is None or port.step != "secure-boot-reload":
-                    await first.changes.wait(first.changes.version)
+                await until(first.changes, lambda: at_step(first, "1-1.1", "secure-boot-reload"), "the SRK burned")
                 nursery.cancel_scope.cancel()
         assert programmed(board) == list(SRK) and not board.hab_closed
         second = Station(rt1020, recipe, records=store)
         with trio.fail_after(30):
             async with trio.open_nursery() as nursery:
                 await nursery.start(second.run, SimHubSource(hub).run)
-                while not second.results:
-                    await second.changes.wait(second.changes.version)
+                await until(second.changes, lambda: second.results, "the second station's result")
                 nursery.cancel_scope.cancel()
         assert second.results[0].result == "success", second.results[0].reason
         assert board.hab_closed

@@ -9,13 +9,13 @@ import json
 import pytest
 import trio
 
-from gangd.core.station import Station
 from gangd.service import http as gangd_http
 from gangd.service.metrics import Metrics
 from gangd.service.view import StationView
 from gangd.service.web import Limits, create_app
 from gangd.sim import BoardFactory, SimHub, TimingModel
 from gangd.sim.source import SimHubSource
+from gangd.station.station import Station
 
 TOKEN = "station-token-0123456789"
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from argparse import Namespace
-
 import pytest
 
 from gangd.service.simulated import board_faults, fault_shares, plan_simulation
+from gangd.service.world import SimulationOptions
 
 
 def test_fault_share_parses_the_fraction_after_the_last_equals_sign():
@@ -29,15 +28,15 @@ def test_a_share_of_boards_gets_the_fault_repeatably():
 
 
 def test_the_simulation_plan_types_every_option():
-    args = Namespace(
-        simulate=4,
+    options = SimulationOptions(
+        ports=4,
         root_ports=2,
-        fault=["slow-flash:factor=2"],
-        fault_share=["marginal-read:max-mhz=100=0.25"],
-        port_fault=["B2=hang", "1-1.1=status:cmd=reset,code=1", "B2=no-reenumerate"],
+        faults=("slow-flash:factor=2",),
+        fault_shares=("marginal-read:max-mhz=100=0.25",),
+        port_faults=("B2=hang", "1-1.1=status:cmd=reset,code=1", "B2=no-reenumerate"),
         layout="A1 A2 / B1 B2",
     )
-    plan = plan_simulation(args, None)
+    plan = plan_simulation(options, None)
     assert plan.labels == {"1-1.1": "A1", "1-1.2": "A2", "1-2.1": "B1", "1-2.2": "B2"}  # 2 root ports
     assert plan.layout == (("1-1.1", "1-1.2"), ("1-2.1", "1-2.2"))
     assert plan.port_faults == {"1-2.2": ["hang", "no-reenumerate"], "1-1.1": ["status:cmd=reset,code=1"]}

@@ -4,18 +4,14 @@ at half the configured interval, and no pings while the trio loop is blocked."""
 from __future__ import annotations
 
 import os
-import signal
 import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import trio
 
 from gangd.service.notify import Notifier
 
-GANGD = str(Path(sys.executable).parent / "gangd")
+from ..support import GANGD, Process
 
 
 def messages(sock: socket.socket, until: float) -> list[tuple[float, dict[str, str]]]:
@@ -36,7 +32,7 @@ def test_ready_after_coldplug_status_and_watchdog(tmp_path):
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(path)
     env = {**os.environ, "NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000"}
-    daemon = subprocess.Popen(
+    daemon = Process(
         [
             GANGD,
             "run",
@@ -52,8 +48,6 @@ def test_ready_after_coldplug_status_and_watchdog(tmp_path):
             "127.0.0.1:0",
         ],
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
     )
     try:
         # The pings are counted from READY on: how long start-up takes depends on the machine's load.
@@ -63,8 +57,7 @@ def test_ready_after_coldplug_status_and_watchdog(tmp_path):
             seen += messages(sock, min(deadline, time.monotonic() + 1))
         seen += messages(sock, time.monotonic() + 3)
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        daemon.wait(timeout=30)
+        daemon.stop()
         seen += messages(sock, time.monotonic() + 0.5)
     ready = [fields for _, fields in seen if fields.get("READY") == "1"]
     assert ready, seen

@@ -14,12 +14,15 @@ import trio
 
 from gangd.config.loader import load_config
 from gangd.config.recipe import FusePlan, FuseWord
-from gangd.core.station import Station
-from gangd.service.app import serve
+from gangd.service.daemon import serve
 from gangd.service.records import RecordStore
 from gangd.sim import BoardFactory, SimHub, TimingModel
 from gangd.sim.images import build_flashloader_image
 from gangd.sim.source import SimHubSource
+from gangd.station.station import Station
+
+from ..support import until
+from ..support.burn import MidBurn
 
 EXAMPLE = Path(__file__).parents[2] / "config" / "rt1020.toml"
 SLOW = TimingModel(time_scale=1, reenumeration_s=0.05)
@@ -33,9 +36,10 @@ def store(tmp_path):
 
 
 async def wait_step(station: Station, port: str, step: str) -> None:
-    with trio.fail_after(20):
-        while station.ports.get(port) is None or station.ports[port].step != step:
-            await trio.sleep(0.005)
+    def at_step() -> bool:
+        return station.ports.get(port) is not None and station.ports[port].step == step
+
+    await until(station.changes, at_step, f"{port} at step {step}", timeout=20)
 
 
 async def test_sigterm_during_a_write_ends_at_the_next_step_boundary(rt1020, recipe, store):
@@ -62,14 +66,16 @@ async def test_sigterm_during_a_fuse_burn_completes_the_burn(rt1020, recipe, sto
     with SimHub(1) as hub:
         board = hub.plug("1-1.1", BoardFactory(rt1020, slow_fuses, seed=2)())
         station = Station(rt1020, dataclasses.replace(recipe, fuses=plan), {"1-1.1": "A1"}, records=store)
-        async with trio.open_nursery() as nursery:
-            # A grace far shorter than the burn: the cancel arrives while words are being burned.
-            nursery.start_soon(serve, station, SimHubSource(hub).run, 0.05)
-            await wait_step(station, "1-1.1", "fuses-burn")
-            await trio.sleep(0.15)
-            os.kill(os.getpid(), signal.SIGTERM)
+        # SIGTERM as the third word starts to burn; its burn is held until gangd has cancelled.
+        mid_burn = MidBurn(board, 2, lambda: os.kill(os.getpid(), signal.SIGTERM))
+        with trio.fail_after(30):  # no SIGTERM ever comes if the burn is never seen
+            async with trio.open_nursery() as nursery:
+                # A grace far shorter than the burn: the cancel arrives while words are being burned.
+                nursery.start_soon(serve, station, mid_burn.source(hub), 0.05)
+        mid_burn.assert_mid_burn()
         assert [board.otp.read(w.index) for w in words] == [0xA5A5_0000 + n for n in range(8)]
-        assert len(board.commands("efuse-program-once")) == 8
+        burned = [r.args[0] for r in board.commands("efuse-program-once")]
+        assert sorted(burned) == sorted(w.index for w in words)  # each word once, none repeated
         record = store.jobs()[0]
         assert record["result"] == "stopped"
         assert [f["after"] for f in record["fuses"]] == [0xA5A5_0000 + n for n in range(8)]
@@ -94,9 +100,7 @@ async def test_sighup_reloads_for_new_jobs_and_rejects_a_bad_file(rt1020, store,
         reload = lambda: load_config(config_path).recipe  # noqa: E731 - what gangd run passes
 
         async def next_board(count: int):
-            with trio.fail_after(20):
-                while len(station.results) < count:
-                    await trio.sleep(0.01)
+            await until(station.changes, lambda: len(station.results) >= count, f"{count} results", timeout=20)
             hub.unplug("1-1.1")
             return hub.plug("1-1.1", factory())
 
@@ -112,9 +116,7 @@ async def test_sighup_reloads_for_new_jobs_and_rejects_a_bad_file(rt1020, store,
             await wait_step(station, "1-1.1", "write")
             os.kill(os.getpid(), signal.SIGHUP)
             board_3 = await next_board(2)
-            with trio.fail_after(20):
-                while len(station.results) < 3:
-                    await trio.sleep(0.01)
+            await until(station.changes, lambda: len(station.results) >= 3, "3 results", timeout=20)
             os.kill(os.getpid(), signal.SIGTERM)
         images = [row["images"][0]["sha256"] for row in store.jobs()]
         assert [row["result"] for row in store.jobs()] == ["success"] * 3

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
+from tests.support import GANGD
+
 ROOT = Path(__file__).parents[2]
-GANGD = str(Path(sys.executable).parent / "gangd")
 
 
 def installed_unit(tmp_path: Path) -> Path:

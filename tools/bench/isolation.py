@@ -68,10 +68,10 @@ def line_on_threads(boards: int) -> tuple[float, float, float]:
     """(wall s, daemon CPU s, model s per board) for `boards` boards at time scale 1."""
     from gangd.config.family import load_family
     from gangd.config.recipe import builtin_rt1020
-    from gangd.core.station import Station
     from gangd.sim import BoardFactory, SimHub, TimingModel
     from gangd.sim.images import build_flashloader_image
     from gangd.sim.source import SimHubSource
+    from gangd.station.station import Station
 
     family = load_family("mimxrt1020")
     flashloader, jump = build_flashloader_image()

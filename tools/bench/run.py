@@ -31,7 +31,6 @@ import trio
 
 from gangd.config.recipe import Recipe, TraceSettings, builtin_rt1020
 from gangd.core.events import PortEvent
-from gangd.core.station import Station
 from gangd.engine.plan import (
     ConfigureMemory,
     Erase,
@@ -51,6 +50,7 @@ from gangd.sim.hub import default_port_paths
 from gangd.sim.images import build_flashloader_image
 from gangd.sim.socket_source import json_messages
 from gangd.sim.timing import TimingModel
+from gangd.station.station import Station
 from tools.bench.floor import floor_s, naive, physics_s
 
 IMAGE_SMALL = 45056

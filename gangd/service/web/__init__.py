@@ -29,10 +29,10 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 
 from gangd import __version__
-from gangd.core.station import UnknownPort
 from gangd.service import http as limits  # REQUEST_DEADLINE_S and MAX_REQUEST_BYTES, read at each request
 from gangd.service.metrics import Metrics
 from gangd.service.view import StationView
+from gangd.station.station import UnknownPort
 
 log = structlog.get_logger("gangd.service.http")
 

@@ -11,30 +11,22 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 import trio
 
-from gangd.config.family import FamilyInfo, UsbIds
+from gangd.config.family import FamilyInfo, stage_of
 from gangd.core.errors import BoardRemoved, ReplugTimeout
 from gangd.core.events import ADD, PortEvent
-from gangd.service.metrics import Metrics
+from gangd.core.results import JobResult
+from gangd.core.types import PortMetrics
 
-ROM = "rom"
-FLASHLOADER = "flashloader"
-
-
-def stage_of(family: FamilyInfo, event: PortEvent) -> str | None:
-    ids = UsbIds(event.vid, event.pid)
-    if family.is_flashloader(ids):
-        return FLASHLOADER
-    if family.is_rom(ids):
-        return ROM
-    return None
+if TYPE_CHECKING:  # the station sets it; the port only shows it
+    from gangd.engine.job import Job
 
 
 class Port:
-    def __init__(self, path: str, label: str | None, family: FamilyInfo, metrics: Metrics | None = None) -> None:
+    def __init__(self, path: str, label: str | None, family: FamilyInfo, metrics: PortMetrics | None = None) -> None:
         self.path = path
         self.label = label or path
         self.family = family
@@ -51,14 +43,12 @@ class Port:
         self.last_reason: str | None = None
         self.counts: dict[str, int] = {}
         self.busy_since: float | None = None  # monotonic time the running job began
-        self.job: Any = None  # the Job running here (set by the station), for the live views
-        self.last_job: Any = None  # the JobResult of the last board finished here
+        self.job: Job | None = None  # the Job running here (set by the station), for the live views
+        self.last_job: JobResult | None = None  # the result of the last board finished here
         self.last_duration_s: float | None = None
         self.on_change: Callable[[], None] = lambda: None  # the station's live view listens here
         self.tap: Callable[[PortEvent], None] | None = None  # a running job's trace (gangd/trace)
         self.wake: trio.CancelScope | None = None  # a task holding a board while the port is disabled
-        if metrics is not None:
-            metrics.add_port(self.label)
 
     # --- what the port is doing, mirrored into the metrics ----------------------------------------
 
@@ -114,7 +104,7 @@ class Port:
     def suspect(self, value: bool) -> None:
         self._suspect = value
         if self.metrics is not None:
-            self.metrics.suspect.labels(self.label).set(int(value))
+            self.metrics.suspect(value)
         self._export_state()
         self.on_change()
 
@@ -126,18 +116,18 @@ class Port:
 
     def _export_state(self) -> None:
         if self.metrics is not None:
-            self.metrics.port_state.labels(self.label).state(self.shown_state)
+            self.metrics.state(self.shown_state)
 
     # --- the job observer (observer.py): what the port's job does, for /status and the metrics ----
 
-    async def job_started(self, result: Any, images: list[dict[str, Any]], family: str) -> None:
+    async def job_started(self, result: JobResult, images: list[dict[str, object]], family: str) -> None:
         self.state, self.progress = "programming", 0.0
 
-    async def job_finished(self, result: Any) -> None:
+    async def job_finished(self, result: JobResult) -> None:
         self.step, self.state = None, "idle"
         if self.metrics is not None:
             for entry in result.secure_boot:  # [secure_boot] stage outcomes
-                self.metrics.secure_boot.labels(entry["stage"], entry["result"]).inc()
+                self.metrics.secure_boot(entry["stage"], entry["result"])
 
     def state_changed(self, state: str) -> None:
         self.state = state
@@ -150,22 +140,20 @@ class Port:
 
     def step_finished(self, step: str, seconds: float) -> None:
         if self.metrics is not None:
-            self.metrics.step_duration.labels(step).observe(seconds)
+            self.metrics.step_finished(step, seconds)
 
     def step_failed(self, step: str, code_class: str, action: str) -> None:
         if self.metrics is not None:
-            self.metrics.step_failures.labels(self.label, step, code_class).inc()
-            if action != "none":
-                self.metrics.recoveries.labels(self.label, action).inc()
+            self.metrics.step_failed(step, code_class, action)
 
     def clock_fallback(self) -> None:
         """A board on this port was programmed below the recipe's flash clock (a marginal board)."""
         if self.metrics is not None:
-            self.metrics.clock_fallbacks.labels(self.label).inc()
+            self.metrics.clock_fallback()
 
     def bytes_written(self, length: int) -> None:
         if self.metrics is not None:
-            self.metrics.bytes_written.labels(self.label).inc(length)
+            self.metrics.bytes_written(length)
 
     def finished(self, result: str, reason: str | None, duration_s: float, at: float) -> None:
         """Called once the job's record is committed: counts follow the records."""
@@ -174,10 +162,7 @@ class Port:
         self.counts[result] = self.counts.get(result, 0) + 1
         self.on_change()
         if self.metrics is not None:
-            self.metrics.boards.labels(self.label, result).inc()
-            self.metrics.board_duration.labels(self.label).observe(duration_s)
-            if result == "success":
-                self.metrics.last_success.labels(self.label).set(at)
+            self.metrics.board_finished(result, duration_s, at)
 
     def deliver(self, event: PortEvent) -> None:
         """Called by the station, in event order, from the trio thread."""
@@ -193,6 +178,7 @@ class Port:
             if event.action == ADD and self.attached == event:
                 continue  # the same enumeration reported twice (coldplug racing the monitor)
             self.attached = event if event.action == ADD else None
+            self.on_change()  # the board the port holds is on the views (and what tests wait on)
             return event
 
     async def wait_for_stage(self, stage: str, timeout_s: float, step: str, serial: str | None = None) -> PortEvent:

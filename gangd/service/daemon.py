@@ -1,14 +1,13 @@
-"""The daemon: the serve loop and the composition root of a station on real boards.
+"""The daemon: one way to run a station on any world (`world.py`).
 
-`serve` runs a station, its HTTP server and sd_notify until SIGINT/SIGTERM (SIGHUP reloads the
-configuration); `run_hardware` wires a station to udev, the sysfs port power, the records, the
-metrics and the station page. The simulated line is wired in `simulated.py`, the only product
-module that imports the simulator. See ARCHITECTURE.md.
+`run_world` composes the station with its records, metrics, station page and sd_notify; `serve`
+runs it until SIGINT/SIGTERM (SIGHUP reloads the configuration). The worlds are made in
+`hardware.py` (udev, sysfs) and `simulated.py` (the simulator, the only product module that
+imports it); neither imports the other. See ARCHITECTURE.md.
 """
 
 from __future__ import annotations
 
-import argparse
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -18,15 +17,15 @@ import trio
 
 from gangd.config.loader import Config, ConfigError, default_station_name, load_config
 from gangd.config.recipe import Recipe, with_trace_dir
-from gangd.core.station import Station
-from gangd.io.power import SysfsPortPower
-from gangd.io.udev import BoardFilter, UdevSource
+from gangd.core.bus import DEFAULT_BUDGET
 from gangd.service.http import HttpServer
 from gangd.service.line import LineDatabase, LineState, Outbox
 from gangd.service.metrics import Metrics
 from gangd.service.notify import Notifier
 from gangd.service.records import RecordStore
 from gangd.service.view import StationView
+from gangd.service.world import DaemonOptions, World
+from gangd.station.station import Station
 
 log = structlog.get_logger("gangd")
 
@@ -52,7 +51,6 @@ async def serve(
             if server is not None:
                 await nursery.start(server.run)
             if outbox is not None:
-                station.line = outbox.state
                 station.listeners.append(outbox.wake)
                 await nursery.start(outbox.run)
             await nursery.start(station.run, source)  # returns once the coldplug scan is done
@@ -94,34 +92,34 @@ def _reload(station: Station, reload: Callable[[], Recipe] | None, notifier: Not
     notifier.send(ready="1", status=station.summary())
 
 
-def run_hardware(args: argparse.Namespace, config: Config, sock) -> int:
-    family = config.recipe.family
-    store, outbox = open_records(args.state_dir, config)
-    power = SysfsPortPower() if config.recipe.recovery.power_cycle else None
+def run_world(world: World, options: DaemonOptions, sock) -> Station:
+    """Run a station on `world` until SIGINT/SIGTERM: its records (and the line's outbox), the
+    metrics, the station page on `sock`, sd_notify. The station is complete when constructed."""
+    config = world.config
+    store, outbox = open_records(options.state_dir, config)
     metrics = Metrics()
     station = Station(
-        family,
-        config.recipe,
-        dict(config.ports),
+        world.recipe.family,
+        world.recipe,
+        world.ports,
         records=store,
-        power=power,
+        power=world.power,
         metrics=metrics,
-        bandwidth_budget=config.flashloaders_per_root_port,
+        bandwidth_budget=config.flashloaders_per_root_port if config else DEFAULT_BUDGET,
+        name=config.station_name if config else default_station_name(),  # --simulate: as on hardware
+        line=outbox.state if outbox is not None else None,
     )
-    station.name = config.station_name
-    server = http_server(station, store, metrics, sock, config.layout, config.control_token)
-    source = UdevSource(BoardFilter(family.rom_usb + family.flashloader_usb, config.ports)).run
-    if args.sim_socket:  # the soak: boards from a simulated hub in another process
-        from gangd.service.simulated import attach_sim_socket
-
-        source = attach_sim_socket(station, args.sim_socket, config.recipe.recovery.power_cycle)
+    station.listeners.extend(world.listeners)
+    server = http_server(station, store, metrics, sock, world.layout, config.control_token if config else None)
+    reload = reloader(options.config_path, options.trace_dir) if options.config_path else None
     notifier = Notifier()
     try:
-        trio.run(serve, station, source, args.stop_grace, server, reloader(args.config, args.trace), notifier, outbox)
+        trio.run(serve, station, world.source, options.stop_grace_s, server, reload, notifier, outbox)
     finally:
+        world.close()
         notifier.close()
         close_records(store)
-    return 0
+    return station
 
 
 def http_server(station: Station, store: RecordStore, metrics: Metrics, sock, layout, token) -> HttpServer:

@@ -16,24 +16,21 @@ from __future__ import annotations
 
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
-from typing import Any
 
 import structlog
 import trio
 
-from gangd.config.family import FamilyInfo
+from gangd.config.family import FLASHLOADER, FamilyInfo, stage_of
 from gangd.config.recipe import Recipe
-from gangd.core.bus import DEFAULT_BUDGET, Admission, root_port
+from gangd.core.bus import DEFAULT_BUDGET, Admission, is_port_path, root_port
 from gangd.core.events import ADD, PortEvent
-from gangd.core.port import FLASHLOADER, Port, stage_of
+from gangd.core.observer import JobObserver, RecordObserver
 from gangd.core.results import JobResult
-from gangd.core.types import BoardSource, PortPower
+from gangd.core.types import BoardSource, JobRecords, LineStatus, PortPower, StationMetrics
 from gangd.engine.job import Job
-from gangd.io.udev import is_port_path
-from gangd.service.metrics import Metrics
-from gangd.service.records import RecordStore, list_values
+from gangd.station.port import Port
 
-log = structlog.get_logger("gangd.core.station")
+log = structlog.get_logger("gangd.station.station")
 
 HISTORY = 100  # results kept in memory for status and tests (the records keep all of them)
 PASSED_MEMORY = 2_000  # boards remembered as good, for telling port faults from board faults
@@ -74,10 +71,12 @@ class Station:
         family: FamilyInfo,
         recipe: Recipe,
         ports: dict[str, str | None] | None = None,
-        records: RecordStore | None = None,
+        records: JobRecords | None = None,
         power: PortPower | None = None,
-        metrics: Metrics | None = None,
+        metrics: StationMetrics | None = None,
         bandwidth_budget: int | None = DEFAULT_BUDGET,
+        name: str | None = None,
+        line: LineStatus | None = None,
     ) -> None:
         self.metrics = metrics
         # Boards admitted to the flashloader stage per root port (None: admission switched off).
@@ -96,8 +95,10 @@ class Station:
         self.listeners: list[ResultListener] = []
         self.stopping = False
         self.halted: str | None = None  # why no job that needs per-board data can start now
-        self.name: str | None = None  # [station] name, shown by /status
-        self.line: Any = None  # gangd.service.line.LineState: per-board data comes from the line database
+        self.name = name  # [station] name, shown by /status
+        self.line = line  # per-board data comes from the line database: is it reachable
+        # What every job reports to besides its port: its durable record.
+        self.observers: list[JobObserver] = [RecordObserver(records)] if records is not None else []
         self.changes = Changes()
         self.admission.on_change = self.changes.notify  # root-port occupancy is on the views
         self._nursery: trio.Nursery | None = None
@@ -230,7 +231,7 @@ class Station:
         self.admission.device_seen(event.port, flashloader)
 
     def _add_port(self, path: str, label: str | None) -> Port:
-        port = Port(path, label, self.family, self.metrics)
+        port = Port(path, label, self.family, self.metrics.port(label or path) if self.metrics else None)
         port.on_change = self.changes.notify
         self.ports[path] = port
         self.changes.notify()
@@ -265,7 +266,14 @@ class Station:
             self._jobs_running += 1
             try:
                 job = port.job = Job(
-                    port, event, self.recipe, lambda: self.stopping, self.records, self.power, self.admission
+                    port,
+                    event,
+                    self.recipe,
+                    lambda: self.stopping,
+                    observers=[port, *self.observers],
+                    records=self.records,
+                    power=self.power,
+                    admission=self.admission,
                 )
                 result = await job.run()
             finally:
@@ -335,6 +343,7 @@ class Station:
 
     async def _wait_for_line(self, port: Port) -> None:
         """The line database is away: this port's board waits (untouched) until it answers."""
+        assert self.line is not None
         reason = f"waiting for the line database to give per-board data ({self.line.reason})"
         log.warning("board waits: no per-board data while the line database is away", port=port.path, reason=reason)
         self.halted = reason
@@ -352,10 +361,8 @@ class Station:
         """Per-board data was exhausted: is there a value again (someone extended the list)?"""
         if self.records is None or not any(entry.source == "list" for entry in self.recipe.board_data):
             return True
-        used = {(a["name"], a["value"]) for a in self.records.allocations()}
-        for entry in self.recipe.board_data:
-            if entry.list_file and all((entry.name, v) in used for v in list_values(entry.list_file)):
-                return False
+        if not self.records.has_values(self.recipe.board_data):
+            return False
         self.halted = None
         for port in self.ports.values():
             if port.state == "disabled" and port.last_reason and port.last_result == "stopped":
