@@ -45,6 +45,7 @@ import logging
 import os
 import queue
 import resource
+import select
 import shutil
 import struct
 import sys
@@ -126,6 +127,26 @@ def reexec_under_wrapper(argv: list[str]) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(wrapper, [wrapper, sys.executable, "-m", "gangd", *argv])
+
+
+def _take_byte(fd: int, timeout: float = WRITE_TIMEOUT_S) -> None:
+    """Read back the one byte written to the pty master, waiting for it if it is still on its way.
+
+    A byte written to a pty master reaches the slave side later: the kernel queues it in the
+    master's flip buffer and a workqueue moves it to the slave's line discipline (tty_buffer.c,
+    flush_to_ldisc); on a loaded machine that took up to 160 ms here (0.02 ms median). A
+    non-blocking read in that window found nothing (EAGAIN): the host's read of a report the
+    board had queued and taken back at once then failed with EIO (the report lost, blhost
+    reporting a failure for a command that ran), or, when a handle closed, the byte arrived
+    afterwards and the next handle's poll() woke for no report (a read of nothing, which spsdk
+    takes for a timeout). The byte was written under the same lock and always arrives."""
+    while True:
+        try:
+            os.read(fd, 1)
+            return
+        except BlockingIOError:
+            if not select.select([fd], [], [], timeout)[0]:
+                raise TimeoutError(f"the pty's byte did not arrive within {timeout} s") from None
 
 
 @dataclass(frozen=True)
@@ -210,7 +231,7 @@ class HidrawNode:
         if want:
             os.write(self._master, b"\0")
         else:
-            os.read(self._peer, 1)
+            _take_byte(self._peer)
         self._ready = want
 
     # --- board side -----------------------------------------------------------------------------

@@ -214,6 +214,10 @@ class UartChannel(_ByteChannel):
                 raise LinkClosed(str(exc)) from exc
             view = view[written:]
 
+    def unread(self, data: bytes) -> None:
+        """Put bytes back in front of the input: the next read_exact returns them first."""
+        self._buffer[:0] = data
+
     def discard_input(self) -> None:
         """Forget what the host sent while the board was away (re-enumerating)."""
         self._buffer.clear()
@@ -263,6 +267,20 @@ class MbootUartLink:
             return ("cmd" if frame_type == FT_CMD else "data"), payload
 
     def _send_and_wait_ack(self, frame_type: int, payload: bytes) -> None:
+        """Send a frame and wait for the host's ACK, as mcu-boot's serial_packet_write does
+        (wait_for_ack_packet: ACK, or NAK and send again).
+
+        Where the host's next frame arrives instead of the ACK, the ACK was sent and lost on the
+        way, and the frame is kept for `recv`. The pty loses it, not the host: spsdk's SerialDevice
+        flushes both directions (pyserial reset_input_buffer / reset_output_buffer, that is
+        tcflush) before every write and on close, and tcflush(TCOFLUSH) on a pty slave drops what
+        the host wrote that the kernel has not yet moved to our master (pty_flush_buffer frees the
+        master's flip buffer; the move is done later by a workqueue, and tcdrain on a pty does not
+        wait for it). On a busy machine the ACK for a response is caught so when blhost writes its
+        next command at once (write-memory after its get-property) or a data frame: the board then
+        took the command for garbage while waiting, and blhost timed out (10004). On a real UART,
+        tcdrain returns once the bytes are on the wire, which no flush takes back. The host only
+        writes its next frame after reading all of ours, so that frame proves ours arrived."""
         self.uart.clock.charge(self.uart.clock.model.report_interval_s)
         self._send_raw_frame(frame_type, payload)
         while True:
@@ -273,6 +291,9 @@ class MbootUartLink:
                 return
             if answer == FT_NACK:
                 self._send_raw_frame(frame_type, payload)
+            elif answer in (FT_CMD, FT_DATA):
+                self.uart.unread(bytes([FRAME_START, answer]))
+                return
             elif answer == FT_PING:
                 # The host gave up on us and starts over; answer and let the engine carry on.
                 self._answer_ping()
