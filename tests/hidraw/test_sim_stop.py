@@ -27,5 +27,7 @@ def test_no_thread_but_the_waiting_one_can_take_the_stop_signal(hidraw_sim):
     for task in others:
         mask = blocked_signals(task)
         for stop in (signal.SIGINT, signal.SIGTERM):
-            assert mask >> (stop - 1) & 1, f"thread {task.name} ({(task / 'comm').read_text().strip()}) can take {stop.name}"
+            assert mask >> (stop - 1) & 1, (
+                f"thread {task.name} ({(task / 'comm').read_text().strip()}) can take {stop.name}"
+            )
     # The fixture's stop() sends one SIGTERM and wants a clean exit (status 0, testbed removed).
