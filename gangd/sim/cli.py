@@ -17,9 +17,13 @@ import argparse
 import json
 import signal
 import sys
+import threading
+from collections.abc import Callable
 from dataclasses import asdict
+from typing import TextIO
 
 from gangd.config.family import UnknownFamilyError, load_family
+from gangd.core.events import PortEvent
 from gangd.sim.board import FLASHLOADER, ROM, SimBoard
 from gangd.sim.faults import FaultSpecError, parse_fault
 from gangd.sim.hub import BoardFactory, SimHub, default_port_paths
@@ -96,6 +100,24 @@ class StopSignal:
         return signal.sigwait(STOP_SIGNALS)
 
 
+def json_lines(stream: TextIO) -> Callable[[PortEvent], None]:
+    """A hub subscriber printing each event as one JSON line on `stream`.
+
+    The hub calls it from every port's thread at once. print() writes the text and its newline
+    separately, so two events could share a line (`{...}{...}` then two newlines): a reader that
+    parses lines failed on it and saw no event after (tests/hidraw's gangd-run test, under load).
+    Each line is written whole, one writer at a time."""
+    lock = threading.Lock()
+
+    def emit(event: PortEvent) -> None:
+        line = json.dumps(asdict(event)) + "\n"
+        with lock:
+            stream.write(line)
+            stream.flush()
+
+    return emit
+
+
 def _fail(message: str) -> int:
     print(f"gangd sim: {message}", file=sys.stderr)
     return 2
@@ -151,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
         root_ports=args.root_ports,
         flashloader_budget=args.bandwidth_budget,
     ) as hub:
-        hub.subscribe(lambda event: print(json.dumps(asdict(event)), flush=True))
+        hub.subscribe(json_lines(sys.stdout))
         for path in hub.ports:
             hub.plug(path, factory())
         stop.wait()
@@ -172,7 +194,7 @@ def _run_hidraw(
     except HidrawError as exc:
         return _fail(str(exc))
     with hub:
-        hub.subscribe(lambda event: print(json.dumps(asdict(event)), file=sys.stderr, flush=True))
+        hub.subscribe(json_lines(sys.stderr))
         for path in hub.ports:
             hub.plug(path, factory())
         print(f"UMOCKDEV_DIR={hub.umockdev_dir}", flush=True)

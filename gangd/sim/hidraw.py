@@ -135,11 +135,13 @@ def _take_byte(fd: int, timeout: float = WRITE_TIMEOUT_S) -> None:
     A byte written to a pty master reaches the slave side later: the kernel queues it in the
     master's flip buffer and a workqueue moves it to the slave's line discipline (tty_buffer.c,
     flush_to_ldisc); on a loaded machine that took up to 160 ms here (0.02 ms median). A
-    non-blocking read in that window found nothing (EAGAIN): the host's read of a report the
-    board had queued and taken back at once then failed with EIO (the report lost, blhost
-    reporting a failure for a command that ran), or, when a handle closed, the byte arrived
-    afterwards and the next handle's poll() woke for no report (a read of nothing, which spsdk
-    takes for a timeout). The byte was written under the same lock and always arrives."""
+    non-blocking read in that window finds nothing (EAGAIN): a host that reads before it polls
+    (gangd's fd transport, in a data phase) and takes a report queued just before would get EIO
+    for it (the report lost after the board acted on it); a handle closing then would leave the
+    byte to arrive later and wake the next handle's poll() for no report (a read of nothing,
+    which spsdk takes for a timeout). Found by reading the code, not seen in the loaded runs
+    (umockdev's round trip to this handler is usually longer than the byte's). The byte was
+    written under the same lock and always arrives."""
     while True:
         try:
             os.read(fd, 1)

@@ -1,8 +1,8 @@
 """The byte that makes poll() see a queued report is taken back even while it is still on its way.
 
 A byte written to a pty master reaches the slave side later (the kernel moves it from a workqueue;
-up to 160 ms on this loaded machine). Reading it back without waiting found nothing (EAGAIN) and
-failed the host's read of a report that the board had sent. Here the byte arrives late on purpose.
+up to 160 ms on this loaded machine). Reading it back without waiting finds nothing (EAGAIN), which
+failed the host's read of a report the board had sent. Here the byte arrives late on purpose.
 """
 
 from __future__ import annotations
