@@ -306,6 +306,9 @@ class MbootUartLink:
         took the command for garbage while waiting, and blhost timed out (10004). On a real UART,
         tcdrain returns once the bytes are on the wire, which no flush takes back. The host only
         writes its next frame after reading all of ours, so that frame proves ours arrived.
+        (mcu-boot would take that frame's header for an error, kStatus_InvalidArgument: on a real
+        UART the case does not arise. Taking it as the ACK is the simulator's choice, made for the
+        pty.)
 
         pyserial's close flushes too, so the ACK for the last response of a blhost run can be
         lost the same way (1 in 59 loaded runs here): the board sees the port closed instead.
