@@ -241,6 +241,8 @@ class HidrawNode:
     def recv_report(self) -> bytes:
         """The next report a host wrote; its write returns now (the device ACKs the transfer)."""
         with self._cond:
+            if not self._inbound:
+                self.clock.idle()
             while not self._inbound:
                 if self._stop.is_set() or self._state != _ON_BUS:
                     raise LinkClosed("board left the bus")
@@ -254,6 +256,8 @@ class HidrawNode:
         """One input report to every open handle; with none open, wait for one (see the module doc)."""
         self.clock.charge(self.clock.model.report_interval_s)
         with self._cond:
+            if not self._handles:
+                self.clock.idle()
             while not self._handles:
                 if self._stop.is_set() or self._state != _ON_BUS:
                     raise LinkClosed("board left the bus")

@@ -137,6 +137,7 @@ class SimPort:
 
     def _carry(self, board: SimBoard) -> None:
         """The board's life on this port: enumerate, serve, leave, re-enumerate, until unplugged."""
+        board.clock.idle()  # (re)plugged: nothing is owed for the time it was away
         try:
             while not board.unplugged.is_set():
                 if not self.hub._take_slot(self.path, board):
@@ -147,6 +148,7 @@ class SimPort:
                     break
                 # The gap between leaving the bus and re-appearing (or never re-appearing).
                 board.unplugged.wait(board.clock.model.reenumeration_s * board.clock.model.time_scale)
+                board.clock.idle()  # away from the bus: nothing is owed for it
                 if not leave.reappear:
                     board.unplugged.wait()
                     break
@@ -200,6 +202,7 @@ class SimPort:
 
     def _serve_handles(self, board: SimBoard, listener: socket.socket) -> None:
         while not board.unplugged.is_set():
+            board.clock.idle()  # waiting for a host to open the device
             ready, _, _ = select.select([listener], [], [], _ACCEPT_POLL_S)
             if not ready:
                 continue

@@ -101,6 +101,7 @@ class HidSocket(_ByteChannel):
         try:
             report = self.sock.recv(HID_REPORT_SIZE + 64, socket.MSG_DONTWAIT)  # usually there already
         except BlockingIOError:
+            self.clock.idle()
             self.wait_readable()
             try:
                 report = self.sock.recv(HID_REPORT_SIZE + 64)
@@ -197,7 +198,9 @@ class UartChannel(_ByteChannel):
     def read_exact(self, length: int) -> bytes:
         """`length` bytes from the host; PortClosed once when the host closes the port."""
         while len(self._buffer) < length:
-            self.wait_readable()
+            if not select.select([self.fd], [], [], 0)[0]:
+                self.clock.idle()  # nothing from the host yet: the board waits for it
+                self.wait_readable()
             try:
                 chunk = os.read(self.fd, 4096)
             except OSError as exc:

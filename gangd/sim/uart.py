@@ -49,6 +49,7 @@ class UartBoard:
                         FlashloaderEngine(board, MbootUartLink(channel)).serve()
                 except LeaveStage as leave:
                     board.unplugged.wait(board.clock.model.reenumeration_s * board.clock.model.time_scale)
+                    board.clock.idle()  # away: nothing is owed for it
                     channel.discard_input()
                     if not leave.reappear:
                         board.unplugged.wait()
