@@ -21,11 +21,14 @@ import json
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import asdict
+from typing import TextIO
 
 from gangd.cli.options import count, seconds
 from gangd.config.family import UnknownFamilyError, load_family
 from gangd.core.bus import USB_ADDRESSES, is_port_path, topology_problem
+from gangd.core.events import PortEvent
 from gangd.sim.board import FLASHLOADER, ROM, SimBoard
 from gangd.sim.faults import FaultSpecError, parse_fault
 from gangd.sim.hub import BoardFactory, SimHub, default_port_paths
@@ -114,6 +117,45 @@ def port_fault(text: str) -> tuple[str, str]:
     return port, fault_spec(spec)
 
 
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+class StopSignal:
+    """SIGINT or SIGTERM, taken by the main thread with sigwait().
+
+    With Python signal handlers, one SIGTERM was seen to leave `gangd sim --hidraw` running (3 of 4
+    tries on a loaded machine, py-spy: main thread still in Event.wait; a second SIGTERM stopped it):
+    the kernel may hand a process's signal to any thread that does not block it (here umockdev's
+    GLib loop or a board), and CPython then only flags it for the main thread, which sleeps in an
+    untimed lock wait and never runs the handler. Blocked in every thread (the mask is inherited by
+    the threads started after this) and taken with sigwait(), the signal cannot go astray.
+    Make it before any thread is started."""
+
+    def __init__(self) -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+
+    def wait(self) -> int:
+        return signal.sigwait(STOP_SIGNALS)
+
+
+def json_lines(stream: TextIO) -> Callable[[PortEvent], None]:
+    """A hub subscriber printing each event as one JSON line on `stream`.
+
+    The hub calls it from every port's thread at once. print() writes the text and its newline
+    separately, so two events could share a line (`{...}{...}` then two newlines): a reader that
+    parses lines failed on it and saw no event after (tests/hidraw's gangd-run test, under load).
+    Each line is written whole, one writer at a time."""
+    lock = threading.Lock()
+
+    def emit(event: PortEvent) -> None:
+        line = json.dumps(asdict(event)) + "\n"
+        with lock:
+            stream.write(line)
+            stream.flush()
+
+    return emit
+
+
 def _fail(message: str) -> int:
     print(f"gangd sim: {message}", file=sys.stderr)
     return 2
@@ -157,9 +199,7 @@ def run(args: argparse.Namespace) -> int:
     factory = BoardFactory(
         family, timing, seed=args.seed, faults=tuple(args.fault), stage=args.stage, hab_closed=args.hab_closed
     )
-    stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop = StopSignal()
     if args.uart:
         with UartBoard(SimBoard(factory())) as board:
             print(board.path, flush=True)
@@ -179,7 +219,7 @@ def run(args: argparse.Namespace) -> int:
         root_ports=args.root_ports,
         flashloader_budget=args.bandwidth_budget,
     ) as hub:
-        hub.subscribe(lambda event: print(json.dumps(asdict(event)), flush=True))
+        hub.subscribe(json_lines(sys.stdout))
         for path in hub.ports:
             hub.plug(path, boards())
         stop.wait()
@@ -213,7 +253,7 @@ def _run_hidraw(
     ports: int,
     port_faults: dict[str, list[str]],
     boards,
-    stop: threading.Event,
+    stop: StopSignal,
 ) -> int:
     from gangd.sim.hidraw import HidrawError, HidrawHub
 
@@ -222,7 +262,7 @@ def _run_hidraw(
     except HidrawError as exc:
         return _fail(str(exc))
     with hub:
-        hub.subscribe(lambda event: print(json.dumps(asdict(event)), file=sys.stderr, flush=True))
+        hub.subscribe(json_lines(sys.stderr))
         for path in hub.ports:
             hub.plug(path, boards())
         print(f"UMOCKDEV_DIR={hub.umockdev_dir}", flush=True)

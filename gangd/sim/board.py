@@ -132,6 +132,7 @@ class SimBoard:
         self.first_enumerated_at: float | None = None  # monotonic time of its first add event
         self.first_command_at: float | None = None  # monotonic time its first command arrived
         self.hab = Hab(self)  # open or closed from the fuses (sim/hab.py)
+        self._entered = threading.Condition()  # notified on every enter(): tests wait on it
         self._burn_identity()
         self._apply_otp_faults()
 
@@ -198,7 +199,14 @@ class SimBoard:
         self.flash_config = None
         self.nor_driver = None
         self.hung = False
-        self.stage = stage
+        with self._entered:
+            self.stage = stage
+            self._entered.notify_all()
+
+    def wait_for_stage(self, stage: str, timeout: float) -> bool:
+        """Until the board is in `stage` (True), or `timeout` seconds pass (False)."""
+        with self._entered:
+            return self._entered.wait_for(lambda: self.stage == stage, timeout)
 
     def power_up(self) -> None:
         """Plugged in (or its port's power restored). The first plug is not a power-up the line

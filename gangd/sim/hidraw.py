@@ -45,6 +45,7 @@ import logging
 import os
 import queue
 import resource
+import select
 import shutil
 import struct
 import sys
@@ -126,6 +127,28 @@ def reexec_under_wrapper(argv: list[str]) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(wrapper, [wrapper, sys.executable, "-m", "gangd", *argv])
+
+
+def _take_byte(fd: int, timeout: float = WRITE_TIMEOUT_S) -> None:
+    """Read back the one byte written to the pty master, waiting for it if it is still on its way.
+
+    A byte written to a pty master reaches the slave side later: the kernel queues it in the
+    master's flip buffer and a workqueue moves it to the slave's line discipline (tty_buffer.c,
+    flush_to_ldisc); on a loaded machine that took up to 160 ms here (0.02 ms median). A
+    non-blocking read in that window finds nothing (EAGAIN): a host that reads before it polls
+    (gangd's fd transport, in a data phase) and takes a report queued just before would get EIO
+    for it (the report lost after the board acted on it); a handle closing then would leave the
+    byte to arrive later and wake the next handle's poll() for no report (a read of nothing,
+    which spsdk takes for a timeout). Found by reading the code, not seen in the loaded runs
+    (umockdev's round trip to this handler is usually longer than the byte's). The byte was
+    written under the same lock and always arrives."""
+    while True:
+        try:
+            os.read(fd, 1)
+            return
+        except BlockingIOError:
+            if not select.select([fd], [], [], timeout)[0]:
+                raise TimeoutError(f"the pty's byte did not arrive within {timeout} s") from None
 
 
 @dataclass(frozen=True)
@@ -210,7 +233,7 @@ class HidrawNode:
         if want:
             os.write(self._master, b"\0")
         else:
-            os.read(self._peer, 1)
+            _take_byte(self._peer)
         self._ready = want
 
     # --- board side -----------------------------------------------------------------------------
@@ -218,6 +241,8 @@ class HidrawNode:
     def recv_report(self) -> bytes:
         """The next report a host wrote; its write returns now (the device ACKs the transfer)."""
         with self._cond:
+            if not self._inbound:
+                self.clock.idle()
             while not self._inbound:
                 if self._stop.is_set() or self._state != _ON_BUS:
                     raise LinkClosed("board left the bus")
@@ -231,6 +256,8 @@ class HidrawNode:
         """One input report to every open handle; with none open, wait for one (see the module doc)."""
         self.clock.charge(self.clock.model.report_interval_s)
         with self._cond:
+            if not self._handles:
+                self.clock.idle()
             while not self._handles:
                 if self._stop.is_set() or self._state != _ON_BUS:
                     raise LinkClosed("board left the bus")

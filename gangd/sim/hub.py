@@ -140,6 +140,7 @@ class SimPort:
 
     def _carry(self, board: SimBoard) -> None:
         """The board's life on this port: enumerate, serve, leave, re-enumerate, until unplugged."""
+        board.clock.idle()  # (re)plugged: nothing is owed for the time it was away
         try:
             while not board.unplugged.is_set():
                 if not self.hub._take_slot(self.path, board):
@@ -153,6 +154,7 @@ class SimPort:
                 if gap is None:
                     gap = board.clock.model.reenumeration_s * board.clock.model.time_scale
                 board.unplugged.wait(gap)
+                board.clock.idle()  # away from the bus: nothing is owed for it
                 if not leave.reappear:
                     board.unplugged.wait()
                     break
@@ -206,6 +208,7 @@ class SimPort:
 
     def _serve_handles(self, board: SimBoard, listener: socket.socket) -> None:
         while not board.unplugged.is_set():
+            board.clock.idle()  # waiting for a host to open the device
             ready, _, _ = select.select([listener], [], [], _ACCEPT_POLL_S)
             if not ready:
                 continue

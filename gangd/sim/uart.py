@@ -14,7 +14,7 @@ import tty
 
 from gangd.sim.board import ROM, LeaveStage, SimBoard, Unplugged
 from gangd.sim.flashloader import FlashloaderEngine
-from gangd.sim.links import LinkClosed, MbootUartLink, SdpUartLink, UartChannel
+from gangd.sim.links import LinkClosed, MbootUartLink, PortClosed, SdpUartLink, UartChannel
 from gangd.sim.rom import RomEngine
 
 log = logging.getLogger(__name__)
@@ -23,9 +23,13 @@ log = logging.getLogger(__name__)
 class UartBoard:
     def __init__(self, board: SimBoard) -> None:
         self.board = board
-        self._master, self._slave = os.openpty()
-        tty.setraw(self._slave)  # no line discipline between the host's bytes and the board
-        self.path = os.ttyname(self._slave)
+        self._master, slave = os.openpty()
+        tty.setraw(slave)  # no line discipline between the host's bytes and the board
+        self.path = os.ttyname(slave)
+        # The board keeps no descriptor of the slave: when the host closes the port, the master
+        # reads EIO, which tells the board the host has gone (links.PortClosed; the settings
+        # above stay with the pty while the master is open).
+        os.close(slave)
         self._thread = threading.Thread(target=self._serve, name=f"sim-uart-{self.path}", daemon=True)
         self.error: BaseException | None = None
 
@@ -45,6 +49,7 @@ class UartBoard:
                         FlashloaderEngine(board, MbootUartLink(channel)).serve()
                 except LeaveStage as leave:
                     board.unplugged.wait(board.clock.model.reenumeration_s * board.clock.model.time_scale)
+                    board.clock.idle()  # away: nothing is owed for it
                     channel.discard_input()
                     if not leave.reappear:
                         board.unplugged.wait()
@@ -52,6 +57,8 @@ class UartBoard:
                     board.enter(leave.next_stage)
                 except Unplugged:
                     return
+                except PortClosed:
+                    continue  # the host left in the middle of a command (SDP data): serve the next one
         except LinkClosed:
             return
         except Exception as exc:  # a simulator bug: report it rather than die silently
@@ -61,11 +68,10 @@ class UartBoard:
     def close(self) -> None:
         self.board.unplugged.set()
         self._thread.join(timeout=5)
-        for fd in (self._master, self._slave):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        try:
+            os.close(self._master)
+        except OSError:
+            pass
 
     def __enter__(self) -> UartBoard:
         return self.start()

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from gangd.sim import TimingModel
+from gangd.sim import TimingModel, timing
 from gangd.sim.links import MBOOT_HID_PACKET_SIZE
 
 from .flow import configure_flexspi, load_flashloader, open_mboot
@@ -42,3 +42,44 @@ def test_one_mebibyte_write_takes_the_modelled_time(hub, events, boards, flashlo
     assert abs(elapsed - expected) <= 0.10 * expected, f"took {elapsed:.3f} s, model says {expected:.3f} s"
     print(f"1 MiB write-memory: {elapsed:.3f} s measured, {expected:.3f} s modelled")
     assert board.flash_image(ADDRESS, SIZE) == data
+
+
+class FakeTime:
+    """A monotonic clock that moves only when the board sleeps or the test says time passed."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.slept: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+    def wait(self, seconds: float) -> bool:  # the board's stop Event
+        self.sleep(seconds)
+        return False
+
+
+def test_a_board_kept_off_the_cpu_repays_the_delay_and_an_idle_one_does_not(monkeypatch):
+    """A loaded machine keeps the board's thread from running for milliseconds at a time. That is not
+    time the board spent idle: it owes the model its cost, as a real board's clock does not stop when
+    the host is busy. Time spent waiting for the host is idle, and is not saved up."""
+    fake = FakeTime()
+    monkeypatch.setattr(timing, "time", fake)
+    clock = timing.BoardClock(TimingModel(time_scale=1.0), stop=fake)  # type: ignore[arg-type]
+
+    start = fake.now
+    clock.charge(0.010)
+    fake.now += 0.030  # the board's thread was kept off the CPU for 30 ms mid-transfer
+    clock.charge(0.010)
+    clock.charge(0.030)
+    assert fake.now == pytest.approx(start + 0.050)  # 50 ms charged, 50 ms passed: the delay was repaid
+
+    clock.idle()  # the board waits for the host ...
+    fake.now += 0.030  # ... which answers 30 ms later
+    before = fake.now
+    clock.charge(0.010)
+    assert fake.now == pytest.approx(before + 0.010)  # the wait is not owed, nor saved up
