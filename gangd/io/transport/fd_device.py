@@ -123,26 +123,11 @@ class FdHidDevice(DeviceBase):
         self._fd = None
 
     def read(self, length: int, timeout: int | None = None) -> bytes:
-        fd = self._require_open()
-        # Try first: in a data phase the next report is usually there already, and a poll()
-        # per report is a measurable share of gangd's CPU at 64 boards.
-        try:
-            data = os.read(fd, length)
-        except BlockingIOError:
-            self._wait(fd, select.POLLIN, timeout, "read")
-            try:
-                data = os.read(fd, length)
-            except BlockingIOError:
-                raise SPSDKTimeoutError(f"{self.devnode}: no report") from None
-            except OSError as exc:
-                raise self._gone(exc) from exc
-        except OSError as exc:
-            raise self._gone(exc) from exc
-        if not data:
-            raise DeviceGoneError(f"{self.devnode}: device disconnected")
-        if self.recorder is not None:
-            self.recorder.received(data)
-        return data
+        """One report of at most `length` bytes (spsdk's reads: commands' answers; the streamed
+        data phase reads into its own buffer with `read_report_into`)."""
+        buffer = bytearray(length)
+        count = self.read_report_into(buffer, timeout)
+        return bytes(memoryview(buffer)[:count])
 
     def write(self, data: bytes, timeout: int | None = None) -> None:
         fd = self._require_open()
@@ -201,15 +186,17 @@ class FdHidDevice(DeviceBase):
         poller.register(fd, _READ_EVENTS)
         return any(events & _READ_EVENTS for _, events in poller.poll(0))
 
-    def read_report_into(self, buffer: bytearray) -> int:
+    def read_report_into(self, buffer: bytearray, timeout: int | None = None) -> int:
         """One report into `buffer`; returns its length. A socket (the simulator's) receives into
         the buffer itself; a hidraw node is read with read(2), because umockdev's preload, which
         emulates /dev/hidrawN in the tests, interposes read() and not readv()."""
         fd = self._require_open()
+        # Try first: in a data phase the next report is usually there already, and a poll()
+        # per report is a measurable share of gangd's CPU at 64 boards.
         try:
             count = self._read_into(fd, buffer)
         except BlockingIOError:
-            self._wait(fd, select.POLLIN, None, "read")
+            self._wait(fd, select.POLLIN, timeout, "read")
             try:
                 count = self._read_into(fd, buffer)
             except BlockingIOError:
