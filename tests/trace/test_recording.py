@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import trio
 
 from gangd.cli import main
 from gangd.config.recipe import TraceSettings
@@ -121,3 +122,34 @@ async def test_a_live_job_past_its_cap_writes_its_start_and_its_end_and_says_so(
     # The same board's conversation, less the dropped reports between its start and its end.
     assert kept[:head] == reports[:head] and kept[head:] == reports[head + dropped["reports"] :]
     assert sum(map(len, kept)) <= 24 * 1024
+
+
+async def test_traces_ending_together_are_written_in_one_hop_and_one_failing_fails_alone(monkeypatch):
+    from gangd.trace import recorder
+
+    hops: list[int] = []
+    to_thread = trio.to_thread.run_sync
+
+    async def counting(fn, *args, **kwargs):
+        hops.append(len(args[0]))
+        return await to_thread(fn, *args, **kwargs)
+
+    monkeypatch.setattr(trio.to_thread, "run_sync", counting)
+
+    def broken() -> str:
+        raise OSError("disk full")
+
+    results: dict[int, object] = {}
+
+    async def one(n: int) -> None:
+        try:
+            results[n] = await recorder._writer().write(broken if n == 2 else (lambda: f"trace{n}"))
+        except OSError as exc:
+            results[n] = exc
+
+    async with trio.open_nursery() as nursery:
+        for n in range(5):
+            nursery.start_soon(one, n)
+    assert [results[n] for n in (0, 1, 3, 4)] == ["trace0", "trace1", "trace3", "trace4"]
+    assert isinstance(results[2], OSError)
+    assert hops == [5]  # queued before the writer first ran: one batch, one thread hop
