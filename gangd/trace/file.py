@@ -166,8 +166,9 @@ def encode(
     # payload = "hash": the stage's protocol and the next stage's (an add switches at the next
     # report out: reports in before it are the old stage's), and the run being hashed
     protocol, pending = "mboot", None
-    run_kind: str | None = None
-    run: list[memoryview] = []  # its payloads, hashed as one when it closes (hashlib, in C)
+    data_in = MBOOT_DATA_IN  # the id of a data report in, in this protocol (SDP's are never data)
+    run: list[memoryview] = []  # the open run's payloads, hashed as one when it closes (in C)
+    run_in = False  # its direction
 
     def put_event(t_ns: int, item: dict[str, Any]) -> None:
         nonlocal urb, devnum, address
@@ -179,20 +180,18 @@ def encode(
         parts.append(pcapng.enhanced_packet(1, t_ns, body, len(body), [describe_event(item)]))
 
     def close_run(t_ns: int) -> None:
-        nonlocal run_kind
         payload = b"".join(run)
-        digest = hashlib.sha256(payload).hexdigest()
+        direction, digest = IN if run_in else OUT, hashlib.sha256(payload).hexdigest()
         put_event(
-            t_ns, {"event": "data", "dir": run_kind, "bytes": len(payload), "reports": len(run), "sha256": digest}
+            t_ns, {"event": "data", "dir": direction, "bytes": len(payload), "reports": len(run), "sha256": digest}
         )
-        run_kind = None
         run.clear()
 
     def put_placed(t_ns: int, item: dict[str, Any]) -> None:
         nonlocal pending
         if item.get("event") == "add":
             pending = item.get("protocol") or protocol
-        if run_kind is not None:
+        if run:
             close_run(t_ns)
         put_event(t_ns, item)
 
@@ -215,19 +214,19 @@ def encode(
             if hash_payload:
                 if not inbound and pending is not None:
                     protocol, pending = pending, None
+                    data_in = MBOOT_DATA_IN if protocol == "mboot" else -1
                 first = report[0] if report else -1
-                if (first == MBOOT_DATA_IN and protocol == "mboot") if inbound else first in _DATA_OUT:
-                    kind = IN if inbound else OUT
-                    if run_kind is not None and run_kind != kind:
+                if first == data_in if inbound else first in _DATA_OUT:
+                    if run and run_in is not inbound:
                         close_run(t)
-                    run_kind = kind
+                    run_in = inbound
                     if protocol == "mboot" and len(report) >= 4:  # id, pad, u16 length, payload
                         run.append(memoryview(report)[4 : 4 + (report[2] | report[3] << 8)])
                         held = report[:4]
                     else:
                         run.append(memoryview(report)[1:])
                         held = report[:4] if protocol == "mboot" else report[:1]
-                elif run_kind is not None:
+                elif run:
                     close_run(t)
             urb += 1
             if len(held) < length:  # hashed: its header only (the packet's length says the rest)
@@ -240,7 +239,7 @@ def encode(
         t = event[1] + clock_ns
         put_placed(t, event[2])
         event = next(events_left, None)
-    if run_kind is not None:
+    if run:
         close_run(t)
     return parts
 
