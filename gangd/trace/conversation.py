@@ -1,17 +1,17 @@
 """One job's reports as they cross the board's handle: the tap's sink, on the board's hot path.
 
-A report costs a timestamp and one append of it and the report (which the transport handed over,
-copied where it reuses a buffer) to a list. Nothing is encoded, hashed or formatted here: the trace's file is built
-from these lists once, when the job has ended, in the writer thread (gangd/trace/file.py
-`encode`). Measured against the alternatives (tools/bench, docs/PERFORMANCE.md "Tracing cost"):
-one bytearray plus arrays of offsets and times costs twice as much per report in CPython (the
-buffer's growth copies it again and again), and a lock per report another sixth.
+A report costs a timestamp and one append of the two (the report as the transport hands it over,
+copied where it reuses a buffer) to a list. Nothing is encoded, hashed or formatted here: the
+trace's file is built from these lists once, when the job has ended, in the writer thread
+(gangd/trace/file.py `encode`). Measured against the alternatives (docs/PERFORMANCE.md, "Tracing
+cost"): one bytearray plus arrays of offsets and times costs twice as much per report in CPython
+(the buffer's growth copies it again and again), and a lock per report another eighth.
 
 Without a lock, a report's time and bytes still stay together: they go in with one `+=` of a
-pair, a single call under the GIL. A board's reports come from one worker thread at a time;
-only a step abandoned at its deadline may still be finishing a read in its thread while the
-next step runs, and its report then lands beside the others in time order, or is let go if the
-job has ended.
+pair, a single call under the GIL. A board's reports come from one worker thread at a time; only
+a step abandoned at its deadline may still be finishing a read in its thread while the next step
+runs. Its report then lands in the list with the others (at worst out of time order, if a segment
+changes at that very moment); one that comes after the job has ended is let go.
 
 Bounded: a job holds at most `max_bytes` of reports (`[trace] max_job_mb`). The list is cut into
 segments of about an eighth of that; past the cap, the oldest segment after the first is
