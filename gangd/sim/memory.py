@@ -47,11 +47,14 @@ class SparseMemory:
 
     def _apply(self, address: int, data: bytes, program: bool) -> None:
         view = memoryview(data)
+        # Cells still at 0xFF take the new bits as they are (x AND 0xFF = x): the AND below is for
+        # cells that hold something, and the common case (an erased flash) needs only the copy.
+        erased = self._blank == 0xFF
         while view:
             number, offset = divmod(address, _PAGE)
             take = min(len(view), _PAGE - offset)
             page = self._page(number)
-            if program:
+            if program and not (erased and page.count(0xFF, offset, offset + take) == take):
                 # Whole-chunk integer AND: byte by byte would cost ~0.1 s per MiB in Python.
                 old = int.from_bytes(page[offset : offset + take], "little")
                 new = int.from_bytes(view[:take], "little")
