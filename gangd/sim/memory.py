@@ -27,16 +27,21 @@ class SparseMemory:
         return page
 
     def read(self, address: int, length: int) -> bytes:
-        parts = []
-        blank = self._blank_page
-        while length > 0:
-            number, offset = divmod(address, _PAGE)
-            take = min(length, _PAGE - offset)
-            page = self._pages.get(number, blank)
-            parts.append(page[offset : offset + take] if take < _PAGE else page)
-            address += take
-            length -= take
-        return b"".join(parts)  # one copy of the whole read
+        if length <= 0:
+            return b""
+        first, start = divmod(address, _PAGE)
+        last = (address + length - 1) // _PAGE
+        pages, blank = self._pages, self._blank_page
+        if first == last:
+            return bytes(memoryview(pages.get(first, blank))[start : start + length])
+        # The pages as they are, the two ends cut by views: one copy of the whole read, the join.
+        parts: list[bytes | bytearray | memoryview] = [pages.get(n, blank) for n in range(first, last + 1)]
+        if start:
+            parts[0] = memoryview(parts[0])[start:]
+        end = address + length - last * _PAGE
+        if end < _PAGE:
+            parts[-1] = memoryview(parts[-1])[:end]
+        return b"".join(parts)
 
     def write(self, address: int, data: bytes) -> None:
         self._apply(address, data, program=False)

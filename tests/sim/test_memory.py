@@ -35,3 +35,23 @@ def test_ram_is_written_not_programmed():
     ram.write(0, b"\xf0" * 4)
     ram.write(0, b"\x0f" * 4)
     assert ram.read(0, 4) == b"\x0f" * 4
+
+
+def test_any_span_reads_back_what_a_flat_copy_holds():
+    """Writes, programs and reads at random addresses and lengths, within a page and across
+    pages, against a plain bytearray doing the same."""
+    import random
+
+    rng = random.Random(1)
+    flash, flat = SparseMemory(0xFF), bytearray(b"\xff" * 20 * PAGE)
+    for _ in range(300):
+        at, data = rng.randrange(16 * PAGE), rng.randbytes(rng.randrange(1, 3 * PAGE))
+        if rng.random() < 0.5:
+            flash.write(at, data)
+            flat[at : at + len(data)] = data
+        else:
+            flash.program(at, data)
+            flat[at : at + len(data)] = bytes(a & b for a, b in zip(flat[at : at + len(data)], data))
+        at, length = rng.randrange(16 * PAGE), rng.randrange(0, 3 * PAGE)
+        back = flash.read(at, length)
+        assert type(back) is bytes and back == flat[at : at + length]
