@@ -103,16 +103,18 @@ def write_memory(
         # after the first, and the progress throttle after each group (never per report).
         if sent and device.answer_waiting():
             break  # the device ended the data phase early: its status report is next
-        for offset in range(sent, min(end, sent + size * ANSWER_CHECK_EVERY), size):
-            chunk = view[offset : offset + size]
-            if len(chunk) == size:
-                frame[FRAME_HEADER.size :] = chunk
-                taken = write(frame)
-            else:  # the last, shorter report
-                taken = write(FRAME_HEADER.pack(tag, 0, len(chunk)) + chunk)
-            if not taken:
+        group_end = min(end, sent + size * ANSWER_CHECK_EVERY)
+        full_end = group_end - (group_end - sent) % size  # only the image's last report is shorter
+        for offset in range(sent, full_end, size):
+            frame[FRAME_HEADER.size :] = view[offset : offset + size]
+            if not write(frame):
+                sent, taken = offset, False
                 break
-            sent = offset + len(chunk)
+        else:
+            sent = full_end
+            if full_end < group_end:
+                taken = write(FRAME_HEADER.pack(tag, 0, group_end - full_end) + view[full_end:group_end])
+                sent = group_end if taken else full_end
         throttle(sent)
     _closing_status(mboot, CommandTag.WRITE_MEMORY)
     if sent < len(data):  # an early answer that is not a refusal: the data phase did not happen
