@@ -55,9 +55,15 @@ class SparseMemory:
         # Cells still at 0xFF take the new bits as they are (x AND 0xFF = x): the AND below is for
         # cells that hold something, and the common case (an erased flash) needs only the copy.
         erased = self._blank == 0xFF
+        pages = self._pages
         while view:
             number, offset = divmod(address, _PAGE)
             take = min(len(view), _PAGE - offset)
+            if take == _PAGE and (erased or not program) and number not in pages:
+                pages[number] = bytearray(view[:take])  # a whole blank page takes the data as it is
+                address += take
+                view = view[take:]
+                continue
             page = self._page(number)
             if program and not (erased and page.count(0xFF, offset, offset + take) == take):
                 # Whole-chunk integer AND: byte by byte would cost ~0.1 s per MiB in Python.
