@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -46,11 +47,13 @@ from gangd.engine.plan import (
 )
 from gangd.engine.plan import plan as plan_steps
 from gangd.service import logs
+from gangd.service.worker import command as worker_command
 from gangd.sim.hub import default_port_paths
 from gangd.sim.images import build_flashloader_image
 from gangd.sim.socket_source import json_messages
 from gangd.sim.timing import TimingModel
 from gangd.station.station import Station
+from gangd.station.workers import WorkerPool
 from tools.bench.floor import floor_s, naive, physics_s
 
 IMAGE_SMALL = 45056
@@ -64,6 +67,30 @@ def rss_mb() -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def process_cpu_s(pid: int) -> float:
+    """A live process's CPU seconds so far (user + system), from /proc/PID/stat."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def gangd_cpu_s(pool: WorkerPool | None) -> float:
+    """gangd's CPU so far: this process's, and its worker processes' when it has them."""
+    workers = [] if pool is None else pool.pids()
+    return time.process_time() + sum(process_cpu_s(pid) for pid in workers)
+
+
+def step_means(results: list) -> dict[str, float]:
+    """Each step's mean time over the batch's jobs (where a batch loses time to its load)."""
+    times: dict[str, list[float]] = {}
+    for result in results:
+        for step in result.steps:
+            times.setdefault(step.name, []).append(step.seconds)
+    return {name: round(statistics.mean(values), 4) for name, values in times.items()}
 
 
 def make_recipe(size: int) -> Recipe:
@@ -132,11 +159,14 @@ async def gangd_phase(
     root_ports: int = 1,
     time_scale: float = 1.0,
     sim_args: tuple[str, ...] = (),
+    workers: int = 0,
 ) -> dict:
-    """gangd's station in this process, boards in the sim process (ports spread over root ports)."""
+    """gangd's station in this process, boards in the sim process (ports spread over root ports);
+    with `workers`, the jobs in that many worker processes (their CPU is counted with gangd's)."""
     family = recipe.family
     sim = SimProcess(ports, len(recipe.images[0].data), old_image, root_ports, time_scale, sim_args)
-    station = Station(family, recipe, dict.fromkeys(default_port_paths(ports, root_ports)))
+    pool = WorkerPool(workers, worker_command("warning", "warning", None)) if workers else None
+    station = Station(family, recipe, dict.fromkeys(default_port_paths(ports, root_ports)), workers=pool)
     out: dict = {"batches": {}}
     async with trio.open_nursery() as nursery:
         await nursery.start(station.run, sim.run)
@@ -156,10 +186,10 @@ async def gangd_phase(
 
             station.listeners[:] = [finished]
             sim_cpu0 = (await sim.command("stats", "stats"))["cpu_s"]
-            cpu0, wall0 = time.process_time(), time.monotonic()
+            cpu0, wall0, at0 = gangd_cpu_s(pool), time.monotonic(), time.time()
             await sim.command(f"plug {n}")
             await done.wait()
-            wall, cpu = time.monotonic() - wall0, time.process_time() - cpu0
+            wall, cpu = time.monotonic() - wall0, gangd_cpu_s(pool) - cpu0
             results = station.results[-n:]
             stats = await sim.command("stats", "stats")
             await sim.command("unplug", "unplugged")
@@ -174,6 +204,10 @@ async def gangd_phase(
                 "flash_ok": sum(b["flash_sha256"] == expected for b in stats["boards"]),
                 "rss_mb": rss_mb(),
                 "sim_cpu_s": stats["cpu_s"] - sim_cpu0,
+                "step_s_mean": step_means(results),
+                # when the jobs started and ended, after the plug (the batch is the last end)
+                "start_s": [round(r.started - at0, 4) for r in results],
+                "end_s": [round(r.started + r.duration_s - at0, 4) for r in results],
             }
         await sim.command("quit")
         nursery.cancel_scope.cancel()
