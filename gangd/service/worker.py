@@ -3,14 +3,17 @@
 Started by the station's supervisor, never by hand: `--fd` is its end of the link. It logs like
 the supervisor (the same stream and format, its lines tagged `worker=N`), ignores SIGINT and
 SIGTERM (a Ctrl-C reaches the whole process group; the supervisor decides how its jobs stop) and
-dies with the supervisor (PR_SET_PDEATHSIG), as the jobs would if they ran in its process.
+ends its jobs when the supervisor is gone: the link's other end is held by the supervisor alone, so
+its death (SIGKILL included) is the link's end, at once.
+
+Not PR_SET_PDEATHSIG: Linux sends it when the *thread* that forked the child exits, and trio starts
+processes from its worker threads, which end after some idle seconds (a soak caught every worker
+killed that way).
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
-import os
 import signal
 import socket
 import sys
@@ -22,22 +25,12 @@ from gangd.service import logs
 from gangd.station.link import Link
 from gangd.station.worker import WorkerJobs
 
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-
 
 def command(log_level: str, spsdk_log_level: str, station: str | None) -> list[str]:
     """How the supervisor starts a worker (it adds --fd and --worker)."""
     argv = [sys.executable, "-m", "gangd.service.worker", "--log-level", log_level]
     argv += ["--spsdk-log-level", spsdk_log_level]
     return argv + (["--station", station] if station else [])
-
-
-def _die_with_parent() -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
-    if os.getppid() == 1:  # the supervisor died before the line above: so do we
-        os._exit(1)
 
 
 async def _serve(fd: int) -> None:
@@ -57,7 +50,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spsdk-log-level", default="warning")
     parser.add_argument("--station")
     args = parser.parse_args(argv)
-    _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logs.configure(args.log_level, spsdk_level=args.spsdk_log_level)

@@ -14,8 +14,9 @@ asks of the station goes back over the link:
 - the job's end: its result, and the port's events it did not read, which the supervisor puts
   back in front of the port's queue, so the port is left as if the job had run there.
 
-A worker dies with its supervisor (PR_SET_PDEATHSIG, set by `gangd.service.worker`): a SIGKILLed
-gangd leaves no process holding a board's handle, as it would in one process.
+A worker ends its jobs as soon as its link ends: the supervisor alone holds the other end, so a
+SIGKILLed gangd leaves no worker holding a board's handle for longer than its jobs take to cancel
+(a shielded fuse burn completes first).
 """
 
 from __future__ import annotations

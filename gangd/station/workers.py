@@ -20,8 +20,8 @@ without asking anyone. The guarantees hold as in one process:
   the events a job did not read are handed back, so the port task goes on as if the job ran here;
 - SIGTERM: the supervisor tells the workers to stop (no new step), and past the grace time
   cancels their jobs, whose fuse steps are shielded there as here; workers ignore the signals
-  themselves (systemd's KillMode=mixed sends SIGTERM to the supervisor only) and die with it
-  (PR_SET_PDEATHSIG).
+  themselves (systemd's KillMode=mixed sends SIGTERM to the supervisor only) and end their jobs
+  when their link ends (the supervisor gone, SIGKILL included).
 """
 
 from __future__ import annotations
@@ -378,7 +378,10 @@ class RemoteJob:
             case "allocate":
                 assert self.around.records is not None
                 records = self.around.records
-                return await trio.to_thread.run_sync(lambda: records.allocate(*args))
+                values = await trio.to_thread.run_sync(lambda: records.allocate(*args))
+                # Known here too: a job lost with its worker keeps its values in its record.
+                self.result.board_id, self.result.board_data = args[1], values
+                return values
             case "power_cycle":
                 assert self.around.power is not None
                 await self.around.power.power_cycle(*args)

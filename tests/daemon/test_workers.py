@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import select
 import signal
 
 import pytest
@@ -16,6 +17,8 @@ from gangd.core.bus import root_port
 from gangd.service.worker import command
 from gangd.sim import BoardFactory, TimingModel
 from gangd.station.workers import WorkerPool
+
+from ..support import GANGD, Process, free_port
 
 SERIAL_AT = 0x6010_0000
 
@@ -71,8 +74,14 @@ async def test_a_killed_worker_leaves_its_job_stopped_with_the_reason_and_a_new_
     line, recipe, store, rt1020
 ):
     workers = pool(1)
+    serial = BoardData("serial", "counter", format="SN-{:06d}", start=1, step=1, address=SERIAL_AT, size=16)
     # Real time: the job is in its write step long enough to be killed there.
-    run = await line(1, timing=TimingModel(time_scale=1), station_options={"workers": workers})
+    run = await line(
+        1,
+        timing=TimingModel(time_scale=1),
+        recipe_override=dataclasses.replace(recipe, board_data=(serial,)),
+        station_options={"workers": workers},
+    )
     port = run.station.ports["1-1.1"]
     await run.until(lambda: port.step == "write")
     (victim,) = workers.pids()
@@ -82,13 +91,15 @@ async def test_a_killed_worker_leaves_its_job_stopped_with_the_reason_and_a_new_
     assert result.reason == "the worker process running this job was killed by signal 9"
     (row,) = store.jobs()
     assert (row["result"], row["reason"]) == ("stopped", result.reason)
+    # The value it was given before the worker died stays its, in its record: never issued again.
+    assert row["board_data"] == {"serial": "SN-000001"} == result.board_data
     # The job's admission ended with it (its flashloader, still on the bus, keeps counting).
     assert port.state == "idle" and run.station.admission.admitted == set()
     # The operator takes the board out and puts the next one in: a fresh worker programs it.
     run.hub.unplug("1-1.1")
     run.hub.plug("1-1.1", BoardFactory(rt1020, TimingModel(time_scale=0), seed=5)())
     results = await run.wait_results(2)
-    assert results[1].result == "success"
+    assert results[1].result == "success" and results[1].board_data == {"serial": "SN-000002"}
     assert workers.started == 2 and workers.pids() != [victim]
 
 
@@ -121,3 +132,66 @@ async def test_a_board_pulled_in_a_workers_job_ends_removed_and_the_port_takes_t
     run.hub.plug("1-1.1", BoardFactory(rt1020, TimingModel(time_scale=0), seed=6)())
     results = await run.wait_results(2)
     assert results[1].result == "success"
+
+
+def simulated_gangd(processes, tmp_path) -> Process:
+    return processes(
+        [
+            GANGD,
+            "run",
+            "--simulate",
+            "4",
+            "--root-ports",
+            "2",
+            "--workers",
+            "2",
+            "--time-scale",
+            "0.2",
+            "--replace-delay",
+            "0.5",
+            "--state-dir",
+            str(tmp_path),
+            "--metrics-address",
+            f"127.0.0.1:{free_port()}",
+        ]
+    )
+
+
+def worker_pids(process: Process) -> list[int]:
+    return [e["pid"] for e in process.json_lines() if e["event"] == "worker process started"]
+
+
+def programmed_on_each_port(process: Process) -> bool:
+    ports = {e["port"] for e in process.json_lines() if e["event"] == "job finished" and e["result"] == "success"}
+    return len(ports) == 4
+
+
+def test_gangd_run_with_workers_programs_each_root_port_in_its_worker_and_stops_on_sigterm(processes, tmp_path):
+    process = simulated_gangd(processes, tmp_path)
+    process.wait_until(programmed_on_each_port, 60, "a programmed board on each of the four ports")
+    pids = worker_pids(process)
+    assert len(pids) == 2 and process.process.pid not in pids
+    assert process.stop() == 0, process.stderr
+    finished = [e for e in process.json_lines() if e["event"] == "job finished"]
+    # Each job's lines come from its root port's worker: 1-1.x on one, 1-2.x on the other.
+    workers = {(e["port"].split(".")[0], e["worker"]) for e in finished}
+    assert {w for _, w in workers} == {0, 1} and len(workers) == 2, workers
+    for pid in pids:  # reaped by gangd before it exited
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_a_sigkilled_gangd_leaves_no_worker_behind(processes, tmp_path):
+    process = simulated_gangd(processes, tmp_path)
+    process.wait_until(programmed_on_each_port, 60, "a programmed board on each of the four ports")
+    pids = worker_pids(process)
+    handles = [os.pidfd_open(pid) for pid in pids]  # readable once the process has exited
+    try:
+        process.process.kill()
+        process.process.wait()
+        for handle in handles:
+            readable, _, _ = select.select([handle], [], [], 30)
+            assert readable, "a worker outlived its supervisor by 30 s"
+    finally:
+        for handle in handles:
+            os.close(handle)
