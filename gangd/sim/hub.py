@@ -82,7 +82,8 @@ class SimPort:
         self._unpowered: SimBoard | None = None  # the board in a port whose power is off
         self._lock = threading.Lock()
 
-    def plug(self, board: SimBoard) -> None:
+    def plug(self, board: SimBoard, wait: bool = True) -> None:
+        """`wait`: return once the board has enumerated (else see `wait_enumerated`)."""
         with self._lock:
             if self.board is not None:
                 raise RuntimeError(f"port {self.path} already holds board {self.board.serial}")
@@ -96,7 +97,11 @@ class SimPort:
             self._thread.start()
         # Like a real plug-in as seen from the host: done once the board has enumerated, so a
         # board plugged before gangd starts is there for its coldplug scan.
-        self._on_bus.wait(5)
+        if wait:
+            self.wait_enumerated()
+
+    def wait_enumerated(self, timeout_s: float = 5.0) -> None:
+        self._on_bus.wait(timeout_s)
 
     def unplug(self, wait: bool = True) -> SimBoard | None:
         with self._lock:
@@ -307,12 +312,12 @@ class SimHub:
         except KeyError:
             raise KeyError(f"the simulated hub has no port {path!r}") from None
 
-    def plug(self, path: str, board: SimBoard | BoardSpec) -> SimBoard:
+    def plug(self, path: str, board: SimBoard | BoardSpec, wait: bool = True) -> SimBoard:
         port = self.port(path)
         if isinstance(board, BoardSpec):
             board = SimBoard(board, port_faults=port.faults)
         self.boards.setdefault(board.serial, board)
-        port.plug(board)
+        port.plug(board, wait)
         return board
 
     def unplug(self, path: str) -> SimBoard | None:

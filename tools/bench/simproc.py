@@ -63,11 +63,18 @@ def main() -> None:
             command = line.strip()
             if command.startswith("plug"):
                 count = int(command.split()[1]) if " " in command else len(hub.ports)
-                for path in list(hub.ports)[:count]:
-                    board = SimBoard(factory())
-                    if args.old_image:  # the range holds an old image: every sector needs its erase
+                paths = list(hub.ports)[:count]
+                fresh = [SimBoard(factory()) for _ in paths]
+                if args.old_image:  # the range holds an old image: every sector needs its erase
+                    for board in fresh:
                         board.flash.program(args.image_address - 0x6000_0000, bytes(args.image_size))
-                    boards.append(hub.plug(path, board))
+                # All of them at once (the batch's boards are plugged together), then each waited
+                # for: plugging one after the other's enumeration would spread the batch's start
+                # over the simulator's thread starts, which is the harness, not gangd.
+                for path, board in zip(paths, fresh, strict=True):
+                    boards.append(hub.plug(path, board, wait=False))
+                for path in paths:
+                    hub.port(path).wait_enumerated()
             elif command == "unplug":
                 for path in hub.ports:
                     hub.unplug(path)
