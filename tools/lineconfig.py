@@ -59,6 +59,7 @@ def write_line_config(
     fuse_policy: str = "if-blank",
     deadlines: Mapping[str, Value] | None = None,
     board_data: Sequence[Mapping[str, Value]] = (),
+    usb: Mapping[str, Value] | None = None,
     name: str = "line.toml",
 ) -> Path:
     """`directory/name` for the mimxrt1020 on simulated ports `ports` (path -> label), with the
@@ -88,6 +89,8 @@ def write_line_config(
         lines += _table("deadlines", deadlines)
     for entry in board_data:
         lines += _table("board_data", entry, "[[{}]]")
+    if usb:
+        lines += _table("usb", usb)
     path = directory / name
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -1,7 +1,8 @@
 """`python -m tools.soak`: a chaos soak of a whole line, with SIGKILLs, and the invariants checked.
 
 The simulated hub (16 ports, an operator replacing boards, faults of every kind on boards and on a
-flaky port) lives in this process; gangd runs as a separate process on the user's recipe (with an
+flaky port) lives in this process; gangd runs as a separate process (its jobs in worker processes
+with --workers, as --everything does) on the user's recipe (with an
 SRK hash burned under `if-blank`, power-cycling allowed) and is killed with SIGKILL at random
 moments and restarted, while the boards stay plugged in. At the end it prints:
 
@@ -11,8 +12,9 @@ moments and restarted, while the boards stay plugged in. At the end it prints:
   committed before a kill that were gone or changed after it (must be 0);
 - metrics vs records: gangd_boards_total per port and result against the records of the final run;
 - ports left stuck: ports not idle once the operator has stopped;
-- boards stopped for USB bandwidth: 16 ports share one root port, admission must keep every
-  flashloader within its budget, whoever left it on the bus;
+- boards stopped for USB bandwidth: 16 ports share one root port (or K, with half their ports'
+  worth of flashloaders each), admission must keep every flashloader within its budget, whoever
+  left it on the bus;
 - memory growth from the first to the last 10 % of the boards of the final (kill-free) run.
 """
 
@@ -40,6 +42,7 @@ from gangd.engine.plan import plan, tool_lines
 from gangd.service import logs
 from gangd.service.records import RecordStore
 from gangd.sim import BoardFactory, Operator, SimHub, TimingModel
+from gangd.sim.hub import default_port_paths
 from gangd.sim.remote import HubServer
 from tools.lineconfig import free_port, write_line_config
 
@@ -99,7 +102,9 @@ SERIAL_AT = 0x6010_0000  # where the serial-number variant writes each board's s
 SERIAL_SIZE = 16
 
 
-def write_config(directory: Path, ports: list[str], http_port: int, scale: float, serials: bool = False) -> Path:
+def write_config(
+    directory: Path, ports: list[str], http_port: int, scale: float, serials: bool = False, budget: int = 8
+) -> Path:
     srk = "0x" + "".join(f"{w:08x}" for w in SRK)
     return write_line_config(
         directory,
@@ -134,6 +139,7 @@ def write_config(directory: Path, ports: list[str], http_port: int, scale: float
         ]
         if serials
         else [],
+        usb={"flashloaders_per_root_port": budget},
         name="soak.toml",
     )
 
@@ -152,16 +158,19 @@ class Soak:
     def __init__(self, args: argparse.Namespace, directory: Path) -> None:
         self.args = args
         self.dir = directory
-        self.ports = [f"1-1.{n}" for n in range(1, args.ports + 1)]
+        # Spread over root ports, each carries as many flashloaders as the ports it has over two:
+        # 16 ports on one root port (8 flashloaders) or on two (4 each) queue for bandwidth alike.
+        self.ports = default_port_paths(args.ports, args.root_ports)
+        budget = max(1, -(-args.ports // args.root_ports) // 2)
         self.http_port = free_port()
-        self.config = write_config(directory, self.ports, self.http_port, args.time_scale, args.serials)
+        self.config = write_config(directory, self.ports, self.http_port, args.time_scale, args.serials, budget)
         self.state = directory / "state"
         self.db = self.state / "records.sqlite"
         # A bad port whose boards fail; not in the mechanism variant, whose invariant is that every
         # marginal board ends programmed (a board failed by the port would only prove the port bad).
         mechanisms = args.marginal > 0 or args.protected > 0
         flaky = {} if mechanisms else {self.ports[-1]: ["status:cmd=write-memory,code=10200,p=0.6"]}
-        self.hub = SimHub(self.ports, port_faults=flaky, seed=args.seed)
+        self.hub = SimHub(self.ports, port_faults=flaky, seed=args.seed, flashloader_budget=budget)
         family = load_family("mimxrt1020")
         factory = BoardFactory(
             family,
@@ -205,6 +214,8 @@ class Soak:
                 str(self.state),
                 "--log-level",
                 "info",
+                "--workers",
+                str(self.args.workers),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -560,10 +571,21 @@ def main(argv: list[str] | None = None) -> int:
         help="per-board data variant: every board gets a serial number from a counter, in flash",
     )
     parser.add_argument(
+        "--root-ports",
+        type=int,
+        help="the ports spread over K root ports (default 1, 2 with --everything)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="gangd's worker processes for the jobs (gangd run --workers; default 0, 2 with --everything)",
+    )
+    parser.add_argument(
         "--everything",
         action="store_true",
         help="the whole line at once: every mechanism (--marginal 0.2 --protected 0.05 unless given), "
-        "--serials, among every other fault, retests on other ports and the SIGKILLs",
+        "--serials, jobs in 2 worker processes (unless --workers), among every other fault, retests "
+        "on other ports and the SIGKILLs",
     )
     parser.add_argument("--json", help="also write the summary here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, records)")
@@ -572,6 +594,10 @@ def main(argv: list[str] | None = None) -> int:
         args.marginal = args.marginal or 0.2
         args.protected = args.protected or 0.05
         args.serials = True
+        args.workers = 2 if args.workers is None else args.workers
+        args.root_ports = args.root_ports or 2
+    args.workers = args.workers or 0
+    args.root_ports = args.root_ports or 1
     logs.configure("warning", stream=sys.stderr)  # the simulator's spsdk database stays quiet
     directory = Path(tempfile.mkdtemp(prefix="gangd-soak-"))
     try:

@@ -9,7 +9,7 @@ import sys
 
 from gangd.cli.options import LOG_LEVELS, count, log_level, seconds
 from gangd.config.address import DEFAULT_ADDRESS
-from gangd.config.loader import ConfigError, load_config
+from gangd.config.loader import MAX_WORKERS, ConfigError, load_config
 from gangd.config.recipe import with_trace_dir
 from gangd.core.bus import USB_ADDRESSES
 from gangd.service import logs, statedir
@@ -65,6 +65,13 @@ def add_parser(subparsers) -> None:
         "--layout", metavar="ROWS", help='simulation: label and arrange the ports, e.g. "A1 A2 A3 A4 / B1 B2 B3 B4"'
     )
     run.add_argument("--seed", type=int, help="simulation: the seed of the boards' faults and timing (default 0)")
+    run.add_argument(
+        "--workers",
+        type=count(0, MAX_WORKERS),
+        metavar="N",
+        help="run the boards' jobs in N worker processes, root ports shared among them "
+        "(default: [station] workers, else 0: in gangd's own process)",
+    )
     run.add_argument("--stop-grace", type=seconds, default=30.0, help="seconds running jobs get to stop on SIGTERM")
     run.add_argument("--log-level", type=log_level, default="info", help=", ".join(LOG_LEVELS))
     run.add_argument("--spsdk-log-level", type=log_level, default="warning", help="level of spsdk's own log lines")
@@ -126,7 +133,15 @@ def run_command(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"gangd: {exc}", file=sys.stderr)
         return 2
-    daemon = DaemonOptions(args.state_dir, args.stop_grace, args.config, args.trace)
+    daemon = DaemonOptions(
+        args.state_dir,
+        args.stop_grace,
+        args.config,
+        args.trace,
+        args.workers,
+        args.log_level,
+        args.spsdk_log_level,
+    )
     # The environment, before anything starts: one line naming the problem and the setting.
     address = args.metrics_address or (config.http_address if config else DEFAULT_ADDRESS)
     setting = "--http-address" if args.metrics_address or config is None else f"[http] address in {config.path}"

@@ -57,6 +57,7 @@ class ConfigError(ValueError):
 Layout = tuple[tuple[str | None, ...], ...]  # rows of port paths as they stand on the bench; None: a gap
 GAP = "."
 MIN_TOKEN_LENGTH = 16
+MAX_WORKERS = 64  # a worker per root port of a 64-port station at most
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,8 @@ class Config:
     line: LineSettings | None = None  # [line]: the line's PostgreSQL database, None: this station alone
     # [usb] flashloaders_per_root_port: flashloader-stage boards one root port carries at once
     flashloaders_per_root_port: int = DEFAULT_BUDGET
+    # [station] workers: processes running the boards' jobs, root ports shared among them (0: gangd's own)
+    workers: int = 0
 
 
 @dataclass(frozen=True)
@@ -305,7 +308,7 @@ def load_config(path: str | Path, need_flashloader: bool = True) -> Config:
     except UnknownFamilyError as exc:
         raise top.error("family", str(exc)) from None
 
-    ports, layout_rows, station_name = _station(station)
+    ports, layout_rows, station_name, workers = _station(station)
     if family.rom_protocol not in ("sdp", "mboot") or not family.rom_usb:
         raise top.error(
             "family",
@@ -446,6 +449,7 @@ def load_config(path: str | Path, need_flashloader: bool = True) -> Config:
         station_name=_station_name(station, station_name()),
         line=_line(line_table),
         flashloaders_per_root_port=_usb_budget(usb),
+        workers=workers(),
     )
 
 
@@ -536,12 +540,25 @@ def _overlaps(a: int, a_len: int, b: int, b_len: int) -> bool:
     return a < b + b_len and b < a + a_len
 
 
-def _station(station: Table) -> tuple[dict[str, str], Any, Callable[[], str]]:
-    """[station]: the ports and their labels (checked), the layout's rows and the name (checked later)."""
+def _station(station: Table) -> tuple[dict[str, str], Any, Callable[[], str], Callable[[], int]]:
+    """[station]: the ports and their labels (checked), the layout's rows, the name (checked later)
+    and the number of worker processes (checked when asked for)."""
     ports = station.get("ports", dict, {})
     rows = station.value("layout")  # checked by _layout
     name = station.later("name", str, "")  # checked where the name is resolved, last
+    workers_of = station.later("workers", int, 0)
     station.done()
+
+    def workers() -> int:
+        count = workers_of()
+        if not 0 <= count <= MAX_WORKERS:
+            raise station.error(
+                "workers",
+                f"must be 0 (the jobs in gangd's own process) to {MAX_WORKERS}; "
+                "one per CPU core is the most that helps",
+            )
+        return count
+
     labels: dict[str, str] = {}
     for port, label in ports.items():
         dotted = f'ports."{port}"'
@@ -552,7 +569,7 @@ def _station(station: Table) -> tuple[dict[str, str], Any, Callable[[], str]]:
         if label in labels.values():
             raise station.error(dotted, f"label {label!r} is used twice")
         labels[port] = label
-    return labels, rows, name
+    return labels, rows, name, workers
 
 
 def _layout(station: Table, rows: Any, ports: dict[str, str]) -> Layout | None:

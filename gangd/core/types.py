@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 import trio
 
 from gangd.core.events import PortEvent
+from gangd.core.results import JobResult
 
 if TYPE_CHECKING:  # a type only: the kernel imports nothing of gangd at run time
     from gangd.config.recipe import BoardData
@@ -75,6 +76,33 @@ class BoardPort(Protocol):
     async def wait_for_stage(self, stage: str, timeout_s: float, step: str, serial: str | None = None) -> PortEvent:
         """The next add of `stage` on the port, under a deadline (ReplugTimeout / BoardRemoved)."""
         ...
+
+
+class RunningJob(Protocol):
+    """A board's job as the station runs it: in its own process (`gangd.engine.job.Job`) or in a
+    worker process (`gangd.station.workers.RemoteJob`)."""
+
+    event: PortEvent  # the board's add that started it
+    result: JobResult  # as known so far (complete once run() returns)
+    rebooting: bool  # ended on a reset: the station watches for the board's return
+
+    @property
+    def attempt(self) -> int:
+        """The attempt running now (1, then one more after each recovery), for the live views."""
+        ...
+
+    async def run(self) -> JobResult: ...
+
+
+class BusSlots(Protocol):
+    """A job's slot on its root port's bandwidth (`gangd.core.bus.Admission`; in a worker process,
+    the supervisor's, through `gangd.station.worker`)."""
+
+    async def enter(self, path: str, waiting: Callable[[], None]) -> None:
+        """Until the port's root port has room; `waiting` is called first if the board must wait."""
+        ...
+
+    def leave(self, path: str) -> None: ...
 
 
 class JobRecords(Protocol):

@@ -30,12 +30,12 @@ from spsdk.sdp.sdp import SDP
 
 from gangd.config.family import stage_of
 from gangd.config.recipe import Recipe
-from gangd.core.bus import Admission, root_port
+from gangd.core.bus import root_port
 from gangd.core.errors import BandwidthExhausted, BoardRemoved, CommandFailed, JobError, JobStopped, StepTimeout
 from gangd.core.events import PortEvent
 from gangd.core.observer import Observers
 from gangd.core.results import Attempt, JobResult, StepTiming
-from gangd.core.types import BoardPort, JobRecords, PortPower
+from gangd.core.types import BoardPort, BusSlots, JobRecords, PortPower
 from gangd.engine import board_ops as ops
 from gangd.engine import plan as p
 from gangd.engine.diagnosis import FlashDiagnostician
@@ -64,7 +64,7 @@ class StepContext:
         stopping: Callable[[], bool],
         records: JobRecords | None,
         power: PortPower | None,
-        admission: Admission,
+        admission: BusSlots,
     ) -> None:
         self.port = port
         self.serial = event.serial  # the board this job is for (a swap shows another serial)

@@ -33,7 +33,7 @@ from gangd.core.errors import BoardRemoved, DataUnavailable, JobError, JobStoppe
 from gangd.core.events import PortEvent
 from gangd.core.observer import JobObserver, Observers
 from gangd.core.results import JobResult
-from gangd.core.types import BoardPort, JobRecords, PortPower
+from gangd.core.types import BoardPort, BusSlots, JobRecords, PortPower
 from gangd.engine import board_ops as ops
 from gangd.engine import plan as p
 from gangd.engine import recoveries, recovery, secure_boot, steps
@@ -55,9 +55,10 @@ class Job:
         observers: Sequence[JobObserver] = (),
         records: JobRecords | None = None,
         power: PortPower | None = None,
-        admission: Admission | None = None,
+        admission: BusSlots | None = None,
+        job_id: int | None = None,  # given by a station that runs jobs in worker processes
     ) -> None:
-        self.id = next(_job_ids)
+        self.id = job_id if job_id is not None else next(_job_ids)
         self.port = port
         self.event = event
         self.recipe = recipe

@@ -24,8 +24,10 @@ from gangd.service.metrics import Metrics
 from gangd.service.notify import Notifier
 from gangd.service.records import RecordStore
 from gangd.service.view import StationView
+from gangd.service.worker import command as worker_command
 from gangd.service.world import DaemonOptions, World
 from gangd.station.station import Station
+from gangd.station.workers import WorkerPool
 
 log = structlog.get_logger("gangd")
 
@@ -98,6 +100,7 @@ def run_world(world: World, options: DaemonOptions, sock) -> Station:
     config = world.config
     store, outbox = open_records(options.state_dir, config)
     metrics = Metrics()
+    station_name = config.station_name if config else default_station_name()  # --simulate: as on hardware
     station = Station(
         world.recipe.family,
         world.recipe,
@@ -106,8 +109,9 @@ def run_world(world: World, options: DaemonOptions, sock) -> Station:
         power=world.power,
         metrics=metrics,
         bandwidth_budget=config.flashloaders_per_root_port if config else DEFAULT_BUDGET,
-        name=config.station_name if config else default_station_name(),  # --simulate: as on hardware
+        name=station_name,
         line=outbox.state if outbox is not None else None,
+        workers=worker_pool(options, config, station_name),
     )
     station.listeners.extend(world.listeners)
     server = http_server(station, store, metrics, sock, world.layout, config.control_token if config else None)
@@ -120,6 +124,15 @@ def run_world(world: World, options: DaemonOptions, sock) -> Station:
         notifier.close()
         close_records(store)
     return station
+
+
+def worker_pool(options: DaemonOptions, config: Config | None, station_name: str) -> WorkerPool | None:
+    """The worker processes for the boards' jobs (`--workers`, else [station] workers), or None."""
+    count = options.workers if options.workers is not None else (config.workers if config else 0)
+    if not count:
+        return None
+    log.info("jobs run in worker processes", workers=count)
+    return WorkerPool(count, worker_command(options.log_level, options.spsdk_log_level, station_name))
 
 
 def http_server(station: Station, store: RecordStore, metrics: Metrics, sock, layout, token) -> HttpServer:

@@ -27,6 +27,9 @@ class DaemonOptions:
     stop_grace_s: float
     config_path: str | None = None  # re-read on SIGHUP
     trace_dir: str | None = None  # `--trace DIR`: outlives a reload
+    workers: int | None = None  # `--workers N`; None: [station] workers (0: the jobs in gangd's process)
+    log_level: str = "info"  # the worker processes log as gangd does
+    spsdk_log_level: str = "warning"
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections import deque
+from collections.abc import Callable, Iterable
 
 import trio
 
@@ -19,10 +19,7 @@ from gangd.config.family import FamilyInfo, stage_of
 from gangd.core.errors import BoardRemoved, ReplugTimeout
 from gangd.core.events import ADD, PortEvent
 from gangd.core.results import JobResult
-from gangd.core.types import PortMetrics
-
-if TYPE_CHECKING:  # the station sets it; the port only shows it
-    from gangd.engine.job import Job
+from gangd.core.types import PortMetrics, RunningJob
 
 
 class Port:
@@ -32,6 +29,7 @@ class Port:
         self.family = family
         self.metrics = metrics
         self._send, self._receive = trio.open_memory_channel[PortEvent](math.inf)
+        self._unread: deque[PortEvent] = deque()  # handed back by a job in a worker process, read first
         self.attached: PortEvent | None = None  # the board as of the last event consumed
         self.present = False  # a board is there as of the last event delivered (not yet consumed)
         self._state = "idle"
@@ -43,7 +41,7 @@ class Port:
         self.last_reason: str | None = None
         self.counts: dict[str, int] = {}
         self.busy_since: float | None = None  # monotonic time the running job began
-        self.job: Job | None = None  # the Job running here (set by the station), for the live views
+        self.job: RunningJob | None = None  # the job running here (set by the station), for the live views
         self.last_job: JobResult | None = None  # the result of the last board finished here
         self.last_duration_s: float | None = None
         self.on_change: Callable[[], None] = lambda: None  # the station's live view listens here
@@ -174,12 +172,36 @@ class Port:
 
     async def next_event(self) -> PortEvent:
         while True:
-            event = await self._receive.receive()
+            event = await self.receive_delivered()
             if event.action == ADD and self.attached == event:
                 continue  # the same enumeration reported twice (coldplug racing the monitor)
             self.attached = event if event.action == ADD else None
             self.on_change()  # the board the port holds is on the views (and what tests wait on)
             return event
+
+    async def receive_delivered(self) -> PortEvent:
+        """The next delivered event, without consuming it as the port's board (`attached` stays):
+        for a job in a worker process, whose mirror of the port consumes it (station/workers.py)."""
+        if self._unread:
+            return self._unread.popleft()
+        return await self._receive.receive()
+
+    def unread(self, events: Iterable[PortEvent], attached: PortEvent | None) -> None:
+        """A job in a worker process ended: the events it was sent but did not consume are read
+        next, in order, and the port holds the board its job last saw, as if the job had run here."""
+        self._unread.extendleft(reversed(list(events)))
+        self.attached = attached
+        self.on_change()
+
+    def take_undelivered(self) -> list[PortEvent]:
+        """The events delivered and not yet read, in order (the port is left empty)."""
+        events = list(self._unread)
+        self._unread.clear()
+        while True:
+            try:
+                events.append(self._receive.receive_nowait())
+            except trio.WouldBlock:
+                return events
 
     async def wait_for_stage(self, stage: str, timeout_s: float, step: str, serial: str | None = None) -> PortEvent:
         """The next add of `stage` on this port; ReplugTimeout naming port, step and deadline.

@@ -26,9 +26,10 @@ from gangd.core.bus import DEFAULT_BUDGET, Admission, is_port_path, root_port
 from gangd.core.events import ADD, PortEvent
 from gangd.core.observer import JobObserver, RecordObserver
 from gangd.core.results import JobResult
-from gangd.core.types import BoardSource, JobRecords, LineStatus, PortPower, StationMetrics
+from gangd.core.types import BoardSource, JobRecords, LineStatus, PortPower, RunningJob, StationMetrics
 from gangd.engine.job import Job
 from gangd.station.port import Port
+from gangd.station.workers import JobSurroundings, WorkerPool
 
 log = structlog.get_logger("gangd.station.station")
 
@@ -77,8 +78,10 @@ class Station:
         bandwidth_budget: int | None = DEFAULT_BUDGET,
         name: str | None = None,
         line: LineStatus | None = None,
+        workers: WorkerPool | None = None,
     ) -> None:
         self.metrics = metrics
+        self.workers = workers  # None: the jobs run in this process
         # Boards admitted to the flashloader stage per root port (None: admission switched off).
         self.admission = Admission(bandwidth_budget)
         self.family = family
@@ -109,16 +112,26 @@ class Station:
 
     async def run(self, source: BoardSource, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled. `task_status.started()` fires once the coldplug scan is done."""
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            for path, label in self.configured.items():
-                self._add_port(path, label)
-            await nursery.start(source, self.dispatch)
-            task_status.started()
+        async with trio.open_nursery() as supervisor:
+            if self.workers is not None:  # outlives the port tasks: cancelled jobs end through it
+                await supervisor.start(self.workers.run)
+            try:
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    for path, label in self.configured.items():
+                        self._add_port(path, label)
+                    await nursery.start(source, self.dispatch)
+                    task_status.started()
+            finally:
+                if self.workers is not None:
+                    with trio.CancelScope(shield=True):
+                        await self.workers.close()
 
     def stop(self) -> None:
         """No new jobs from now on; running jobs stop at their next step boundary."""
         self.stopping = True
+        if self.workers is not None:
+            self.workers.stop()
         self._check_idle()
         self.changes.notify()
 
@@ -150,6 +163,7 @@ class Station:
             "jobs_finished": self.jobs_finished,
             # Bandwidth domains: flashloader-stage boards admitted now, against the budget.
             "root_ports": self.admission.status(self.ports),
+            "workers": None if self.workers is None else self.workers.status(),
             "ports": [
                 {
                     "port": port.path,
@@ -265,16 +279,7 @@ class Station:
                 continue
             self._jobs_running += 1
             try:
-                job = port.job = Job(
-                    port,
-                    event,
-                    self.recipe,
-                    lambda: self.stopping,
-                    observers=[port, *self.observers],
-                    records=self.records,
-                    power=self.power,
-                    admission=self.admission,
-                )
+                job = port.job = self._new_job(port, event)
                 result = await job.run()
             finally:
                 port.job = None
@@ -308,6 +313,22 @@ class Station:
             # The finished board stays until someone takes it out; only then is the port free.
             while port.attached is not None:
                 await port.next_event()
+
+    def _new_job(self, port: Port, event: PortEvent) -> RunningJob:
+        """The board's job, in this process or in its root port's worker process."""
+        if self.workers is not None:
+            around = JobSurroundings([port, *self.observers], self.records, self.power, self.admission, self.stopping)
+            return self.workers.job(port, event, self.recipe, around)
+        return Job(
+            port,
+            event,
+            self.recipe,
+            lambda: self.stopping,
+            observers=[port, *self.observers],
+            records=self.records,
+            power=self.power,
+            admission=self.admission,
+        )
 
     async def _watch_reboot(self, port: Port, serial: str | None) -> PortEvent | None:
         """After a job that ended once its reset was acknowledged: the board leaves and comes back

@@ -288,6 +288,21 @@ def test_the_root_port_budget_is_a_setting_that_the_station_and_check_config_fol
     assert len(warnings) == 1 and "4 ports share root port 1-1" in warnings[0] and "about 3 flashloaders" in warnings[0]
 
 
+def test_worker_processes_are_a_station_setting(line_dir):
+    assert load_config(line_dir / "line.toml").workers == 0
+    path = edit(line_dir, "[station]\n", "[station]\nworkers = 4\n")
+    assert load_config(path).workers == 4
+
+
+@pytest.mark.parametrize("value", ["-1", "65", '"auto"', "1.5"])
+def test_a_worker_count_out_of_range_is_located(line_dir, value):
+    path = edit(line_dir, "[station]\n", f"[station]\nworkers = {value}\n")
+    result = subprocess.run([GANGD, "check-config", str(path)], capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert f"{path}:" in line and "station.workers" in line, line
+
+
 @pytest.mark.parametrize("value", ["0", "33", '"eight"', "true"])
 def test_a_root_port_budget_out_of_range_is_located(line_dir, value):
     path = edit(line_dir, "flashloaders_per_root_port = 8", f"flashloaders_per_root_port = {value}")

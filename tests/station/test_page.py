@@ -76,6 +76,22 @@ def save(driver, path: Path, height: int | None = None) -> Path:
     return path
 
 
+def texts(driver, selector: str) -> list[str]:
+    """The elements' rendered text, read in one script: the page re-renders its lists on every
+    change, so an element found in one call may be gone (stale) by the next."""
+    script = "return [...document.querySelectorAll(arguments[0])].map(e => e.innerText.trim())"
+    return driver.execute_script(script, selector)
+
+
+def record_rows(driver) -> list[dict]:
+    """The records table's rows (result, label), read in one script (see texts())."""
+    script = (
+        "return [...document.querySelectorAll('#records-body tr')]"
+        ".map(r => ({result: r.dataset.result, label: r.dataset.label}))"
+    )
+    return driver.execute_script(script)
+
+
 def control(address: str, port: str, action: str, headers: dict) -> tuple[int, dict]:
     host, number = address.split(":")
     connection = http.client.HTTPConnection(host, int(number), timeout=5)
@@ -209,14 +225,14 @@ def test_station_page_in_chromium(tmp_path, gangd, browser):
     # The header's counts equal /status.
     def header_matches():
         counts = status(address)["counts"]
-        shown = {name: browser.find_element(By.ID, f"stat-{name}").text for name in ("programmed", "failed")}
+        shown = {name: texts(browser, f"#stat-{name}")[0] for name in ("programmed", "failed")}
         return shown == {"programmed": str(counts.get("success", 0)), "failed": str(counts.get("failed", 0))}
 
     wait_for(header_matches, 5, "the header's counts to equal /status")
 
     # Each USB root port's occupancy (flashloaders on the bus against the budget), as /status has it.
     def root_ports_match():
-        shown = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#root-ports li")]
+        shown = texts(browser, "#root-ports li")
         domains = status(address)["root_ports"]
         wanted = [f"USB root port {d}: {o['in_use']} of {o['budget']} flashloaders" for d, o in domains.items()]
         return shown == wanted and shown
@@ -224,17 +240,17 @@ def test_station_page_in_chromium(tmp_path, gangd, browser):
     # (A board whose job ended at its reset still counts until its flashloader leaves the bus.)
     (shown,) = wait_for(root_ports_match, 5, "the root ports' occupancy to equal /status")
     assert re.fullmatch(r"USB root port 1-1: [0-6] of 8 flashloaders", shown), shown
-    rows = browser.find_elements(By.CSS_SELECTOR, "#records-body tr")
+    rows = record_rows(browser)
     assert len(rows) == min(before["jobs_finished"], 50)
     # The records filter by result and by port.
     Select(browser.find_element(By.ID, "filter-result")).select_by_visible_text("failed")
-    failed = browser.find_elements(By.CSS_SELECTOR, "#records-body tr")
-    assert failed and {r.get_attribute("data-result") for r in failed} == {"failed"}
-    assert {r.get_attribute("data-label") for r in failed} == {"B2"}
+    failed = record_rows(browser)
+    assert failed and {r["result"] for r in failed} == {"failed"}
+    assert {r["label"] for r in failed} == {"B2"}
     Select(browser.find_element(By.ID, "filter-result")).select_by_index(0)
     Select(browser.find_element(By.ID, "filter-port")).select_by_visible_text("A2")
-    a2 = browser.find_elements(By.CSS_SELECTOR, "#records-body tr")
-    assert a2 and {r.get_attribute("data-label") for r in a2} == {"A2"}
+    a2 = record_rows(browser)
+    assert a2 and {r["label"] for r in a2} == {"A2"}
     Select(browser.find_element(By.ID, "filter-port")).select_by_index(0)
     save(browser, tmp_path / "station-after-run.png", height=1900)
 
