@@ -178,3 +178,17 @@ def test_a_line_that_is_no_tool_at_all_is_a_located_error(tmp_path):
     path.write_text("blhost -u 0x15A2,0x0073 -- configure-memory 9 0x2000\nflashtool --burn everything\n")
     result = gangd("import-script", str(path))
     assert result.returncode == 2 and f"{path}:2: flashtool: not a blhost or sdphost command" in result.stderr
+
+
+def test_an_images_page_runs_are_found_once_for_every_board(monkeypatch):
+    """The blank check and the write of every board ask for the runs; the image is scanned once."""
+    from gangd.config import recipe
+
+    scans: list[int] = []
+    scan = recipe.page_runs
+    monkeypatch.setattr(recipe, "page_runs", lambda data: scans.append(len(data)) or scan(data))
+    image = Image(0x6000_0000, b"\x01" * 1000 + b"\xff" * 512 + b"\x02" * 300)
+    for _board in range(3):
+        assert page_runs(image) == [(0, 1024), (1280, 532)]  # the page at 1024 is all 0xFF
+        assert page_runs(image) == page_runs(image)
+    assert scans == [len(image.data)]

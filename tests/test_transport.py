@@ -150,3 +150,96 @@ def test_a_write_data_phase_stops_when_the_device_refuses_midway(node):
     assert sent < len(image) // 1012 // 4  # stopped early, not after the whole image
     device.dispose()
     peer.close()
+
+
+def _read_phase(listener, path, reports: list[bytes], length: int):
+    """stream.read_memory against a flashloader that answers read-memory with `reports`."""
+    import struct
+
+    from gangd.io.transport import mboot_client
+    from gangd.io.transport.stream import read_memory
+
+    device = FdHidDevice(path, timeout=2000)
+    mboot = mboot_client(device)
+    mboot.open()
+    peer, _ = listener.accept()
+
+    def response(payload: bytes) -> bytes:
+        return struct.pack("<2BH", 0x03, 0, len(payload)) + payload
+
+    def flashloader() -> None:
+        assert peer.recv(1100)[0] == 0x01  # the command
+        peer.send(response(struct.pack("<4B2I", 0xA3, 1, 0, 2, 0, length)))  # ReadMemory: data follows
+        for report in reports:
+            peer.send(report)
+        peer.send(response(struct.pack("<4B2I", 0xA0, 0, 0, 2, 0, 0x03)))  # the closing status
+
+    thread = threading.Thread(target=flashloader)
+    thread.start()
+    try:
+        return read_memory(mboot, 0x6000_0000, length)
+    finally:
+        thread.join()
+        device.dispose()
+        peer.close()
+
+
+def _data(payload: bytes, pad_to: int = 1016) -> bytes:
+    import struct
+
+    return (struct.pack("<2BH", 0x04, 0, len(payload)) + payload).ljust(pad_to, b"\0")
+
+
+def test_a_read_data_phase_takes_each_report_for_what_its_header_says(node):
+    """Full reports, a shorter one between them, full ones again: each report's header decides
+    how much of it is data, even where the stream skips parsing a header it has just seen."""
+    path, listener = node
+    pieces = [bytes([n]) * 1012 for n in range(3)] + [b"\x07" * 100] + [bytes([n]) * 1012 for n in range(8, 10)]
+    data = b"".join(pieces)
+    assert _read_phase(listener, path, [_data(p) for p in pieces], len(data)) == data
+
+
+def test_a_report_shaped_like_the_data_but_of_another_id_is_not_data(node):
+    """A report of the data reports' very length whose id is not DATA_IN ends the phase with an
+    error: it is parsed, never copied in as data."""
+    from spsdk.mboot.exceptions import McuBootConnectionError
+
+    path, listener = node
+    odd = bytearray(_data(b"\x05" * 1012))
+    odd[0] = 0x07
+    with pytest.raises(McuBootConnectionError):
+        _read_phase(listener, path, [_data(b"\x01" * 1012), _data(b"\x02" * 1012), bytes(odd)], 3 * 1012)
+
+
+def test_spsdk_command_logging_is_built_only_when_enabled(node, monkeypatch):
+    """gangd's McuBoot is spsdk's: the command's TRACE lines are there when TRACE is on, and the
+    str() of every packet spsdk formatted in advance is not built when nothing is logged."""
+    import logging
+
+    from spsdk.mboot.commands import CmdPacket
+
+    built: list[str] = []
+    to_text = CmdPacket.__str__
+    monkeypatch.setattr(CmdPacket, "__str__", lambda self: built.append("packet") or to_text(self))
+    path, listener = node
+    spsdk_log = logging.getLogger("spsdk.mboot.mcuboot")
+    level = spsdk_log.level
+    try:
+        spsdk_log.setLevel(logging.WARNING)
+        assert len(_read_phase(listener, path, [_data(b"\x01" * 16)], 16)) == 16
+        assert built == []
+        spsdk_log.setLevel(5)  # spsdk's TRACE
+        lines: list[str] = []
+        handler = logging.Handler(level=1)
+        handler.emit = lambda record: lines.append(record.getMessage())
+        spsdk_log.addHandler(handler)
+        try:
+            assert len(_read_phase(listener, path, [_data(b"\x01" * 16)], 16)) == 16
+        finally:
+            spsdk_log.removeHandler(handler)
+        assert built == ["packet"]
+        assert any(line.startswith("TX-PACKET") for line in lines)
+        assert any(line.startswith("RX-PACKET") for line in lines)
+        assert any(line.startswith("CMD: Status") for line in lines)
+    finally:
+        spsdk_log.setLevel(level)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from gangd.config.family import FamilyInfo, load_family
-from gangd.config.geometry import SECTOR_SIZE, round_up
+from gangd.config.geometry import SECTOR_SIZE, page_runs, round_up
 
 if TYPE_CHECKING:
     from gangd.config.secure_boot import SecureBoot
@@ -30,6 +30,12 @@ class Image:
     @functools.cached_property
     def sha256(self) -> str:  # once per image, not once per board (2-3 ms per MiB)
         return hashlib.sha256(self.data).hexdigest()
+
+    @functools.cached_property
+    def page_runs(self) -> tuple[tuple[int, int], ...]:
+        """The runs of pages holding something other than 0xFF (geometry.page_runs): a scan of the
+        whole image, once per image, not twice per board (the blank check and the write)."""
+        return tuple(page_runs(self.data))
 
 
 @dataclass(frozen=True)

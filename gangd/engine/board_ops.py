@@ -112,7 +112,7 @@ def _within(gaps: list[tuple[int, int]], piece: tuple[int, int]) -> list[tuple[i
     return [(max(o, start), min(o + n, end) - max(o, start)) for o, n in gaps if o < end and o + n > start]
 
 
-def _mark(blank: list[bool], offset: int, data: bytes) -> None:
+def _mark(blank: list[bool], offset: int, data: bytes | bytearray) -> None:
     """Sectors of `data` (read at `offset` of the range) holding anything but 0xFF: not blank."""
     for sector in range(offset // SECTOR_SIZE, round_up(offset + len(data)) // SECTOR_SIZE):
         start = max(offset, sector * SECTOR_SIZE) - offset

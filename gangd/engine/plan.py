@@ -24,9 +24,7 @@ from gangd.config.geometry import (
     FLEXSPI_NOR,
     INTERNAL_FLASH,
     MAPPED_MEMORY_IDS,
-    PAGE_SIZE,
     SECTOR_SIZE,
-    round_up,
     sector_span,
 )
 from gangd.config.recipe import BoardData, FusePlan, Image, Recipe
@@ -199,43 +197,9 @@ WEIGHTS = {
 
 def page_runs(image: Image) -> list[tuple[int, int]]:
     """(offset, length) of the image's runs of pages holding something other than 0xFF, each run
-    starting on a page boundary (offsets relative to the image, which starts on one)."""
-    data = image.data
-    runs: list[tuple[int, int]] = []
-    at = 0
-    for blank in _blank_pages(data):
-        if blank > at:
-            runs.append((at, blank - at))
-        at = blank + PAGE_SIZE
-    if at < len(data):
-        runs.append((at, len(data) - at))
-    return runs
-
-
-_BLANK_PAGE = b"\xff" * PAGE_SIZE
-
-
-def _blank_pages(data: bytes) -> list[int]:
-    """Offsets of the pages that are all 0xFF (a short last page too), found with bytes.find over
-    the image rather than page by page: a dense 1 MiB image is one C-level scan, not 4,096 Python
-    iterations (a sixth of gangd's CPU per MiB, docs/PERFORMANCE.md)."""
-    found: list[int] = []
-    whole = len(data) - len(data) % PAGE_SIZE
-    at = 0
-    while True:
-        hit = data.find(_BLANK_PAGE, at, whole)
-        if hit < 0:
-            break
-        offset = round_up(hit, PAGE_SIZE)  # the first page boundary at or after the hit
-        if offset < whole and data[offset : offset + PAGE_SIZE] == _BLANK_PAGE:
-            found.append(offset)
-            at = offset + PAGE_SIZE
-        else:
-            at = offset + 1
-    tail = data[whole:]
-    if tail and tail.count(0xFF) == len(tail):
-        found.append(whole)
-    return found
+    starting on a page boundary (offsets relative to the image, which starts on one): found once
+    per image, not once per board (`Image.page_runs`, config/geometry.py)."""
+    return list(image.page_runs)
 
 
 def sector_runs(blank: list[bool]) -> list[tuple[int, int]]:

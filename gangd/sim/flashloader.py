@@ -461,20 +461,20 @@ class FlashloaderEngine:
             self.link.send_response(self._read_memory_response(status, 0))
             return
         self.link.send_response(self._read_memory_response(0, length))
-        data = bytearray(
-            self.board.ram.read(address, length) if where == "ram" else self._driver(where).read(address, length)
-        )
+        data = self.board.ram.read(address, length) if where == "ram" else self._driver(where).read(address, length)
         corrupt = self.board.faults.fire("corrupt-readback", "read-memory")
         if corrupt is not None and corrupt.erased:
-            data = bytearray(b"\xff" * len(data))
+            data = b"\xff" * len(data)
         elif corrupt is not None and data:
+            flipped = bytearray(data)  # copied only when a fault changes it
             bit = corrupt.choose(len(data) * 8)
-            data[bit // 8] ^= 1 << (bit % 8)
+            flipped[bit // 8] ^= 1 << (bit % 8)
+            data = bytes(flipped)
         disconnect = self.board.faults.fire("disconnect", "read-memory")
         size = self.link.packet_size
         # Every packet that starts before the disconnect point goes out, then the board is gone.
         sent = length if disconnect is None else min(length, -(-disconnect.after // size) * size)
-        self.link.send_data_stream(bytes(data[:sent]))
+        self.link.send_data_stream(data if sent >= len(data) else data[:sent])
         if disconnect is not None and sent < length:
             self.board.record("read-memory", (address, length, memory_id), None)
             raise Unplugged(f"unplugged {disconnect.after} bytes into read-memory")

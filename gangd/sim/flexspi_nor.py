@@ -164,7 +164,7 @@ class FlexspiNorDriver:
                 return status
         whole = len(view) // page_size * page_size
         if whole:
-            status = self._program_pages(bytes(view[:whole]))
+            status = self._program_pages(data if whole == len(data) else bytes(view[:whole]))
             if status:
                 return status
         self._page += view[whole:]

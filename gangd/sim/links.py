@@ -38,6 +38,7 @@ _MBOOT_SIZES = report_sizes(FLASHLOADER_DESCRIPTOR)
 _SDP_SIZES = report_sizes(ROM_DESCRIPTOR)
 
 # mboot over HID: [report id, 0, payload length (LE16), payload]
+_MBOOT_HEADER = struct.Struct("<BBH")
 MBOOT_CMD_OUT, MBOOT_DATA_OUT, MBOOT_CMD_IN, MBOOT_DATA_IN = CMD_OUT, DATA_OUT, CMD_IN, DATA_IN
 # SDP over HID: CMD and DATA reports of 1024 bytes out, HAB (4 bytes) and RET (64 bytes) in.
 SDP_CMD, SDP_DATA, SDP_HAB, SDP_RET = CMD_OUT, DATA_OUT, CMD_IN, DATA_IN
@@ -96,10 +97,13 @@ class HidSocket(_ByteChannel):
         super().__init__(sock.fileno(), stop)
         self.sock = sock
         self.clock = clock
+        # Bound once: these run once per report (a thousand times per MiB each way).
+        self._recv, self._send, self._charge = sock.recv, sock.send, clock.charge
+        self._interval = clock.model.report_interval_s
 
     def recv_report(self) -> bytes:
         try:
-            report = self.sock.recv(HID_REPORT_SIZE + 64, socket.MSG_DONTWAIT)  # usually there already
+            report = self._recv(HID_REPORT_SIZE + 64, socket.MSG_DONTWAIT)  # usually there already
         except BlockingIOError:
             self.clock.idle()
             self.wait_readable()
@@ -111,13 +115,13 @@ class HidSocket(_ByteChannel):
             raise LinkClosed(str(exc)) from exc
         if not report:
             raise LinkClosed("host closed the device")
-        self.clock.charge(self.clock.model.report_interval_s)
+        self._charge(self._interval)
         return report
 
     def send_report(self, report: bytes) -> None:
-        self.clock.charge(self.clock.model.report_interval_s)
+        self._charge(self._interval)
         try:
-            self.sock.send(report)
+            self._send(report)
         except OSError as exc:
             raise LinkClosed(str(exc)) from exc
 
@@ -146,14 +150,14 @@ class MbootHidLink:
         """Data payloads until at least `want` bytes, as `recv` would give them one by one; a
         command arriving instead ends the collection and comes back second (else None)."""
         data = bytearray()
-        recv = self.hid.recv_report
+        recv, unpack = self.hid.recv_report, _MBOOT_HEADER.unpack_from
         while len(data) < want:
             report = recv()
             if len(report) < 4:
                 continue
-            report_id, _, length = struct.unpack_from("<BBH", report)
+            report_id, _, length = unpack(report)
             if report_id == MBOOT_DATA_OUT:
-                data += memoryview(report)[4 : 4 + length]
+                data += report[4 : 4 + length]
             elif report_id == MBOOT_CMD_OUT:
                 return bytes(data), report[4 : 4 + length]
         return bytes(data), None

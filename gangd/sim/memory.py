@@ -27,16 +27,21 @@ class SparseMemory:
         return page
 
     def read(self, address: int, length: int) -> bytes:
-        parts = []
-        blank = self._blank_page
-        while length > 0:
-            number, offset = divmod(address, _PAGE)
-            take = min(length, _PAGE - offset)
-            page = self._pages.get(number, blank)
-            parts.append(page[offset : offset + take] if take < _PAGE else page)
-            address += take
-            length -= take
-        return b"".join(parts)  # one copy of the whole read
+        if length <= 0:
+            return b""
+        first, start = divmod(address, _PAGE)
+        last = (address + length - 1) // _PAGE
+        pages, blank = self._pages, self._blank_page
+        if first == last:
+            return bytes(memoryview(pages.get(first, blank))[start : start + length])
+        # The pages as they are, the two ends cut by views: one copy of the whole read, the join.
+        parts: list[bytes | bytearray | memoryview] = [pages.get(n, blank) for n in range(first, last + 1)]
+        if start:
+            parts[0] = memoryview(parts[0])[start:]
+        end = address + length - last * _PAGE
+        if end < _PAGE:
+            parts[-1] = memoryview(parts[-1])[:end]
+        return b"".join(parts)
 
     def write(self, address: int, data: bytes) -> None:
         self._apply(address, data, program=False)
@@ -47,11 +52,20 @@ class SparseMemory:
 
     def _apply(self, address: int, data: bytes, program: bool) -> None:
         view = memoryview(data)
+        # Cells still at 0xFF take the new bits as they are (x AND 0xFF = x): the AND below is for
+        # cells that hold something, and the common case (an erased flash) needs only the copy.
+        erased = self._blank == 0xFF
+        pages = self._pages
         while view:
             number, offset = divmod(address, _PAGE)
             take = min(len(view), _PAGE - offset)
+            if take == _PAGE and (erased or not program) and number not in pages:
+                pages[number] = bytearray(view[:take])  # a whole blank page takes the data as it is
+                address += take
+                view = view[take:]
+                continue
             page = self._page(number)
-            if program:
+            if program and not (erased and page.count(0xFF, offset, offset + take) == take):
                 # Whole-chunk integer AND: byte by byte would cost ~0.1 s per MiB in Python.
                 old = int.from_bytes(page[offset : offset + take], "little")
                 new = int.from_bytes(view[:take], "little")

@@ -13,9 +13,10 @@ import dataclasses
 import pytest
 
 from gangd.config.family import stage_of
+from gangd.config.geometry import PAGE_SIZE, SECTOR_SIZE
 from gangd.config.recipe import Image
 from gangd.engine.board_ops import SAMPLE_SIZE
-from gangd.engine.plan import PAGE_SIZE, SECTOR_SIZE, page_runs
+from gangd.engine.plan import page_runs
 from gangd.sim import BoardFactory, TimingModel
 from gangd.sim.board import SimBoard
 

@@ -154,7 +154,9 @@ class FdHidDevice(DeviceBase):
     def write_report(self, report: bytes | bytearray | memoryview) -> bool:
         """Send one report; False, without sending it, when the device answered instead of
         taking it (the data phase was ended early: a refusal is waiting to be read)."""
-        fd = self._require_open()
+        fd = self._fd
+        if fd is None or self._aborted:  # checked per report: an abort stops a data phase at once
+            fd = self._require_open()
         if self.recorder is not None:  # a copy: the streamed data phase reuses its frame buffer
             self.recorder.sent(bytes(report))
         while True:
@@ -190,11 +192,13 @@ class FdHidDevice(DeviceBase):
         """One report into `buffer`; returns its length. A socket (the simulator's) receives into
         the buffer itself; a hidraw node is read with read(2), because umockdev's preload, which
         emulates /dev/hidrawN in the tests, interposes read() and not readv()."""
-        fd = self._require_open()
+        fd = self._fd
+        if fd is None or self._aborted:
+            fd = self._require_open()
         # Try first: in a data phase the next report is usually there already, and a poll()
         # per report is a measurable share of gangd's CPU at 64 boards.
         try:
-            count = self._read_into(fd, buffer)
+            count = self._sock.recv_into(buffer) if self._sock is not None else self._read_into(fd, buffer)
         except BlockingIOError:
             self._wait(fd, select.POLLIN, timeout, "read")
             try:

@@ -37,6 +37,9 @@ from gangd.io.transport.fd_device import FdHidDevice
 FRAME_HEADER = struct.Struct("<2BH")
 # A data phase tells its progress at most this often (~20 times a second per board).
 PROGRESS_INTERVAL_S = 0.05
+# How many bytes a read data phase takes in between two looks at the progress throttle (its clock
+# is not read per report).
+PROGRESS_CHECK_BYTES = 32 * 1024
 # How many reports go out between two looks for an early answer from the device (a refusal that
 # ends the data phase before its end): one poll(0) per 32 reports, not one read per report as
 # spsdk's `allow_abort` does.
@@ -89,20 +92,29 @@ def write_memory(
     )
     mboot._process_cmd(packet)  # refused before the data phase: spsdk raises
     throttle = Throttle(progress, len(data))
-    view = memoryview(data)
+    view, end = memoryview(data), len(data)
+    # One frame buffer, its header packed once for the full reports; only the payload changes.
+    tag, write = ReportId.DATA_OUT.tag, device.write_report
     frame = bytearray(FRAME_HEADER.size + size)
-    tag = ReportId.DATA_OUT.tag
-    sent = 0
-    for index, offset in enumerate(range(0, len(data), size)):
-        chunk = view[offset : offset + size]
-        length = len(chunk)
-        FRAME_HEADER.pack_into(frame, 0, tag, 0, length)
-        frame[FRAME_HEADER.size : FRAME_HEADER.size + length] = chunk
-        if index % ANSWER_CHECK_EVERY == ANSWER_CHECK_EVERY - 1 and device.answer_waiting():
+    FRAME_HEADER.pack_into(frame, 0, tag, 0, size)
+    sent, taken = 0, True
+    while taken and sent < end:
+        # Groups of ANSWER_CHECK_EVERY reports: one look for an early answer before each group
+        # after the first, and the progress throttle after each group (never per report).
+        if sent and device.answer_waiting():
             break  # the device ended the data phase early: its status report is next
-        if not device.write_report(frame if length == size else frame[: FRAME_HEADER.size + length]):
-            break
-        sent += length
+        group_end = min(end, sent + size * ANSWER_CHECK_EVERY)
+        full_end = group_end - (group_end - sent) % size  # only the image's last report is shorter
+        for offset in range(sent, full_end, size):
+            frame[FRAME_HEADER.size :] = view[offset : offset + size]
+            if not write(frame):
+                sent, taken = offset, False
+                break
+        else:
+            sent = full_end
+            if full_end < group_end:
+                taken = write(FRAME_HEADER.pack(tag, 0, group_end - full_end) + view[full_end:group_end])
+                sent = group_end if taken else full_end
         throttle(sent)
     _closing_status(mboot, CommandTag.WRITE_MEMORY)
     if sent < len(data):  # an early answer that is not a refusal: the data phase did not happen
@@ -110,8 +122,12 @@ def write_memory(
     throttle.finish()
 
 
-def read_memory(mboot: McuBoot, address: int, length: int, mem_id: int = 0, progress: Progress | None = None) -> bytes:
-    """spsdk's `read_memory`, its data phase streamed; raises McuBootCommandError on a refusal."""
+def read_memory(
+    mboot: McuBoot, address: int, length: int, mem_id: int = 0, progress: Progress | None = None
+) -> bytes | bytearray:
+    """spsdk's `read_memory`, its data phase streamed; raises McuBootCommandError on a refusal.
+    The data comes back in the buffer it was read into (a bytearray): a copy into bytes cost as
+    much again as the read's own copies (a page-faulted allocation of the whole length)."""
     device = streamable(mboot)
     if device is None:
         return mboot.read_memory(address, length, mem_id, progress) or b""
@@ -123,25 +139,37 @@ def read_memory(mboot: McuBoot, address: int, length: int, mem_id: int = 0, prog
     buffer = bytearray(REPORT_BUFFER)
     view, out_view = memoryview(buffer), memoryview(out)
     data_in = ReportId.DATA_IN.tag
-    received = 0
+    read = device.read_report_into
+    # A report with the very header and length of the last data report taken is a data report
+    # carrying as much: it is not parsed again (the flashloader sends every packet but the last
+    # one full: one parse per data phase, not one per report).
+    header, header_count, payload, piece = b"", 0, 0, view[:0]
+    told_at = received = 0
     while received < total:
-        count = device.read_report_into(buffer)
-        report_id, _, payload = FRAME_HEADER.unpack_from(buffer) if count >= 4 else (0, 0, 0)
-        if report_id != data_in or payload == 0 or payload > count - 4:
-            # Not a data report: spsdk's parser judges it (a status ending the phase early, an abort,
-            # a malformed report) exactly as in its own loop.
-            answer = MbootHidProtocol._parse_frame(bytes(view[:count]))
-            if isinstance(answer, GenericResponse):
-                _judge(mboot, CommandTag.READ_MEMORY, answer)
-                raise McuBootCommandError(CommandTag.READ_MEMORY.label, StatusCode.FAIL.tag)
-            raise McuBootConnectionError(f"unexpected report in a read data phase: {bytes(view[:16]).hex()}")
-        take = min(payload, total - received)
-        out_view[received : received + take] = view[4 : 4 + take]
-        received += take
-        throttle(received)
+        count = read(buffer)
+        if count != header_count or not buffer.startswith(header):
+            report_id, _, payload = FRAME_HEADER.unpack_from(buffer) if count >= 4 else (0, 0, 0)
+            if report_id != data_in or payload == 0 or payload > count - 4:
+                # Not a data report: spsdk's parser judges it (a status ending the phase early, an
+                # abort, a malformed report) exactly as in its own loop.
+                answer = MbootHidProtocol._parse_frame(bytes(view[:count]))
+                if isinstance(answer, GenericResponse):
+                    _judge(mboot, CommandTag.READ_MEMORY, answer)
+                    raise McuBootCommandError(CommandTag.READ_MEMORY.label, StatusCode.FAIL.tag)
+                raise McuBootConnectionError(f"unexpected report in a read data phase: {bytes(view[:16]).hex()}")
+            header, header_count, piece = bytes(view[:4]), count, view[4 : 4 + payload]
+        if payload <= total - received:
+            out_view[received : received + payload] = piece
+            received += payload
+        else:  # more than was asked for: the rest is dropped, as spsdk's loop cuts it
+            out_view[received:] = piece[: total - received]
+            received = total
+        if received - told_at >= PROGRESS_CHECK_BYTES:  # the throttle is looked at per 32 KiB
+            told_at = received
+            throttle(received)
     _closing_status(mboot, CommandTag.READ_MEMORY)
     throttle.finish()
-    return bytes(out)
+    return out
 
 
 def _closing_status(mboot: McuBoot, tag: CommandTag) -> None:
