@@ -12,7 +12,7 @@ import signal
 import pytest
 import trio
 
-from gangd.config.recipe import BoardData
+from gangd.config.recipe import BoardData, builtin_rt1020
 from gangd.core.bus import root_port
 from gangd.service.worker import command
 from gangd.sim import BoardFactory, TimingModel
@@ -195,3 +195,18 @@ def test_a_sigkilled_gangd_leaves_no_worker_behind(processes, tmp_path):
     finally:
         for handle in handles:
             os.close(handle)
+
+
+@pytest.mark.trio
+async def test_a_reloaded_recipe_reaches_the_workers_for_the_next_jobs(line, recipe, rt1020, flashloader_image):
+    run = await line(1, station_options={"workers": pool(1)})
+    (first,) = await run.wait_results(1)
+    assert first.result == "success"
+    new_image = bytes(range(256)) * 64
+    loader, jump = flashloader_image
+    run.station.recipe = builtin_rt1020(new_image, loader, jump, deadlines=recipe.deadlines)  # as SIGHUP does
+    run.hub.unplug("1-1.1")
+    run.hub.plug("1-1.1", BoardFactory(rt1020, TimingModel(time_scale=0), seed=8)())
+    results = await run.wait_results(2)
+    assert results[1].result == "success"
+    assert run.hub.board("1-1.1").flash_image(0x6000_0000, len(new_image)) == new_image

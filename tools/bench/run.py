@@ -98,6 +98,19 @@ def step_means(results: list) -> dict[str, float]:
     return {name: round(statistics.mean(values), 4) for name, values in times.items()}
 
 
+def pss_mb(pid: int | str = "self") -> float:
+    """A process's proportional set size: its private pages and its share of the pages it shares
+    (a worker's Python and spsdk pages are shared with the others: RSS would count them N times)."""
+    try:
+        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except FileNotFoundError:
+        return 0.0
+    for line in rollup.splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def make_recipe(size: int) -> Recipe:
     flashloader, jump = build_flashloader_image()
     image = hashlib.shake_256(b"gangd-bench").digest(size)
@@ -210,6 +223,8 @@ async def gangd_phase(
                 "flash_ok": sum(b["flash_sha256"] == expected for b in stats["boards"]),
                 "rss_mb": rss_mb(),
                 "rss_workers_mb": sum(rss_mb(pid) for pid in pool.pids()) if pool else 0.0,
+                "pss_mb": pss_mb(),
+                "pss_workers_mb": sum(pss_mb(pid) for pid in pool.pids()) if pool else 0.0,
                 "sim_cpu_s": stats["cpu_s"] - sim_cpu0,
                 "step_s_mean": step_means(results),
                 # when the jobs started and ended, after the plug (the batch is the last end)
@@ -444,7 +459,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cost-boards", type=int, default=8, help="boards per CPU-per-MiB run (8 on one root port)")
     parser.add_argument("--large", type=int, default=128, help="N for the big batch on N/8 root ports (0 to skip)")
     parser.add_argument(
-        "--workers", type=int, default=4, help="worker processes for the N=max and N=large rows again (0 to skip)"
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 2,
+        help="worker processes for the N=max and N=large rows again (default: one per core; 0 to skip)",
     )
     parser.add_argument("--skip-peers", action="store_true", help="leave out the CLI and sequential peers")
     parser.add_argument("--trace-boards", type=int, help="boards in the tracing batches (default: the largest batch)")
@@ -600,9 +618,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         rows.append(
             (
-                f"gangd RSS at N={n}, {args.workers} workers",
-                f"{wb['rss_mb']:.0f} + {wb['rss_workers_mb']:.0f} MB",
-                "supervisor + its workers",
+                f"gangd PSS at N={n}, {args.workers} workers",
+                f"{wb['pss_mb']:.0f} + {wb['pss_workers_mb']:.0f} MB",
+                f"supervisor + its workers (RSS {wb['rss_mb']:.0f} + {wb['rss_workers_mb']:.0f} MB, shared pages counted"
+                " in each)",
                 f"<= {150 + n} MB",
             )
         )
