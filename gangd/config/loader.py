@@ -814,6 +814,7 @@ def _trace(table: Table | None) -> TraceSettings | None:
     keep_of = table.later("keep", str, "failed")
     payload_of = table.later("payload", str, "full")
     max_mb_of = table.later("max_mb", (int, float), TraceSettings.max_bytes / 2**20)
+    max_job_mb_of = table.later("max_job_mb", (int, float), TraceSettings.max_job_bytes / 2**20)
     table.done()
     directory = directory_of()
     keep = keep_of()
@@ -825,7 +826,16 @@ def _trace(table: Table | None) -> TraceSettings | None:
     max_mb = max_mb_of()
     if max_mb <= 0:
         raise table.error("max_mb", "must be more than 0")
-    return TraceSettings(str((table.reader.path.parent / directory).resolve()), keep, payload, int(max_mb * 2**20))
+    max_job_mb = max_job_mb_of()
+    if max_job_mb <= 0:
+        raise table.error("max_job_mb", "must be more than 0")
+    return TraceSettings(
+        str((table.reader.path.parent / directory).resolve()),
+        keep,
+        payload,
+        int(max_mb * 2**20),
+        int(max_job_mb * 2**20),
+    )
 
 
 def _recovery(table: Table) -> RecoveryPolicy:

@@ -132,12 +132,15 @@ class TraceSettings:
     """`[trace]`: where each job's USB conversation is kept (gangd/trace). `keep`: "failed" (jobs
     that did not succeed) or "all"; `payload`: "full" or "hash" (image bytes replaced by their
     length and sha256: a trace safe to send); the oldest traces are removed once the directory
-    holds more than `max_bytes`."""
+    holds more than `max_bytes`. A job holds its reports in memory until it ends, at most
+    `max_job_bytes` of them: past that its trace keeps its start and its latest reports, and says
+    how many were dropped between them (gangd/trace/conversation.py)."""
 
     dir: str
     keep: str = "failed"
     payload: str = "full"
     max_bytes: int = 256 * 1024 * 1024
+    max_job_bytes: int = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)

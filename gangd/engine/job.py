@@ -79,7 +79,7 @@ class Job:
         )
         self.rebooting = False  # reset without a wait-reboot step: the station watches for its return
         self.log = self.ctx.log
-        self.trace = self.ctx.recorder = TraceRecorder.attach(self)  # None unless the recipe has [trace]
+        self.trace = TraceRecorder.attach(self)  # None unless the recipe has [trace]; it taps ctx's handles
 
     @property
     def attempt(self) -> int:

@@ -9,6 +9,9 @@ is what `gangd trace show` and the replayed board read.
 packet's original length says how long it was, as a capture with a short snap length would), and
 each run of data reports gets one `data` event with its byte count and sha256. Command and
 response reports (fuse words among them) are kept whole.
+
+A job whose conversation passed its memory cap (`[trace] max_job_mb`, conversation.py) has a
+`dropped` event where reports are missing: after its start, before its latest reports.
 """
 
 from __future__ import annotations
@@ -16,8 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +32,7 @@ HASHED_COMMENT = 'payload hashed (payload = "hash"): header only, see the data e
 # Report ids (spsdk mboot/protocol/bulk_protocol.py ReportId; sdp/protocol/bulk_protocol.py HID_REPORT).
 MBOOT_DATA_OUT, MBOOT_DATA_IN = 2, 4
 SDP_DATA = 2  # SDP's DATA report (write-file, write-dcd): the image bytes sent to the ROM
+_DATA_OUT = (MBOOT_DATA_OUT, SDP_DATA)
 
 
 class TraceError(ValueError):
@@ -65,68 +68,7 @@ def is_data_report(report: bytes, inbound: bool, stage_protocol: str) -> bool:
         return False
     if inbound:
         return stage_protocol == "mboot" and report[0] == MBOOT_DATA_IN
-    return report[0] in (MBOOT_DATA_OUT, SDP_DATA)
-
-
-def _payload(report: bytes, protocol: str) -> bytes:
-    if protocol == "mboot" and len(report) >= 4:
-        (length,) = struct.unpack_from("<H", report, 2)
-        return report[4 : 4 + length]
-    return report[1:]
-
-
-def hashed(entries: Iterable[Entry]) -> list[Entry]:
-    """The entries with data-phase payloads replaced by their header, length and sha256."""
-    out: list[Entry] = []
-    protocol = "mboot"
-    pending: str | None = None
-    run: tuple[str, Any, int, int] | None = None  # (direction, sha256, bytes, reports)
-
-    def close_run(t_ns: int) -> None:
-        nonlocal run
-        if run is not None:
-            direction, digest, count, reports = run
-            out.append(
-                Entry(
-                    EVENT,
-                    t_ns,
-                    event={
-                        "event": "data",
-                        "dir": direction,
-                        "bytes": count,
-                        "reports": reports,
-                        "sha256": digest.hexdigest(),
-                    },
-                )
-            )
-            run = None
-
-    for entry in entries:
-        if entry.kind == EVENT:
-            if entry.event.get("event") == "add":  # reports in before the next out are the old stage's
-                pending = entry.event.get("protocol") or protocol
-            close_run(entry.t_ns)
-            out.append(entry)
-            continue
-        inbound = entry.kind == IN
-        if not inbound and pending is not None:
-            protocol, pending = pending, None
-        if not is_data_report(entry.data, inbound, protocol):
-            close_run(entry.t_ns)
-            out.append(entry)
-            continue
-        if run is not None and run[0] != entry.kind:
-            close_run(entry.t_ns)
-        payload = _payload(entry.data, protocol)
-        if run is None:
-            run = (entry.kind, hashlib.sha256(), 0, 0)
-        run[1].update(payload)
-        run = (run[0], run[1], run[2] + len(payload), run[3] + 1)
-        header = entry.data[:4] if protocol == "mboot" else entry.data[:1]
-        out.append(Entry(entry.kind, entry.t_ns, header, entry.length))
-    if out:
-        close_run(out[-1].t_ns)
-    return out
+    return report[0] in _DATA_OUT
 
 
 def describe_event(event: dict[str, Any]) -> str:
@@ -156,76 +98,183 @@ def _describe(event: dict[str, Any]) -> str:
         return f"clock fallback: flash read clock lowered to {event.get('flash_mhz')} MHz (option words {words})"
     if kind == "data":
         return f"data {event['dir']}: {event['bytes']} bytes in {event['reports']} reports, sha256 {event['sha256']}"
+    if kind == "dropped":
+        return (
+            f"{event['reports']} reports ({event['bytes']} bytes) not kept here: the job's conversation passed"
+            f" its memory cap ({event['cap']} bytes, [trace] max_job_mb); the trace keeps its start and its end"
+        )
     rest = " ".join(f"{k}={v}" for k, v in event.items() if k != "event")
     return f"{kind} {rest}".strip()
 
 
-def encode(meta: dict[str, Any], entries: list[Entry]) -> bytes:
-    """The whole file, in memory."""
-    return b"".join(encode_parts(meta, entries))
+# A report's options, by (inbound, hashed): its direction, and the comment of a hashed report.
+_TAILS = {
+    (inbound, hashed): pcapng.ReportTail(pcapng.report_options(inbound, HASHED_COMMENT if hashed else None))
+    for inbound in (False, True)
+    for hashed in (False, True)
+}
 
 
-def encode_parts(meta: dict[str, Any], entries: list[Entry]) -> list[bytes]:
-    """The file as the pieces it is made of, in order (written with one writev)."""
+def header(meta: dict[str, Any]) -> bytes:
+    """The file's section header (the job, as a line and as JSON) and its two interfaces."""
     summary = (
         f"gangd {meta.get('version')} trace: job {meta.get('job')} on port {meta.get('port')}"
         f" ({meta.get('label')}), board {meta.get('board') or '-'} serial {meta.get('serial') or '-'},"
         f" {meta.get('family')}: {meta.get('result')}"
         + (f" at {meta['step']}: {meta['reason']}" if meta.get("reason") else "")
     )
-    parts = [
-        pcapng.section_header(
-            [summary, META_PREFIX + json.dumps(meta, sort_keys=True)], f"gangd {meta.get('version')}"
-        ),
-        pcapng.interface(pcapng.LINKTYPE_USB_LINUX_MMAPPED, f"usbmon{meta.get('bus', 0)}", "HID reports (usbmon)"),
-        pcapng.interface(pcapng.LINKTYPE_USER0, "gangd", "gangd events: udev, steps, power cycles (JSON)"),
-    ]
-    devnum, busnum = 0, int(meta.get("bus", 0))
-    for urb, entry in enumerate(entries, 1):
-        if entry.kind == EVENT:
-            if entry.event.get("event") == "add":
-                devnum = devnum % 127 + 1  # a new address at every enumeration, as the kernel gives
-            body = json.dumps(entry.event, sort_keys=True).encode()
-            parts.append(pcapng.enhanced_packet(1, entry.t_ns, body, len(body), [describe_event(entry.event)]))
-            continue
-        inbound = entry.kind == IN
-        # Reports are padded with zeros to their endpoint's report size (mcu-boot sends 1016-byte
-        # reports for a 16-byte response): the padding is left out of the file, as a capture
-        # with a short snap length would, and the reader puts it back. A hashed report is marked.
-        if entry.hashed:
-            header = pcapng.usbmon_header(urb, inbound, devnum, busnum, entry.t_ns, entry.length, len(entry.data))
-            parts.append(
-                pcapng.enhanced_packet(
-                    0,
-                    entry.t_ns,
-                    header + entry.data,
-                    64 + entry.length,
-                    [HASHED_COMMENT],
-                    flags=pcapng.FLAG_INBOUND if inbound else pcapng.FLAG_OUTBOUND,
-                )
-            )
-        else:
-            stored = entry.data.rstrip(b"\0")
-            parts.extend(pcapng.report_packet(urb, inbound, devnum, busnum, entry.t_ns, entry.length, stored))
+    return b"".join(
+        (
+            pcapng.section_header(
+                [summary, META_PREFIX + json.dumps(meta, sort_keys=True)], f"gangd {meta.get('version')}"
+            ),
+            pcapng.interface(pcapng.LINKTYPE_USB_LINUX_MMAPPED, f"usbmon{meta.get('bus', 0)}", "HID reports (usbmon)"),
+            pcapng.interface(pcapng.LINKTYPE_USER0, "gangd", "gangd events: udev, steps, power cycles (JSON)"),
+        )
+    )
+
+
+_DUMPS = json.JSONEncoder(sort_keys=True).encode  # json.dumps(..., sort_keys=True) builds one per call
+
+
+def encode(
+    meta: dict[str, Any],
+    segments: Sequence[list[Any]],
+    events: Sequence[tuple[int, int, dict[str, Any]]],
+    clock_ns: int = 0,
+    hash_payload: bool = False,
+    lengths: Sequence[int] | None = None,
+) -> list[bytes | bytearray]:
+    """The whole file, as the pieces to write one after the other (`write_file`), from reports
+    in segments (`[stamp, report, stamp, report, ...]`, gangd/trace/conversation.py) and events,
+    each `(reports before it, t_ns, event)`, in order.
+
+    A stamp is a report's time, `~time` for a report in; `clock_ns` turns stamps and events'
+    times into wall-clock ns. `lengths`: each report's length on the wire, where the bytes held
+    may be fewer (a hashed report read back from a file); else the bytes are the whole report.
+    `hash_payload` (payload = "hash"): each data-phase report keeps its header only, and each run
+    of them gets a `data` event with its byte count and sha256, after the run.
+
+    Reports are padded with zeros to their endpoint's report size (mcu-boot sends 1016-byte
+    reports for a 16-byte response): the padding is left out of the file, as a capture with a
+    short snap length would, and the reader puts it back. A hashed report is marked.
+    """
+    parts: list[bytes | bytearray] = [header(meta)]
+    busnum = int(meta.get("bus", 0))
+    devnum = urb = number = 0  # the board's USB address; URB id (one per packet); reports so far
+    address = {inbound: pcapng.usbmon_address(inbound, devnum, busnum) for inbound in (False, True)}
+    # payload = "hash": the stage's protocol and the next stage's (an add switches at the next
+    # report out: reports in before it are the old stage's), and the run being hashed
+    protocol, pending = "mboot", None
+    data_in = MBOOT_DATA_IN  # the id of a data report in, in this protocol (SDP's are never data)
+    run: list[memoryview] = []  # the open run's payloads, hashed as one when it closes (in C)
+    run_in = False  # its direction
+
+    def put_event(t_ns: int, item: dict[str, Any]) -> None:
+        nonlocal urb, devnum, address
+        urb += 1
+        if item.get("event") == "add":
+            devnum = devnum % 127 + 1  # a new address at every enumeration, as the kernel gives
+            address = {inbound: pcapng.usbmon_address(inbound, devnum, busnum) for inbound in (False, True)}
+        body = _DUMPS(item).encode()
+        parts.append(pcapng.enhanced_packet(1, t_ns, body, len(body), [describe_event(item)]))
+
+    def close_run(t_ns: int) -> None:
+        payload = b"".join(run)
+        direction, digest = IN if run_in else OUT, hashlib.sha256(payload).hexdigest()
+        put_event(
+            t_ns, {"event": "data", "dir": direction, "bytes": len(payload), "reports": len(run), "sha256": digest}
+        )
+        run.clear()
+
+    def put_placed(t_ns: int, item: dict[str, Any]) -> None:
+        nonlocal pending
+        if item.get("event") == "add":
+            pending = item.get("protocol") or protocol
+        if run:
+            close_run(t_ns)
+        put_event(t_ns, item)
+
+    packet, tails = pcapng.report_packet, _TAILS
+    events_left = iter(events)
+    event = next(events_left, None)
+    t = 0  # the last packet's time
+    for segment in segments:
+        pairs = iter(segment)
+        for stamp, report in zip(pairs, pairs, strict=True):
+            while event is not None and event[0] <= number:
+                t = event[1] + clock_ns
+                put_placed(t, event[2])
+                event = next(events_left, None)
+            inbound = stamp < 0
+            t = (~stamp if inbound else stamp) + clock_ns
+            length = len(report) if lengths is None else lengths[number]
+            number += 1
+            held = report
+            if hash_payload:
+                if not inbound and pending is not None:
+                    protocol, pending = pending, None
+                    data_in = MBOOT_DATA_IN if protocol == "mboot" else -1
+                first = report[0] if report else -1
+                if first == data_in if inbound else first in _DATA_OUT:
+                    if run and run_in is not inbound:
+                        close_run(t)
+                    run_in = inbound
+                    if protocol == "mboot" and len(report) >= 4:  # id, pad, u16 length, payload
+                        run.append(memoryview(report)[4 : 4 + (report[2] | report[3] << 8)])
+                        held = report[:4]
+                    else:
+                        run.append(memoryview(report)[1:])
+                        held = report[:4] if protocol == "mboot" else report[:1]
+                elif run:
+                    close_run(t)
+            urb += 1
+            if len(held) < length:  # hashed: its header only (the packet's length says the rest)
+                parts += packet(urb, address[inbound], t, length, held, tails[inbound, True])
+                continue
+            if held and not held[-1]:  # zero padding: up to the last non-zero byte (a bit count, in C)
+                held = held[: (int.from_bytes(held, "little").bit_length() + 7) >> 3]
+            parts += packet(urb, address[inbound], t, length, held, tails[inbound, False])
+    while event is not None:
+        t = event[1] + clock_ns
+        put_placed(t, event[2])
+        event = next(events_left, None)
+    if run:
+        close_run(t)
     return parts
 
 
-def write(path: str, meta: dict[str, Any], entries: list[Entry]) -> int:
-    """Write atomically (a reader never sees half a trace); returns the file's size."""
-    parts = encode_parts(meta, entries)
-    size = sum(map(len, parts))
+def from_entries(entries: Iterable[Entry]) -> tuple[list[Any], list[tuple[int, int, dict[str, Any]]], list[int]]:
+    """Entries (a trace read back, a test's) as `encode` takes them: one segment of reports, the
+    events in place, and the reports' lengths on the wire."""
+    segment: list[Any] = []
+    events: list[tuple[int, int, dict[str, Any]]] = []
+    lengths: list[int] = []
+    for entry in entries:
+        if entry.kind == EVENT:
+            events.append((len(lengths), entry.t_ns, entry.event))
+            continue
+        segment += (~entry.t_ns if entry.kind == IN else entry.t_ns, entry.data)
+        lengths.append(entry.length)
+    return segment, events, lengths
+
+
+def write(path: str, meta: dict[str, Any], entries: Iterable[Entry]) -> int:
+    """`entries` as a trace file at `path` (see `write_file`); returns the file's size."""
+    segment, events, lengths = from_entries(entries)
+    return write_file(path, encode(meta, [segment], events, lengths=lengths))
+
+
+def write_file(path: str, parts: list[bytes | bytearray]) -> int:
+    """Write the pieces atomically (a reader never sees half a trace); returns the file's size.
+    Joined first: one copy in C is cheaper than the kernel walking hundreds of pieces (writev)."""
+    data = memoryview(b"".join(parts))
+    size = len(data)
     tmp = f"{path}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
-        while parts:
-            done = os.writev(fd, parts[:1024])  # at most IOV_MAX pieces; it may write less than asked
-            index = 0
-            while index < len(parts) and done >= len(parts[index]):
-                done -= len(parts[index])
-                index += 1
-            parts = parts[index:]
-            if done:  # the tail of a piece written in part
-                parts[0] = parts[0][done:]
+        while data:
+            data = data[os.write(fd, data) :]  # it may write less than asked
     finally:
         os.close(fd)
     os.replace(tmp, path)
@@ -286,6 +335,7 @@ _EVENT_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "add": {"vid": int, "pid": int},
     "remove": {"vid": int, "pid": int},
     "data": {"dir": str, "bytes": int, "reports": int, "sha256": str},
+    "dropped": {"reports": int, "bytes": int, "cap": int},
 }
 
 

@@ -73,15 +73,18 @@ class Capture:
     packets: list[Packet]
 
 
+_PAD = [bytes(n) for n in range(4)]  # a value's padding to 32 bits
+_OPTION = struct.Struct("<HH")
+_END_OF_OPTIONS = _OPTION.pack(OPT_ENDOFOPT, 0)
+
+
 def _options(items: Iterable[tuple[int, bytes]]) -> bytes:
-    out = bytearray()
-    any_option = False
+    out: list[bytes] = []
     for code, value in items:
-        any_option = True
-        out += struct.pack("<HH", code, len(value)) + value + bytes(-len(value) % 4)
-    if any_option:
-        out += struct.pack("<HH", OPT_ENDOFOPT, 0)
-    return bytes(out)
+        out += (_OPTION.pack(code, len(value)), value, _PAD[-len(value) % 4])
+    if out:
+        out.append(_END_OF_OPTIONS)
+    return b"".join(out)
 
 
 def _block(block_type: int, body: bytes) -> bytes:
@@ -102,95 +105,92 @@ def interface(linktype: int, name: str, description: str, snaplen: int = 0) -> b
     return _block(IDB_TYPE, struct.pack("<HHI", linktype, 0, snaplen) + _options(opts))
 
 
+_EPB_HEAD = struct.Struct("<7I")  # block type and length, interface, timestamp, captured and original length
+_LENGTH = struct.Struct("<I")
+
+
 def enhanced_packet(
     iface: int, ts_ns: int, data: bytes, original_length: int, comments: Iterable[str] = (), flags: int | None = None
 ) -> bytes:
     opts = [(OPT_COMMENT, c.encode()) for c in comments]
     if flags is not None:
         opts.append((EPB_FLAGS, struct.pack("<I", flags)))
-    head = struct.pack("<IIIII", iface, (ts_ns >> 32) & 0xFFFFFFFF, ts_ns & 0xFFFFFFFF, len(data), original_length)
-    return _block(EPB_TYPE, head + data + bytes(-len(data) % 4) + _options(opts))
+    options = _options(opts)
+    pad = -len(data) % 4
+    total = 32 + len(data) + pad + len(options)
+    head = _EPB_HEAD.pack(EPB_TYPE, total, iface, ts_ns >> 32, ts_ns & 0xFFFFFFFF, len(data), original_length)
+    return b"".join((head, data, _PAD[pad], options, _LENGTH.pack(total)))
 
 
 # One report's EPB up to its data: block type and length, interface, timestamp, captured and
-# original length (pcapng 4.3), then the usbmon header; packed in one call (the encoder's hot loop).
-_REPORT_HEAD = struct.Struct("<7I" + USBMON_HEADER.format[1:])
-_FLAGS_OPTION = {
-    inbound: struct.pack("<HHIHH", EPB_FLAGS, 4, FLAG_INBOUND if inbound else FLAG_OUTBOUND, OPT_ENDOFOPT, 0)
-    for inbound in (False, True)
-}
-_PAD = [bytes(n) for n in range(4)]
+# original length (pcapng 4.3), then the usbmon header, whose fields that stay the same for a
+# direction and a device address come packed already (`usbmon_address`, and the setup bytes to
+# the end); one call per report (the encoder's hot loop).
+_REPORT_HEAD = struct.Struct("<7IQ8sqiiII24s")
+_USBMON_ADDRESS = struct.Struct("<cBBBHcc")  # URB type, transfer type, endpoint, devnum, busnum, flags
+# setup packet (none), interval (frames: full-speed HID, bInterval 1), start_frame, xfer_flags, ndesc
+_USBMON_REST = struct.pack("<8siiII", bytes(8), 1, -1, 0, 0)
+assert _REPORT_HEAD.size == 28 + USBMON_HEADER.size
 
 
-def report_packet(
-    urb_id: int, inbound: bool, devnum: int, busnum: int, ts_ns: int, length: int, data: bytes
-) -> tuple[bytes, ...]:
-    """The EPB of one HID report on the usbmon interface (0), in pieces to join: the same bytes as
-    `enhanced_packet(0, ts, usbmon_header(...) + data, 64 + length, flags=direction)`, without
-    copying the report twice."""
-    captured = 64 + len(data)
-    pad = _PAD[-captured % 4]
-    total = 28 + captured + len(pad) + 12 + 4
-    head = _REPORT_HEAD.pack(
-        EPB_TYPE,
-        total,
-        0,
-        (ts_ns >> 32) & 0xFFFFFFFF,
-        ts_ns & 0xFFFFFFFF,
-        captured,
-        64 + length,
-        urb_id,
+def usbmon_address(inbound: bool, devnum: int, busnum: int) -> bytes:
+    """The usbmon header's middle for one direction of a device: URB type (OUT: its submission,
+    IN: its completion), interrupt transfer, endpoint, address; no setup packet, data present."""
+    return _USBMON_ADDRESS.pack(
         URB_COMPLETE if inbound else URB_SUBMIT,
         XFER_INTERRUPT,
-        HID_ENDPOINT | (USB_DIR_IN if inbound else 0),
+        HID_ENDPOINT | USB_DIR_IN if inbound else HID_ENDPOINT,
         devnum & 0xFF,
         busnum & 0xFFFF,
         b"-",
         b"\0",
-        ts_ns // 1_000_000_000,
-        (ts_ns // 1000) % 1_000_000,
-        0,
-        length,
-        len(data),
-        bytes(8),
-        1,
-        -1,
-        0,
-        0,
     )
-    return head, data, pad, _FLAGS_OPTION[inbound], total.to_bytes(4, "little")
 
 
-def usbmon_header(
-    urb_id: int,
-    inbound: bool,
-    devnum: int,
-    busnum: int,
-    ts_ns: int,
-    length: int,
-    captured: int,
-) -> bytes:
-    """The 64-byte usbmon header of one interrupt transfer's completion (OUT: its submission)."""
-    return USBMON_HEADER.pack(
+def report_options(inbound: bool, comment: str | None = None) -> bytes:
+    """A report packet's options: its comment (if any), its direction, the end."""
+    opts = [(OPT_COMMENT, comment.encode())] if comment else []
+    opts.append((EPB_FLAGS, struct.pack("<I", FLAG_INBOUND if inbound else FLAG_OUTBOUND)))
+    return _options(opts)
+
+
+class ReportTail:
+    """What follows a report's data in its packet, by the data's padding (0-3 bytes): the
+    padding, `options` (`report_options`) and the block's length, packed in one call."""
+
+    def __init__(self, options: bytes) -> None:
+        self.options = options
+        self.size = len(options) + 4
+        self.by_pad = [struct.Struct(f"<{pad}x{len(options)}sI") for pad in range(4)]
+
+
+def report_packet(
+    urb_id: int, address: bytes, ts_ns: int, length: int, data: bytes | bytearray, tail: ReportTail
+) -> tuple[bytes, bytes | bytearray, bytes]:
+    """The EPB of one HID report on the usbmon interface (0), in three pieces to write one after
+    the other: the headers (`address` from `usbmon_address`), the report's `data` itself
+    (`length` on the wire), and its `tail`."""
+    captured = len(data)
+    pad = -captured % 4
+    total = 92 + captured + pad + tail.size
+    head = _REPORT_HEAD.pack(
+        EPB_TYPE,
+        total,
+        0,  # interface
+        ts_ns >> 32,
+        ts_ns & 0xFFFFFFFF,
+        64 + captured,
+        64 + length,
         urb_id,
-        URB_COMPLETE if inbound else URB_SUBMIT,
-        XFER_INTERRUPT,
-        HID_ENDPOINT | (USB_DIR_IN if inbound else 0),
-        devnum & 0xFF,
-        busnum & 0xFFFF,
-        b"-",  # flag_setup: no setup packet
-        b"\0",  # flag_data: data present
+        address,
         ts_ns // 1_000_000_000,
-        (ts_ns // 1000) % 1_000_000,
+        ts_ns // 1000 % 1_000_000,
         0,  # status
         length,
         captured,
-        bytes(8),
-        1,  # interval (frames): full-speed HID, bInterval 1
-        -1,  # start_frame
-        0,
-        0,
+        _USBMON_REST,
     )
+    return head, data, tail.by_pad[pad].pack(tail.options, total)
 
 
 # --- reading ----------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """Recording one job's trace: a tap on the board's handle and its port, and a job observer.
 
-The hot path is two calls per report from the transport (`sent`, `received`): a timestamp and an
-append of the report object spsdk already made (no copy, no formatting, no I/O). Everything else,
+The hot path is the transport's call per report into the job's `Conversation` (conversation.py):
+a timestamp and the report appended to the job's list, nothing else. Everything else,
 deciding to keep the file, hashing payloads, building the pcapng, writing it and rotating old
-traces, happens once, when the job has ended, in a worker thread.
+traces, happens once, when the job has ended, in the writer thread; a job whose trace is not
+kept (keep = "failed", a good board) costs no encoding at all.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import os
 import re
 import threading
 import time
-from operator import attrgetter
+from bisect import bisect_right
+from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -25,6 +28,7 @@ from gangd.config.flexspi import clock_mhz, max_freq_code
 from gangd.config.recipe import TraceSettings
 from gangd.core.events import ADD, PortEvent
 from gangd.trace import file as tf
+from gangd.trace.conversation import Conversation, Recording, when
 
 if TYPE_CHECKING:
     from gangd.core.results import JobResult
@@ -41,10 +45,9 @@ class TraceRecorder:
         self.settings = settings
         self.job = job
         self.family = job.recipe.family
-        # Reports, two slots each: monotonic ns (negative: in), the report. One `extend` per report
-        # (one call under the GIL, so a pair is never split) and no tuple kept per report, which
-        # the garbage collector would have to walk at 64 boards.
-        self._reports: list[Any] = []
+        # The reports (the tap the board's handles feed), at most max_job_bytes of them, and no
+        # more than a whole trace directory may hold.
+        self.conversation = Conversation(min(settings.max_job_bytes, settings.max_bytes))
         self._events: list[tuple[int, dict[str, Any]]] = []  # (monotonic ns, event), trio thread
         # Wall-clock time of monotonic 0, for the file's timestamps: the hot path reads only the
         # monotonic clock (which NTP cannot step), once per report.
@@ -58,17 +61,10 @@ class TraceRecorder:
             return None
         recorder = cls(settings, job)
         job.events.observers.append(recorder)
+        job.ctx.recorder = recorder.conversation
         job.port.tap = recorder.port_event
         recorder.port_event(job.event)  # the add that started the job
         return recorder
-
-    # --- the hot path (the port's worker thread) -----------------------------------------------
-
-    def sent(self, report: bytes) -> None:
-        self._reports.extend((time.monotonic_ns(), report))
-
-    def received(self, report: bytes) -> None:
-        self._reports.extend((-time.monotonic_ns(), report))
 
     # --- events (trio thread) ---------------------------------------------------------------------
 
@@ -124,29 +120,18 @@ class TraceRecorder:
     async def job_finished(self, result: JobResult) -> None:
         if self.job.port.tap == self.port_event:
             self.job.port.tap = None
+        recording = self.conversation.close()  # the job's handles are closed: nothing more comes
         if self.settings.keep != "all" and result.result == "success":
             return
         with trio.CancelScope(shield=True):
             try:
-                self.path = await trio.to_thread.run_sync(self._write, result, limiter=_writer())
+                self.path = await _writer().write(partial(self._write, result, recording))
             except OSError as exc:  # a trace is a help, never a reason to fail the station
                 log.warning("trace not written", dir=self.settings.dir, error=str(exc))
                 return
         log.info("trace written", path=self.path)
 
-    # --- the file ---------------------------------------------------------------------------------
-
-    def entries(self) -> list[tf.Entry]:
-        """In time order: the worker thread (reports) and the trio thread (events) append to the
-        list in whatever order the scheduler lets them, their timestamps tell the true order."""
-        offset, entry, reports = self._wall_offset, tf.Entry, self._reports
-        out = [
-            entry(tf.OUT, ns + offset, item, len(item)) if ns > 0 else entry(tf.IN, offset - ns, item, len(item))
-            for ns, item in zip(reports[::2], reports[1::2], strict=True)
-        ]
-        out += [entry(tf.EVENT, ns + offset, event=item) for ns, item in self._events]
-        out.sort(key=attrgetter("t_ns"))
-        return tf.hashed(out) if self.settings.payload == "hash" else out
+    # --- the file (the writer thread) -------------------------------------------------------------
 
     def meta(self, result: JobResult) -> dict[str, Any]:
         return {
@@ -169,12 +154,19 @@ class TraceRecorder:
             "started": result.started,
         }
 
-    def _write(self, result: JobResult) -> str:
+    def _write(self, result: JobResult, recording: Recording) -> str:
         os.makedirs(self.settings.dir, exist_ok=True)
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(result.started))
         name = f"{stamp}-{_safe(result.port)}-job{result.job_id}-{os.getpid()}-{result.result}{SUFFIX}"
         path = os.path.join(self.settings.dir, name)
-        size = tf.write(path, self.meta(result), self.entries())
+        parts = tf.encode(
+            self.meta(result),
+            recording.segments,
+            placed(self._events, recording),
+            clock_ns=self._wall_offset,
+            hash_payload=self.settings.payload == "hash",
+        )
+        size = tf.write_file(path, parts)
         # The directory is scanned (and rotated) only when its traces could exceed the cap: at
         # the first trace, then whenever the bytes written since the last scan reach it.
         with _sizes_lock:
@@ -186,18 +178,90 @@ class TraceRecorder:
         return path
 
 
-_WRITER: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar("gangd_trace_writer")
+def placed(events: list[tuple[int, dict[str, Any]]], recording: Recording) -> list[tuple[int, int, dict[str, Any]]]:
+    """The events (`(monotonic ns, event)`), and a `dropped` event where the recording let
+    reports go, each with the number of reports before it, as `file.encode` takes them: in time
+    order, a report before an event of the same nanosecond. The worker thread (reports) and the
+    trio thread (events) each kept their own order; their timestamps tell the true one."""
+    events = list(events)
+    dropped = recording.dropped
+    if dropped is not None:
+        gap = {"event": "dropped", "reports": dropped.reports, "bytes": dropped.size, "cap": dropped.cap_bytes}
+        events.insert(bisect_right(events, dropped.at_ns, key=lambda e: e[0]), (dropped.at_ns, gap))
+    out = []
+    segments = recording.segments
+    seen, segment = 0, 0  # reports in the segments before `segment`
+    stamps: list[int] | None = None  # the times of `segment`'s reports
+    for t_ns, event in events:
+        while segment < len(segments) and (not segments[segment] or when(segments[segment][-2]) <= t_ns):
+            seen += len(segments[segment]) // 2
+            segment, stamps = segment + 1, None
+        if stamps is None:
+            stamps = segments[segment][::2] if segment < len(segments) else []
+        out.append((seen + bisect_right(stamps, t_ns, key=when), t_ns, event))
+    return out
 
 
-def _writer() -> trio.CapacityLimiter:
-    """One trace written at a time: when many boards end together their files queue for one
-    thread instead of contending with the boards' own threads for the interpreter."""
+class _Pending:
+    __slots__ = ("write", "done", "path", "error")
+
+    def __init__(self, write: Callable[[], str]) -> None:
+        self.write = write
+        self.done = trio.Event()
+        self.path = ""
+        self.error: Exception | None = None
+
+
+class _Writer:
+    """The traces of one trio run, written one at a time in one worker thread: whatever queued
+    while a batch was being written goes to the thread as the next batch. Boards that end
+    together then cost one thread hop between them rather than one each (a hop, with its
+    limiter, is ~0.1 ms of CPU: as much as the tap costs a board of 150 reports), and their
+    files do not contend with the boards' own threads for the interpreter."""
+
+    def __init__(self) -> None:
+        self._queue: list[_Pending] = []
+        self._ready = trio.Event()
+        trio.lowlevel.spawn_system_task(self._run, name="gangd trace writer")
+
+    async def write(self, write: Callable[[], str]) -> str:
+        pending = _Pending(write)
+        self._queue.append(pending)
+        self._ready.set()
+        await pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+        return pending.path
+
+    async def _run(self) -> None:
+        while True:
+            await self._ready.wait()
+            self._ready = trio.Event()
+            batch, self._queue = self._queue, []
+            with trio.CancelScope(shield=True):  # traces being written are finished
+                await trio.to_thread.run_sync(_write_all, batch)
+            for pending in batch:
+                pending.done.set()
+
+
+def _write_all(batch: list[_Pending]) -> None:
+    for pending in batch:
+        try:
+            pending.path = pending.write()
+        except Exception as exc:  # the job that asked raises it (system tasks must not)
+            pending.error = exc
+
+
+_WRITER: trio.lowlevel.RunVar[_Writer] = trio.lowlevel.RunVar("gangd_trace_writer")
+
+
+def _writer() -> _Writer:
     try:
         return _WRITER.get()
     except LookupError:
-        limiter = trio.CapacityLimiter(1)
-        _WRITER.set(limiter)
-        return limiter
+        writer = _Writer()
+        _WRITER.set(writer)
+        return writer
 
 
 _dir_bytes: dict[str, int] = {}  # trace directory -> bytes its traces held at the last scan, plus since

@@ -200,6 +200,9 @@ def _with_trace_table(tmp_path, table: str) -> Path:
 def test_trace_table_is_read_with_its_defaults(tmp_path):
     trace = load_config(_with_trace_table(tmp_path, 'dir = "traces"\npayload = "hash"\nmax_mb = 1\n')).recipe.trace
     assert trace == TraceSettings(str(tmp_path / "traces"), keep="failed", payload="hash", max_bytes=2**20)
+    assert trace.max_job_bytes == 8 * 2**20  # a job's conversation in memory: 8 MiB unless told
+    table = 'dir = "t"\nmax_job_mb = 0.5\n'
+    assert load_config(_with_trace_table(tmp_path, table)).recipe.trace.max_job_bytes == 2**19
     assert load_config(TRACES / "recipe.toml").recipe.trace is None  # no [trace]: no traces
 
 
@@ -210,6 +213,7 @@ def test_trace_table_is_read_with_its_defaults(tmp_path):
         ('dir = "t"\npayload = "zip"\n', "trace.payload"),
         ("keep = 'all'\n", "trace.dir"),
         ('dir = "t"\nmax_mb = 0\n', "trace.max_mb"),
+        ('dir = "t"\nmax_job_mb = -1\n', "trace.max_job_mb"),
     ],
 )
 def test_a_wrong_trace_setting_is_named(tmp_path, table, key):

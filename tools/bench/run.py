@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import hashlib
 import json
 import os
@@ -236,12 +237,14 @@ async def gangd_phase(
     return out
 
 
-def trace_cost(recipe: Recipe, boards: int, root_ports: int, rounds: int = 5) -> dict:
+def trace_cost(recipe: Recipe, boards: int, root_ports: int, rounds: int = 5, trace_dir: str | None = None) -> dict:
     """gangd's CPU per board with every board traced against without: per round an untraced
     batch, one with [trace] keep = "all" (every board's file built and written), the same with
     payload = "hash" (smaller files) and one with the default keep = "failed" (recorded, nothing
     written for a good board), side by side in turns; each overhead is the median of the rounds'
-    ratios (other load on the machine moves a round's batches alike)."""
+    ratios (other load on the machine moves a round's batches alike). The traces go to a fresh
+    directory per batch in `trace_dir` (default: the system's temporary directory): creating a
+    file costs what the file system there makes it cost (docs/PERFORMANCE.md, "Tracing cost")."""
     variants = ("none", "all", "all-hash", "failed")
     settings = {"all": ("all", "full"), "all-hash": ("all", "hash"), "failed": ("failed", "full")}
     ratios: dict[str, list[float]] = {v: [] for v in variants[1:]}
@@ -255,9 +258,13 @@ def trace_cost(recipe: Recipe, boards: int, root_ports: int, rounds: int = 5) ->
         # warming up, the machine's other load) must not count for or against one variant.
         turn = round_no % len(variants)
         for keep in variants[turn:] + variants[:turn]:
-            with tempfile.TemporaryDirectory(prefix="gangd-bench-trace-") as tmp:
+            with tempfile.TemporaryDirectory(prefix="gangd-bench-trace-", dir=trace_dir) as tmp:
                 trace = TraceSettings(tmp, *settings[keep]) if keep != "none" else None
                 run_recipe = dataclasses.replace(recipe, trace=trace)
+                # A full collection of the whole heap (the previous batches' garbage, gangd's and
+                # spsdk's long-lived objects) costs 1.2-1.8 ms per board in the batch it happens to
+                # land in: done here, outside the window, so no variant is charged for it by lot.
+                gc.collect()
                 batch = trio.run(gangd_phase, run_recipe, [boards], boards, 0.0, False, root_ports)["batches"][boards]
                 pair[keep] = batch["cpu_s"]
                 cpu[keep] += batch["cpu_s"]
@@ -279,6 +286,7 @@ def trace_cost(recipe: Recipe, boards: int, root_ports: int, rounds: int = 5) ->
         "ok": ok // rounds,
         "files": files // rounds,
         "trace_kb_mean": {keep: statistics.mean(s) / 1024 for keep, s in sizes.items() if s},
+        "trace_dir": trace_dir or tempfile.gettempdir(),
     }
 
 
@@ -287,7 +295,7 @@ def trace_rows(tr: dict) -> list[tuple[str, str, str, str]]:
     rows = []
     kb = tr["trace_kb_mean"]
     for keep, what in (
-        ("all", f"{tr['files']} traces of {kb['all']:.0f} KB written"),
+        ("all", f"{tr['files']} traces of {kb['all']:.0f} KB written in {tr['trace_dir']}"),
         ("all-hash", f"payload=hash, traces of {kb['all-hash']:.0f} KB"),
         ("failed", "none written"),
     ):
@@ -459,6 +467,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-peers", action="store_true", help="leave out the CLI and sequential peers")
     parser.add_argument("--trace-boards", type=int, help="boards in the tracing batches (default: the largest batch)")
     parser.add_argument("--trace-rounds", type=int, default=5, help="rounds of the tracing batches")
+    parser.add_argument(
+        "--trace-dir", help="where the tracing batches write their traces (default: the system's temporary directory)"
+    )
     parser.add_argument("--tracing-only", action="store_true", help="only the tracing rows")
     parser.add_argument("--quick", action="store_true", help="a smoke run: N = 1, 2 and one sequential board")
     args = parser.parse_args(argv)
@@ -472,7 +483,9 @@ def main(argv: list[str] | None = None) -> int:
     batches = [int(n) for n in args.batches.split(",")]
     trace_n = args.trace_boards or max(batches)
     if args.tracing_only:
-        tracing = trace_cost(make_recipe(IMAGE_SMALL), trace_n, max(1, -(-trace_n // 8)), args.trace_rounds)
+        tracing = trace_cost(
+            make_recipe(IMAGE_SMALL), trace_n, max(1, -(-trace_n // 8)), args.trace_rounds, args.trace_dir
+        )
         print_table(trace_rows(tracing))
         Path(args.json).write_text(json.dumps({"tracing": tracing}, indent=1, default=str))
         return 0
@@ -511,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
     crowded = trio.run(gangd_phase, recipe, [args.crowded], args.crowded, 0.0)["batches"][args.crowded]
     figures["one_root_port"] = crowded
     # tracing every board: an untraced and a traced batch side by side (same load on the machine)
-    figures["tracing"] = trace_cost(recipe, trace_n, root_ports, args.trace_rounds)
+    figures["tracing"] = trace_cost(recipe, trace_n, root_ports, args.trace_rounds, args.trace_dir)
     one = scaling["batches"][batches[0]]["wall_s"]
     latencies = [lat for b in scaling["batches"].values() for lat in b["latencies_s"]]
 

@@ -45,11 +45,12 @@ class TransportAborted(SPSDKConnectionError):
 
 
 class ReportTap(Protocol):
-    """Sees every report this handle sends and receives (gangd/trace/recorder.py): must be cheap."""
+    """Sees every report this handle sends and receives (gangd/trace/conversation.py): must be
+    cheap. The report is the tap's to keep: where the handle reuses a buffer, it passes a copy."""
 
-    def sent(self, report: bytes) -> None: ...
+    def sent(self, report: bytes | bytearray) -> None: ...
 
-    def received(self, report: bytes) -> None: ...
+    def received(self, report: bytes | bytearray) -> None: ...
 
 
 class FdHidDevice(DeviceBase):
@@ -211,8 +212,8 @@ class FdHidDevice(DeviceBase):
             raise self._gone(exc) from exc
         if not count:
             raise DeviceGoneError(f"{self.devnode}: device disconnected")
-        if self.recorder is not None:  # a copy: the caller reuses its buffer
-            self.recorder.received(bytes(buffer[:count]))
+        if self.recorder is not None:  # a copy (one): the caller reuses its buffer
+            self.recorder.received(buffer[:count])
         return count
 
     # --- cancellation -------------------------------------------------------------------------
