@@ -53,14 +53,18 @@ def build_parser() -> OneLineParser:
 def main(argv: list[str] | None = None) -> int:
     # spsdk logs warnings of its own (its device database cache, for one) through a handler it
     # installs on stderr when its database is first used: a command's output is gangd's alone.
-    # Commands that log (`gangd run`) switch logging back on in `logs.configure`.
+    # Commands that log (`gangd run`) switch logging back on in `logs.configure`. The switch is
+    # process-wide: it is put back as it was when the command returns (main() called in-process).
+    previous = logging.root.manager.disable
     logging.disable(logging.WARNING)
-    args = build_parser().parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)  # to re-run a command (gangd sim --hidraw)
     try:
+        args = build_parser().parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)  # to re-run a command (gangd sim --hidraw)
         return args.func(args)
     except BrokenPipeError:  # `gangd records | head`
         return 0
+    finally:
+        logging.disable(previous)
 
 
 if __name__ == "__main__":
