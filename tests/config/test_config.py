@@ -297,19 +297,21 @@ def test_worker_processes_are_a_station_setting(line_dir):
 @pytest.mark.parametrize("value", ["-1", "65", '"auto"', "1.5"])
 def test_a_worker_count_out_of_range_is_located(line_dir, value):
     path = edit(line_dir, "[station]\n", f"[station]\nworkers = {value}\n")
+    assert_located(path, "station.workers")
+
+
+def assert_located(path, setting: str) -> None:
+    """check-config refuses `path`: exit 2, one line naming the file and the setting."""
     result = subprocess.run([GANGD, "check-config", str(path)], capture_output=True, text=True)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     (line,) = result.stderr.strip().splitlines()
-    assert f"{path}:" in line and "station.workers" in line, line
+    assert f"{path}:" in line and setting in line, line
 
 
 @pytest.mark.parametrize("value", ["0", "33", '"eight"', "true"])
 def test_a_root_port_budget_out_of_range_is_located(line_dir, value):
     path = edit(line_dir, "flashloaders_per_root_port = 8", f"flashloaders_per_root_port = {value}")
-    result = subprocess.run([GANGD, "check-config", str(path)], capture_output=True, text=True)
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    (line,) = result.stderr.strip().splitlines()
-    assert f"{path}:" in line and "usb.flashloaders_per_root_port" in line, line
+    assert_located(path, "usb.flashloaders_per_root_port")
 
 
 @pytest.mark.parametrize(

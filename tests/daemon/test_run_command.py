@@ -4,26 +4,11 @@ from __future__ import annotations
 
 import subprocess
 
-from ..support import GANGD, Process, free_port
+from ..support import GANGD, Process, simulated_run
 
 
 def test_simulated_station_programs_boards_and_stops_on_sigterm(processes, tmp_path):
-    process = processes(
-        [
-            GANGD,
-            "run",
-            "--simulate",
-            "3",
-            "--time-scale",
-            "0.2",
-            "--replace-delay",
-            "0.5",
-            "--state-dir",
-            str(tmp_path),
-            "--metrics-address",
-            f"127.0.0.1:{free_port()}",
-        ]
-    )
+    process = processes(simulated_run(3, tmp_path))
 
     # Read its log as it comes: SIGTERM once each port has programmed a board.
     def each_port_programmed(p: Process) -> bool:

@@ -18,7 +18,7 @@ from gangd.service.worker import command
 from gangd.sim import BoardFactory, TimingModel
 from gangd.station.workers import WorkerPool
 
-from ..support import GANGD, Process, free_port
+from ..support import Process, simulated_run
 
 SERIAL_AT = 0x6010_0000
 
@@ -135,26 +135,7 @@ async def test_a_board_pulled_in_a_workers_job_ends_removed_and_the_port_takes_t
 
 
 def simulated_gangd(processes, tmp_path) -> Process:
-    return processes(
-        [
-            GANGD,
-            "run",
-            "--simulate",
-            "4",
-            "--root-ports",
-            "2",
-            "--workers",
-            "2",
-            "--time-scale",
-            "0.2",
-            "--replace-delay",
-            "0.5",
-            "--state-dir",
-            str(tmp_path),
-            "--metrics-address",
-            f"127.0.0.1:{free_port()}",
-        ]
-    )
+    return processes(simulated_run(4, tmp_path, "--root-ports", "2", "--workers", "2"))
 
 
 def worker_pids(process: Process) -> list[int]:

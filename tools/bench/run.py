@@ -63,15 +63,20 @@ SIM = [sys.executable, "-m", "tools.bench.simproc"]
 BIN = Path(sys.executable).parent
 
 
-def rss_mb(pid: int | str = "self") -> float:
+def proc_mb(pid: int | str, file: str, field: str) -> float:
+    """A `field: N kB` line of /proc/PID/<file>, in MB (0 once the process is gone)."""
     try:
-        status = Path(f"/proc/{pid}/status").read_text()
+        text = Path(f"/proc/{pid}/{file}").read_text()
     except FileNotFoundError:
         return 0.0
-    for line in status.splitlines():
-        if line.startswith("VmRSS:"):
+    for line in text.splitlines():
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def rss_mb(pid: int | str = "self") -> float:
+    return proc_mb(pid, "status", "VmRSS")
 
 
 def process_cpu_s(pid: int) -> float:
@@ -101,14 +106,7 @@ def step_means(results: list) -> dict[str, float]:
 def pss_mb(pid: int | str = "self") -> float:
     """A process's proportional set size: its private pages and its share of the pages it shares
     (a worker's Python and spsdk pages are shared with the others: RSS would count them N times)."""
-    try:
-        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
-    except FileNotFoundError:
-        return 0.0
-    for line in rollup.splitlines():
-        if line.startswith("Pss:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return proc_mb(pid, "smaps_rollup", "Pss")
 
 
 def make_recipe(size: int) -> Recipe:
