@@ -317,7 +317,7 @@ class Station:
     def _new_job(self, port: Port, event: PortEvent) -> RunningJob:
         """The board's job, in this process or in its root port's worker process."""
         if self.workers is not None:
-            around = JobSurroundings([port, *self.observers], self.records, self.power, self.admission, self.stopping)
+            around = JobSurroundings([port, *self.observers], self.records, self.power, self.admission)
             return self.workers.job(port, event, self.recipe, around)
         return Job(
             port,

@@ -39,7 +39,7 @@ import trio
 from gangd.config.recipe import Recipe
 from gangd.core.bus import Admission, root_port
 from gangd.core.events import ADD, PortEvent
-from gangd.core.observer import Observers
+from gangd.core.observer import JobObserver, Observers
 from gangd.core.results import JobResult
 from gangd.core.types import JobRecords, PortPower
 from gangd.station.link import JobStart, Link, Message
@@ -65,11 +65,10 @@ class _Worker:
 class JobSurroundings:
     """What the station gives every job, whichever process runs it."""
 
-    observers: list[Any]  # the port first, then the station's (the records)
+    observers: list[JobObserver]  # the port first, then the station's (the records)
     records: JobRecords | None
     power: PortPower | None
     admission: Admission
-    stopping: bool
 
 
 class WorkerPool:
@@ -307,7 +306,7 @@ class RemoteJob:
             version,
             self.around.records is not None,
             self.around.power is not None and self.around.power.available(self.port.path),
-            self.around.stopping or self.pool._stopping,
+            self.pool._stopping,
         )
         worker.link.tell(("start", start))
         try:
@@ -406,8 +405,7 @@ class RemoteJob:
                 images = [{"address": i.address, "size": len(i.data), "sha256": i.sha256} for i in self.recipe.images]
                 await self.events.job_started(result, list[dict[str, object]](images), self.recipe.family.name)
             result.result, result.step, result.reason = "stopped", self.port.step, reason
-            self.events.state_changed("idle")
-            await self.events.job_finished(result)
+            await self.events.job_finished(result)  # the port goes idle, the record completes
         self.around.admission.leave(self.port.path)
         # Whatever the job read of its port is unknown: the port holds the board last seen on it.
         last = self._forwarded[-1] if self._forwarded else None
