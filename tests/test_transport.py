@@ -243,3 +243,85 @@ def test_spsdk_command_logging_is_built_only_when_enabled(node, monkeypatch):
         assert any(line.startswith("CMD: Status") for line in lines)
     finally:
         spsdk_log.setLevel(level)
+
+
+# --- cooperative handles (engine/context.py: simulated boards served on trio's own thread) ---------
+
+
+def test_only_a_socket_node_waits_cooperatively(node, tmp_path):
+    from spsdk.exceptions import SPSDKConnectionError
+
+    from gangd.io.transport.fd_device import cooperative_node
+
+    path, _ = node
+    assert cooperative_node(path)
+    assert not cooperative_node("/dev/null")  # a character device: hidraw's writes block in the kernel
+    assert not cooperative_node(str(tmp_path / "gone")) and not cooperative_node(None)
+    with pytest.raises(SPSDKConnectionError, match="not a socket"):
+        FdHidDevice("/dev/null", cooperative=True).open()
+
+
+@pytest.mark.trio
+async def test_a_cooperative_read_lets_trio_run_while_it_waits(node):
+    import greenback
+    import trio
+    import trio.testing
+
+    path, listener = node
+    device = FdHidDevice(path, cooperative=True)
+    device.open()
+    peer, _ = listener.accept()
+    got: list[bytes] = []
+
+    async def reader() -> None:
+        got.append(await greenback.with_portal_run_sync(device.read, 1024))
+
+    with trio.fail_after(10):  # a read that held trio's thread would never let the answer be sent
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(reader)
+            await trio.testing.wait_all_tasks_blocked()
+            assert not got
+            peer.send(b"\x03answer")
+    assert got == [b"\x03answer"]
+    # A cancellation (a step's deadline) reaches the wait itself.
+    with trio.CancelScope() as scope:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(reader)
+            await trio.testing.wait_all_tasks_blocked()
+            scope.cancel()
+    assert scope.cancelled_caught and got == [b"\x03answer"]
+    device.dispose()
+    peer.close()
+
+
+@pytest.mark.trio
+async def test_a_cooperative_write_waits_for_room_or_for_an_answer(node):
+    """A data phase's report waits for room; an answer from the board (a refusal) ends the wait."""
+    import greenback
+    import trio
+    import trio.testing
+
+    path, listener = node
+    device = FdHidDevice(path, cooperative=True)
+    device.open()
+    peer, _ = listener.accept()
+    report = b"\x02" + bytes(1023)
+    taken: list[bool] = []
+
+    def fill_then_write() -> None:
+        while device.write_report(report) and not device.answer_waiting():
+            pass  # until the socket is full: then the write waits, and the refusal ends it
+
+    async def writer() -> None:
+        await greenback.with_portal_run_sync(fill_then_write)
+        taken.append(True)
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(writer)
+            await trio.testing.wait_all_tasks_blocked()
+            assert not taken  # the socket is full, the board reads nothing: the write waits
+            peer.send(b"\x03refused")
+    assert taken and device.read(1024) == b"\x03refused"
+    device.dispose()
+    peer.close()

@@ -172,9 +172,10 @@ class Soak:
         flaky = {} if mechanisms else {self.ports[-1]: ["status:cmd=write-memory,code=10200,p=0.6"]}
         self.hub = SimHub(self.ports, port_faults=flaky, seed=args.seed, flashloader_budget=budget)
         family = load_family("mimxrt1020")
+        self.timing = TimingModel(time_scale=args.time_scale)
         factory = BoardFactory(
             family,
-            TimingModel(time_scale=args.time_scale),
+            self.timing,
             seed=args.seed,
             faults=board_faults(args.seed, args.marginal, args.protected),
         )
@@ -269,11 +270,13 @@ class Soak:
         self.last_id_before_restart = max(before, default=0)
         self.daemon.send_signal(signal.SIGKILL)
         self.daemon.wait()
-        self.start_daemon()  # marks what was running as interrupted before it connects
         # A board the dead gangd left between stages (jumped, but the flashloader never came up)
-        # is invisible to the new one: the operator sees a dark port and replugs it; a port whose
-        # board was pulled out (its "removed" never reported) is filled with a fresh one.
-        replugged = self.operator.replug_silent()
+        # is invisible to the new one: the operator sees a dark port and replugs it, before the
+        # new gangd starts (after, a board the new gangd has just reset is dark for its
+        # re-enumeration, and a replug would make a finished board one to program again).
+        replugged = self.operator.replug_silent(grace_s=4 * self.timing.reenumeration_s * self.timing.time_scale)
+        self.start_daemon()  # marks what was running as interrupted before it connects
+        # A port whose board was pulled out (its "removed" never reported) gets a fresh one.
         self.operator.populate()
         after = self.committed()
         lost = [i for i, result in before.items() if result != "running" and after.get(i) != result]

@@ -1,4 +1,5 @@
-"""What a plan's steps do on the board: blocking spsdk calls, run in the port's worker thread.
+"""What a plan's steps do on the board: synchronous spsdk calls, run by `StepContext.run` (on
+trio's thread or in the port's worker thread: context.py).
 
 The job engine (`job.py`) decides when and under which deadline; these functions are the commands
 themselves, over spsdk's own SDP and McuBoot clients.

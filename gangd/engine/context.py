@@ -7,10 +7,21 @@ and nothing else of the job. `run` is the one way to talk to the board: every ca
 port's own worker thread under its step's deadline, and whatever goes wrong comes back as a
 domain error naming the port, the step and the deadline.
 
-spsdk is synchronous, so every call to the board runs in a worker thread (`trio.to_thread`),
-through a capacity limiter of one that belongs to this port alone: no global limit, no shared
-handle. When a step's deadline fires the thread is abandoned and its handle aborted
-(`FdHidDevice.abort` wakes the blocked poll), so a hung board costs its own port only.
+spsdk is synchronous. How its calls wait for the board depends on what the board's node is:
+- **a socket** (the simulator's boards; `cooperative_node`): the call runs on trio's own thread
+  inside a greenback portal (`greenback.with_portal_run_sync`), and where spsdk waits for the
+  board the handle awaits its descriptor on trio (`FdHidDevice(cooperative=True)`): a board
+  waiting costs no thread, the other jobs run meanwhile, and a step's deadline is trio's
+  cancellation reaching that wait. Why: with a worker thread per call, 64 boards meant 64 threads
+  passing the GIL to each other at every system call, about a quarter of gangd's CPU at N=64
+  (docs/PERFORMANCE.md, "One thread for the boards' I/O").
+- **a character device** (`/dev/hidrawN` on hardware): the call runs in a worker thread
+  (`trio.to_thread`) through a capacity limiter of one that belongs to this port alone. A hidraw
+  write blocks in the kernel until the interrupt transfer is done (usbhid_output_report ->
+  usb_interrupt_msg, drivers/hid/usbhid/hid-core.c; O_NONBLOCK is not honoured there), up to
+  USB_CTRL_SET_TIMEOUT (5 s) for a board that NAKs: on trio's thread that would stop every other
+  board. When a step's deadline fires the thread is abandoned and its handle aborted
+  (`FdHidDevice.abort` wakes the blocked poll), so a hung board costs its own port only.
 """
 
 from __future__ import annotations
@@ -19,6 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+import greenback
 import structlog
 import trio
 from spsdk.exceptions import SPSDKConnectionError, SPSDKError
@@ -41,7 +53,7 @@ from gangd.engine import plan as p
 from gangd.engine.diagnosis import FlashDiagnostician
 from gangd.engine.flash_groups import FlashGroups
 from gangd.io.transport import DeviceGoneError, FdHidDevice, TransportAborted, mboot_client, sdp_client
-from gangd.io.transport.fd_device import ReportTap, WrongDeviceError
+from gangd.io.transport.fd_device import ReportTap, WrongDeviceError, cooperative_node
 
 T = TypeVar("T")
 
@@ -82,6 +94,8 @@ class StepContext:
         self.cycled_for_protection = False
         self.log = structlog.get_logger("gangd.engine.job")
         self.limiter = trio.CapacityLimiter(1)
+        # A job's nodes are all of one kind (the simulator's sockets, or hidraw): the first names it.
+        self.cooperative = cooperative_node(event.devnode)
         self.device: FdHidDevice | None = None
         self.mboot: McuBoot | None = None
         # The option words in force: a diagnosis may lower their clock for the rest of the job.
@@ -115,7 +129,11 @@ class StepContext:
         if event.devnode is None:
             raise DeviceGoneError(f"port {event.port}: the event named no device node")
         self.device = FdHidDevice(
-            event.devnode, timeout=HANDLE_TIMEOUT_MS, expected_ids=(event.vid, event.pid), recorder=self.recorder
+            event.devnode,
+            timeout=HANDLE_TIMEOUT_MS,
+            expected_ids=(event.vid, event.pid),
+            recorder=self.recorder,
+            cooperative=self.cooperative,
         )
         self.device.open()
         return self.device
@@ -162,8 +180,8 @@ class StepContext:
     async def run(
         self, name: str, deadline_s: float, fn: Callable[..., T], *args: Any, check_stopping: bool = True
     ) -> T:
-        """`fn(*args)` in the port's worker thread under the step's deadline; its failures as
-        domain errors. The step's time goes to the record."""
+        """`fn(*args)` under the step's deadline, on trio's thread or in the port's worker thread
+        (module docstring); its failures as domain errors. The step's time goes to the record."""
         if check_stopping and self.stopping():
             raise JobStopped(self.port.path, name, "gangd is stopping; ended before this step")
         self.events.step_started(name)
@@ -171,7 +189,7 @@ class StepContext:
         self.log.debug("step started", step=name, attempt=self.attempt, deadline_s=round(deadline_s, 3))
         try:
             with trio.fail_after(deadline_s):
-                value = await trio.to_thread.run_sync(fn, *args, abandon_on_cancel=True, limiter=self.limiter)
+                value = await self._call(fn, *args)
         except trio.TooSlowError:
             if self.device is not None:
                 self.device.abort()
@@ -200,6 +218,16 @@ class StepContext:
         self.timing(name, time.monotonic() - started)
         return value
 
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        if not self.cooperative:
+            return await trio.to_thread.run_sync(fn, *args, abandon_on_cancel=True, limiter=self.limiter)
+        # A cancellation is met before and after the call, as with a worker thread; inside, the
+        # call meets one only where it waits for the board.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        value = await greenback.with_portal_run_sync(fn, *args)
+        await trio.lowlevel.checkpoint_if_cancelled()
+        return value
+
     def timing(self, name: str, seconds: float) -> None:
         self.result.steps.append(StepTiming(name, seconds, self.attempt))
         self.events.step_finished(name, seconds)
@@ -219,14 +247,19 @@ class StepContext:
         )
 
     def progress(self) -> Callable[[int, int], None]:
-        """A data phase's progress (bytes done of total, from the port's worker thread, at most
-        ~20 times a second: stream.Throttle) as the job's fraction, told to its observers in
-        trio's thread without waiting for it."""
+        """A data phase's progress (bytes done of total, at most ~20 times a second:
+        stream.Throttle) as the job's fraction, told to its observers in trio's thread without
+        waiting for it: at once where the data phase runs on trio's thread, else queued from the
+        port's worker thread (in order with the call's own end, which trio queues the same way)."""
         token = trio.lowlevel.current_trio_token()
         base, span = self.progress_span
+        changed = self.events.progress_changed
 
         def told(done: int, total: int) -> None:
-            token.run_sync_soon(self.events.progress_changed, base + span * done / max(total, 1))
+            if self.cooperative:
+                changed(base + span * done / max(total, 1))
+            else:
+                token.run_sync_soon(changed, base + span * done / max(total, 1))
 
         return told
 

@@ -88,7 +88,7 @@ class Job:
     # --- the job as a whole ---------------------------------------------------------------------
 
     async def run(self) -> JobResult:
-        # Bound for every line of this job, including spsdk's, in this task and its worker threads.
+        # Bound for every line of this job, including spsdk's, in this task and any worker thread.
         with structlog.contextvars.bound_contextvars(
             port=self.port.path, label=self.port.label, job=self.id, serial=self.event.serial
         ):

@@ -2,8 +2,8 @@
 
 JSON lines on stdout when stdout is not a terminal (journald keeps them), a quiet console for the
 operator on a terminal. Each job binds port, label, job id, serial and board identity as context
-variables at the top of its task; trio copies them into the worker threads that run spsdk, so even
-spsdk's own log lines say which port they belong to.
+variables at the top of its task; spsdk runs in that task (a greenback portal) or in a worker
+thread trio copies them into, so even spsdk's own log lines say which port they belong to.
 
 Levels are enforced on gangd's one handler, per namespace, so no library can widen them: spsdk's
 lines pass at `--spsdk-log-level` and above (its device-database cache chatter only at debug), and

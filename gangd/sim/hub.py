@@ -78,6 +78,9 @@ class SimPort:
         self.boards_seen = 0
         self._thread: threading.Thread | None = None
         self._on_bus = threading.Event()
+        # Every enumeration on this port, counted, and told to whoever waits on `enumerated`.
+        self.enumerations = 0
+        self.enumerated = threading.Condition()
         self.cycling = False
         self._unpowered: SimBoard | None = None  # the board in a port whose power is off
         self._lock = threading.Lock()
@@ -199,6 +202,9 @@ class SimPort:
             board.first_enumerated_at = time.monotonic()
         self.hub._emit(PortEvent(ADD, self.path, ids.vid, ids.pid, board.serial, devnode))
         self._on_bus.set()
+        with self.enumerated:
+            self.enumerations += 1
+            self.enumerated.notify_all()
         try:
             self._serve_handles(board, listener)
         except LeaveStage as leave:
@@ -461,14 +467,32 @@ class Operator:
             exhausted = self.limit is not None and self.made >= self.limit
         return exhausted and all(port.board is None for port in self.hub.ports.values())
 
-    def replug_silent(self) -> list[str]:
+    def replug_silent(self, grace_s: float) -> list[str]:
         """Replug the boards that sit in a port without showing on the bus (a flashloader that
-        never came up, a board mid re-enumeration when gangd died): what an operator does with a
-        port whose board has gone dark. Returns the ports replugged."""
-        dark = [path for path, port in self.hub.ports.items() if port.board is not None and port.devnode is None]
-        for path in dark:
-            self.hub.port(path).power_cycle()
-        return dark
+        never came up when gangd died): what an operator does with a port whose board has gone
+        dark. A board that is merely re-enumerating (a jump or a reset a moment ago) is given
+        `grace_s` to come back first; call this while no gangd runs, or a board its jobs have just
+        reset looks dark too, and a power cycle would make it a new board to program. Returns
+        the ports replugged."""
+        dark = {
+            path: (port.board, port.enumerations)
+            for path, port in self.hub.ports.items()
+            if port.board is not None and port.devnode is None and not port.cycling
+        }
+        deadline = time.monotonic() + grace_s
+        replugged = []
+        for path, (board, seen) in dark.items():
+            port = self.hub.port(path)
+
+            def back(port: SimPort = port, board: SimBoard | None = board, seen: int = seen) -> bool:
+                return port.board is not board or port.enumerations != seen
+
+            with port.enumerated:
+                port.enumerated.wait_for(back, timeout=max(0.0, deadline - time.monotonic()))
+            if port.board is board and port.enumerations == seen and port.devnode is None:
+                port.power_cycle()
+                replugged.append(path)
+        return replugged
 
     def stop(self) -> None:
         self._stopped.set()

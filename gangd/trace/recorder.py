@@ -181,8 +181,8 @@ class TraceRecorder:
 def placed(events: list[tuple[int, dict[str, Any]]], recording: Recording) -> list[tuple[int, int, dict[str, Any]]]:
     """The events (`(monotonic ns, event)`), and a `dropped` event where the recording let
     reports go, each with the number of reports before it, as `file.encode` takes them: in time
-    order, a report before an event of the same nanosecond. The worker thread (reports) and the
-    trio thread (events) each kept their own order; their timestamps tell the true one."""
+    order, a report before an event of the same nanosecond. The handle's calls (reports) and
+    the port's task (events) each kept their own order; their timestamps tell the true one."""
     events = list(events)
     dropped = recording.dropped
     if dropped is not None:

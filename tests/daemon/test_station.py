@@ -160,3 +160,23 @@ async def test_a_duplicate_enumeration_is_one_event(rt1020):
     with trio.fail_after(1):
         assert await port.next_event() == board
         assert (await port.next_event()).action == REMOVE
+
+
+async def test_simulated_boards_are_served_on_trios_own_thread(line, monkeypatch):
+    """A simulated board's node is a socket: the job's calls wait on trio, so every command leaves
+    from trio's thread and no worker thread is taken per call (engine/context.py)."""
+    import threading
+
+    from gangd.io.transport import FdHidDevice
+
+    senders: set[int] = set()
+    write = FdHidDevice.write
+
+    def spied(self, data, timeout=None):
+        senders.add(threading.get_ident())
+        return write(self, data, timeout)
+
+    monkeypatch.setattr(FdHidDevice, "write", spied)
+    run = await line(4)
+    assert {r.result for r in await run.wait_results(4)} == {"success"}
+    assert senders == {threading.get_ident()}

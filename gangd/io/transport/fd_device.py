@@ -6,9 +6,21 @@ emulated /dev/hidrawN (`gangd sim --hidraw`). All keep
 report boundaries: one read returns one report, one write sends one. Everything above this class
 (spsdk's bulk framing, commands and status codes) is spsdk's real code path.
 
-Timeouts are `poll()` deadlines, never a blocking read that cannot be interrupted, and `abort()`
-wakes a call blocked in another thread at once: that is how a trio deadline reaches a spsdk call
-running in a worker thread.
+Two ways to wait for the device, chosen when the handle is made:
+- **cooperative**, for a socket node only (`cooperative_node`; gangd's jobs on simulated boards,
+  `engine/context.py`): spsdk's synchronous code runs on trio's own thread inside a greenback
+  portal, and a wait for the device is awaited there (`trio.lowlevel.wait_readable`, trio's
+  epoll): a job waiting for its board costs no thread, and the step's deadline reaches the wait
+  as trio's cancellation. A socket's send never blocks in the kernel (non-blocking, and the wait
+  for room is awaited like a read). Why: with a worker thread per board call, 64 boards meant 64
+  threads handing the GIL to each other at every system call; at N=64 a quarter of gangd's CPU
+  was the kernel waking and parking them (perf: futex wake/wait under the GIL's mutex and
+  condition variable), about 320 context switches per board (docs/PERFORMANCE.md).
+- **blocking** (hidraw, tools, tests): `poll()` deadlines, never a blocking read that cannot be
+  interrupted, and `abort()` wakes a call blocked in another thread at once. A hidraw write
+  blocks in the kernel until its interrupt transfer is done whatever O_NONBLOCK says
+  (usbhid_output_report -> usb_interrupt_msg, drivers/hid/usbhid/hid-core.c), so a hidraw handle
+  is never cooperative: its calls run in the port's worker thread.
 """
 
 from __future__ import annotations
@@ -22,6 +34,8 @@ import stat
 import struct
 from typing import Protocol
 
+import greenback
+import trio
 from spsdk.exceptions import SPSDKConnectionError
 from spsdk.utils.exceptions import SPSDKTimeoutError
 from spsdk.utils.interfaces.device.base import DeviceBase
@@ -30,6 +44,18 @@ DEFAULT_TIMEOUT_MS = 5000
 # linux/hidraw.h: HIDIOCGRAWINFO = _IOR('H', 0x03, struct hidraw_devinfo { u32 bustype; s16 vendor; s16 product; })
 HIDIOCGRAWINFO = 0x80084803
 _READ_EVENTS = select.POLLIN | select.POLLPRI
+
+
+def cooperative_node(devnode: str | None) -> bool:
+    """Whether a handle on `devnode` may wait cooperatively: a socket node (the simulator's), whose
+    sends do not block in the kernel (module docstring). Anything else, or a node already gone,
+    is not."""
+    if devnode is None:
+        return False
+    try:
+        return stat.S_ISSOCK(os.stat(devnode).st_mode)
+    except OSError:
+        return False
 
 
 class DeviceGoneError(SPSDKConnectionError):
@@ -60,8 +86,16 @@ class FdHidDevice(DeviceBase):
         timeout: int = DEFAULT_TIMEOUT_MS,
         expected_ids: tuple[int, int] | None = None,
         recorder: ReportTap | None = None,
+        cooperative: bool = False,
     ) -> None:
+        """`cooperative`: the handle is used only from a trio task inside a greenback portal
+        (`greenback.with_portal_run_sync`), and its waits are awaited on trio (module docstring);
+        only for a socket node."""
         self.devnode = devnode
+        self.cooperative = cooperative
+        # cooperative writes wait for "writable or answered" on one descriptor trio can watch: an
+        # epoll of the device's own, level-triggered for both (made at open)
+        self._either: select.epoll | None = None
         self.recorder = recorder
         self.expected_ids = expected_ids
         self._timeout = timeout
@@ -114,8 +148,17 @@ class FdHidDevice(DeviceBase):
             raise SPSDKConnectionError(f"{self.devnode}: permission denied") from exc
         except OSError as exc:
             raise SPSDKConnectionError(f"{self.devnode}: cannot open: {exc.strerror}") from exc
+        if self.cooperative:
+            if self._sock is None:
+                self.close()
+                raise SPSDKConnectionError(f"{self.devnode}: not a socket: its writes would block trio's thread")
+            self._either = select.epoll(1)
+            self._either.register(self._sock.fileno(), select.EPOLLIN | select.EPOLLOUT)
 
     def close(self) -> None:
+        if self._either is not None:
+            self._either.close()
+            self._either = None
         if self._sock is not None:
             self._sock.close()
         elif self._fd is not None:
@@ -181,6 +224,12 @@ class FdHidDevice(DeviceBase):
         data = os.read(fd, len(buffer))
         buffer[: len(data)] = data
         return len(data)
+
+    def pause(self) -> None:
+        """A cooperative handle's data phase lets the other jobs run, and a cancellation in (a
+        trio checkpoint); for a blocking handle, nothing."""
+        if self.cooperative:
+            greenback.await_(trio.lowlevel.checkpoint())
 
     def answer_waiting(self) -> bool:
         """Whether the device has a report waiting to be read (a poll that does not wait)."""
@@ -261,6 +310,11 @@ class FdHidDevice(DeviceBase):
 
     def _wait(self, fd: int, event: int, timeout: int | None, what: str) -> int:
         ms = self._timeout if timeout is None else timeout
+        if self.cooperative:
+            events = greenback.await_(self._ready(fd, event, ms))
+            if events is None:
+                raise SPSDKTimeoutError(f"{self.devnode}: no {what} within {ms} ms")
+            return self._judge(fd, {fd: events})
         poller = select.poll()
         poller.register(fd, event)
         poller.register(self._wake_r, select.POLLIN)
@@ -269,6 +323,30 @@ class FdHidDevice(DeviceBase):
             raise TransportAborted(f"{self.devnode}: aborted")
         if fd not in ready:
             raise SPSDKTimeoutError(f"{self.devnode}: no {what} within {ms} ms")
+        return self._judge(fd, ready)
+
+    async def _ready(self, fd: int, event: int, ms: int) -> int | None:
+        """The device's events once it is ready for `event` (None past `ms`), awaited on trio. A
+        cancellation (the step's deadline, the job stopped) passes through as trio's."""
+        poller = select.poll()
+        poller.register(fd, event)
+        with trio.move_on_after(ms / 1000):
+            while True:
+                if event & _READ_EVENTS and event & select.POLLOUT:  # writable, or answered
+                    assert self._either is not None  # made at open for a cooperative handle
+                    await trio.lowlevel.wait_readable(self._either.fileno())
+                elif event & select.POLLOUT:
+                    await trio.lowlevel.wait_writable(fd)
+                else:
+                    await trio.lowlevel.wait_readable(fd)
+                ready = poller.poll(0)
+                if ready:
+                    return ready[0][1]
+        return None
+
+    def _judge(self, fd: int, ready: dict[int, int]) -> int:
+        if self._aborted:
+            raise TransportAborted(f"{self.devnode}: aborted")
         if ready[fd] & (select.POLLNVAL | select.POLLERR) or (
             ready[fd] & select.POLLHUP and not ready[fd] & _READ_EVENTS
         ):

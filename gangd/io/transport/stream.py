@@ -15,7 +15,10 @@ through three more calls and an isinstance ladder. Here each report is one heade
 reused buffer and one system call, the read lands in one preallocated buffer, and progress is
 reported at most every `PROGRESS_INTERVAL_S` (never per report).
 
-The loops run in the caller's thread (the port's worker thread): no thread hop per report.
+The loops run where the caller runs: on trio's thread for a socket node (a cooperative handle,
+fd_device.py), in the port's worker thread for hidraw; no thread hop per report either way. On
+trio's thread a loop lets the other jobs run once per group of reports (`FdHidDevice.pause`), as
+a data phase whose reports never wait would otherwise keep them waiting to its end.
 """
 
 from __future__ import annotations
@@ -101,8 +104,10 @@ def write_memory(
     while taken and sent < end:
         # Groups of ANSWER_CHECK_EVERY reports: one look for an early answer before each group
         # after the first, and the progress throttle after each group (never per report).
-        if sent and device.answer_waiting():
-            break  # the device ended the data phase early: its status report is next
+        if sent:
+            device.pause()
+            if device.answer_waiting():
+                break  # the device ended the data phase early: its status report is next
         group_end = min(end, sent + size * ANSWER_CHECK_EVERY)
         full_end = group_end - (group_end - sent) % size  # only the image's last report is shorter
         for offset in range(sent, full_end, size):
@@ -167,6 +172,7 @@ def read_memory(
         if received - told_at >= PROGRESS_CHECK_BYTES:  # the throttle is looked at per 32 KiB
             told_at = received
             throttle(received)
+            device.pause()
     _closing_status(mboot, CommandTag.READ_MEMORY)
     throttle.finish()
     return out
