@@ -430,8 +430,10 @@ class HidrawPort(SimPort):
         try:
             serve_hid(board, node)
         except LeaveStage as exc:
+            board.clock.settle()  # it leaves the bus at its modelled time, owing nothing
             leave = exc
         except Unplugged:
+            board.clock.settle()  # a fault's unplug comes when the model has the board there
             board.unplugged.set()
         except LinkClosed:
             pass  # unplugged (the only way a node closes under its board)

@@ -202,8 +202,10 @@ class SimPort:
         try:
             self._serve_handles(board, listener)
         except LeaveStage as leave:
+            board.clock.settle()  # it leaves the bus at its modelled time, owing nothing
             return leave
         except Unplugged:
+            board.clock.settle()  # a fault's unplug comes when the model has the board there
             board.unplugged.set()
         finally:
             listener.close()

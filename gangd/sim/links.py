@@ -98,7 +98,7 @@ class HidSocket(_ByteChannel):
         self.sock = sock
         self.clock = clock
         # Bound once: these run once per report (a thousand times per MiB each way).
-        self._recv, self._send, self._charge = sock.recv, sock.send, clock.charge
+        self._recv, self._send, self._charge, self._owe = sock.recv, sock.send, clock.charge, clock.owe
         self._interval = clock.model.report_interval_s
 
     def recv_report(self) -> bytes:
@@ -115,7 +115,9 @@ class HidSocket(_ByteChannel):
             raise LinkClosed(str(exc)) from exc
         if not report:
             raise LinkClosed("host closed the device")
-        self._charge(self._interval)
+        # Owed, not slept: the host's send returned when the socket queued the report, so the
+        # board's pace shows only in its next reply, which `send_report` sends at the deadline.
+        self._owe(self._interval)
         return report
 
     def send_report(self, report: bytes) -> None:
@@ -255,6 +257,7 @@ class UartChannel(_ByteChannel):
         return data
 
     def write(self, data: bytes) -> None:
+        self.clock.settle()  # whatever the board owes (pages programmed) comes before its answer
         view = memoryview(data)
         while view:
             try:
