@@ -416,6 +416,8 @@ class HidrawNode:
 class HidrawPort(SimPort):
     """A hub port whose board appears as /dev/hidrawN in the testbed (see SimPort for its life)."""
 
+    threaded = True  # its node's waits are on conditions, not on the hub's BoardLoop
+
     hub: HidrawHub
 
     def _enumerated(self, board: SimBoard) -> LeaveStage | None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import os
 import select
+import selectors
 import socket
 import struct
 import threading
@@ -32,6 +33,7 @@ from gangd.sim.hid_reports import (
     ROM_DESCRIPTOR,
     report_sizes,
 )
+from gangd.sim.loop import running_loop
 from gangd.sim.timing import BoardClock
 
 _MBOOT_SIZES = report_sizes(FLASHLOADER_DESCRIPTOR)
@@ -83,11 +85,27 @@ class _ByteChannel:
         self.stop = stop
 
     def wait_readable(self) -> None:
+        self._wait(selectors.EVENT_READ)
+
+    def wait_writable(self) -> None:
+        self._wait(selectors.EVENT_WRITE)
+
+    def _wait(self, events: int) -> None:
+        loop = running_loop()
         while not self.stop.is_set():
-            ready, _, _ = select.select([self.fd], [], [], _POLL_S)
-            if ready:
+            if loop is not None:  # the board runs on a BoardLoop: park it there, woken by unplug
+                if loop.block(self.fd, events, stop=self.stop):
+                    return
+                continue
+            if _ready(self.fd, events, _POLL_S):
                 return
         raise LinkClosed("board stopped")
+
+
+def _ready(fd: int, events: int, timeout: float = 0.0) -> bool:
+    if events == selectors.EVENT_READ:
+        return bool(select.select([fd], [], [], timeout)[0])
+    return bool(select.select([], [fd], [], timeout)[1])
 
 
 class HidSocket(_ByteChannel):
@@ -122,10 +140,15 @@ class HidSocket(_ByteChannel):
 
     def send_report(self, report: bytes) -> None:
         self._charge(self._interval)
-        try:
-            self._send(report)
-        except OSError as exc:
-            raise LinkClosed(str(exc)) from exc
+        while True:
+            try:
+                # Never blocks the thread: on a BoardLoop that thread carries every other board.
+                self._send(report, socket.MSG_DONTWAIT)
+                return
+            except BlockingIOError:
+                self.wait_writable()  # the host is not reading: its socket buffer is full
+            except OSError as exc:
+                raise LinkClosed(str(exc)) from exc
 
 
 class MbootHidLink:

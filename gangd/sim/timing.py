@@ -20,6 +20,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+from gangd.sim.loop import running_loop
+
 SECTOR_SIZE = 4 * 1024
 BLOCK_SIZE = 64 * 1024
 PAGE_SIZE = 256
@@ -168,7 +170,12 @@ class BoardClock:
             self._sleep(self._deadline - time.monotonic())
 
     def _sleep(self, delay: float) -> None:
-        if delay > SHORT_SLEEP_S:
+        if delay <= 0:
+            return
+        loop = running_loop()
+        if loop is not None:
+            loop.block(timeout=delay, stop=self._stop)  # a timer on the loop that runs every board
+        elif delay > SHORT_SLEEP_S:
             self._stop.wait(delay)  # long waits end at once when the board is unplugged
-        elif delay > 0:
+        else:
             time.sleep(delay)  # a report's worth: cheaper than an Event wait, and over soon anyway
