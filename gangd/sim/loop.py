@@ -9,12 +9,14 @@ a greenlet switch. The engines stay synchronous code, unchanged; only the waits 
 and each falls back to blocking the calling thread when it is not on one (UART boards, the hidraw
 emulation and tests that drive a link by hand keep their threads).
 
-Timers: the selector's timeout has millisecond granularity (epoll), coarser than a 0.5 ms report,
-so the loop waits in the selector only until the millisecond before the next deadline and sleeps
-the rest with `time.sleep` (nanosecond precision, as the board threads did) after a look at the
-sockets that does not wait. A host's report that arrives during that last sub-millisecond sleep is
-seen when it ends: a board can take a report up to a millisecond later than its own thread would
-have, never earlier.
+Timers: the loop waits in select(2), whose timeout is in microseconds (a board thread's sleep had
+the same grain and the kernel's 50 µs timer slack), so a report is due 0.5 ms after the last one
+and leaves then. select(2) also costs no system call to start or stop watching a socket, where
+epoll costs two per wait. It takes descriptors below FD_SETSIZE (1024) only: past that (a process
+with many files open) the loop moves to epoll, whose timeout is in whole milliseconds, rounded up;
+it then waits in epoll only until the millisecond before the next deadline and sleeps the rest
+with `time.sleep` after a look at the sockets that does not wait, so a host's report that arrives
+during that last sub-millisecond sleep is seen when it ends (up to a millisecond late, never early).
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from greenlet import getcurrent, greenlet
 
 log = logging.getLogger(__name__)
 _local = threading.local()
-_SELECT_GRAIN_S = 0.001  # epoll's timeout is in whole milliseconds, rounded up
+_EPOLL_GRAIN_S = 0.001  # epoll's timeout is in whole milliseconds, rounded up
+_FD_SETSIZE = 1024  # select(2) takes descriptors below this
 
 
 class Flag(threading.Event):
@@ -76,13 +79,16 @@ class Task:
 
 class BoardLoop:
     def __init__(self, name: str = "sim-boards") -> None:
-        self._selector = selectors.DefaultSelector()
+        self._selector: selectors.BaseSelector = selectors.SelectSelector()
+        self._fine = True  # the selector's timeout is in microseconds (select), not milliseconds
         self._timers: list[tuple[float, int, _Wait]] = []
         self._sequence = itertools.count()
         self._calls: deque[Callable[[], None]] = deque()
         self._ready: deque[greenlet] = deque()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        if self._wake_r >= _FD_SETSIZE:
+            self._to_epoll()
         self._closing = False
         self._live = 0  # tasks spawned and not yet returned (counted on the loop's thread)
         self._main: greenlet | None = None
@@ -144,6 +150,8 @@ class BoardLoop:
         if stop is not None and not isinstance(stop, Flag):
             timeout = 0.05 if timeout is None else min(timeout, 0.05)
         if fd is not None:
+            if fd >= _FD_SETSIZE and self._fine:
+                self._to_epoll()
             self._selector.register(fd, events, wait)
         if timeout is not None:
             heapq.heappush(self._timers, (time.monotonic() + timeout, next(self._sequence), wait))
@@ -173,10 +181,17 @@ class BoardLoop:
             self._ready.append(wait.task)
             wait.task = None
 
+    def _to_epoll(self) -> None:
+        selector = selectors.DefaultSelector()
+        for key in self._selector.get_map().values():
+            selector.register(key.fd, key.events, key.data)
+        self._selector.close()
+        self._selector, self._fine = selector, False
+
     def _run(self) -> None:
         _local.loop = self
         self._main = getcurrent()
-        calls, ready, timers, selector = self._calls, self._ready, self._timers, self._selector
+        calls, ready, timers = self._calls, self._ready, self._timers
         while True:
             while calls or ready:
                 while calls:
@@ -185,10 +200,13 @@ class BoardLoop:
                     ready.popleft().switch()
             if self._closing and not self._live:
                 break
-            timeout = None if not timers else timers[0][0] - time.monotonic()
-            if timeout is None or timeout > _SELECT_GRAIN_S:
+            selector = self._selector
+            timeout = None if not timers else max(0.0, timers[0][0] - time.monotonic())
+            if self._fine:
+                self._dispatch(selector.select(timeout))
+            elif timeout is None or timeout > _EPOLL_GRAIN_S:
                 # epoll rounds up to the millisecond: wake in the millisecond before the deadline
-                self._dispatch(selector.select(None if timeout is None else timeout - _SELECT_GRAIN_S))
+                self._dispatch(selector.select(None if timeout is None else timeout - _EPOLL_GRAIN_S))
             elif timeout <= 0 or not self._dispatch(selector.select(0)):
                 # The deadline is less than epoll's grain away and nothing is ready: sleep to it
                 # precisely, then take what arrived meanwhile (module doc).

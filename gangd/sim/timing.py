@@ -11,6 +11,13 @@ Defaults come from datasheets and USB descriptors:
 `BoardClock` charges costs against an absolute deadline instead of sleeping each cost on its own,
 so the overshoot of one sleep is repaid by the next and a long transfer lands within a fraction of
 a millisecond of the modelled time. A time scale of 0 makes every cost free (unit tests).
+
+What the model promises, and at what grain: every report a board sends leaves at its modelled
+time, one report interval (0.5 ms) after the one before (`charge` before each send), and so does
+every write a host makes to an emulated hidraw node (its write returns when the board has taken
+the report). What the host cannot observe is not slept one by one: reports a board takes from a
+socket and pages it programs are owed (`owe`) and repaid before its next reply, the board running
+at most `AHEAD_MAX_S` ahead in between; a board leaving the bus repays them first (`settle`).
 """
 
 from __future__ import annotations

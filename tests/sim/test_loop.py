@@ -52,6 +52,26 @@ def test_a_flag_ends_a_wait_that_nothing_else_would():
         os.close(board)
 
 
+def test_past_select_s_descriptors_the_loop_moves_to_epoll():
+    """select(2) takes descriptors below 1024 only; a board's socket numbered higher (a process with
+    many files open) moves the loop to epoll, and waits on sockets and timers go on there."""
+    loop = BoardLoop()
+    host, board = os.pipe()
+    high = os.dup2(host, 1500)
+    results: dict[str, bool] = {}
+    try:
+        ready = loop.spawn(lambda: results.setdefault("ready", loop.block(high, stop=Flag())))
+        os.write(board, b"x")
+        assert ready.done.wait(WAIT_S) and results["ready"] is True
+        assert not loop._fine
+        timer = loop.spawn(lambda: results.setdefault("timer", loop.block(timeout=0.0005)))
+        assert timer.done.wait(WAIT_S) and results["timer"] is False
+    finally:
+        loop.close()
+        for fd in (host, board, high):
+            os.close(fd)
+
+
 def test_a_board_whose_host_stops_reading_does_not_hold_up_the_others():
     loop = BoardLoop()
     device, host = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
