@@ -25,6 +25,7 @@ import heapq
 import itertools
 import logging
 import os
+import select
 import selectors
 import threading
 import time
@@ -79,14 +80,18 @@ class Task:
 
 class BoardLoop:
     def __init__(self, name: str = "sim-boards") -> None:
-        self._selector: selectors.BaseSelector = selectors.SelectSelector()
-        self._fine = True  # the selector's timeout is in microseconds (select), not milliseconds
+        # The descriptors watched, each with its parked board (None: the loop's wake-up pipe). Kept
+        # here and handed to select(2) as they are: a selectors.Selector's key per wait cost more
+        # than the wait. `_epoll` once a descriptor is past FD_SETSIZE (module doc).
+        self._readers: dict[int, _Wait | None] = {}
+        self._writers: dict[int, _Wait] = {}
+        self._epoll: select.epoll | None = None
         self._timers: list[tuple[float, int, _Wait]] = []
         self._sequence = itertools.count()
         self._calls: deque[Callable[[], None]] = deque()
         self._ready: deque[greenlet] = deque()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._readers[self._wake_r] = None
         if self._wake_r >= _FD_SETSIZE:
             self._to_epoll()
         self._closing = False
@@ -149,10 +154,13 @@ class BoardLoop:
         wait = _Wait(getcurrent())
         if stop is not None and not isinstance(stop, Flag):
             timeout = 0.05 if timeout is None else min(timeout, 0.05)
+        table = self._readers if events == selectors.EVENT_READ else self._writers
         if fd is not None:
-            if fd >= _FD_SETSIZE and self._fine:
+            if fd >= _FD_SETSIZE and self._epoll is None:
                 self._to_epoll()
-            self._selector.register(fd, events, wait)
+            table[fd] = wait
+            if self._epoll is not None:
+                self._epoll.register(fd, select.EPOLLIN if events == selectors.EVENT_READ else select.EPOLLOUT)
         if timeout is not None:
             heapq.heappush(self._timers, (time.monotonic() + timeout, next(self._sequence), wait))
         waker = None
@@ -169,7 +177,9 @@ class BoardLoop:
         finally:
             wait.task = None
             if fd is not None:
-                self._selector.unregister(fd)
+                del table[fd]
+                if self._epoll is not None:
+                    self._epoll.unregister(fd)
             if waker is not None and isinstance(stop, Flag):
                 stop.remove_waker(waker)
         return wait.ready
@@ -182,11 +192,22 @@ class BoardLoop:
             wait.task = None
 
     def _to_epoll(self) -> None:
-        selector = selectors.DefaultSelector()
-        for key in self._selector.get_map().values():
-            selector.register(key.fd, key.events, key.data)
-        self._selector.close()
-        self._selector, self._fine = selector, False
+        self._epoll = select.epoll()
+        for fd in self._readers:
+            self._epoll.register(fd, select.EPOLLIN)
+        for fd in self._writers:
+            self._epoll.register(fd, select.EPOLLOUT)
+
+    def _select(self, timeout: float | None) -> list[_Wait | None]:
+        """The parked boards whose descriptor is ready (None: the wake-up pipe)."""
+        readers, writers = self._readers, self._writers
+        if self._epoll is None:
+            readable, writable, _ = select.select(readers, writers, (), timeout)
+            return [readers[fd] for fd in readable] + [writers[fd] for fd in writable]
+        ready = []
+        for fd, _ in self._epoll.poll(-1 if timeout is None else timeout):
+            ready.append(readers[fd] if fd in readers else writers[fd])
+        return ready
 
     def _run(self) -> None:
         _local.loop = self
@@ -200,38 +221,38 @@ class BoardLoop:
                     ready.popleft().switch()
             if self._closing and not self._live:
                 break
-            selector = self._selector
             timeout = None if not timers else max(0.0, timers[0][0] - time.monotonic())
-            if self._fine:
-                self._dispatch(selector.select(timeout))
+            if self._epoll is None:
+                self._dispatch(self._select(timeout))
             elif timeout is None or timeout > _EPOLL_GRAIN_S:
                 # epoll rounds up to the millisecond: wake in the millisecond before the deadline
-                self._dispatch(selector.select(None if timeout is None else timeout - _EPOLL_GRAIN_S))
-            elif timeout <= 0 or not self._dispatch(selector.select(0)):
+                self._dispatch(self._select(None if timeout is None else timeout - _EPOLL_GRAIN_S))
+            elif timeout <= 0 or not self._dispatch(self._select(0)):
                 # The deadline is less than epoll's grain away and nothing is ready: sleep to it
                 # precisely, then take what arrived meanwhile (module doc).
                 if timeout > 0:
                     time.sleep(timeout)
-                self._dispatch(selector.select(0))
+                self._dispatch(self._select(0))
             now = time.monotonic()
             while timers and timers[0][0] <= now:
                 self._resume(heapq.heappop(timers)[2])
-        self._selector.close()
+        if self._epoll is not None:
+            self._epoll.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
 
-    def _dispatch(self, events: list[tuple[selectors.SelectorKey, int]]) -> bool:
-        for key, _ in events:
-            if key.data is None:
+    def _dispatch(self, ready: list[_Wait | None]) -> bool:
+        for wait in ready:
+            if wait is None:
                 try:
                     while os.read(self._wake_r, 4096):
                         pass
                 except BlockingIOError:
                     pass
-            elif key.data.task is not None:
-                key.data.ready = True
-                self._resume(key.data)
-        return bool(events)
+            elif wait.task is not None:
+                wait.ready = True
+                self._resume(wait)
+        return bool(ready)
 
 
 def running_loop() -> BoardLoop | None:

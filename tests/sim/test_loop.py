@@ -63,7 +63,7 @@ def test_past_select_s_descriptors_the_loop_moves_to_epoll():
         ready = loop.spawn(lambda: results.setdefault("ready", loop.block(high, stop=Flag())))
         os.write(board, b"x")
         assert ready.done.wait(WAIT_S) and results["ready"] is True
-        assert not loop._fine
+        assert loop._epoll is not None
         timer = loop.spawn(lambda: results.setdefault("timer", loop.block(timeout=0.0005)))
         assert timer.done.wait(WAIT_S) and results["timer"] is False
     finally:
