@@ -19,6 +19,7 @@ from gangd.config.family import FamilyInfo, MemoryRegion, UsbIds
 from gangd.sim.faults import CombinedFaults, FaultPlan
 from gangd.sim.hab import SRK_HASH_INDEX, Hab, other_key_hash
 from gangd.sim.internal_flash import InternalFlash
+from gangd.sim.loop import Flag
 from gangd.sim.memory import OtpFuses, SparseMemory
 from gangd.sim.nor_flash import DEFAULT_PART, PARTS, FlashPart, NorFlash
 from gangd.sim.timing import BoardClock, TimingModel
@@ -110,7 +111,7 @@ class SimBoard:
         slowdown = 1.0
         for rule in self.faults.of_kind("slow-flash"):
             slowdown *= rule.factor
-        self.unplugged = threading.Event()
+        self.unplugged = Flag()  # an Event that also wakes the board where it waits on a BoardLoop
         self.clock = BoardClock(spec.timing.scaled(flash_slowdown=slowdown), self.unplugged)
         self.ram = SparseMemory(0x00)
         self.flash = self._make_flash()

@@ -426,7 +426,7 @@ class FlashloaderEngine:
                     pending.clear()
             else:
                 if where == "internal":
-                    self.board.clock.charge(
+                    self.board.clock.owe(  # seen in the reply only
                         self.board.clock.model.pages_programmed(address + received, len(chunk))
                         * self.board.clock.model.page_program_s
                     )

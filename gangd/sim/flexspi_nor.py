@@ -192,7 +192,7 @@ class FlexspiNorDriver:
         if flash.read(address, config.page_size, config.read_mhz) != b"\xff" * len(page):
             return STATUS["cumulative-write"]
         model = self.board.clock.model
-        self.board.clock.charge(model.page_program_s * model.flash_slowdown)
+        self.board.clock.owe(model.page_program_s * model.flash_slowdown)  # seen in the reply only
         flash.program(address, page)
         if self.verify_writes and flash.read(address, config.page_size, config.read_mhz) != page:
             return STATUS["command-failure"]
@@ -212,7 +212,7 @@ class FlexspiNorDriver:
         blank = len(span) if before.count(0xFF) == len(span) else _first_not(before, 0xFF) // page_size * page_size
         if blank:
             model = self.board.clock.model
-            self.board.clock.charge(blank // page_size * model.page_program_s * model.flash_slowdown)
+            self.board.clock.owe(blank // page_size * model.page_program_s * model.flash_slowdown)
             # What the cells hold, to put back pages the driver would never have programmed; only a
             # flash whose reads can be wrong can fail the read-back (a protected one ignores the program).
             held = flash.contents(address, blank) if flash.max_read_mhz is not None else None

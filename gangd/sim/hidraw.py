@@ -416,6 +416,8 @@ class HidrawNode:
 class HidrawPort(SimPort):
     """A hub port whose board appears as /dev/hidrawN in the testbed (see SimPort for its life)."""
 
+    threaded = True  # its node's waits are on conditions, not on the hub's BoardLoop
+
     hub: HidrawHub
 
     def _enumerated(self, board: SimBoard) -> LeaveStage | None:
@@ -430,8 +432,10 @@ class HidrawPort(SimPort):
         try:
             serve_hid(board, node)
         except LeaveStage as exc:
+            board.clock.settle()  # it leaves the bus at its modelled time, owing nothing
             leave = exc
         except Unplugged:
+            board.clock.settle()  # a fault's unplug comes when the model has the board there
             board.unplugged.set()
         except LinkClosed:
             pass  # unplugged (the only way a node closes under its board)

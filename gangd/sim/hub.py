@@ -5,7 +5,7 @@ socket named like the kernel's nodes (`<dir>/hidraw7`). Opening it (connect) giv
 every message on it is one HID report, so gangd's file-descriptor transport runs unchanged on a
 socket here and on `/dev/hidrawN` on hardware. Like the kernel, the hub hands out a new node
 number at every enumeration, so a board that jumps or resets comes back under a new devnode on the
-same port path.
+same port path. Every board of a hub runs on one thread, the hub's `BoardLoop` (loop.py).
 
 An `Operator` plugs fresh boards into ports and replaces a finished one after a delay.
 """
@@ -32,6 +32,7 @@ from gangd.sim.board import FLASHLOADER, ROM, BoardSpec, LeaveStage, SimBoard, U
 from gangd.sim.faults import FaultPlan
 from gangd.sim.flashloader import FlashloaderEngine
 from gangd.sim.links import HidSocket, LinkClosed, MbootHidLink, SdpHidLink
+from gangd.sim.loop import BoardLoop, Task, running_loop, wait_event
 from gangd.sim.rom import RomEngine
 from gangd.sim.timing import TimingModel
 
@@ -69,6 +70,10 @@ def serve_hid(board: SimBoard, hid) -> None:
 
 
 class SimPort:
+    # Its boards run as tasks on the hub's BoardLoop, one thread for every port's board (loop.py
+    # says why); hidraw.py's ports, whose nodes wait on conditions, keep a thread per board.
+    threaded = False
+
     def __init__(self, hub: SimHub, path: str, faults: FaultPlan) -> None:
         self.hub = hub
         self.path = path
@@ -77,6 +82,7 @@ class SimPort:
         self.devnode: str | None = None
         self.boards_seen = 0
         self._thread: threading.Thread | None = None
+        self._task: Task | None = None
         self._on_bus = threading.Event()
         # Every enumeration on this port, counted, and told to whoever waits on `enumerated`.
         self.enumerations = 0
@@ -94,13 +100,19 @@ class SimPort:
             board.power_up()
             self.boards_seen += 1
             self._on_bus = threading.Event()
-            self._thread = threading.Thread(
-                target=self._carry, args=(board,), name=f"sim-port-{self.path}", daemon=True
-            )
-            self._thread.start()
+            if self.threaded:
+                self._task = None
+                self._thread = threading.Thread(
+                    target=self._carry, args=(board,), name=f"sim-port-{self.path}", daemon=True
+                )
+                self._thread.start()
+            else:
+                self._thread = None
+                self._task = self.hub.loop.spawn(self._carry, board)
         # Like a real plug-in as seen from the host: done once the board has enumerated, so a
-        # board plugged before gangd starts is there for its coldplug scan.
-        if wait:
+        # board plugged before gangd starts is there for its coldplug scan. (Not on the loop's own
+        # thread, a subscriber's callback: the board cannot enumerate while its thread waits.)
+        if wait and not self.hub.on_loop_thread():
             self.wait_enumerated()
 
     def wait_enumerated(self, timeout_s: float = 5.0) -> None:
@@ -108,12 +120,14 @@ class SimPort:
 
     def unplug(self, wait: bool = True) -> SimBoard | None:
         with self._lock:
-            board, thread = self.board, self._thread
+            board, thread, task = self.board, self._thread, self._task
         if board is None:
             return None
         board.unplugged.set()
         if wait and thread is not None and thread is not threading.current_thread():
             thread.join()
+        if wait and task is not None and not self.hub.on_loop_thread():
+            task.done.wait()
         return board
 
     def power_cycle(self) -> None:
@@ -165,10 +179,10 @@ class SimPort:
                 gap = leave.delay_s
                 if gap is None:
                     gap = board.clock.model.reenumeration_s * board.clock.model.time_scale
-                board.unplugged.wait(gap)
+                wait_event(board.unplugged, gap)
                 board.clock.idle()  # away from the bus: nothing is owed for it
                 if not leave.reappear:
-                    board.unplugged.wait()
+                    wait_event(board.unplugged)
                     break
                 board.enter(leave.next_stage)
         except Exception as exc:  # a simulator bug: keep the hub alive and make it visible
@@ -191,7 +205,7 @@ class SimPort:
         )
         self.hub._emit(PortEvent(ADD, self.path, ids.vid, ids.pid, board.serial, None))
         self._on_bus.set()
-        board.unplugged.wait()
+        wait_event(board.unplugged)
         self.hub._emit(PortEvent(REMOVE, self.path, ids.vid, ids.pid, board.serial, None))
 
     def _enumerated(self, board: SimBoard) -> LeaveStage | None:
@@ -208,8 +222,10 @@ class SimPort:
         try:
             self._serve_handles(board, listener)
         except LeaveStage as leave:
+            board.clock.settle()  # it leaves the bus at its modelled time, owing nothing
             return leave
         except Unplugged:
+            board.clock.settle()  # a fault's unplug comes when the model has the board there
             board.unplugged.set()
         finally:
             listener.close()
@@ -222,10 +238,13 @@ class SimPort:
         return None
 
     def _serve_handles(self, board: SimBoard, listener: socket.socket) -> None:
+        loop = running_loop()
         while not board.unplugged.is_set():
             board.clock.idle()  # waiting for a host to open the device
-            ready, _, _ = select.select([listener], [], [], _ACCEPT_POLL_S)
-            if not ready:
+            if loop is not None:
+                if not loop.block(listener.fileno(), stop=board.unplugged):
+                    continue
+            elif not select.select([listener], [], [], _ACCEPT_POLL_S)[0]:
                 continue
             conn, _ = listener.accept()
             try:
@@ -264,11 +283,27 @@ class SimHub:
         self.events: list[PortEvent] = []
         self.errors: list[BaseException] = []  # simulator crashes; tests assert there are none
         self.boards: dict[str, SimBoard] = {}  # every board ever plugged in, by serial
+        self._loop: BoardLoop | None = None
+
+    # --- the thread the boards run on -----------------------------------------------------------
+
+    @property
+    def loop(self) -> BoardLoop:
+        """The loop every board of this hub runs on (started with the first board)."""
+        with self._lock:
+            if self._loop is None:
+                self._loop = BoardLoop(name=f"sim-hub-{os.path.basename(self.directory)}")
+            return self._loop
+
+    def on_loop_thread(self) -> bool:
+        return self._loop is not None and self._loop.on_loop_thread()
 
     # --- events -------------------------------------------------------------------------------
 
     def subscribe(self, callback: Callable[[PortEvent], None]) -> None:
-        """Call `callback` (from a port thread) for every event; past events are not replayed."""
+        """Call `callback` for every event; past events are not replayed. It is called on the
+        thread that runs the boards (the hub's loop, or a hidraw port's thread), so it must not
+        block: every board waits while it runs."""
         with self._lock:
             self._subscribers.append(callback)
 
@@ -300,7 +335,7 @@ class SimHub:
         for callback in subscribers:
             try:
                 callback(event)
-            except Exception:  # a subscriber's bug must not kill the port thread
+            except Exception:  # a subscriber's bug must not kill the board
                 log.exception("hub subscriber failed on %s", event)
 
     def _new_devnode(self) -> tuple[socket.socket, str]:
@@ -335,6 +370,8 @@ class SimHub:
     def close(self) -> None:
         for port in self.ports.values():
             port.unplug()
+        if self._loop is not None:
+            self._loop.close()
         if self._own_dir:
             shutil.rmtree(self.directory, ignore_errors=True)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import os
 import select
+import selectors
 import socket
 import struct
 import threading
@@ -32,6 +33,7 @@ from gangd.sim.hid_reports import (
     ROM_DESCRIPTOR,
     report_sizes,
 )
+from gangd.sim.loop import running_loop
 from gangd.sim.timing import BoardClock
 
 _MBOOT_SIZES = report_sizes(FLASHLOADER_DESCRIPTOR)
@@ -83,11 +85,27 @@ class _ByteChannel:
         self.stop = stop
 
     def wait_readable(self) -> None:
+        self._wait(selectors.EVENT_READ)
+
+    def wait_writable(self) -> None:
+        self._wait(selectors.EVENT_WRITE)
+
+    def _wait(self, events: int) -> None:
+        loop = running_loop()
         while not self.stop.is_set():
-            ready, _, _ = select.select([self.fd], [], [], _POLL_S)
-            if ready:
+            if loop is not None:  # the board runs on a BoardLoop: park it there, woken by unplug
+                if loop.block(self.fd, events, stop=self.stop):
+                    return
+                continue
+            if _ready(self.fd, events, _POLL_S):
                 return
         raise LinkClosed("board stopped")
+
+
+def _ready(fd: int, events: int, timeout: float = 0.0) -> bool:
+    if events == selectors.EVENT_READ:
+        return bool(select.select([fd], [], [], timeout)[0])
+    return bool(select.select([], [fd], [], timeout)[1])
 
 
 class HidSocket(_ByteChannel):
@@ -98,7 +116,7 @@ class HidSocket(_ByteChannel):
         self.sock = sock
         self.clock = clock
         # Bound once: these run once per report (a thousand times per MiB each way).
-        self._recv, self._send, self._charge = sock.recv, sock.send, clock.charge
+        self._recv, self._send, self._charge, self._owe = sock.recv, sock.send, clock.charge, clock.owe
         self._interval = clock.model.report_interval_s
 
     def recv_report(self) -> bytes:
@@ -115,15 +133,22 @@ class HidSocket(_ByteChannel):
             raise LinkClosed(str(exc)) from exc
         if not report:
             raise LinkClosed("host closed the device")
-        self._charge(self._interval)
+        # Owed, not slept: the host's send returned when the socket queued the report, so the
+        # board's pace shows only in its next reply, which `send_report` sends at the deadline.
+        self._owe(self._interval)
         return report
 
     def send_report(self, report: bytes) -> None:
         self._charge(self._interval)
-        try:
-            self._send(report)
-        except OSError as exc:
-            raise LinkClosed(str(exc)) from exc
+        while True:
+            try:
+                # Never blocks the thread: on a BoardLoop that thread carries every other board.
+                self._send(report, socket.MSG_DONTWAIT)
+                return
+            except BlockingIOError:
+                self.wait_writable()  # the host is not reading: its socket buffer is full
+            except OSError as exc:
+                raise LinkClosed(str(exc)) from exc
 
 
 class MbootHidLink:
@@ -255,6 +280,7 @@ class UartChannel(_ByteChannel):
         return data
 
     def write(self, data: bytes) -> None:
+        self.clock.settle()  # whatever the board owes (pages programmed) comes before its answer
         view = memoryview(data)
         while view:
             try:

@@ -29,6 +29,7 @@ from typing import Any
 from gangd.config.family import FamilyInfo, UsbIds
 from gangd.sim.board import FLASHLOADER, ROM, BoardSpec, LeaveStage, SimBoard, Unplugged
 from gangd.sim.links import MBOOT_IN_REPORT_SIZE, LinkClosed
+from gangd.sim.loop import wait_event
 from gangd.sim.timing import TimingModel
 from gangd.trace import diverged_status, divergence_reason
 from gangd.trace import file as tf
@@ -143,7 +144,7 @@ class ReplayBoard(SimBoard):
 
     def _wait_until(self, entry: tf.Entry) -> None:
         delay = max(0.0, (entry.t_ns - self._at_ns) / 1e9 * self.time_scale)
-        if delay and self.unplugged.wait(delay):
+        if delay and wait_event(self.unplugged, delay):
             raise LinkClosed("board unplugged")
 
     def _in_flight(self) -> list[int]:
@@ -165,7 +166,7 @@ class ReplayBoard(SimBoard):
             # The host cut the port's power here: wait for it to do so again (the hub's power
             # cycle unplugs this board; `enter` then moves to the trace's next enumeration).
             self.cursor += 1
-            self.unplugged.wait()
+            wait_event(self.unplugged)
             raise LinkClosed("power cycled")
         if kind == "remove":
             self._take(entry)

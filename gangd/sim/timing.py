@@ -11,6 +11,13 @@ Defaults come from datasheets and USB descriptors:
 `BoardClock` charges costs against an absolute deadline instead of sleeping each cost on its own,
 so the overshoot of one sleep is repaid by the next and a long transfer lands within a fraction of
 a millisecond of the modelled time. A time scale of 0 makes every cost free (unit tests).
+
+What the model promises, and at what grain: every report a board sends leaves at its modelled
+time, one report interval (0.5 ms) after the one before (`charge` before each send), and so does
+every write a host makes to an emulated hidraw node (its write returns when the board has taken
+the report). What the host cannot observe is not slept one by one: reports a board takes from a
+socket and pages it programs are owed (`owe`) and repaid before its next reply, the board running
+at most `AHEAD_MAX_S` ahead in between; a board leaving the bus repays them first (`settle`).
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ import dataclasses
 import threading
 import time
 from dataclasses import dataclass
+
+from gangd.sim.loop import running_loop
 
 SECTOR_SIZE = 4 * 1024
 BLOCK_SIZE = 64 * 1024
@@ -99,6 +108,12 @@ IDLE_SLACK_S = 0.002
 # CPU. Longer gaps restart the deadline (a wait that no link reported).
 STARVED_MAX_S = 0.25
 SHORT_SLEEP_S = 0.02
+# How far `owe` lets a board run ahead of its deadline before it sleeps. The host cannot see the
+# lead: a socket takes the host's reports without waiting for the board (its buffer holds about 90
+# reports, 45 ms of them), and every reply the host waits for is sent after `charge`, which sleeps
+# the whole debt off. Where the buffer is full, the host's blocked send is let go up to this much
+# earlier than at a report's pace, and waits that much longer for the next reply.
+AHEAD_MAX_S = 0.02
 
 
 class BoardClock:
@@ -124,20 +139,50 @@ class BoardClock:
         """The board waits for the host (or is away): the time until its next charge is not owed."""
         self._idle = True
 
-    def charge(self, model_seconds: float) -> None:
-        if model_seconds <= 0:
-            return
+    def _advance(self, model_seconds: float) -> float:
+        """Move the deadline by a cost; return how far it now lies ahead of the wall clock."""
         self.charged_s += model_seconds
         if self.model.time_scale <= 0:
-            return
+            return 0.0
         now = time.monotonic()
         late = now - self._deadline
         if late > IDLE_SLACK_S and (self._idle or late > STARVED_MAX_S):
             self._deadline = now
         self._idle = False
         self._deadline += model_seconds * self.model.time_scale
-        delay = self._deadline - time.monotonic()
-        if delay > SHORT_SLEEP_S:
+        return self._deadline - now
+
+    def charge(self, model_seconds: float) -> None:
+        """Charge a cost and return at its deadline: call it before anything the host can see
+        (a report sent, a write acknowledged)."""
+        if model_seconds > 0:
+            self._sleep(self._advance(model_seconds))
+
+    def owe(self, model_seconds: float) -> None:
+        """Charge a cost the host cannot see yet, sleeping only once the board is more than
+        `AHEAD_MAX_S` ahead of the wall clock; the next `charge` or `settle` repays the rest.
+
+        For the reports a board takes from a socket (the host's send returned when the report
+        was queued, so the board's pace shows only in its next reply) and the pages it programs
+        (seen only in the reply to the command). The deadline arithmetic is `charge`'s, so the
+        replies go out at the same modelled times; only the sleeps are fewer."""
+        if model_seconds > 0:
+            delay = self._advance(model_seconds)
+            if delay > AHEAD_MAX_S:
+                self._sleep(delay)
+
+    def settle(self) -> None:
+        """Sleep off whatever `owe` left: before anything the host can see that was not charged."""
+        if self.model.time_scale > 0:
+            self._sleep(self._deadline - time.monotonic())
+
+    def _sleep(self, delay: float) -> None:
+        if delay <= 0:
+            return
+        loop = running_loop()
+        if loop is not None:
+            loop.block(timeout=delay, stop=self._stop)  # a timer on the loop that runs every board
+        elif delay > SHORT_SLEEP_S:
             self._stop.wait(delay)  # long waits end at once when the board is unplugged
-        elif delay > 0:
+        else:
             time.sleep(delay)  # a report's worth: cheaper than an Event wait, and over soon anyway

@@ -48,6 +48,7 @@ class UartBoard:
                     else:
                         FlashloaderEngine(board, MbootUartLink(channel)).serve()
                 except LeaveStage as leave:
+                    board.clock.settle()  # it leaves at its modelled time, owing nothing
                     board.unplugged.wait(board.clock.model.reenumeration_s * board.clock.model.time_scale)
                     board.clock.idle()  # away: nothing is owed for it
                     channel.discard_input()
@@ -56,6 +57,7 @@ class UartBoard:
                         return
                     board.enter(leave.next_stage)
                 except Unplugged:
+                    board.clock.settle()
                     return
                 except PortClosed:
                     continue  # the host left in the middle of a command (SDP data): serve the next one

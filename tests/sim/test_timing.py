@@ -83,3 +83,26 @@ def test_a_board_kept_off_the_cpu_repays_the_delay_and_an_idle_one_does_not(monk
     before = fake.now
     clock.charge(0.010)
     assert fake.now == pytest.approx(before + 0.010)  # the wait is not owed, nor saved up
+
+
+def test_reports_taken_are_owed_and_the_reply_leaves_at_the_same_deadline(monkeypatch):
+    """The host cannot see when the board takes a report from its socket, only when the reply comes:
+    the board sleeps only once it runs `AHEAD_MAX_S` ahead, and the reply's charge sleeps the rest
+    off, so the reply leaves when a sleep per report would have sent it."""
+    fake = FakeTime()
+    monkeypatch.setattr(timing, "time", fake)
+    clock = timing.BoardClock(TimingModel(time_scale=1.0), stop=fake)  # type: ignore[arg-type]
+    interval = clock.model.report_interval_s
+    reports = 100
+
+    start = fake.now
+    for taken in range(1, reports + 1):
+        clock.owe(interval)
+        assert start + taken * interval - fake.now <= timing.AHEAD_MAX_S + 1e-9  # never further ahead
+    assert len(fake.slept) < reports // 10  # a sleep per AHEAD_MAX_S, not per report
+    clock.charge(interval)  # the reply
+    assert fake.now == pytest.approx(start + (reports + 1) * interval)
+
+    clock.owe(0.010)  # pages programmed; then the board leaves (hub: settle before it goes)
+    clock.settle()
+    assert fake.now == pytest.approx(start + (reports + 1) * interval + 0.010)
