@@ -123,20 +123,15 @@ class TraceRecorder:
         recording = self.conversation.close()  # the job's handles are closed: nothing more comes
         if self.settings.keep != "all" and result.result == "success":
             return
-        # Encoded here, on trio's thread, between the jobs' I/O waits (about 0.3 ms for a job of
-        # 150 reports); only the file's system calls go to the writer thread. Encoded in that
-        # thread, the trace's Python work contended with trio's thread for the GIL, and at 64
-        # boards the handoffs cost more than the encoding itself (docs/PERFORMANCE.md).
-        data = self._encode(result, recording)
         with trio.CancelScope(shield=True):
             try:
-                self.path = await _writer().write(partial(self._store, result, data))
+                self.path = await _writer().write(partial(self._write, result, recording))
             except OSError as exc:  # a trace is a help, never a reason to fail the station
                 log.warning("trace not written", dir=self.settings.dir, error=str(exc))
                 return
         log.info("trace written", path=self.path)
 
-    # --- the file: encoded on trio's thread, stored in the writer thread -------------------------
+    # --- the file (the writer thread) -------------------------------------------------------------
 
     def meta(self, result: JobResult) -> dict[str, Any]:
         return {
@@ -159,7 +154,11 @@ class TraceRecorder:
             "started": result.started,
         }
 
-    def _encode(self, result: JobResult, recording: Recording) -> bytes:
+    def _write(self, result: JobResult, recording: Recording) -> str:
+        os.makedirs(self.settings.dir, exist_ok=True)
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(result.started))
+        name = f"{stamp}-{_safe(result.port)}-job{result.job_id}-{os.getpid()}-{result.result}{SUFFIX}"
+        path = os.path.join(self.settings.dir, name)
         parts = tf.encode(
             self.meta(result),
             recording.segments,
@@ -167,14 +166,7 @@ class TraceRecorder:
             clock_ns=self._wall_offset,
             hash_payload=self.settings.payload == "hash",
         )
-        return b"".join(parts)
-
-    def _store(self, result: JobResult, data: bytes) -> str:
-        os.makedirs(self.settings.dir, exist_ok=True)
-        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(result.started))
-        name = f"{stamp}-{_safe(result.port)}-job{result.job_id}-{os.getpid()}-{result.result}{SUFFIX}"
-        path = os.path.join(self.settings.dir, name)
-        size = tf.write_file(path, [data])
+        size = tf.write_file(path, parts)
         # The directory is scanned (and rotated) only when its traces could exceed the cap: at
         # the first trace, then whenever the bytes written since the last scan reach it.
         with _sizes_lock:
@@ -221,11 +213,11 @@ class _Pending:
 
 
 class _Writer:
-    """The traces of one trio run, stored one at a time in one worker thread: whatever queued
-    while a batch was being stored goes to the thread as the next batch. Boards that end
+    """The traces of one trio run, written one at a time in one worker thread: whatever queued
+    while a batch was being written goes to the thread as the next batch. Boards that end
     together then cost one thread hop between them rather than one each (a hop, with its
-    limiter, is ~0.1 ms of CPU: as much as the tap costs a board of 150 reports). The thread
-    does system calls only (the files come encoded), which release the GIL."""
+    limiter, is ~0.1 ms of CPU: as much as the tap costs a board of 150 reports), and their
+    files do not contend with the boards' own threads for the interpreter."""
 
     def __init__(self) -> None:
         self._queue: list[_Pending] = []
