@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import gc
 import hashlib
 import json
@@ -178,7 +179,7 @@ async def gangd_phase(
     sim_args: tuple[str, ...] = (),
     workers: int = 0,
     recipes: list[Recipe] | None = None,
-    before_batch: Callable[[], None] | None = None,
+    before_batch: Callable[[], object] | None = None,
 ) -> dict:
     """gangd's station in this process, boards in the sim process (ports spread over root ports);
     with `workers`, the jobs in that many worker processes (their CPU is counted with gangd's).
@@ -273,10 +274,10 @@ def trace_cost(recipe: Recipe, boards: int, root_ports: int, rounds: int = 10, t
             for keep, d in zip(order, dirs, strict=True)
         ]
         sizes: dict[str, list[int]] = {}
-        out = trio.run(
-            gangd_phase, recipe, [boards] * (len(order) + 1), boards, 0.0, False, root_ports,
-            1.0, (), 0, [recipe, *recipes], gc.collect,
-        )  # fmt: skip
+        phase = functools.partial(
+            gangd_phase, root_ports=root_ports, recipes=[recipe, *recipes], before_batch=gc.collect
+        )
+        out = trio.run(phase, recipe, [boards] * (len(order) + 1), boards, 0.0)
         runs = out["runs"][1:]  # the first batch warms the station and the simulator up
         for keep, d in zip(order, dirs, strict=True):
             if keep.startswith("all"):
