@@ -169,3 +169,30 @@ async def test_a_flashloader_the_bus_refused_is_power_cycled_and_programmed_not_
     assert result.port == "1-1.2" and result.result == "success", result.reason
     assert [a.action for a in result.attempts] == ["power-cycle-port"]
     assert run.hub.board("1-1.2").flash_image(0x6000_0000, len(IMAGE)) == IMAGE
+
+
+async def test_occupancy_counts_each_port_once_whichever_set_holds_it():
+    """The per-domain counts kept as the bus and the jobs change agree with a count over every
+    port (a port on the bus and admitted counts once; a released admission of a port still on
+    the bus keeps counting), through any order of adds, removes, admissions and releases."""
+    import random
+
+    from gangd.core.bus import root_port
+
+    rng = random.Random(7)
+    admission = Admission(budget=None)
+    paths = [f"1-{r}.{n}" for r in (1, 2, 3) for n in range(1, 6)]
+    for _ in range(2000):
+        path = rng.choice(paths)
+        match rng.randrange(4):
+            case 0:
+                admission.device_seen(path, flashloader=rng.random() < 0.7)
+            case 1:
+                admission.device_left(path)
+            case 2:
+                await admission.enter(path, lambda: None)
+            case 3:
+                admission.leave(path)
+        for domain in ("1-1", "1-2", "1-3"):
+            expected = sum(1 for p in admission.on_bus | admission.admitted if root_port(p) == domain)
+            assert admission.occupancy(domain) == expected

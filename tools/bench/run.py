@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import gc
 import hashlib
 import json
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -176,14 +178,19 @@ async def gangd_phase(
     time_scale: float = 1.0,
     sim_args: tuple[str, ...] = (),
     workers: int = 0,
+    recipes: list[Recipe] | None = None,
+    before_batch: Callable[[], object] | None = None,
 ) -> dict:
     """gangd's station in this process, boards in the sim process (ports spread over root ports);
-    with `workers`, the jobs in that many worker processes (their CPU is counted with gangd's)."""
+    with `workers`, the jobs in that many worker processes (their CPU is counted with gangd's).
+    `recipes`: the recipe for each batch (as a SIGHUP reload sets it), else `recipe` for all;
+    `before_batch` runs before each batch, outside its window. The figures are a list of
+    batches in `out["runs"]` and, per size, the last one in `out["batches"]`."""
     family = recipe.family
     sim = SimProcess(ports, len(recipe.images[0].data), old_image, root_ports, time_scale, sim_args)
     pool = WorkerPool(workers, worker_command("warning", "warning", None)) if workers else None
     station = Station(family, recipe, dict.fromkeys(default_port_paths(ports, root_ports)), workers=pool)
-    out: dict = {"batches": {}}
+    out: dict = {"batches": {}, "runs": []}
     async with trio.open_nursery() as nursery:
         await nursery.start(station.run, sim.run)
         # Idle cost: the station running with no boards.
@@ -192,7 +199,12 @@ async def gangd_phase(
         out["idle_cpu_fraction"] = (time.process_time() - cpu0) / (time.monotonic() - wall0)
         out["rss_idle_mb"] = rss_idle
         # `workers`: each worker's first jobs pay its spsdk first uses; one batch before counting.
-        for n in ([ports] if workers else []) + batches:
+        warm_up = [ports] if workers else []
+        for index, n in enumerate(warm_up + batches):
+            if recipes is not None and index >= len(warm_up):
+                station.recipe = recipes[index - len(warm_up)]
+            if before_batch is not None:
+                before_batch()
             before = station.jobs_finished
             done = trio.Event()
             target = before + n
@@ -229,51 +241,57 @@ async def gangd_phase(
                 "start_s": [round(r.started - at0, 4) for r in results],
                 "end_s": [round(r.started + r.duration_s - at0, 4) for r in results],
             }
+            out["runs"].append(out["batches"][n])
         await sim.command("quit")
         nursery.cancel_scope.cancel()
     out["rss_peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
 
 
-def trace_cost(recipe: Recipe, boards: int, root_ports: int, rounds: int = 5, trace_dir: str | None = None) -> dict:
+def trace_cost(recipe: Recipe, boards: int, root_ports: int, rounds: int = 10, trace_dir: str | None = None) -> dict:
     """gangd's CPU per board with every board traced against without: per round an untraced
     batch, one with [trace] keep = "all" (every board's file built and written), the same with
     payload = "hash" (smaller files) and one with the default keep = "failed" (recorded, nothing
-    written for a good board), side by side in turns; each overhead is the median of the rounds'
-    ratios (other load on the machine moves a round's batches alike). The traces go to a fresh
-    directory per batch in `trace_dir` (default: the system's temporary directory): creating a
-    file costs what the file system there makes it cost (docs/PERFORMANCE.md, "Tracing cost")."""
+    written for a good board); each overhead is the median of the rounds' ratios.
+
+    All batches run in one station, its recipe changed between them as a SIGHUP reload does, in
+    another order each round (a batch's place must not count for or against a variant): batches
+    in separate processes differed by 20-30 % in CPU per board among themselves (a process's own
+    start, its heap, the simulator's new process), more than the effect measured. Garbage is
+    collected before each batch, outside its window (a full collection landing in one batch cost
+    it 1.2-1.8 ms per board). The traces go to a fresh directory per batch in `trace_dir`
+    (default: the system's temporary directory)."""
     variants = ("none", "all", "all-hash", "failed")
     settings = {"all": ("all", "full"), "all-hash": ("all", "hash"), "failed": ("failed", "full")}
-    ratios: dict[str, list[float]] = {v: [] for v in variants[1:]}
-    cpu = dict.fromkeys(variants, 0.0)
-    ok, files = 0, 0
-    sizes: dict[str, list[int]] = {}
-    trio.run(gangd_phase, recipe, [boards], boards, 0.0, False, root_ports)  # warm-up, not counted
+    order: list[str] = []
     for round_no in range(rounds):
-        pair = {}
-        # Each round in another order: a batch's place in the round (the simulator's process
-        # warming up, the machine's other load) must not count for or against one variant.
         turn = round_no % len(variants)
-        for keep in variants[turn:] + variants[:turn]:
-            with tempfile.TemporaryDirectory(prefix="gangd-bench-trace-", dir=trace_dir) as tmp:
-                trace = TraceSettings(tmp, *settings[keep]) if keep != "none" else None
-                run_recipe = dataclasses.replace(recipe, trace=trace)
-                # A full collection of the whole heap (the previous batches' garbage, gangd's and
-                # spsdk's long-lived objects) costs 1.2-1.8 ms per board in the batch it happens to
-                # land in: done here, outside the window, so no variant is charged for it by lot.
-                gc.collect()
-                batch = trio.run(gangd_phase, run_recipe, [boards], boards, 0.0, False, root_ports)["batches"][boards]
-                pair[keep] = batch["cpu_s"]
-                cpu[keep] += batch["cpu_s"]
-                if keep.startswith("all"):
-                    names = list(Path(tmp).glob("*.pcapng"))
-                    sizes.setdefault(keep, []).extend(p.stat().st_size for p in names)
-                if keep == "all":
-                    ok += batch["ok"]
-                    files += len(names)
+        order += variants[turn:] + variants[:turn]
+    with tempfile.TemporaryDirectory(prefix="gangd-bench-trace-", dir=trace_dir) as tmp:
+        dirs = [os.path.join(tmp, f"batch{i}") for i in range(len(order))]
+        recipes = [
+            recipe if keep == "none" else dataclasses.replace(recipe, trace=TraceSettings(d, *settings[keep]))
+            for keep, d in zip(order, dirs, strict=True)
+        ]
+        sizes: dict[str, list[int]] = {}
+        phase = functools.partial(
+            gangd_phase, root_ports=root_ports, recipes=[recipe, *recipes], before_batch=gc.collect
+        )
+        out = trio.run(phase, recipe, [boards] * (len(order) + 1), boards, 0.0)
+        runs = out["runs"][1:]  # the first batch warms the station and the simulator up
+        for keep, d in zip(order, dirs, strict=True):
+            if keep.startswith("all"):
+                sizes.setdefault(keep, []).extend(p.stat().st_size for p in Path(d).glob("*.pcapng"))
+        files = len(list(Path(dirs[order.index("all")]).glob("*.pcapng")))
+    cpu = dict.fromkeys(variants, 0.0)
+    ratios: dict[str, list[float]] = {v: [] for v in variants[1:]}
+    for round_no in range(rounds):
+        pair = {keep: runs[round_no * 4 + i]["cpu_s"] for i, keep in enumerate(order[round_no * 4 : round_no * 4 + 4])}
+        for keep, seconds in pair.items():
+            cpu[keep] += seconds
         for keep in variants[1:]:
             ratios[keep].append(pair[keep] / pair["none"])
+    ok = min(run["ok"] for run in runs)
     per_board = {keep: seconds / (boards * rounds) * 1000 for keep, seconds in cpu.items()}
     return {
         "boards": boards,
@@ -281,8 +299,8 @@ def trace_cost(recipe: Recipe, boards: int, root_ports: int, rounds: int = 5, tr
         "cpu_ms": per_board,
         "overhead": {keep: statistics.median(r) - 1 for keep, r in ratios.items()},
         "overhead_rounds": {keep: [x - 1 for x in r] for keep, r in ratios.items()},
-        "ok": ok // rounds,
-        "files": files // rounds,
+        "ok": ok,
+        "files": files,
         "trace_kb_mean": {keep: statistics.mean(s) / 1024 for keep, s in sizes.items() if s},
         "trace_dir": trace_dir or tempfile.gettempdir(),
     }
@@ -464,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--skip-peers", action="store_true", help="leave out the CLI and sequential peers")
     parser.add_argument("--trace-boards", type=int, help="boards in the tracing batches (default: the largest batch)")
-    parser.add_argument("--trace-rounds", type=int, default=5, help="rounds of the tracing batches")
+    parser.add_argument("--trace-rounds", type=int, default=10, help="rounds of the tracing batches")
     parser.add_argument(
         "--trace-dir", help="where the tracing batches write their traces (default: the system's temporary directory)"
     )
