@@ -7,7 +7,10 @@ import socket
 import threading
 import time
 
+import greenback
 import pytest
+import trio
+import trio.testing
 from spsdk.utils.exceptions import SPSDKTimeoutError
 
 from gangd.io.transport import DeviceGoneError, FdHidDevice, TransportAborted
@@ -261,16 +264,21 @@ def test_only_a_socket_node_waits_cooperatively(node, tmp_path):
         FdHidDevice("/dev/null", cooperative=True).open()
 
 
-@pytest.mark.trio
-async def test_a_cooperative_read_lets_trio_run_while_it_waits(node):
-    import greenback
-    import trio
-    import trio.testing
-
+@pytest.fixture
+def cooperative(node):
+    """A cooperative handle on the node, and the board's end of it."""
     path, listener = node
     device = FdHidDevice(path, cooperative=True)
     device.open()
     peer, _ = listener.accept()
+    yield device, peer
+    device.dispose()
+    peer.close()
+
+
+@pytest.mark.trio
+async def test_a_cooperative_read_lets_trio_run_while_it_waits(cooperative):
+    device, peer = cooperative
     got: list[bytes] = []
 
     async def reader() -> None:
@@ -290,21 +298,12 @@ async def test_a_cooperative_read_lets_trio_run_while_it_waits(node):
             await trio.testing.wait_all_tasks_blocked()
             scope.cancel()
     assert scope.cancelled_caught and got == [b"\x03answer"]
-    device.dispose()
-    peer.close()
 
 
 @pytest.mark.trio
-async def test_a_cooperative_write_waits_for_room_or_for_an_answer(node):
+async def test_a_cooperative_write_waits_for_room_or_for_an_answer(cooperative):
     """A data phase's report waits for room; an answer from the board (a refusal) ends the wait."""
-    import greenback
-    import trio
-    import trio.testing
-
-    path, listener = node
-    device = FdHidDevice(path, cooperative=True)
-    device.open()
-    peer, _ = listener.accept()
+    device, peer = cooperative
     report = b"\x02" + bytes(1023)
     taken: list[bool] = []
 
@@ -323,5 +322,3 @@ async def test_a_cooperative_write_waits_for_room_or_for_an_answer(node):
             assert not taken  # the socket is full, the board reads nothing: the write waits
             peer.send(b"\x03refused")
     assert taken and device.read(1024) == b"\x03refused"
-    device.dispose()
-    peer.close()
