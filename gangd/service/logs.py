@@ -156,7 +156,14 @@ def configure(level: str = "info", json: bool | None = None, spsdk_level: str = 
     else:
         renderer = OperatorConsole()
     structlog.configure(
-        processors=[*SHARED, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        # A line below its logger's level is dropped before anything is built for it (a job's
+        # "step started" lines at info: py-spy put building and then dropping them at an eighth
+        # of trio's thread at N=64). The loggers' levels are set below from the same settings.
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *SHARED,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,
