@@ -9,7 +9,7 @@ domain error naming the port, the step and the deadline.
 
 spsdk is synchronous. How its calls wait for the board depends on what the board's node is:
 - **a socket** (the simulator's boards; `cooperative_node`): the call runs on trio's own thread
-  inside a greenback portal (`greenback.with_portal_run_sync`), and where spsdk waits for the
+  inside a greenback portal (the port task's, `greenback.ensure_portal`), and where spsdk waits for the
   board the handle awaits its descriptor on trio (`FdHidDevice(cooperative=True)`): a board
   waiting costs no thread, the other jobs run meanwhile, and a step's deadline is trio's
   cancellation reaching that wait. Why: with a worker thread per call, 64 boards meant 64 threads

@@ -89,7 +89,7 @@ class FdHidDevice(DeviceBase):
         cooperative: bool = False,
     ) -> None:
         """`cooperative`: the handle is used only from a trio task inside a greenback portal
-        (`greenback.with_portal_run_sync`), and its waits are awaited on trio (module docstring);
+        (`greenback.ensure_portal`), and its waits are awaited on trio (module docstring);
         only for a socket node."""
         self.devnode = devnode
         self.cooperative = cooperative
