@@ -96,6 +96,7 @@ class FdHidDevice(DeviceBase):
         # cooperative writes wait for "writable or answered" on one descriptor trio can watch: an
         # epoll of the device's own, level-triggered for both (made at open)
         self._either: select.epoll | None = None
+        self._pollers: dict[int, select.poll] = {}  # per event mask, on the open descriptor
         self.recorder = recorder
         self.expected_ids = expected_ids
         self._timeout = timeout
@@ -159,6 +160,7 @@ class FdHidDevice(DeviceBase):
         if self._either is not None:
             self._either.close()
             self._either = None
+        self._pollers.clear()
         if self._sock is not None:
             self._sock.close()
         elif self._fd is not None:
@@ -233,10 +235,17 @@ class FdHidDevice(DeviceBase):
 
     def answer_waiting(self) -> bool:
         """Whether the device has a report waiting to be read (a poll that does not wait)."""
-        fd = self._require_open()
-        poller = select.poll()
-        poller.register(fd, _READ_EVENTS)
-        return any(events & _READ_EVENTS for _, events in poller.poll(0))
+        return bool(self._events_now(self._require_open(), _READ_EVENTS) & _READ_EVENTS)
+
+    def _events_now(self, fd: int, mask: int) -> int:
+        """The descriptor's events of `mask` now, without waiting: one poll(0), on a poller made
+        once per mask while the handle is open (asked once per 32 reports in a data phase)."""
+        poller = self._pollers.get(mask)
+        if poller is None:
+            poller = self._pollers[mask] = select.poll()
+            poller.register(fd, mask)
+        ready = poller.poll(0)
+        return ready[0][1] if ready else 0
 
     def read_report_into(self, buffer: bytearray, timeout: int | None = None) -> int:
         """One report into `buffer`; returns its length. A socket (the simulator's) receives into
@@ -314,7 +323,7 @@ class FdHidDevice(DeviceBase):
             events = greenback.await_(self._ready(fd, event, ms))
             if events is None:
                 raise SPSDKTimeoutError(f"{self.devnode}: no {what} within {ms} ms")
-            return self._judge(fd, {fd: events})
+            return self._judge(events)
         poller = select.poll()
         poller.register(fd, event)
         poller.register(self._wake_r, select.POLLIN)
@@ -323,13 +332,11 @@ class FdHidDevice(DeviceBase):
             raise TransportAborted(f"{self.devnode}: aborted")
         if fd not in ready:
             raise SPSDKTimeoutError(f"{self.devnode}: no {what} within {ms} ms")
-        return self._judge(fd, ready)
+        return self._judge(ready[fd])
 
     async def _ready(self, fd: int, event: int, ms: int) -> int | None:
         """The device's events once it is ready for `event` (None past `ms`), awaited on trio. A
         cancellation (the step's deadline, the job stopped) passes through as trio's."""
-        poller = select.poll()
-        poller.register(fd, event)
         with trio.move_on_after(ms / 1000):
             while True:
                 if event & _READ_EVENTS and event & select.POLLOUT:  # writable, or answered
@@ -339,19 +346,17 @@ class FdHidDevice(DeviceBase):
                     await trio.lowlevel.wait_writable(fd)
                 else:
                     await trio.lowlevel.wait_readable(fd)
-                ready = poller.poll(0)
-                if ready:
-                    return ready[0][1]
+                events = self._events_now(fd, event)
+                if events:
+                    return events
         return None
 
-    def _judge(self, fd: int, ready: dict[int, int]) -> int:
+    def _judge(self, events: int) -> int:
         if self._aborted:
             raise TransportAborted(f"{self.devnode}: aborted")
-        if ready[fd] & (select.POLLNVAL | select.POLLERR) or (
-            ready[fd] & select.POLLHUP and not ready[fd] & _READ_EVENTS
-        ):
+        if events & (select.POLLNVAL | select.POLLERR) or (events & select.POLLHUP and not events & _READ_EVENTS):
             raise DeviceGoneError(f"{self.devnode}: device disconnected")
-        return ready[fd]
+        return events
 
     def _gone(self, exc: OSError) -> SPSDKConnectionError:
         if exc.errno in (errno.ENODEV, errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.EIO):
