@@ -322,3 +322,25 @@ async def test_a_cooperative_write_waits_for_room_or_for_an_answer(cooperative):
             assert not taken  # the socket is full, the board reads nothing: the write waits
             peer.send(b"\x03refused")
     assert taken and device.read(1024) == b"\x03refused"
+
+
+@pytest.mark.trio
+async def test_a_cooperative_read_keeps_its_own_timeout_and_tells_a_hang_up(cooperative):
+    """The wait's own timer where it comes first; the caller's deadline where that comes first;
+    a board gone mid-wait is a disconnect, not a timeout (no poll of the handle's own tells it)."""
+    device, peer = cooperative
+    with trio.fail_after(10):
+        with pytest.raises(SPSDKTimeoutError):
+            await greenback.with_portal_run_sync(device.read, 1024, 50)  # 50 ms, before the 10 s
+        with trio.move_on_after(0.05) as scope:  # a step's deadline before the read's own minute
+            await greenback.with_portal_run_sync(device.read, 1024, 60_000)
+        assert scope.cancelled_caught
+
+        async def hang_up() -> None:
+            await trio.testing.wait_all_tasks_blocked()
+            peer.close()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(hang_up)
+            with pytest.raises(DeviceGoneError):
+                await greenback.with_portal_run_sync(device.read, 1024)
