@@ -245,11 +245,24 @@ class _Writer:
 
 
 def _write_all(batch: list[_Pending]) -> None:
+    global _writer_cpu_s
+    started = time.thread_time()
     for pending in batch:
         try:
             pending.path = pending.write()
         except Exception as exc:  # the job that asked raises it (system tasks must not)
             pending.error = exc
+    _writer_cpu_s += time.thread_time() - started  # one writer thread per run: no race
+
+
+_writer_cpu_s = 0.0
+
+
+def writer_cpu_s() -> float:
+    """CPU seconds this process's trace writers have spent building, writing and rotating trace
+    files, on their own thread's clock: what tracing costs off the boards' hot path, measured
+    apart from everything else the process does (the benchmark's tracing rows)."""
+    return _writer_cpu_s
 
 
 _WRITER: trio.lowlevel.RunVar[_Writer] = trio.lowlevel.RunVar("gangd_trace_writer")
