@@ -344,3 +344,28 @@ async def test_a_cooperative_read_keeps_its_own_timeout_and_tells_a_hang_up(coop
             nursery.start_soon(hang_up)
             with pytest.raises(DeviceGoneError):
                 await greenback.with_portal_run_sync(device.read, 1024)
+
+
+def test_a_cooperative_handle_holds_one_descriptor_until_a_write_waits(node):
+    """A simulated board's handle is its socket alone: no wake-up pipe (trio's cancellation ends
+    its waits) and no epoll until a write must wait for room (rare: a data phase's writes fit)."""
+    path, listener = node
+
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    before = open_fds()
+    device = FdHidDevice(path, cooperative=True)
+    device.open()
+    try:
+        assert open_fds() == before + 1
+        device.abort()  # nothing to wake, nothing raised
+    finally:
+        device.dispose()
+    assert open_fds() == before
+    blocking = FdHidDevice(path)
+    blocking.open()
+    try:
+        assert open_fds() == before + 3  # the socket and abort()'s pipe: a thread may be blocked
+    finally:
+        blocking.dispose()

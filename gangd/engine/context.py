@@ -98,9 +98,11 @@ class StepContext:
         self.log = structlog.get_logger("gangd.engine.job").bind()
         # The step lines (about 20 a board) are built only when the handler would keep them.
         self.debugging = logging.getLogger("gangd.engine.job").isEnabledFor(logging.DEBUG)
-        self.limiter = trio.CapacityLimiter(1)
         # A job's nodes are all of one kind (the simulator's sockets, or hidraw): the first names it.
         self.cooperative = cooperative_node(event.devnode)
+        # The port's worker thread, one call at a time (a blocking handle's calls only).
+        self.limiter = None if self.cooperative else trio.CapacityLimiter(1)
+        self._portal = False  # a cooperative job's task has its greenback portal (`_call`)
         self.device: FdHidDevice | None = None
         self.mboot: McuBoot | None = None
         # The option words in force: a diagnosis may lower their clock for the rest of the job.
@@ -236,8 +238,9 @@ class StepContext:
         # 10 us, a seventh of trio's thread at N=64 (py-spy). A cancellation is met before and
         # after the call, as with a worker thread; inside, the call meets one only where it
         # waits for the board.
-        if not greenback.has_portal():
+        if not self._portal:  # asked once a job: has_portal() looks the task up in a weak dict
             await greenback.ensure_portal()
+            self._portal = True
         await trio.lowlevel.checkpoint_if_cancelled()
         value = fn(*args)
         await trio.lowlevel.checkpoint_if_cancelled()

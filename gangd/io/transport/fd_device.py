@@ -95,7 +95,7 @@ class FdHidDevice(DeviceBase):
         self.devnode = devnode
         self.cooperative = cooperative
         # cooperative writes wait for "writable or answered" on one descriptor trio can watch: an
-        # epoll of the device's own, level-triggered for both (made at open)
+        # epoll of the device's own, level-triggered for both (made at the first such wait)
         self._either: select.epoll | None = None
         self._pollers: dict[int, select.poll] = {}  # per event mask, on the open descriptor
         self.recorder = recorder
@@ -103,7 +103,9 @@ class FdHidDevice(DeviceBase):
         self._timeout = timeout
         self._fd: int | None = None
         self._sock: socket.socket | None = None
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        # abort()'s wake-up for a call blocked in poll() in another thread; a cooperative wait is
+        # ended by trio's cancellation instead, and needs none (two descriptors fewer per open)
+        self._wake_r, self._wake_w = (-1, -1) if cooperative else os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._aborted = False
 
     # --- DeviceBase -----------------------------------------------------------------------------
@@ -150,12 +152,9 @@ class FdHidDevice(DeviceBase):
             raise SPSDKConnectionError(f"{self.devnode}: permission denied") from exc
         except OSError as exc:
             raise SPSDKConnectionError(f"{self.devnode}: cannot open: {exc.strerror}") from exc
-        if self.cooperative:
-            if self._sock is None:
-                self.close()
-                raise SPSDKConnectionError(f"{self.devnode}: not a socket: its writes would block trio's thread")
-            self._either = select.epoll(1)
-            self._either.register(self._sock.fileno(), select.EPOLLIN | select.EPOLLOUT)
+        if self.cooperative and self._sock is None:
+            self.close()
+            raise SPSDKConnectionError(f"{self.devnode}: not a socket: its writes would block trio's thread")
 
     def close(self) -> None:
         if self._either is not None:
@@ -291,6 +290,8 @@ class FdHidDevice(DeviceBase):
     def abort(self) -> None:
         """Wake any call blocked on this device (safe from any thread); later calls fail too."""
         self._aborted = True
+        if self._wake_w < 0:  # cooperative: no thread to wake
+            return
         try:
             os.write(self._wake_w, b"\0")
         except BlockingIOError:
@@ -300,10 +301,13 @@ class FdHidDevice(DeviceBase):
         """Close the device and the wake-up pipe; the object cannot be used afterwards."""
         self.close()
         for fd in (self._wake_r, self._wake_w):
+            if fd < 0:
+                continue
             try:
                 os.close(fd)
             except OSError:
                 pass
+        self._wake_r = self._wake_w = -1
 
     # --- internals ----------------------------------------------------------------------------
 
@@ -365,7 +369,9 @@ class FdHidDevice(DeviceBase):
 
     async def _until_ready(self, fd: int, event: int) -> int:
         if event & _READ_EVENTS and event & select.POLLOUT:  # writable, or answered
-            assert self._either is not None  # made at open for a cooperative handle
+            if self._either is None:  # made at the first wait for room: a data phase's writes rarely wait
+                self._either = select.epoll(1)
+                self._either.register(fd, select.EPOLLIN | select.EPOLLOUT)
             either = self._either.fileno()
             while True:
                 await trio.lowlevel.wait_readable(either)
