@@ -10,8 +10,9 @@ cost"): one bytearray plus arrays of offsets and times costs twice as much per r
 Without a lock, a report's time and bytes still stay together: they go in with one `+=` of a
 pair, a single call under the GIL. A board's reports come from one thread at a time (trio's, for
 a simulated board's socket; the port's worker thread on hidraw); only a hidraw step abandoned at
-its deadline may still be finishing a read in its thread while the next step runs. Its report then lands in the list with the others (at worst out of time order, if a segment
-changes at that very moment); one that comes after the job has ended is let go.
+its deadline may still be finishing a read in its thread while the next step runs. Its report
+then lands in the list with the others (at worst out of time order, if a segment changes at that
+very moment); one that comes after the job has ended is let go.
 
 Bounded: a job holds at most `max_bytes` of reports (`[trace] max_job_mb`). The list is cut into
 segments of about an eighth of that; past the cap, the oldest segment after the first is

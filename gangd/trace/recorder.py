@@ -252,10 +252,13 @@ def _write_all(batch: list[_Pending]) -> None:
             pending.path = pending.write()
         except Exception as exc:  # the job that asked raises it (system tasks must not)
             pending.error = exc
-    _writer_cpu_s += time.thread_time() - started  # one writer thread per run: no race
+    spent = time.thread_time() - started
+    with _writer_cpu_lock:  # one writer per trio run, and a process may have several runs (tests)
+        _writer_cpu_s += spent
 
 
 _writer_cpu_s = 0.0
+_writer_cpu_lock = threading.Lock()
 
 
 def writer_cpu_s() -> float:

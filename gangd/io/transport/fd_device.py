@@ -33,6 +33,7 @@ import socket
 import stat
 import struct
 import time
+from functools import partial
 from typing import Protocol
 
 import greenback
@@ -368,19 +369,17 @@ class FdHidDevice(DeviceBase):
         return None
 
     async def _until_ready(self, fd: int, event: int) -> int:
-        if event & _READ_EVENTS and event & select.POLLOUT:  # writable, or answered
-            if self._either is None:  # made at the first wait for room: a data phase's writes rarely wait
-                self._either = select.epoll(1)
-                self._either.register(fd, select.EPOLLIN | select.EPOLLOUT)
-            either = self._either.fileno()
-            while True:
-                await trio.lowlevel.wait_readable(either)
-                events = self._events_now(fd, event)
-                if events:
-                    return events
         if event & select.POLLOUT:
-            while True:
-                await trio.lowlevel.wait_writable(fd)
+            if event & _READ_EVENTS:  # writable, or answered: one descriptor trio can watch for both
+                if self._either is None:  # made at the first such wait: a data phase's writes rarely wait
+                    self._either = select.epoll(1)
+                    self._either.register(fd, select.EPOLLIN | select.EPOLLOUT)
+                either = self._either.fileno()
+                woken = partial(trio.lowlevel.wait_readable, either)
+            else:
+                woken = partial(trio.lowlevel.wait_writable, fd)
+            while True:  # trio's wake-up may be spurious, or the room gone again: ask the descriptor
+                await woken()
                 events = self._events_now(fd, event)
                 if events:
                     return events
