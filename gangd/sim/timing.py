@@ -123,8 +123,9 @@ class BoardClock:
 
     Costs are kept in model seconds and multiplied into wall time by `time_scale`. When the board
     has been idle (its links call `idle()` before they wait for the host), its deadline restarts
-    from now, so idle time is never saved up to run faster later; lateness under `IDLE_SLACK_S` is
-    a sleep's overshoot and is repaid by the next sleep. Lateness without a wait for the host is
+    from when the host's report arrived, where the link knows it (a socket's stamp: links.py
+    `HidSocket`), else from now, so idle time is never saved up to run faster later; without an
+    arrival, lateness under `IDLE_SLACK_S` is a sleep's overshoot and is repaid by the next sleep. Lateness without a wait for the host is
     the board's thread kept off the CPU, and is repaid too (up to `STARVED_MAX_S`): a loaded
     machine otherwise added every such delay to a transfer (a 1 MiB write took 2.5-3.9 s for the
     model's 2.16 s under stress-ng).
@@ -134,23 +135,34 @@ class BoardClock:
         self.model = model
         self._deadline = time.monotonic()
         self._stop = stop or threading.Event()
-        self._idle = True  # nothing is owed for the time before the first charge
+        # Whether the next charge ends a wait for the host (then when the host's report arrived
+        # matters: `owe`'s `arrived`). An attribute, not a property: looked at per report.
+        self.idling = True  # nothing is owed for the time before the first charge
         self.charged_s = 0.0  # total model seconds charged: what the model says the board spent
 
     def idle(self) -> None:
         """The board waits for the host (or is away): the time until its next charge is not owed."""
-        self._idle = True
+        self.idling = True
 
-    def _advance(self, model_seconds: float) -> float:
-        """Move the deadline by a cost; return how far it now lies ahead of the wall clock."""
+
+    def _advance(self, model_seconds: float, arrived: float | None = None) -> float:
+        """Move the deadline by a cost; return how far it now lies ahead of the wall clock.
+        `arrived`: when the host's report that ends an idle wait reached the board (monotonic)."""
         self.charged_s += model_seconds
         if self.model.time_scale <= 0:
             return 0.0
         now = time.monotonic()
-        late = now - self._deadline
-        if late > IDLE_SLACK_S and (self._idle or late > STARVED_MAX_S):
-            self._deadline = now
-        self._idle = False
+        if self.idling and arrived is not None:
+            # The board had the report when it arrived, not when the simulator's thread, busy with
+            # other boards, got to it: a real board's CPU is its own. Never before its own last
+            # deadline (it was busy until then), never in the future, nor further back than a
+            # thread is kept off the CPU (STARVED_MAX_S).
+            self._deadline = max(self._deadline, min(now, max(arrived, now - STARVED_MAX_S)))
+        else:
+            late = now - self._deadline
+            if late > IDLE_SLACK_S and (self.idling or late > STARVED_MAX_S):
+                self._deadline = now
+        self.idling = False
         self._deadline += model_seconds * self.model.time_scale
         return self._deadline - now
 
@@ -160,16 +172,17 @@ class BoardClock:
         if model_seconds > 0:
             self._sleep(self._advance(model_seconds))
 
-    def owe(self, model_seconds: float) -> None:
+    def owe(self, model_seconds: float, arrived: float | None = None) -> None:
         """Charge a cost the host cannot see yet, sleeping only once the board is more than
         `AHEAD_MAX_S` ahead of the wall clock; the next `charge` or `settle` repays the rest.
 
         For the reports a board takes from a socket (the host's send returned when the report
         was queued, so the board's pace shows only in its next reply) and the pages it programs
         (seen only in the reply to the command). The deadline arithmetic is `charge`'s, so the
-        replies go out at the same modelled times; only the sleeps are fewer."""
+        replies go out at the same modelled times; only the sleeps are fewer. `arrived`: when
+        the report reached the board, where the link knows it (`_advance`)."""
         if model_seconds > 0:
-            delay = self._advance(model_seconds)
+            delay = self._advance(model_seconds, arrived)
             if delay > AHEAD_MAX_S:
                 self._sleep(delay)
 

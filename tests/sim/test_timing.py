@@ -7,12 +7,14 @@ per packet), never written into the test as a number.
 from __future__ import annotations
 
 import os
+import socket
+import threading
 import time
 
 import pytest
 
 from gangd.sim import TimingModel, timing
-from gangd.sim.links import MBOOT_HID_PACKET_SIZE
+from gangd.sim.links import MBOOT_HID_PACKET_SIZE, HidSocket
 
 from .flow import configure_flexspi, load_flashloader, open_mboot
 
@@ -106,3 +108,55 @@ def test_reports_taken_are_owed_and_the_reply_leaves_at_the_same_deadline(monkey
     clock.owe(0.010)  # pages programmed; then the board leaves (hub: settle before it goes)
     clock.settle()
     assert fake.now == pytest.approx(start + (reports + 1) * interval + 0.010)
+
+
+def test_an_idle_board_counts_from_when_the_hosts_report_arrived(monkeypatch):
+    """A board that waited for the host counts its next costs from when the host's report reached
+    it, not from when the simulator's thread got to it: on a loop serving every board, that thread
+    may be busy with other boards for milliseconds, which a real board's own CPU is not. Nor does
+    it count from before the report arrived, where the host took its time."""
+    fake = FakeTime()
+    monkeypatch.setattr(timing, "time", fake)
+    clock = timing.BoardClock(TimingModel(time_scale=1.0), stop=fake)  # type: ignore[arg-type]
+    interval = clock.model.report_interval_s
+
+    clock.charge(interval)  # the board's last reply
+    replied = fake.now
+    clock.idle()  # waits for the host ...
+    arrived = fake.now + 0.020  # ... whose command arrives 20 ms later ...
+    fake.now += 0.026  # ... and is read 6 ms after that, the loop busy with other boards
+    clock.owe(interval, arrived)
+    clock.charge(0.010)  # the reply, 10 ms of work later
+    assert fake.now == pytest.approx(arrived + interval + 0.010)
+
+    clock.charge(interval)
+    clock.idle()
+    arrived = fake.now + 0.001  # a host that answers within a millisecond ...
+    fake.now = arrived
+    clock.owe(interval, arrived)
+    clock.charge(interval)
+    assert fake.now == pytest.approx(arrived + 2 * interval)  # ... gets nothing of its wait back
+    assert replied < arrived
+
+
+def test_the_socket_tells_the_board_when_the_host_sent_its_report():
+    """The link reads the report that ends a wait with the kernel's stamp of the host's send
+    (SO_TIMESTAMPNS): a board read 30 ms late still counts from the send."""
+    device, host = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    clock = timing.BoardClock(TimingModel(time_scale=1.0))
+    hid = HidSocket(device, clock, threading.Event())
+    interval = clock.model.report_interval_s
+    try:
+        clock.idle()
+        sent_before = time.monotonic()
+        host.send(bytes(1024))
+        late = threading.Event()
+        late.wait(0.030)  # the simulator's thread busy elsewhere while the report waits
+        read_at = time.monotonic()
+        assert hid.recv_report() == bytes(1024)
+        owed_until = clock._deadline
+        assert owed_until >= sent_before + interval - 0.001  # not before the host sent it
+        assert owed_until <= read_at - 0.020 + interval  # counted from the send, not the read
+    finally:
+        device.close()
+        host.close()
