@@ -9,14 +9,18 @@ a greenlet switch. The engines stay synchronous code, unchanged; only the waits 
 and each falls back to blocking the calling thread when it is not on one (UART boards, the hidraw
 emulation and tests that drive a link by hand keep their threads).
 
-Timers: the loop waits in select(2), whose timeout is in microseconds (a board thread's sleep had
-the same grain and the kernel's 50 µs timer slack), so a report is due 0.5 ms after the last one
-and leaves then. select(2) also costs no system call to start or stop watching a socket, where
-epoll costs two per wait. It takes descriptors below FD_SETSIZE (1024) only: past that (a process
-with many files open) the loop moves to epoll, whose timeout is in whole milliseconds, rounded up;
-it then waits in epoll only until the millisecond before the next deadline and sleeps the rest
-with `time.sleep` after a look at the sockets that does not wait, so a host's report that arrives
-during that last sub-millisecond sleep is seen when it ends (up to a millisecond late, never early).
+Waits: the loop watches the boards' sockets with epoll, each registered for as long as its board
+waits on it (two epoll_ctl calls a wait, about 1.7 us), and sleeps in select(2) on the epoll
+descriptor alone, whose timeout is in microseconds (epoll_wait's is in whole milliseconds), so a
+report due 0.5 ms after the last one leaves then, within the kernel's 50 us timer slack. It used to
+hand select(2) every watched socket: each call then set up and tore down a wait on each of them,
+26 us of CPU a wait with 65 sockets watched against 9-16 us this way (64 boards re-enumerating
+hold about that many; measured in docs/PERFORMANCE.md), about 1,250 waits a batch of 64 boards.
+select(2) takes descriptors below FD_SETSIZE (1024) only: should the epoll descriptor itself be
+past that (a process with many files open when the loop starts), the loop waits in epoll until the
+millisecond before the next deadline and sleeps the rest with `time.sleep` after a look at the
+sockets that does not wait, so a host's report that arrives during that last sub-millisecond sleep
+is seen when it ends (up to a millisecond late, never early).
 """
 
 from __future__ import annotations
@@ -38,6 +42,9 @@ log = logging.getLogger(__name__)
 _local = threading.local()
 _EPOLL_GRAIN_S = 0.001  # epoll's timeout is in whole milliseconds, rounded up
 _FD_SETSIZE = 1024  # select(2) takes descriptors below this
+# What select(2) counted as readable or writable: a hang-up or an error wakes either wait.
+_READ_EVENTS = select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR
+_WRITE_EVENTS = select.EPOLLOUT | select.EPOLLHUP | select.EPOLLERR
 
 
 class Flag(threading.Event):
@@ -80,20 +87,19 @@ class Task:
 
 class BoardLoop:
     def __init__(self, name: str = "sim-boards") -> None:
-        # The descriptors watched, each with its parked board (None: the loop's wake-up pipe). Kept
-        # here and handed to select(2) as they are: a selectors.Selector's key per wait cost more
-        # than the wait. `_epoll` once a descriptor is past FD_SETSIZE (module doc).
+        # The descriptors watched, each with its parked board (None: the loop's wake-up pipe), and
+        # the epoll instance that watches them (module doc).
         self._readers: dict[int, _Wait | None] = {}
         self._writers: dict[int, _Wait] = {}
-        self._epoll: select.epoll | None = None
+        self._epoll = select.epoll()
+        self._epoll_fd = self._epoll.fileno()
         self._timers: list[tuple[float, int, _Wait]] = []
         self._sequence = itertools.count()
         self._calls: deque[Callable[[], None]] = deque()
         self._ready: deque[greenlet] = deque()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._readers[self._wake_r] = None
-        if self._wake_r >= _FD_SETSIZE:
-            self._to_epoll()
+        self._epoll.register(self._wake_r, select.EPOLLIN)
         self._closing = False
         self._live = 0  # tasks spawned and not yet returned (counted on the loop's thread)
         self._main: greenlet | None = None
@@ -156,11 +162,8 @@ class BoardLoop:
             timeout = 0.05 if timeout is None else min(timeout, 0.05)
         table = self._readers if events == selectors.EVENT_READ else self._writers
         if fd is not None:
-            if fd >= _FD_SETSIZE and self._epoll is None:
-                self._to_epoll()
             table[fd] = wait
-            if self._epoll is not None:
-                self._epoll.register(fd, select.EPOLLIN if events == selectors.EVENT_READ else select.EPOLLOUT)
+            self._watch(fd)
         if timeout is not None:
             heapq.heappush(self._timers, (time.monotonic() + timeout, next(self._sequence), wait))
         waker = None
@@ -178,8 +181,7 @@ class BoardLoop:
             wait.task = None
             if fd is not None:
                 del table[fd]
-                if self._epoll is not None:
-                    self._epoll.unregister(fd)
+                self._watch(fd)
             if waker is not None and isinstance(stop, Flag):
                 stop.remove_waker(waker)
         return wait.ready
@@ -191,22 +193,38 @@ class BoardLoop:
             self._ready.append(wait.task)
             wait.task = None
 
-    def _to_epoll(self) -> None:
-        self._epoll = select.epoll()
-        for fd in self._readers:
-            self._epoll.register(fd, select.EPOLLIN)
-        for fd in self._writers:
-            self._epoll.register(fd, select.EPOLLOUT)
+    def _watch(self, fd: int) -> None:
+        """Have epoll watch `fd` for what its parked boards wait for (nothing: not at all)."""
+        mask = (select.EPOLLIN if fd in self._readers else 0) | (select.EPOLLOUT if fd in self._writers else 0)
+        if mask:
+            try:
+                self._epoll.register(fd, mask)
+            except FileExistsError:  # a reader and a writer on one descriptor
+                self._epoll.modify(fd, mask)
+        else:
+            try:
+                self._epoll.unregister(fd)
+            except OSError:
+                pass  # closed while its board waited: the kernel dropped it with the file
 
     def _select(self, timeout: float | None) -> list[_Wait | None]:
-        """The parked boards whose descriptor is ready (None: the wake-up pipe)."""
+        """The parked boards whose descriptor is ready (None: the wake-up pipe), waiting up to
+        `timeout` seconds (None: until one is)."""
+        if timeout is None:
+            events = self._epoll.poll(-1)
+        elif timeout > 0 and self._epoll_fd < _FD_SETSIZE:
+            if not select.select((self._epoll_fd,), (), (), timeout)[0]:
+                return []
+            events = self._epoll.poll(0)
+        else:
+            events = self._epoll.poll(timeout)
         readers, writers = self._readers, self._writers
-        if self._epoll is None:
-            readable, writable, _ = select.select(readers, writers, (), timeout)
-            return [readers[fd] for fd in readable] + [writers[fd] for fd in writable]
-        ready = []
-        for fd, _ in self._epoll.poll(-1 if timeout is None else timeout):
-            ready.append(readers[fd] if fd in readers else writers[fd])
+        ready: list[_Wait | None] = []
+        for fd, mask in events:
+            if mask & _READ_EVENTS and fd in readers:
+                ready.append(readers[fd])
+            if mask & _WRITE_EVENTS and fd in writers:
+                ready.append(writers[fd])
         return ready
 
     def _run(self) -> None:
@@ -222,22 +240,20 @@ class BoardLoop:
             if self._closing and not self._live:
                 break
             timeout = None if not timers else max(0.0, timers[0][0] - time.monotonic())
-            if self._epoll is None:
+            if timeout is None or timeout <= 0 or self._epoll_fd < _FD_SETSIZE:
                 self._dispatch(self._select(timeout))
-            elif timeout is None or timeout > _EPOLL_GRAIN_S:
+            elif timeout > _EPOLL_GRAIN_S:
                 # epoll rounds up to the millisecond: wake in the millisecond before the deadline
-                self._dispatch(self._select(None if timeout is None else timeout - _EPOLL_GRAIN_S))
-            elif timeout <= 0 or not self._dispatch(self._select(0)):
+                self._dispatch(self._select(timeout - _EPOLL_GRAIN_S))
+            elif not self._dispatch(self._select(0)):
                 # The deadline is less than epoll's grain away and nothing is ready: sleep to it
                 # precisely, then take what arrived meanwhile (module doc).
-                if timeout > 0:
-                    time.sleep(timeout)
+                time.sleep(timeout)
                 self._dispatch(self._select(0))
             now = time.monotonic()
             while timers and timers[0][0] <= now:
                 self._resume(heapq.heappop(timers)[2])
-        if self._epoll is not None:
-            self._epoll.close()
+        self._epoll.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
 

@@ -144,7 +144,6 @@ class BoardClock:
         """The board waits for the host (or is away): the time until its next charge is not owed."""
         self.idling = True
 
-
     def _advance(self, model_seconds: float, arrived: float | None = None) -> float:
         """Move the deadline by a cost; return how far it now lies ahead of the wall clock.
         `arrived`: when the host's report that ends an idle wait reached the board (monotonic)."""

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import selectors
 import socket
 import threading
+import time
 
 from gangd.sim import TimingModel
 from gangd.sim.links import HidSocket
@@ -52,24 +54,70 @@ def test_a_flag_ends_a_wait_that_nothing_else_would():
         os.close(board)
 
 
-def test_past_select_s_descriptors_the_loop_moves_to_epoll():
-    """select(2) takes descriptors below 1024 only; a board's socket numbered higher (a process with
-    many files open) moves the loop to epoll, and waits on sockets and timers go on there."""
-    loop = BoardLoop()
+def test_descriptors_past_select_s_limit_are_watched_and_timers_never_fire_early():
+    """select(2) takes descriptors below 1024 only. A board's socket numbered higher (a process with
+    many files open) is watched all the same; and a loop whose own epoll descriptor is past 1024
+    waits in epoll's whole milliseconds, so its sub-millisecond timers must still never fire early."""
     host, board = os.pipe()
     high = os.dup2(host, 1500)
-    results: dict[str, bool] = {}
+    fillers = [os.dup(host) for _ in range(1100)]  # the next loop's own descriptors land past 1024
+    late_loop = BoardLoop()
+    for fd in fillers:
+        os.close(fd)
+    loop = BoardLoop()
+    results: dict[str, object] = {}
+
+    def timed() -> None:
+        started = time.monotonic()
+        late_loop.block(timeout=0.0005)
+        results["slept"] = time.monotonic() - started
+
     try:
-        ready = loop.spawn(lambda: results.setdefault("ready", loop.block(high, stop=Flag())))
-        os.write(board, b"x")
-        assert ready.done.wait(WAIT_S) and results["ready"] is True
-        assert loop._epoll is not None
-        timer = loop.spawn(lambda: results.setdefault("timer", loop.block(timeout=0.0005)))
-        assert timer.done.wait(WAIT_S) and results["timer"] is False
+        assert late_loop._epoll_fd >= 1024 > loop._epoll_fd
+        for each in (loop, late_loop):
+            results.clear()
+            ready = each.spawn(lambda each=each: results.setdefault("ready", each.block(high, stop=Flag())))
+            os.write(board, b"x")
+            assert ready.done.wait(WAIT_S) and results["ready"] is True
+            os.read(host, 1)
+        timer = late_loop.spawn(timed)
+        assert timer.done.wait(WAIT_S) and results["slept"] >= 0.0005  # never early
     finally:
         loop.close()
+        late_loop.close()
         for fd in (host, board, high):
             os.close(fd)
+
+
+def test_a_reader_and_a_writer_on_one_descriptor_both_wake():
+    """Two boards' waits on one socket, one for a report and one for room: epoll watches the
+    descriptor once, for both."""
+    loop = BoardLoop()
+    device, host = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    results: dict[str, bool] = {}
+    try:
+        while True:  # fill the socket: a wait for room then waits
+            try:
+                device.send(bytes(1024), socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                break
+        reader = loop.spawn(lambda: results.setdefault("reader", loop.block(device.fileno(), stop=Flag())))
+        writer = loop.spawn(
+            lambda: results.setdefault("writer", loop.block(device.fileno(), selectors.EVENT_WRITE, stop=Flag()))
+        )
+        host.send(b"report")
+        assert reader.done.wait(WAIT_S) and results["reader"] is True
+        assert not writer.done.is_set()
+        while True:  # the host reads: room again
+            try:
+                host.recv(2048, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                break
+        assert writer.done.wait(WAIT_S) and results["writer"] is True
+    finally:
+        loop.close()
+        device.close()
+        host.close()
 
 
 def test_a_board_whose_host_stops_reading_does_not_hold_up_the_others():
