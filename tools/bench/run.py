@@ -2,7 +2,8 @@
 
 Phases (all on the simulator's default timing model, boards in their own process):
 1. floor ratio: one board, the user's recipe with a 45,056-byte image, then with a 1 MiB image;
-2. scaling: batches of N = 1, 8, 32, 64 boards plugged at once on their own ports;
+2. scaling: batches of N = 1, 8, 32, 64 boards plugged at once on their own ports, the largest
+   `--big-repeats` times in the same station (its rows give the median batch, the others beside);
 3. latency: from each board's first hotplug event to its first USB command (measured by the sim);
 4. cost: gangd's CPU seconds per board and resident memory, idle and at N = 64, and what tracing
    every board ([trace] keep = "all", gangd/trace) adds to it; gangd's and the simulator's CPU per
@@ -468,6 +469,11 @@ def measure_cost(image_size: int, boards: int, root_ports: int, time_scale: floa
     return measure(image_size, boards, root_ports, time_scale)
 
 
+def median_run(runs: list[dict]) -> dict:
+    """The run whose batch took the median time (of an even count, the slower middle one)."""
+    return sorted(runs, key=lambda run: run["wall_s"])[len(runs) // 2]
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
@@ -477,6 +483,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", default="bench-results.json", help="where to write the figures as JSON")
     parser.add_argument("--batches", default="1,8,32,64")
+    parser.add_argument(
+        "--big-repeats",
+        type=int,
+        default=5,
+        help="how many times the largest batch runs; its rows give the median batch (a 0.7 s batch on a"
+        " shared 2-core VM moves by several per cent from one run to the next)",
+    )
     parser.add_argument("--sequential-boards", type=int, default=4)
     parser.add_argument("--crowded", type=int, default=16, help="boards behind one root port (budget 8)")
     parser.add_argument("--idle-s", type=float, default=5.0)
@@ -503,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.batches, args.sequential_boards, args.idle_s, args.crowded = "1,2", 1, 0.2, 10
         args.cost_sizes, args.cost_boards, args.large = str(IMAGE_LARGE), 2, 0
-        args.trace_rounds = 2
+        args.trace_rounds, args.big_repeats = 2, 2
         args.workers = min(args.workers, 2)
     logs.configure("warning")
     model = TimingModel()
@@ -544,7 +557,12 @@ def main(argv: list[str] | None = None) -> int:
     # 2-4. scaling, latency, cost: the user's recipe, the ports spread over 8 root ports (8 each)
     recipe = make_recipe(IMAGE_SMALL)
     root_ports = max(1, -(-max(batches) // 8))
-    scaling = trio.run(gangd_phase, recipe, batches, max(batches), args.idle_s, False, root_ports)
+    big_n = max(batches)
+    runs = batches + [big_n] * (max(1, args.big_repeats) - 1)
+    scaling = trio.run(gangd_phase, recipe, runs, big_n, args.idle_s, False, root_ports)
+    # The largest batch's rows give its median run, the others beside it (the runs, in order).
+    big_runs = [run for n, run in zip(runs, scaling["runs"], strict=True) if n == big_n]
+    scaling["batches"][big_n] = {**median_run(big_runs), "walls_s": [run["wall_s"] for run in big_runs]}
     figures["gangd"] = scaling
     figures["root_ports"] = root_ports
     # 16 boards behind one root port: admitted in waves of 8, none failed
@@ -623,13 +641,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         b["efficiency"], b["boards_per_hour"] = efficiency, per_hour
     floor_one = floor[IMAGE_SMALL]["floor_s"]
-    big_n = max(batches)
     big_wall = scaling["batches"][big_n]["wall_s"]
+    walls = scaling["batches"][big_n]["walls_s"]
     rows.append(
         (
             f"N={big_n} on {root_ports} root ports vs floor",
             f"{floor_one / big_wall:.3f}",
-            f"{big_n / big_wall * 3600:,.0f} boards/h; physics floor {floor_one:.3f} s / batch {big_wall:.2f} s",
+            f"{big_n / big_wall * 3600:,.0f} boards/h; physics floor {floor_one:.3f} s / batch {big_wall:.3f} s,"
+            f" the median of {len(walls)} ({', '.join(f'{floor_one / w:.3f}' for w in walls)})",
             ">= 0.90",
         )
     )
