@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 import os
 
 import pytest
@@ -103,3 +104,12 @@ def processes():
     yield start
     for process in started:
         process.stop()
+
+
+@pytest.fixture(autouse=True)
+def _collector_as_it_was():
+    """A test that runs the daemon's serve loop in this process settles its collector
+    (gangd/service/collector.py): the next test gets CPython's defaults back."""
+    threshold = gc.get_threshold()
+    yield
+    gc.set_threshold(*threshold)

@@ -18,6 +18,7 @@ import trio
 from gangd.config.loader import Config, ConfigError, default_station_name, load_config
 from gangd.config.recipe import Recipe, with_trace_dir
 from gangd.core.bus import DEFAULT_BUDGET
+from gangd.service import collector
 from gangd.service.http import HttpServer
 from gangd.service.line import LineDatabase, LineState, Outbox
 from gangd.service.metrics import Metrics
@@ -55,6 +56,7 @@ async def serve(
             if outbox is not None:
                 station.listeners.append(outbox.wake)
                 await nursery.start(outbox.run)
+            collector.settle()  # the jobs' short-lived garbage collected less often (collector.py)
             await nursery.start(station.run, source)  # returns once the coldplug scan is done
             log.info("ready", ports=len(station.ports) or "all")
             notifier.ready(station.summary())

@@ -21,7 +21,7 @@ import sys
 import structlog
 import trio
 
-from gangd.service import logs
+from gangd.service import collector, logs
 from gangd.station.link import Link
 from gangd.station.worker import WorkerJobs
 
@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     structlog.contextvars.bind_contextvars(worker=args.worker)
     if args.station:
         structlog.contextvars.bind_contextvars(station=args.station)
+    collector.settle()
     trio.run(_serve, args.fd)
     return 0
 

@@ -50,7 +50,7 @@ from gangd.engine.plan import (
     tool_lines,
 )
 from gangd.engine.plan import plan as plan_steps
-from gangd.service import logs
+from gangd.service import collector, logs
 from gangd.service.worker import command as worker_command
 from gangd.sim.hub import default_port_paths
 from gangd.sim.images import build_flashloader_image
@@ -194,6 +194,7 @@ async def gangd_phase(
     station = Station(family, recipe, dict.fromkeys(default_port_paths(ports, root_ports)), workers=pool)
     out: dict = {"batches": {}, "runs": []}
     async with trio.open_nursery() as nursery:
+        collector.settle()  # as the daemon does once its start-up is done (gangd/service/daemon.py)
         await nursery.start(station.run, sim.run)
         # Idle cost: the station running with no boards.
         rss_idle, cpu0, wall0 = rss_mb(), time.process_time(), time.monotonic()
