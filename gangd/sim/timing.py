@@ -125,10 +125,10 @@ class BoardClock:
     has been idle (its links call `idle()` before they wait for the host), its deadline restarts
     from when the host's report arrived, where the link knows it (a socket's stamp: links.py
     `HidSocket`), else from now, so idle time is never saved up to run faster later; without an
-    arrival, lateness under `IDLE_SLACK_S` is a sleep's overshoot and is repaid by the next sleep. Lateness without a wait for the host is
-    the board's thread kept off the CPU, and is repaid too (up to `STARVED_MAX_S`): a loaded
-    machine otherwise added every such delay to a transfer (a 1 MiB write took 2.5-3.9 s for the
-    model's 2.16 s under stress-ng).
+    arrival, lateness under `IDLE_SLACK_S` is a sleep's overshoot and is repaid by the next sleep.
+    Lateness without a wait for the host is the board's thread kept off the CPU, and is repaid too
+    (up to `STARVED_MAX_S`): a loaded machine otherwise added every such delay to a transfer (a
+    1 MiB write took 2.5-3.9 s for the model's 2.16 s under stress-ng).
     """
 
     def __init__(self, model: TimingModel, stop: threading.Event | None = None) -> None:
