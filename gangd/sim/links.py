@@ -136,24 +136,17 @@ class HidSocket(_ByteChannel):
         self._interval = clock.model.report_interval_s
         try:
             sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-            self._stamped = True
         except OSError:
-            self._stamped = False
+            pass  # no stamps: the reports come without them (class doc)
 
     def recv_report(self) -> bytes:
-        if self._stamped and self.clock.idling:  # the first report after a wait for the host
-            return self._recv_stamped()
+        if self.clock.idling:  # the first report after a wait for the host
+            return self._recv_after_idle()
         try:
             report = self._recv(HID_REPORT_SIZE + 64, socket.MSG_DONTWAIT)  # usually there already
         except BlockingIOError:
             self.clock.idle()
-            if self._stamped:
-                return self._recv_stamped()
-            self.wait_readable()
-            try:
-                report = self.sock.recv(HID_REPORT_SIZE + 64)
-            except OSError as exc:
-                raise LinkClosed(str(exc)) from exc
+            return self._recv_after_idle()
         except OSError as exc:
             raise LinkClosed(str(exc)) from exc
         if not report:
@@ -163,7 +156,7 @@ class HidSocket(_ByteChannel):
         self._owe(self._interval)
         return report
 
-    def _recv_stamped(self) -> bytes:
+    def _recv_after_idle(self) -> bytes:
         """The next report, waited for, owed from the time the host sent it (class doc)."""
         while True:
             try:
