@@ -1,8 +1,10 @@
-"""What gangd knows about an MCU family, read from spsdk's device database.
+"""What gangd knows about an MCU family: spsdk's device database, then gangd's family facts.
 
-USB ids of the ROM and flashloader stages, the memory map and the OTP fuse names all come from
-`spsdk/data/devices/<family>`; nothing family-specific is written by hand here, so any family in
-the database can be simulated and provisioned.
+USB ids of the ROM and flashloader stages, the memory map and the OTP fuse names come from
+`spsdk/data/devices/<family>`. What the database does not say (which FlexSPI window the ROM boots
+from, the FlexSPI clock codes, the internal flash's sector and page), or says differently from the
+reference manual, comes from gangd's facts files (`facts.py`, data with sources). Nothing
+family-specific is written by hand in code.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from spsdk.exceptions import SPSDKError
 from spsdk.utils.family import FamilyRevision, get_device, get_families
 
+from gangd.config.facts import FamilyFacts, facts_for
 from gangd.core.events import PortEvent
 
 
@@ -65,6 +68,7 @@ class FamilyInfo:
     flashloader_usb: tuple[UsbIds, ...]
     regions: tuple[MemoryRegion, ...]
     fuses: tuple[Fuse, ...]
+    facts: FamilyFacts | None = None  # None: a family gangd has no facts for (check-config refuses it)
 
     @property
     def ram_regions(self) -> tuple[MemoryRegion, ...]:
@@ -78,9 +82,22 @@ class FamilyInfo:
 
     @property
     def flexspi(self) -> MemoryRegion | None:
-        """The FlexSPI window where a serial NOR is mapped (the first one, non-secure where there are two)."""
+        """The FlexSPI window the ROM boots from, where configure-memory 9 maps the boot flash.
+
+        From the family's facts: spsdk's memory map lists the windows but not which one the ROM
+        boots from, and for some families lists them wrongly (mimxrt1060: the RT1170 map; see
+        family_facts/rt1040_1064.toml). Without facts: spsdk's first FlexSPI window, non-secure where
+        there are two."""
+        boot = self.facts.boot if self.facts is not None else None
+        if boot is not None:
+            return MemoryRegion(boot.name, boot.start, boot.size, external=True)
         windows = [r for r in self.regions if r.external and r.name.startswith("flexspi")]
         return next((r for r in windows if not r.name.endswith("_s")), windows[0] if windows else None)
+
+    def flexspi_window_at(self, address: int, length: int = 1) -> MemoryRegion | None:
+        """The FlexSPI window (per the facts) holding a range, boot window or not."""
+        window = self.facts.window_at(address, length) if self.facts is not None else None
+        return MemoryRegion(window.name, window.start, window.size, external=True) if window else None
 
     def region(self, name: str) -> MemoryRegion:
         for region in self.regions:
@@ -165,6 +182,7 @@ def load_family(name: str) -> FamilyInfo:
         flashloader_usb=loader,
         regions=tuple(regions),
         fuses=fuses,
+        facts=facts_for(device.name),
     )
 
 

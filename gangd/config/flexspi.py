@@ -6,7 +6,8 @@
 diagnosis) and the simulator (to behave like the driver) read them through this module.
 
 The max-frequency field is a per-chip code: mcu-boot's clock configuration for each target maps it
-to a FlexSPI serial clock (`targets/MIMXRT1021/src/clock_config_MIMXRT1021.c`, PLL3 PFD0 table).
+to a FlexSPI serial clock (`targets/MIMXRT1021/src/clock_config_MIMXRT1021.c`, PLL3 PFD0 table);
+the tables and which family uses which are family facts (`facts.py`, `family_facts/flexspi_clocks.toml`).
 The driver erases and programs at the safe clock (code 1, ~30 MHz) and reads at the code's clock.
 """
 
@@ -14,40 +15,35 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gangd.config.facts import clock_tables, facts_for
+
 OPTION_TAG = 0xC
 FCFB_TAG = 0x42464346  # "FCFB": a complete 512-byte configuration block instead of option words
 SAFE_CODE = 1  # ~30 MHz: what mcu-boot's driver uses for the SFDP probe, erase and program
 
-# Nominal FlexSPI clocks in MHz by max_freq code (code 0 keeps the clock the flashloader started
-# with, which is the safe one). Source: docs/FLASHLOADER.md, from mcu-boot's per-target clock_config.
-_RT1021_TABLE = {0: 30, 1: 30, 2: 50, 3: 60, 4: 75, 5: 80, 6: 100, 7: 133, 8: 166, 9: 200}
-_RT1062_TABLE = {0: 30, 1: 30, 2: 50, 3: 60, 4: 75, 5: 80, 6: 100, 7: 120, 8: 133, 9: 166}
-# Which table each family's flashloader uses (docs/FLASHLOADER.md: "7 = 133 MHz on RT1015/1021/1024/1052",
-# "7 = 120 MHz and 8 = 133 MHz on RT1011/1042/1062/1064/1176").
-_TABLE_BY_PREFIX = (
-    ("mimxrt1010", _RT1062_TABLE),
-    ("mimxrt1040", _RT1062_TABLE),
-    ("mimxrt1060", _RT1062_TABLE),
-    ("mimxrt1064", _RT1062_TABLE),
-    ("mimxrt117", _RT1062_TABLE),
-    ("mimxrt116", _RT1062_TABLE),
-    ("mimxrt1015", _RT1021_TABLE),
-    ("mimxrt1020", _RT1021_TABLE),
-    ("mimxrt1024", _RT1021_TABLE),
-    ("mimxrt1050", _RT1021_TABLE),
-)
+# Which copy of mcu-boot's frequency table a family's flashloader uses is a family fact
+# (family_facts/flexspi_clocks.toml, named by each family group's `clock_table`).
 # A lower clock is only worth a diagnosis read when it is clearly lower: steps of less than 20 %
 # (133 -> 120, 80 -> 75, 60 -> 50) are skipped. On RT1020 this gives 133 -> 100 -> 80 -> 60 -> 30.
 _MIN_STEP = 0.8
+# Families without a FlexSPI clock table in their facts (no FlexSPI, or no facts): the RT1021 codes,
+# our choice so that a trace or record of such a board still names a clock; the ladder of a family
+# without a table is empty (fallback_codes), so no diagnosis ever steps down a guessed ladder.
+_DEFAULT_TABLE = "rt1021"
+
+
+def has_clock_table(family: str) -> bool:
+    """The family's facts name its FlexSPI NOR driver's frequency table."""
+    facts = facts_for(family)
+    return facts is not None and facts.clocks is not None
 
 
 def frequency_table(family: str) -> dict[int, int]:
-    """max_freq code -> MHz for a family. Families not listed use the RT1021 table (our choice:
-    no source was found for them; the ladder still ends at the safe clock)."""
-    for prefix, table in _TABLE_BY_PREFIX:
-        if family.startswith(prefix):
-            return table
-    return _RT1021_TABLE
+    """max_freq code -> MHz for a family, from its facts (family_facts/flexspi_clocks.toml)."""
+    facts = facts_for(family)
+    if facts is not None and facts.clocks is not None:
+        return facts.clocks.as_dict()
+    return clock_tables()[_DEFAULT_TABLE].as_dict()
 
 
 def clock_mhz(family: str, code: int) -> int:
@@ -57,7 +53,9 @@ def clock_mhz(family: str, code: int) -> int:
 
 def fallback_codes(family: str, code: int) -> list[int]:
     """The lower codes worth trying after `code` reads unreliably, fastest first, ending at the
-    safe clock."""
+    safe clock; none for a family without a FlexSPI clock table."""
+    if not has_clock_table(family):
+        return []
     table = frequency_table(family)
     ladder, last = [], table.get(code, table[SAFE_CODE])
     for candidate, mhz in sorted(table.items(), key=lambda item: -item[1]):
