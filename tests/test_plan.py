@@ -56,8 +56,9 @@ def test_plan_of_the_example_config_is_the_users_sequence(script_dir):
     assert result.stderr == ""  # nothing from spsdk, even on a first run
     printed = commands(result.stdout)
     assert without_identify(printed) == commands(USERS_LOG.read_text())
-    # The user's three lines, as logged, in order and contiguous.
-    blhost = [c[1:] for c in printed if c[0] == "blhost"]
+    # The user's three lines, as logged, in order and contiguous but for gangd's read-only
+    # get-property (the flash's geometry, asked before the erase).
+    blhost = [c[1:] for c in without_identify(printed) if c[0] == "blhost"]
     start = blhost.index(("fill-memory", "8192", "4", str(0xC0000007), "word"))
     assert blhost[start : start + 3] == [
         ("fill-memory", "8192", "4", str(0xC0000007), "word"),
@@ -72,6 +73,8 @@ def test_the_default_plan_checks_for_blank_sectors_and_writes_only_pages_holding
     assert result.returncode == 0, result.stderr
     blhost = [c[1:] for c in commands(result.stdout) if c[0] == "blhost"]
     start = blhost.index(("configure-memory", "9", "8192")) + 1
+    assert blhost[start] == ("get-property", "25", "9")  # the flash's geometry, asked of the board
+    start += 1
     image = Image(0x6000_0000, (ROOT / "config" / "app.bin").read_bytes())
     runs = page_runs(image)
     assert blhost[start] == ("read-memory", str(0x6000_0000), str(image.erase_length), "blank-check.bin")
@@ -186,7 +189,7 @@ def test_an_images_page_runs_are_found_once_for_every_board(monkeypatch):
 
     scans: list[int] = []
     scan = recipe.page_runs
-    monkeypatch.setattr(recipe, "page_runs", lambda data: scans.append(len(data)) or scan(data))
+    monkeypatch.setattr(recipe, "page_runs", lambda data, page: scans.append(len(data)) or scan(data, page))
     image = Image(0x6000_0000, b"\x01" * 1000 + b"\xff" * 512 + b"\x02" * 300)
     for _board in range(3):
         assert page_runs(image) == [(0, 1024), (1280, 532)]  # the page at 1024 is all 0xFF

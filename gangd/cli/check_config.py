@@ -37,6 +37,8 @@ def check_config_command(args: argparse.Namespace) -> int:
                 f"{config.flashloaders_per_root_port} flashloaders at once ([usb] flashloaders_per_root_port): "
                 "gangd programs them in waves (spread them over more root ports)"
             )
+    for warning in config.warnings:
+        print(f"  warning     {warning}")
     if recipe.flashloader:  # an MCU-bootloader ROM needs none
         print(
             f"  flashloader {len(recipe.flashloader)} bytes at 0x{recipe.flashloader_address:08x}, "
@@ -44,6 +46,11 @@ def check_config_command(args: argparse.Namespace) -> int:
         )
     print(
         f"  memory      id {recipe.memory_id}, options {', '.join(f'0x{w:08x}' for w in recipe.option_words)} at 0x{recipe.option_address:08x}"
+    )
+    geometry = recipe.geometry
+    print(
+        f"  geometry    sector {geometry.sector_size}, page {geometry.page_size} ({geometry.source}); "
+        "the board's own answer replaces it before the first erase"
     )
     for image in recipe.images:
         print(f"  image       {len(image.data)} bytes at 0x{image.address:08x} sha256 {image.sha256}")

@@ -29,7 +29,12 @@ def _ids(family: FamilyInfo, stage: Stage) -> str:
 
 def render(recipe: Recipe) -> list[str]:
     steps = plan(recipe)
-    lines = [f"# {recipe.family.name}: {len(steps)} steps; deadline of each step as the tool's -t timeout"]
+    geometry = recipe.geometry
+    lines = [
+        f"# {recipe.family.name}: {len(steps)} steps; deadline of each step as the tool's -t timeout",
+        f"# geometry: sector {geometry.sector_size}, page {geometry.page_size} from {geometry.source}; "
+        "the board's answer to get-property replaces it before the first erase",
+    ]
     shown: set[StepName] = set()
     for line in tool_lines(steps):
         step = line.step

@@ -22,9 +22,10 @@ from spsdk.mboot.memories import MemId
 
 from gangd.config.address import DEFAULT_ADDRESS, parse_address
 from gangd.config.bootimage import flashloader_problem
+from gangd.config.facts import all_facts
 from gangd.config.family import FamilyInfo, MemoryRegion, UnknownFamilyError, load_family
 from gangd.config.flexspi import FCFB_TAG
-from gangd.config.geometry import FLEXSPI_NOR, INTERNAL_FLASH, sector_span
+from gangd.config.geometry import FLEXSPI_NOR, INTERNAL_FLASH, Geometry, planned_geometry
 from gangd.config.images import FORMATS, ImageError, guess_format, load_segments
 from gangd.config.recipe import (
     BOARD_DATA_ENCODINGS,
@@ -74,6 +75,9 @@ class Config:
     flashloaders_per_root_port: int = DEFAULT_BUDGET
     # [station] workers: processes running the boards' jobs, root ports shared among them (0: gangd's own)
     workers: int = 0
+    # Located lines about a configuration that loads but may not do what its author meant (an
+    # image outside the window the ROM boots from): printed by check-config, logged by run.
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -307,6 +311,9 @@ def load_config(path: str | Path, need_flashloader: bool = True) -> Config:
         family = load_family(family_name)
     except UnknownFamilyError as exc:
         raise top.error("family", str(exc)) from None
+    if family.facts is None:
+        raise top.error("family", no_facts_message(family.name))
+    warnings: list[str] = []
 
     ports, layout_rows, station_name, workers = _station(station)
     if family.rom_protocol not in ("sdp", "mboot") or not family.rom_usb:
@@ -375,7 +382,8 @@ def load_config(path: str | Path, need_flashloader: bool = True) -> Config:
     flash = _flash(memory, memory_size(), family, memory_id)
     if not image_tables:
         raise top.error("image", "at least one [[image]] is needed")
-    images = _images(image_tables, family, memory_id, flash)
+    geometry = planned_geometry(family, memory_id)
+    images = _images(image_tables, family, memory_id, flash, geometry, warnings)
 
     read_back = verify.later("read_back", bool, True)
     verify.done()
@@ -396,6 +404,12 @@ def load_config(path: str | Path, need_flashloader: bool = True) -> Config:
 
     fuses = _fuses(fuses_table, family)
     board_data = _board_data(board_data_tables, family, images, fuses, memory_id, flash)
+    if secure_boot_table is not None and not family.facts.secure_boot_modelled:
+        raise top.error(
+            "secure_boot",
+            f"not supported for {family.name} yet: its secure boot ({family.facts.secure_boot}, "
+            f"{family.facts.file}) is not modelled by gangd, which closes HAB4 parts of the RT10xx fuse map only",
+        )
     secure_boot = parse_secure_boot(
         secure_boot_table, fuses_table, family, images, fuses, loader_data, loader_name, load_address
     )
@@ -421,6 +435,7 @@ def load_config(path: str | Path, need_flashloader: bool = True) -> Config:
         recovery=_recovery(recovery_table),
         deadlines=_deadlines(deadlines_table),
         secure_boot=secure_boot,
+        geometry=geometry,
         trace=_trace(trace_table),
     )
     address_of = http.later("address", str, DEFAULT_ADDRESS)
@@ -450,6 +465,7 @@ def load_config(path: str | Path, need_flashloader: bool = True) -> Config:
         line=_line(line_table),
         flashloaders_per_root_port=_usb_budget(usb),
         workers=workers(),
+        warnings=tuple(warnings),
     )
 
 
@@ -655,7 +671,24 @@ def _outside(family: FamilyInfo, flash: MemoryRegion | None, address: int, lengt
     return f"{where} ({flash.name}: 0x{flash.start:08x}..0x{flash.end - 1:08x})"
 
 
-def _images(entries: Tables, family: FamilyInfo, memory_id: int, flash: MemoryRegion | None) -> tuple[Image, ...]:
+def no_facts_message(family: str) -> str:
+    """One line for a family spsdk knows and gangd has no facts for, naming what is missing."""
+    known = ", ".join(sorted(all_facts()))
+    return (
+        f"gangd has no family facts for {family} (the FlexSPI window its ROM boots from, its FlexSPI "
+        f"clock codes, its internal flash's sector and page, its secure boot): families with facts: "
+        f"{known} (`gangd families`)"
+    )
+
+
+def _images(
+    entries: Tables,
+    family: FamilyInfo,
+    memory_id: int,
+    flash: MemoryRegion | None,
+    geometry: Geometry,
+    warnings: list[str],
+) -> tuple[Image, ...]:
     images: list[tuple[int, Image]] = []
     for n, entry in enumerate(entries):
         name_of = entry.later("path", str)
@@ -674,14 +707,32 @@ def _images(entries: Tables, family: FamilyInfo, memory_id: int, flash: MemoryRe
         except ImageError as exc:
             raise entry.error("path", str(exc)) from None
         for address, data in segments:
-            if memory_id in (INTERNAL_FLASH, FLEXSPI_NOR) and (flash is None or not flash.contains(address, len(data))):
+            window = family.flexspi_window_at(address, len(data)) if memory_id == FLEXSPI_NOR else None
+            boot = family.flexspi
+            other_window = window if window is not None and boot is not None and window.name != boot.name else None
+            if other_window is not None:
+                # A FlexSPI window the ROM does not boot from: programmable, but not a boot image.
+                assert boot is not None
+                warnings.append(
+                    str(
+                        entry.error(
+                            "address",
+                            f"0x{address:08x} is in {family.name}'s {other_window.name} window, not in "
+                            f"{boot.name} at 0x{boot.start:08x}, where its ROM boots from "
+                            f"({family.facts.file if family.facts else 'spsdk'})",
+                        )
+                    )
+                )
+            elif memory_id in (INTERNAL_FLASH, FLEXSPI_NOR) and (
+                flash is None or not flash.contains(address, len(data))
+            ):
                 raise entry.error("address", _outside(family, flash, address, len(data)))
             for other_n, other in images:
                 if _overlaps(address, len(data), other.address, len(other.data)):
                     raise entry.error(
                         "address", f"overlaps image[{other_n}] (0x{other.address:08x}..+{len(other.data)})"
                     )
-            images.append((n, Image(address, data, name)))
+            images.append((n, Image(address, data, name, geometry)))
     return tuple(image for _, image in images)
 
 
@@ -745,8 +796,11 @@ def _board_data(
                 raise entry.error("address", _outside(family, flash, address, size))
             for image in images:
                 # The value's sector is erased for it: it must not share a sector with an image.
-                if _overlaps(*sector_span(address, size), image.address, image.erase_length):
-                    raise entry.error("address", f"shares a 4 KiB sector with the image at 0x{image.address:08x}")
+                if _overlaps(*image.geometry.span(address, size), image.erase_start, image.erase_length):
+                    sector = image.geometry.sector_size
+                    raise entry.error(
+                        "address", f"shares a {sector}-byte sector with the image at 0x{image.address:08x}"
+                    )
         result.append(BoardData(name, source, fmt, start_of(), step_of(), list_file, address, encoding, size, fuse))
     return tuple(result)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from gangd.config.family import FamilyInfo, load_family
-from gangd.config.geometry import SECTOR_SIZE, page_runs, round_up
+from gangd.config.geometry import SECTOR_SIZE, SERIAL_NOR, Geometry, page_runs
 
 if TYPE_CHECKING:
     from gangd.config.secure_boot import SecureBoot
@@ -22,10 +22,17 @@ class Image:
     address: int
     data: bytes
     path: str | None = None  # the file it came from, as the configuration names it (for `gangd plan`)
+    geometry: Geometry = SERIAL_NOR  # of the memory it goes to, as planned (the board may answer another)
+
+    @property
+    def erase_start(self) -> int:
+        """The first sector the image touches (the image itself may start inside it)."""
+        return self.geometry.span(self.address, len(self.data))[0]
 
     @property
     def erase_length(self) -> int:
-        return round_up(len(self.data))
+        """The bytes of whole sectors the image touches, from erase_start."""
+        return self.geometry.span(self.address, len(self.data))[1]
 
     @functools.cached_property
     def sha256(self) -> str:  # once per image, not once per board (2-3 ms per MiB)
@@ -35,7 +42,20 @@ class Image:
     def page_runs(self) -> tuple[tuple[int, int], ...]:
         """The runs of pages holding something other than 0xFF (geometry.page_runs): a scan of the
         whole image, once per image, not twice per board (the blank check and the write)."""
-        return tuple(page_runs(self.data))
+        return tuple(page_runs(self.data, self.geometry.page_size))
+
+    def on(self, geometry: Geometry) -> Image:
+        """The same image for a memory of another geometry (the one the board answered)."""
+        return self if geometry == self.geometry else replace(self, geometry=geometry)
+
+    def page_aligned(self) -> Image:
+        """The image from the page boundary at or below its start, the bytes before it 0xFF: a write
+        must start on a page (20105 from the FlexSPI NOR driver, 101 from the internal flash's), and
+        0xFF programs nothing over the erased sector it lies in."""
+        start = self.geometry.page_start(self.address)
+        if start == self.address:
+            return self
+        return replace(self, address=start, data=b"\xff" * (self.address - start) + self.data)
 
 
 @dataclass(frozen=True)
@@ -170,6 +190,9 @@ class Recipe:
     recovery: RecoveryPolicy = field(default_factory=RecoveryPolicy)
     deadlines: Deadlines = field(default_factory=Deadlines)
     secure_boot: SecureBoot | None = None  # [secure_boot]: SRK, proof, close, confirm, locks
+    # Of the configured memory, as planned (config/geometry.py planned_geometry); the job asks the
+    # board before its first erase and uses the board's answer where it differs.
+    geometry: Geometry = SERIAL_NOR
     trace: TraceSettings | None = None  # None: no traces
 
 

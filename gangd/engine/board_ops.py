@@ -7,9 +7,10 @@ themselves, over spsdk's own SDP and McuBoot clients.
 
 from __future__ import annotations
 
-from spsdk.mboot.properties import PropertyTag
+from spsdk.mboot.exceptions import McuBootCommandError
+from spsdk.mboot.properties import ExtMemPropTags, PropertyTag
 
-from gangd.config.geometry import SECTOR_SIZE, round_up
+from gangd.config.geometry import FLEXSPI_NOR, INTERNAL_FLASH, SECTOR_SIZE, Geometry, round_up
 from gangd.config.recipe import Image
 from gangd.engine.fuses import FuseDecision
 from gangd.engine.plan import ConfigureMemory, LoadFlashloader
@@ -43,6 +44,30 @@ def configure(mboot, step: ConfigureMemory, option_words: tuple[int, ...]) -> No
     for offset, word in enumerate(option_words):
         mboot.fill_memory(step.option_address + 4 * offset, 4, word)
     mboot.configure_memory(step.option_address, step.memory_id)
+
+
+def geometry(mboot, memory_id: int, planned: Geometry) -> Geometry:
+    """The erase sector and program page of the configured memory, as the board answers them:
+    get-property FlashSectorSize (5) and FlashPageSize (0x1B) for internal flash (mcu-boot
+    `property.c`), ExternalMemoryAttributes (0x19, index = memory id) for a configured FlexSPI NOR,
+    whose page, sector and block sizes the driver took from the part (SFDP, or the FCFB's
+    pageSize/sectorSize for HyperFlash). A board that does not answer (a ROM without the property,
+    a memory the flashloader cannot describe) leaves the planned geometry, from the facts."""
+    try:
+        if memory_id == INTERNAL_FLASH:
+            sector = mboot.get_property(PropertyTag.FLASH_SECTOR_SIZE)
+            page = mboot.get_property(PropertyTag.FLASH_PAGE_SIZE)
+            if sector and page and sector[0] > 0 and page[0] > 0:
+                return Geometry(sector[0], page[0], "board")
+        elif memory_id == FLEXSPI_NOR:
+            values = mboot.get_property(PropertyTag.EXTERNAL_MEMORY_ATTRIBUTES, memory_id)
+            # [flags, start, size in KiB, page, sector, block]: a size is valid when its flag is set.
+            wanted = ExtMemPropTags.PAGE_SIZE.tag | ExtMemPropTags.SECTOR_SIZE.tag
+            if values and len(values) >= 5 and values[0] & wanted == wanted and values[3] > 0 and values[4] > 0:
+                return Geometry(values[4], values[3], "board")
+    except McuBootCommandError:
+        pass
+    return planned
 
 
 def verify(mboot, image: Image, memory_id: int = 0, progress: Progress | None = None) -> None:

@@ -108,6 +108,9 @@ class StepContext:
         # The option words in force: a diagnosis may lower their clock for the rest of the job.
         self.option_words = recipe.option_words
         self.diagnostician = FlashDiagnostician(recipe.family.name)
+        # The configured memory's sector and page: planned from the facts until the board answers
+        # (job.py asks after configure-memory, or after identify for internal flash).
+        self.geometry = recipe.geometry
         self.flash = FlashGroups()
         # The job's progress before the running step and that step's share: a data phase tells
         # its own progress inside that share (`progress`).

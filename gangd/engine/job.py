@@ -232,8 +232,11 @@ class Job:
                     raise BoardRemoved(self.port.path, step.name, f"a different board ({board_id}) is on the port now")
                 self.result.board_id = board_id
                 structlog.contextvars.bind_contextvars(board=board_id)
+                if ctx.configure_step is None:  # internal flash: ready now, its geometry known
+                    await steps.ask_geometry(ctx, step)
             case p.ConfigureMemory():
                 await ctx.run(step.name, step.deadline_s, ops.configure, ctx.board, step, ctx.option_words)
+                await steps.ask_geometry(ctx, step)
             case p.BlankCheck():
                 await steps.blank_check(ctx, step)
             case p.Erase():

@@ -25,7 +25,8 @@ from gangd.config.geometry import (
     INTERNAL_FLASH,
     MAPPED_MEMORY_IDS,
     SECTOR_SIZE,
-    sector_span,
+    SERIAL_NOR,
+    Geometry,
 )
 from gangd.config.recipe import BoardData, FusePlan, Image, Recipe
 from gangd.config.secure_boot import SecureBoot
@@ -93,7 +94,7 @@ class Open(Step):
 
 @dataclass(frozen=True)
 class Identify(Step):
-    pass
+    internal_flash: bool = False  # the memory is the internal flash: its geometry is asked here
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,7 @@ class WriteBoardData(Step):
 
     entries: tuple[BoardData, ...] = ()
     memory_id: int = 0
+    geometry: Geometry = SERIAL_NOR  # as planned; the job erases by the board's answer
 
 
 @dataclass(frozen=True)
@@ -241,7 +243,13 @@ def plan(recipe: Recipe) -> list[Step]:
         ]
     steps += [
         Open(StepName.OPEN, d.command_s, w[StepName.OPEN], loader),
-        Identify(StepName.IDENTIFY, d.command_s, w[StepName.IDENTIFY], loader),
+        Identify(
+            StepName.IDENTIFY,
+            d.command_s,
+            w[StepName.IDENTIFY],
+            loader,
+            internal_flash=recipe.memory_id == INTERNAL_FLASH,
+        ),
     ]
     if recipe.board_data:
         steps.append(
@@ -276,7 +284,7 @@ def plan(recipe: Recipe) -> list[Step]:
                     loader,
                     retry,
                     group,
-                    address=image.address,
+                    address=image.erase_start,
                     length=image.erase_length,
                     memory_id=data_id,
                 )
@@ -289,7 +297,7 @@ def plan(recipe: Recipe) -> list[Step]:
                 loader,
                 retry,
                 group,
-                address=image.address,
+                address=image.erase_start,
                 length=image.erase_length,
                 memory_id=data_id,
                 skip_blank=blank_check,
@@ -333,6 +341,7 @@ def plan(recipe: Recipe) -> list[Step]:
                 group=len(recipe.images),
                 entries=recipe.board_data,
                 memory_id=data_id,
+                geometry=recipe.geometry,
             )
         )
     if recipe.fuses.policy != "never" and recipe.fuses.words:
@@ -453,6 +462,9 @@ def _secure_boot_lines(step: SecureBootStage) -> Iterator[ToolLine]:
 # --- the plan as NXP's tools would run it ------------------------------------------------------
 
 MBOOT_UNIQUE_DEVICE_IDENT = 18  # get-property 18: UniqueDeviceIdent
+MBOOT_FLASH_SECTOR_SIZE = 5  # get-property 5: FlashSectorSize
+MBOOT_FLASH_PAGE_SIZE = 27  # get-property 0x1B: FlashPageSize
+MBOOT_EXTERNAL_MEMORY_ATTRIBUTES = 25  # get-property 0x19 MEMORY_ID: ExternalMemoryAttributes
 
 
 @dataclass(frozen=True)
@@ -483,6 +495,9 @@ def tool_lines(steps: list[Step]) -> Iterator[ToolLine]:
                 pass  # opening the device is part of every blhost call
             case Identify():
                 yield ToolLine(step, "blhost", ("get-property", str(MBOOT_UNIQUE_DEVICE_IDENT)))
+                if step.internal_flash:  # its sector and page (board_ops.geometry)
+                    yield ToolLine(step, "blhost", ("get-property", str(MBOOT_FLASH_SECTOR_SIZE)))
+                    yield ToolLine(step, "blhost", ("get-property", str(MBOOT_FLASH_PAGE_SIZE)))
             case ConfigureMemory():
                 for offset, word in enumerate(step.option_words):
                     yield ToolLine(
@@ -491,6 +506,10 @@ def tool_lines(steps: list[Step]) -> Iterator[ToolLine]:
                         ("fill-memory", f"{step.option_address + 4 * offset:#x}", "4", f"{word:#010x}", "word"),
                     )
                 yield ToolLine(step, "blhost", ("configure-memory", str(step.memory_id), f"{step.option_address:#x}"))
+                if step.memory_id == FLEXSPI_NOR:  # the part's page, sector and block (board_ops.geometry)
+                    yield ToolLine(
+                        step, "blhost", ("get-property", str(MBOOT_EXTERNAL_MEMORY_ATTRIBUTES), str(FLEXSPI_NOR))
+                    )
             case BlankCheck():
                 memory = (str(step.memory_id),) if step.memory_id else ()
                 yield ToolLine(
@@ -537,7 +556,7 @@ def tool_lines(steps: list[Step]) -> Iterator[ToolLine]:
                         )
                         continue
                     assert entry.address is not None
-                    start, length = sector_span(entry.address, entry.size)
+                    start, length = step.geometry.span(entry.address, entry.size)
                     yield ToolLine(
                         step, "blhost", ("flash-erase-region", f"{start:#x}", str(length), str(step.memory_id))
                     )

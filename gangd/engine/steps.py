@@ -17,7 +17,6 @@ import trio
 from spsdk.mboot.error_codes import StatusCode
 
 from gangd.config.flexspi import with_max_freq
-from gangd.config.geometry import sector_span
 from gangd.config.recipe import FusePlan, Image
 from gangd.core.errors import (
     CommandFailed,
@@ -54,19 +53,42 @@ async def blank_check(ctx: StepContext, step: p.BlankCheck) -> None:
         ctx.board,
         step.address,
         step.length,
-        _write_runs(ctx, write),
+        _write_runs(ctx, write)[1],
         step.memory_id,
     )
     ctx.flash.checked(step.group, blank, presumed)
     ctx.log.debug("blank check", step=step.name, blank_sectors=sum(blank), sectors=len(blank), presumed=presumed)
 
 
+async def ask_geometry(ctx: StepContext, step: p.Step) -> None:
+    """The configured memory's sector and page as the board answers them (board_ops.geometry);
+    the facts' where it does not answer. Logged with where it came from."""
+    planned = ctx.recipe.geometry
+    ctx.geometry = await ctx.run(step.name, step.deadline_s, ops.geometry, ctx.board, ctx.recipe.memory_id, planned)
+    if ctx.geometry != planned:
+        ctx.log.info(
+            "flash geometry",
+            sector=ctx.geometry.sector_size,
+            page=ctx.geometry.page_size,
+            source=ctx.geometry.source,
+            planned_sector=planned.sector_size,
+            planned_page=planned.page_size,
+        )
+
+
 async def erase(ctx: StepContext, step: p.Erase) -> None:
-    """The image's sectors; with a blank check, only those it found not blank."""
+    """The image's sectors; with a blank check, only those it found not blank. Without one, the
+    whole sectors of the board's own geometry: an internal flash refuses (101) an erase that is not
+    on its sectors, where the FlexSPI NOR driver widens it."""
     blank = ctx.flash.blank(step.group) if step.skip_blank else None
-    runs = p.sector_runs(blank) if blank is not None else [(0, step.length)]
+    address = step.address
+    if blank is not None:
+        runs = p.sector_runs(blank)
+    else:
+        address, length = ctx.geometry.span(step.address, step.length)
+        runs = [(0, length)]
     if runs:
-        await ctx.run(step.name, step.deadline_s, ops.erase_runs, ctx.board, step.address, runs, step.memory_id)
+        await ctx.run(step.name, step.deadline_s, ops.erase_runs, ctx.board, address, runs, step.memory_id)
     else:
         ctx.timing(step.name, 0.0)  # every sector already blank: nothing to erase
 
@@ -76,8 +98,7 @@ async def write(ctx: StepContext, step: p.Write) -> None:
     retried group writes it whole). Over a range the blank check only presumed blank, the
     flashloader's refusal of an unerased page (10203) is the check: the range is then read,
     what is not blank erased, and the image written again, within this step."""
-    image = step.image
-    runs = _write_runs(ctx, step)
+    image, runs = _write_runs(ctx, step)
     if runs:
         run = functools.partial(
             ctx.run, step.name, step.deadline_s, ops.write_runs, ctx.board, image, runs, step.memory_id
@@ -109,10 +130,14 @@ async def _erase_what_is_not_blank(ctx: StepContext, step: p.Write, error: Comma
     await erase(ctx, erase_step)
 
 
-def _write_runs(ctx: StepContext, step: p.Write) -> list[tuple[int, int]]:
-    """The runs the write programs: the image's non-0xFF pages, or all of it (a retried group)."""
-    full = not step.skip_blank_pages or ctx.flash.whole(step.group)
-    return [(0, len(step.image.data))] if full else p.page_runs(step.image)
+def _write_runs(ctx: StepContext, step: p.Write) -> tuple[Image, list[tuple[int, int]]]:
+    """The image as the board's geometry takes it and the runs the write programs: its non-0xFF
+    pages, or all of it (a retried group, an image not on a sector) from the page it starts in."""
+    image = step.image.on(ctx.geometry)
+    if not step.skip_blank_pages or ctx.flash.whole(step.group):
+        image = image.page_aligned()
+        return image, [(0, len(image.data))]
+    return image, list(image.page_runs)
 
 
 def _group_step(ctx: StepContext, kind, group: int):
@@ -144,7 +169,8 @@ async def retry_flash(ctx: StepContext, step: p.Step, error: JobError, retry: in
 async def diagnose(ctx: StepContext, step: p.Step, error: JobError) -> None:
     """Tell a marginal read path from write protection (diagnosis.py) and act on the finding."""
     image = next(s.image for s in ctx.plan if isinstance(s, p.Write) and s.group == step.group)
-    length = image.erase_length if error.step == p.StepName.ERASE else len(image.data)
+    erased = error.step == p.StepName.ERASE
+    address, length = (image.erase_start, image.erase_length) if erased else (image.address, len(image.data))
     # Each call is one configure or one read of the range: one data deadline covers either.
     run = functools.partial(ctx.run, "diagnose", ctx.recipe.deadlines.data_s(length))
     configure_step = ctx.configure_step
@@ -155,7 +181,7 @@ async def diagnose(ctx: StepContext, step: p.Step, error: JobError) -> None:
         configure,
         lambda at, length: ctx.board.read_memory(at, length) or b"",
         ctx.option_words,
-        image.address,
+        address,
         length,
         error.step,
         error.status,
@@ -236,7 +262,7 @@ async def write_board_data(ctx: StepContext, step: p.WriteBoardData) -> None:
                 f"{entry.name} {value!r} needs {len(data)} bytes, the configuration reserves {entry.size}",
                 kind="board-data",
             )
-        start, length = sector_span(entry.address, entry.size)
+        start, length = ctx.geometry.span(entry.address, entry.size)
         await ctx.run(step.name, step.deadline_s, ctx.board.flash_erase_region, start, length, step.memory_id)
         await ctx.run(step.name, step.deadline_s, ctx.board.write_memory, entry.address, data, step.memory_id)
         await ctx.run(step.name, step.deadline_s, ops.verify, ctx.board, Image(entry.address, data), step.memory_id)

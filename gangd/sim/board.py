@@ -116,7 +116,7 @@ class SimBoard:
         self.ram = SparseMemory(0x00)
         self.flash = self._make_flash()
         region = spec.family.internal_flash
-        self.internal = InternalFlash(region, spec.family.name) if region is not None else None
+        self.internal = InternalFlash(region, spec.family) if region is not None else None
         self.plugs = 0  # times the board was plugged in; every plug after the first is a power-up
         self.otp = OtpFuses(max((f.index for f in spec.family.fuses), default=127) + 1)
         self.flash_config: FlashConfig | None = None

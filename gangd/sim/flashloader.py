@@ -278,7 +278,7 @@ class FlashloaderEngine:
             0x02: lambda: [PERIPHERALS_UART_USBHID],
             0x03: lambda: [board.internal.region.start] if board.internal else MISUSE["unknown-property"].tag,
             0x04: lambda: [board.internal.region.size] if board.internal else MISUSE["unknown-property"].tag,
-            0x05: lambda: [board.internal.geometry.erase_size] if board.internal else MISUSE["unknown-property"].tag,
+            0x05: lambda: [board.internal.geometry.sector_size] if board.internal else MISUSE["unknown-property"].tag,
             0x1B: lambda: [board.internal.geometry.page_size] if board.internal else MISUSE["unknown-property"].tag,
             0x07: lambda: [AVAILABLE_COMMANDS],
             0x0A: lambda: [int(self.nor.verify_writes)],

@@ -1,8 +1,10 @@
 """The on-chip flash of a part whose ROM is the MCU bootloader (LPC55Sxx, MCX N), as its ROM drives it.
 
 Address range from spsdk's memory map (`internal-flash_ns`); page and erase sizes are not in spsdk's
-database, so they come from the parts' reference manuals (our table below; unknown parts get
-512-byte pages erased by 4 KiB, our choice). The rules follow mcu-boot's internal flash memory
+database: they come from the family's facts (gangd/config/family_facts/*.toml), the same facts gangd
+plans with: a gangd that erased by one sector size for every family (the RT1020's 4 KiB) fails
+an MCX N board with 101, as the real one does. A family without facts gets 512-byte pages erased
+by 4 KiB (our choice). The rules follow mcu-boot's internal flash memory
 interface (`src/memory/src/flash_memory.c`) with the same features the FlexSPI path has on:
 
     rule                                                   status
@@ -18,35 +20,27 @@ writes (ECC flash cannot be programmed twice without an erase, which the hardwar
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from spsdk.mboot.error_codes import StatusCode
 
-from gangd.config.family import MemoryRegion
+from gangd.config.facts import InternalFlashFacts
+from gangd.config.family import FamilyInfo, MemoryRegion
 from gangd.sim.memory import SparseMemory
 
 ALIGNMENT = StatusCode.FLASH_ALIGNMENT_ERROR.tag  # 101
 CUMULATIVE_WRITE = StatusCode.MEMORY_CUMULATIVE_WRITE.tag  # 10203
 
 
-@dataclass(frozen=True)
-class Geometry:
-    page_size: int  # programming unit
-    erase_size: int  # erase unit, reported as FlashSectorSize
+DEFAULT_GEOMETRY = InternalFlashFacts(sector_size=4096, page_size=512)  # our choice, for a family without facts
 
 
-# UM11126 (LPC55S6x) "Flash memory": 512-byte pages, erased and programmed by page.
-# MCX N (MCXNx4x reference manual, "Flash memory"): 128-byte pages, 8 KiB erase sectors.
-GEOMETRY = {"lpc55s6": Geometry(512, 512), "mcxn9": Geometry(128, 8192)}
-DEFAULT_GEOMETRY = Geometry(512, 4096)
-
-
-def geometry(family: str) -> Geometry:
-    return next((g for prefix, g in GEOMETRY.items() if family.startswith(prefix)), DEFAULT_GEOMETRY)
+def geometry(family: FamilyInfo) -> InternalFlashFacts:
+    """Reported as FlashSectorSize (the erase unit) and FlashPageSize (the program unit)."""
+    flash = family.facts.internal_flash if family.facts is not None else None
+    return flash if flash is not None else DEFAULT_GEOMETRY
 
 
 class InternalFlash:
-    def __init__(self, region: MemoryRegion, family: str) -> None:
+    def __init__(self, region: MemoryRegion, family: FamilyInfo) -> None:
         self.region = region
         self.geometry = geometry(family)
         self.cells = SparseMemory(0xFF)
@@ -54,7 +48,7 @@ class InternalFlash:
         self._page = bytearray()
 
     def erase(self, address: int, length: int) -> int:
-        unit = self.geometry.erase_size
+        unit = self.geometry.sector_size
         if address % unit or length % unit:
             return ALIGNMENT
         if unit % 4096 == 0:
