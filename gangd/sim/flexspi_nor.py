@@ -49,12 +49,14 @@ from spsdk.mboot.error_codes import StatusCode
 
 from gangd.config.flexspi import FCFB_TAG, OPTION_TAG, NorOption0, NorOption1, clock_mhz
 from gangd.sim.board import FlashConfig, SimBoard
+from gangd.sim.nor_flash import HYPERFLASH
 
 # The status of each refusal: one table, the rows of the module docstring.
 STATUS = {
     "not-configured": StatusCode.MEMORY_NOT_CONFIGURED.tag,  # 10205
     "bad-option": StatusCode.INVALID_ARGUMENT.tag,  # 4
     "sfdp-not-found": StatusCode.FLEXSPINOR_SFDP_NOTFOUND.tag,  # 20107
+    "flash-not-found": StatusCode.FLEXSPINOR_FLASH_NOTFOUND.tag,  # 20109
     "write-alignment": StatusCode.FLEXSPINOR_WRITE_ALIGNMENT_ERROR.tag,  # 20105
     "cumulative-write": StatusCode.MEMORY_CUMULATIVE_WRITE.tag,  # 10203
     "command-failure": StatusCode.FLEXSPINOR_COMMANDFAILURE.tag,  # 20106
@@ -63,6 +65,11 @@ FCFB_SIZE = 512
 FCFB_SERIAL_CLK_FREQ = 0x46  # flexspi_mem_config_t.serialClkFreq: the same code as option0's max_freq
 # Device types the SFDP path serves: 0 read SFDP in SDR, 1 read SFDP in DDR (flexspi_nor_get_config).
 SFDP_DEVICE_TYPES = (0, 1)
+# HyperFlash 1V8 (2) and 3V (3), queried and commanded on 8 pads (pads code 3): spsdk's option word
+# description (data/common/memcfg/opt_word_flexspi_nor.json) and its hyper_flash preset 0xC0233007
+# (memcfg_data.yaml); the driver reads the part's CFI over HyperBus, not SFDP.
+HYPERFLASH_DEVICE_TYPES = (2, 3)
+OCTAL_PADS = 3
 
 
 class FlexspiNorDriver:
@@ -91,9 +98,20 @@ class FlexspiNorDriver:
         elif option0 >> 28 == OPTION_TAG:
             fields = NorOption0.parse(option0)
             words = struct.unpack(f"<{1 + fields.option_size}I", ram.read(option_address, 4 * (1 + fields.option_size)))
-            if fields.query_pads != 0 or fields.cmd_pads != 0 or fields.device_type not in SFDP_DEVICE_TYPES:
-                # The SFDP path serves 1-pad queries and commands and the SFDP device types only.
+            hyperflash = fields.device_type in HYPERFLASH_DEVICE_TYPES
+            pads = OCTAL_PADS if hyperflash else 0
+            if (
+                fields.query_pads != pads
+                or fields.cmd_pads != pads
+                or not (hyperflash or fields.device_type in SFDP_DEVICE_TYPES)
+            ):
+                # The SFDP path serves 1-pad queries and commands; HyperFlash runs on 8 pads.
                 return STATUS["bad-option"]
+            if hyperflash != (self.board.flash.part.interface == HYPERFLASH):
+                # Our choice, from memory of mcu-boot's flexspi_nor_get_config (not re-read here):
+                # an SFDP read of a HyperFlash finds no "SFDP" signature (20107); a HyperFlash CFI
+                # read of a serial NOR finds no flash (20109).
+                return STATUS["flash-not-found" if hyperflash else "sfdp-not-found"]
             if len(words) > 1:
                 NorOption1.parse(words[1])  # drive strength, dummy cycles: no effect modelled (our choice)
             code = fields.max_freq

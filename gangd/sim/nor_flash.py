@@ -7,6 +7,9 @@ configured clock) is in `flexspi_nor.py`; this module is the chip and the board'
   ISSI IS25LP064A rev. 2019): 256-byte pages, 4 KiB sectors, 64 KiB blocks. The RT1020-EVK carries
   an IS25LP064A; W25Q64JV is the part of spsdk's `W25QxxxJV` memory-configuration preset (option
   0xC0000007) and of the forum case in docs/FLASHLOADER.md (RT1021 + W25Q64JVS).
+- HyperFlash (Cypress S26KS512S, datasheet rev. 2019, the RT1050 EVKB's part): 64 MiB, 512-byte
+  write buffer (page), uniform 256 KiB sectors; it has no SFDP table (the driver reads its CFI
+  through the HyperBus protocol), so it answers only HyperFlash option words (device type 2/3).
 - Block protection: the status register's block-protect bits make the chip ignore erase and
   program commands in the protected range (datasheets: "Write Protection"); modelled for the whole
   array, as an application that locks its flash leaves it. Volatile bits (written with 50h, Volatile
@@ -32,6 +35,8 @@ NON_VOLATILE = "always"  # survives everything the host can do over the bootload
 PROTECTION_KINDS = (VOLATILE, NON_VOLATILE)
 
 _FLIP_PER_EXCESS = 0.05
+SERIAL = "serial"
+HYPERFLASH = "hyperflash"
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,7 @@ class FlashPart:
     page_size: int = 256
     sector_size: int = 4096
     block_size: int = 64 * 1024
+    interface: str = SERIAL  # SERIAL (SPI NOR with SFDP) or HYPERFLASH
 
 
 PARTS = {
@@ -50,6 +56,8 @@ PARTS = {
         FlashPart("W25Q64JV", 0xEF4017, 8 * 1024 * 1024),
         FlashPart("W25Q128JV", 0xEF4018, 16 * 1024 * 1024),
         FlashPart("IS25LP064A", 0x9D6017, 8 * 1024 * 1024),
+        # Manufacturer 01h (Cypress); HyperFlash ids are CFI words, not a JEDEC 9Fh answer.
+        FlashPart("S26KS512S", 0x010000, 64 * 1024 * 1024, 512, 256 * 1024, 256 * 1024, HYPERFLASH),
     )
 }
 DEFAULT_PART = "W25Q64JV"
