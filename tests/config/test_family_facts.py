@@ -1,0 +1,98 @@
+"""gangd's family facts (gangd/config/family_facts/*.toml) checked against spsdk's device database
+where both speak: a fact that disagrees with spsdk without saying so (and with its source) fails.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gangd.cli import main
+from gangd.config.facts import all_facts, clock_tables
+from gangd.config.family import load_family
+from gangd.config.flexspi import fallback_codes, frequency_table
+
+FACTS = all_facts()
+
+
+def test_there_are_facts_for_every_family_group_of_the_issue():
+    for family in ("mimxrt1010", "mimxrt1020", "mimxrt1050", "mimxrt1060", "mimxrt1064", "mimxrt1176"):
+        assert FACTS[family].boot is not None
+    for family in ("lpc55s69", "lpc55s16", "mcxn947", "mcxa153"):
+        assert FACTS[family].internal_flash is not None
+
+
+@pytest.mark.parametrize("name", sorted(FACTS))
+def test_facts_agree_with_spsdk_or_say_where_they_differ(name):
+    facts = FACTS[name]
+    family = load_family(name)  # raises for a family spsdk does not know
+    assert facts.rom_protocol == family.rom_protocol
+    for key in ("windows", "clock_table", "flashloader", "internal_flash", "secure_boot"):
+        present = {
+            "windows": facts.windows,
+            "clock_table": facts.clocks,
+            "flashloader": facts.flashloader_load,
+            "internal_flash": facts.internal_flash,
+            "secure_boot": facts.secure_boot,
+        }[key]
+        if present:
+            assert facts.sources.get(key), f"{facts.file}: {name}'s {key} has no source"
+    # Windows: each one is a FlexSPI region of spsdk's memory map, or the file says why not.
+    spsdk_windows = {(r.start, r.size) for r in family.regions if r.external and r.name.startswith("flexspi")}
+    agree = all((w.start, w.size) in spsdk_windows for w in facts.windows)
+    if "windows" in facts.spsdk_differs:
+        assert not agree, f"{facts.file}: {name}: spsdk_differs.windows is stale, spsdk now agrees"
+    else:
+        assert agree, f"{facts.file}: {name}: windows {facts.windows} not in spsdk's map {spsdk_windows}"
+    # The boot flash: only where the ROM needs a flashloader; internal flash where spsdk maps one.
+    if facts.boot is not None:
+        assert family.rom_protocol == "sdp" and family.flashloader_usb
+        assert family.flexspi is not None and family.flexspi.start == facts.boot.start
+    if facts.internal_flash is not None:
+        flash = family.internal_flash
+        assert flash is not None and flash.size % facts.internal_flash.sector_size == 0
+        assert facts.internal_flash.sector_size % facts.internal_flash.page_size == 0
+    # The flashloader convention: inside one RAM region of spsdk's map, jump at or after the load.
+    if facts.flashloader_load is not None:
+        assert facts.flashloader_jump is not None and facts.flashloader_load <= facts.flashloader_jump
+        assert any(r.contains(facts.flashloader_load, 0x8000) for r in family.ram_regions)
+    # HAB4 families: spsdk's fuse map has the words gangd's secure-boot stages burn.
+    if facts.secure_boot == "hab4" and facts.secure_boot_modelled:
+        assert len(family.fuse_group("SRK_HASH")) == 8
+
+
+def test_the_rt1060_boot_window_is_where_its_reference_manual_maps_flexspi():
+    """spsdk's mimxrt1060 database carries the RT1170 map; the facts say so and win."""
+    family = load_family("mimxrt1060")
+    assert "flexspi1" in {r.name for r in family.regions}  # spsdk's own (wrong) window at 0x30000000
+    assert family.flexspi is not None and family.flexspi.start == 0x6000_0000
+    assert load_family("mimxrt1064").flexspi.start == 0x7000_0000  # type: ignore[union-attr]
+    assert load_family("mimxrt1176").flexspi.start == 0x3000_0000  # type: ignore[union-attr]
+
+
+def test_every_clock_table_is_mcu_boots_ten_codes_with_the_safe_clock_at_code_1():
+    for table in clock_tables().values():
+        assert len(table.mhz) == 10 and table.mhz[0] == table.mhz[1] == 30 and table.source
+
+
+def test_the_rt1020_ladder_is_unchanged_and_other_families_step_down_their_own():
+    assert [frequency_table("mimxrt1020")[c] for c in [7, *fallback_codes("mimxrt1020", 7)]] == [133, 100, 80, 60, 30]
+    assert [frequency_table("mimxrt1060")[c] for c in [7, *fallback_codes("mimxrt1060", 7)]] == [120, 80, 60, 30]
+    assert fallback_codes("mcxn947", 7) == []  # internal flash: no FlexSPI clock to lower
+
+
+def test_families_lists_each_family_with_its_geometry_and_proof(capsys):
+    assert main(["families", "--json"]) == 0
+    rows = {row["family"]: row for row in json.loads(capsys.readouterr().out)}
+    assert set(rows) == set(FACTS)
+    mcxn = rows["mcxn947"]
+    assert mcxn["needs_flashloader"] is False
+    assert mcxn["memories"][0]["sector_size"] == 8192 and mcxn["memories"][0]["page_size"] == 128
+    boot = [m for m in rows["mimxrt1064"]["memories"] if m["boot"]]
+    assert [(m["window"], m["start"]) for m in boot] == [("flexspi2", 0x7000_0000)]
+    assert rows["mimxrt1176"]["secure_boot_supported"] is False
+    assert {row["proven"] for row in rows.values()} <= {"simulated", "traced", "unknown"}
+    assert main(["families"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:2] == ["family", "ROM"] and len(table) == len(FACTS) + 1
