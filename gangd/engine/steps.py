@@ -25,10 +25,10 @@ from gangd.core.errors import (
     JobError,
     LineUnavailable,
 )
+from gangd.core.results import NO_FAULT, PROTECTED, READ_PATH, Diagnosis
 from gangd.engine import board_ops as ops
 from gangd.engine import plan as p
 from gangd.engine import recovery
-from gangd.engine.diagnosis import PROTECTED, READ_PATH
 from gangd.engine.fuses import BURN, conflict_reason, decide
 
 if TYPE_CHECKING:
@@ -150,6 +150,20 @@ async def retry_flash(ctx: StepContext, step: p.Step, error: JobError, retry: in
     await trio.sleep(ctx.recipe.recovery.backoff(retry))
     configure = ctx.configure_step
     if configure is None:  # internal flash: nothing to configure, the group just runs again
+        if recovery.is_flash_readback(error.status, error.kind):
+            # No FlexSPI, no read clock to lower: the diagnosis says so and the recovery is the
+            # group's erase and write again (its retries bound it).
+            ctx.result.diagnoses.append(
+                Diagnosis(
+                    error.step,
+                    error.status,
+                    NO_FAULT,
+                    0,
+                    0,
+                    f"internal flash of {ctx.recipe.family.name}: no FlexSPI read clock to lower; "
+                    "erased and programmed again",
+                )
+            )
         ctx.note(error, recovery.TRANSIENT, recovery.RETRY)
     elif recovery.is_flash_readback(error.status, error.kind) and isinstance(step, (p.Erase, p.Write, p.Verify)):
         await diagnose(ctx, step, error)

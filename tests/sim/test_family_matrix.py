@@ -24,6 +24,7 @@ from gangd.config.family import load_family
 from gangd.config.flexspi import fallback_codes, frequency_table
 from gangd.config.loader import load_config
 from gangd.config.recipe import Recipe
+from gangd.core.results import NO_FAULT
 from gangd.sim import BoardFactory, SimHub, TimingModel
 from gangd.sim.images import build_flashloader_image
 from gangd.sim.source import SimHubSource, SimPortPower
@@ -230,3 +231,18 @@ async def test_the_geometry_the_board_answers_wins_over_the_planned_one(tmp_path
         assert board.flash_image(0x1000, len(IMAGE)) == IMAGE
         erases = board.commands("flash-erase-region")
         assert [(c.args[0] % 8192, c.args[1] % 8192) for c in erases] == [(0, 0)]
+
+
+@pytest.mark.trio
+async def test_an_internal_flash_read_back_failure_is_retried_and_diagnosed_as_such(tmp_path, nursery):
+    """No FlexSPI on an MCX A153: a verify that reads wrong once is no read clock to lower; the
+    diagnosis says so and the group is erased and written again."""
+    case = Case("mcxa153", "mcxa153.toml")
+    path = example(case, tmp_path)
+    results, boards = await program(path, case, nursery, faults=("corrupt-readback:nth=1",))
+    for result, board in zip(results, boards, strict=True):
+        assert result.result == "success" and not result.marginal, result.reason
+        assert [(d.finding, d.step) for d in result.diagnoses] == [(NO_FAULT, "verify")]
+        assert "internal flash of mcxa153: no FlexSPI read clock to lower" in result.diagnoses[0].detail
+        assert len(board.commands("flash-erase-region")) == 2  # the group ran again from its erase
+        assert board.flash_image(0, len(IMAGE)) == IMAGE
