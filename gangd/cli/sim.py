@@ -32,6 +32,7 @@ from gangd.core.events import PortEvent
 from gangd.sim.board import FLASHLOADER, ROM, SimBoard
 from gangd.sim.faults import FaultSpecError, parse_fault
 from gangd.sim.hub import BoardFactory, SimHub, default_port_paths
+from gangd.sim.nor_flash import DEFAULT_PART, HYPERFLASH_PART, PARTS
 from gangd.sim.timing import TimingModel
 from gangd.sim.uart import UartBoard
 
@@ -90,6 +91,12 @@ def add_parser(subparsers) -> None:
         "--hab-closed",
         action="store_true",
         help="the part's HAB is closed (SRK_HASH blank unless --fault otp:... presets it)",
+    )
+    parser.add_argument(
+        "--flash-part",
+        choices=sorted(PARTS),
+        default=DEFAULT_PART,
+        help=f"the FlexSPI flash on the board (default {DEFAULT_PART}; {HYPERFLASH_PART}: the RT1050 EVKB's HyperFlash)",
     )
     parser.add_argument(
         "--replay",
@@ -197,7 +204,13 @@ def run(args: argparse.Namespace) -> int:
         port_faults.setdefault(port, []).append(spec)
     timing = TimingModel(time_scale=args.time_scale)
     factory = BoardFactory(
-        family, timing, seed=args.seed, faults=tuple(args.fault), stage=args.stage, hab_closed=args.hab_closed
+        family,
+        timing,
+        seed=args.seed,
+        faults=tuple(args.fault),
+        stage=args.stage,
+        hab_closed=args.hab_closed,
+        flash_part=args.flash_part,
     )
     stop = StopSignal()
     if args.uart:

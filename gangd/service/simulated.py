@@ -21,6 +21,7 @@ from gangd.sim import BoardFactory, Operator, SimHub, TimingModel
 from gangd.sim.faults import FaultSpecError, parse_fault
 from gangd.sim.hub import default_port_paths
 from gangd.sim.images import build_flashloader_image
+from gangd.sim.nor_flash import part_for
 from gangd.sim.socket_source import SimSocketPower, SimSocketSource
 from gangd.sim.source import SimHubSource, SimPortPower
 from gangd.trace.file import Trace
@@ -156,7 +157,11 @@ def simulated_world(
     hub = SimHub(list(plan.labels), seed=options.seed, port_faults=plan.port_faults)
     timing = TimingModel(time_scale=options.time_scale)
     factory = BoardFactory(
-        recipe.family, timing, seed=options.seed, faults=board_faults(plan.faults, plan.shares, options.seed)
+        recipe.family,
+        timing,
+        seed=options.seed,
+        faults=board_faults(plan.faults, plan.shares, options.seed),
+        flash_part=part_for(recipe.option_words),
     )
     delay_s = options.replace_delay_s * max(options.time_scale, 0.0)
     operator = Operator(hub, factory, delay_s=delay_s, limit=options.boards)

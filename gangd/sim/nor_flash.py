@@ -37,6 +37,7 @@ PROTECTION_KINDS = (VOLATILE, NON_VOLATILE)
 _FLIP_PER_EXCESS = 0.05
 SERIAL = "serial"
 HYPERFLASH = "hyperflash"
+HYPERFLASH_PART = "S26KS512S"
 
 
 @dataclass(frozen=True)
@@ -57,10 +58,18 @@ PARTS = {
         FlashPart("W25Q128JV", 0xEF4018, 16 * 1024 * 1024),
         FlashPart("IS25LP064A", 0x9D6017, 8 * 1024 * 1024),
         # Manufacturer 01h (Cypress); HyperFlash ids are CFI words, not a JEDEC 9Fh answer.
-        FlashPart("S26KS512S", 0x010000, 64 * 1024 * 1024, 512, 256 * 1024, 256 * 1024, HYPERFLASH),
+        FlashPart(HYPERFLASH_PART, 0x010000, 64 * 1024 * 1024, 512, 256 * 1024, 256 * 1024, HYPERFLASH),
     )
 }
 DEFAULT_PART = "W25Q64JV"
+
+
+def part_for(option_words: tuple[int, ...]) -> str:
+    """The part a simulated board carries for a recipe's FlexSPI option words: the RT1050 EVKB's
+    HyperFlash for HyperFlash words (option0 device type 2/3, bits 23:20), else the serial NOR
+    default; a dry run of a HyperFlash recipe is then not refused by its own simulated boards."""
+    is_option = bool(option_words) and option_words[0] >> 28 == 0xC
+    return HYPERFLASH_PART if is_option and (option_words[0] >> 20) & 0xF in (2, 3) else DEFAULT_PART
 
 
 class NorFlash:
