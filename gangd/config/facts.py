@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+from gangd.config.family import MemoryRegion
+
 FACTS_PACKAGE = "gangd.config"
 FACTS_DIR = "family_facts"
 CLOCKS_FILE = "flexspi_clocks.toml"
@@ -26,22 +28,6 @@ PROVEN = {
     "unknown": "unknown",
 }
 SECURE_BOOT_KINDS = ("hab4", "lpc55-secure-boot", "mcx-secure-boot", "none")
-
-
-@dataclass(frozen=True)
-class Window:
-    """A FlexSPI window of the address space, where a serial NOR (or HyperFlash) is mapped."""
-
-    name: str
-    start: int
-    size: int
-
-    @property
-    def end(self) -> int:
-        return self.start + self.size
-
-    def contains(self, address: int, length: int = 1) -> bool:
-        return self.start <= address and address + length <= self.end
 
 
 @dataclass(frozen=True)
@@ -70,7 +56,7 @@ class FamilyFacts:
     secure_boot: str
     secure_boot_modelled: bool  # gangd's secure-boot stages know this family's fuse map
     proven: str
-    windows: tuple[Window, ...] = ()
+    windows: tuple[MemoryRegion, ...] = ()  # the FlexSPI windows, external memory
     boot_window: str | None = None  # the window the ROM boots from
     clocks: ClockTable | None = None
     flashloader_load: int | None = None
@@ -80,10 +66,10 @@ class FamilyFacts:
     spsdk_differs: dict[str, str] = field(default_factory=dict)
 
     @property
-    def boot(self) -> Window | None:
+    def boot(self) -> MemoryRegion | None:
         return next((w for w in self.windows if w.name == self.boot_window), None)
 
-    def window_at(self, address: int, length: int = 1) -> Window | None:
+    def window_at(self, address: int, length: int = 1) -> MemoryRegion | None:
         return next((w for w in self.windows if w.contains(address, length)), None)
 
 
@@ -140,7 +126,9 @@ def _family(name: str, file: str, group: dict[str, Any], clocks: dict[str, Clock
     table = group.get("clock_table")
     if table is not None and table not in clocks:
         raise FactsError(f"{file}: {name}: no clock table {table!r} in {CLOCKS_FILE}")
-    windows = tuple(Window(w["name"], int(w["start"]), int(w["size"])) for w in group.get("windows", []))
+    windows = tuple(
+        MemoryRegion(w["name"], int(w["start"]), int(w["size"]), external=True) for w in group.get("windows", [])
+    )
     boot = group.get("boot_window")
     if boot is not None and boot not in {w.name for w in windows}:
         raise FactsError(f"{file}: {name}: boot_window {boot!r} is not one of its windows")

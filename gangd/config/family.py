@@ -12,12 +12,15 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from spsdk.exceptions import SPSDKError
 from spsdk.utils.family import FamilyRevision, get_device, get_families
 
-from gangd.config.facts import FamilyFacts, facts_for
 from gangd.core.events import PortEvent
+
+if TYPE_CHECKING:  # facts.py reads this module's MemoryRegion; load_family imports it when it runs
+    from gangd.config.facts import FamilyFacts
 
 
 class UnknownFamilyError(ValueError):
@@ -90,14 +93,13 @@ class FamilyInfo:
         there are two."""
         boot = self.facts.boot if self.facts is not None else None
         if boot is not None:
-            return MemoryRegion(boot.name, boot.start, boot.size, external=True)
+            return boot
         windows = [r for r in self.regions if r.external and r.name.startswith("flexspi")]
         return next((r for r in windows if not r.name.endswith("_s")), windows[0] if windows else None)
 
     def flexspi_window_at(self, address: int, length: int = 1) -> MemoryRegion | None:
         """The FlexSPI window (per the facts) holding a range, boot window or not."""
-        window = self.facts.window_at(address, length) if self.facts is not None else None
-        return MemoryRegion(window.name, window.start, window.size, external=True) if window else None
+        return self.facts.window_at(address, length) if self.facts is not None else None
 
     def region(self, name: str) -> MemoryRegion:
         for region in self.regions:
@@ -154,7 +156,10 @@ def family_names() -> tuple[str, ...]:
 
 @functools.cache
 def load_family(name: str) -> FamilyInfo:
-    """Read one family from spsdk's database. Raises UnknownFamilyError for a bad name."""
+    """Read one family from spsdk's database, with gangd's facts about it. Raises
+    UnknownFamilyError for a bad name."""
+    from gangd.config.facts import facts_for
+
     try:
         device = get_device(FamilyRevision(name))
     except (SPSDKError, KeyError, ValueError) as exc:
