@@ -353,6 +353,19 @@ def load_config(path: str | Path, need_flashloader: bool = True) -> Config:
             raise flashloader.error("jump_address", f"0x{jump_address:08x} is not inside the loaded flashloader")
         if need_flashloader or loader_file.is_file():
             _check_flashloader(flashloader, pin_of(), loader_name, loader_data, load_address, jump_address)
+        conventional = (family.facts.flashloader_load, family.facts.flashloader_jump)
+        if conventional[0] is not None and (load_address, jump_address) != conventional:
+            # A flashloader built by hand may live anywhere in RAM; NXP's is linked at one place.
+            warnings.append(
+                str(
+                    flashloader.error(
+                        "load_address",
+                        f"0x{load_address:08x} (jump 0x{jump_address:08x}) is not where NXP's flashloader for "
+                        f"{family.name} is linked: 0x{conventional[0]:08x} (jump 0x{conventional[1] or 0:08x}, "
+                        f"{family.facts.file}); right only for a flashloader built for it",
+                    )
+                )
+            )
 
     memory_id = memory.get("id", int)
     option_address_of = memory.later("option_address", int)

@@ -246,3 +246,16 @@ async def test_an_internal_flash_read_back_failure_is_retried_and_diagnosed_as_s
         assert "internal flash of mcxa153: no FlexSPI read clock to lower" in result.diagnoses[0].detail
         assert len(board.commands("flash-erase-region")) == 2  # the group ran again from its erase
         assert board.flash_image(0, len(IMAGE)) == IMAGE
+
+
+def test_a_flashloader_away_from_where_nxps_is_linked_is_a_warning(tmp_path, capsys):
+    case = next(c for c in CASES if c.family == "mimxrt1176")
+    path = example(case, tmp_path)
+    loader, jump = build_flashloader_image(load_address=0x2000_0000)  # the RT10xx convention
+    (tmp_path / "fl.bin").write_bytes(loader)
+    text = path.read_text().replace("load_address = 0x20001C00", "load_address = 0x20000000")
+    path.write_text(text.replace("jump_address = 0x20001C00", f"jump_address = {jump:#x}"))
+    assert main(["check-config", str(path)]) == 0
+    warning = [line for line in capsys.readouterr().out.splitlines() if "warning" in line]
+    assert len(warning) == 1 and "flashloader.load_address: 0x20000000 (jump 0x20000400)" in warning[0]
+    assert "where NXP's flashloader for mimxrt1176 is linked: 0x20001c00" in warning[0]
