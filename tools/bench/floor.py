@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from gangd.config.geometry import FLEXSPI_NOR
 from gangd.config.recipe import Recipe
 from gangd.engine import plan as p
 from gangd.sim.links import MBOOT_HID_PACKET_SIZE, SDP_REPORT_DATA
@@ -49,10 +50,10 @@ def sequence_s(
                 add("re-enumeration", model.reenumeration_s)
             case p.WaitStage():
                 add("reset", model.reenumeration_s)
-            case p.Identify():  # one get-property round trip
-                add("configure", 2 * ri)
-            case p.ConfigureMemory():  # fill-memory per option word, configure-memory
-                add("configure", (2 * len(step.option_words) + 2) * ri)
+            case p.Identify():  # one get-property round trip; for internal flash two more (its geometry)
+                add("configure", (6 if step.internal_flash else 2) * ri)
+            case p.ConfigureMemory():  # fill-memory per option word, configure-memory, get-property 25
+                add("configure", (2 * len(step.option_words) + 2 + (2 if step.memory_id == FLEXSPI_NOR else 0)) * ri)
             case p.BlankCheck():
                 add("blank-check", model.read_memory_s(step.length, packet_size))
             case p.Erase():
