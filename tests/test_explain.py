@@ -106,3 +106,11 @@ def test_20106_action_does_not_depend_on_its_class(monkeypatch: pytest.MonkeyPat
 def test_class_actions_in_words() -> None:
     assert "fail the board at once" in explain(10200).action  # permanent: recipe mistake
     assert "reset the board over USB" in explain(1).action  # not in the table: board-class
+
+
+def test_family_words_follow_its_facts_boot_window_and_clock_table() -> None:
+    # family_facts: RT1060 boots FlexSPI at 0x60000000 (spsdk's first window is 0x30000000); MCX N
+    # has no FlexSPI clock table, so no ladder is offered.
+    assert "starts at 0x60000000" in explain(10200, "mimxrt1060").meaning
+    assert "starts at 0x30000000" in explain(10200, "mimxrt1176").meaning
+    assert "no ladder to step down" in explain(20106, "mcxn947").meaning

@@ -23,7 +23,7 @@ from typing import Any
 
 from spsdk.mboot.error_codes import StatusCode
 
-from gangd.config.flexspi import fallback_codes, frequency_table
+from gangd.config.flexspi import fallback_codes, frequency_table, has_clock_table
 from gangd.engine import recovery
 from gangd.trace import diverged_at, divergence_reason
 
@@ -156,33 +156,37 @@ def data() -> Data:
 
 
 def _flexspi_base(family: str) -> int | None:
+    """Where the ROM boots FlexSPI NOR from (the family's facts; else spsdk's first window)."""
     try:
         from gangd.config.family import load_family
 
-        info = load_family(family)
+        window = load_family(family).flexspi
     except Exception:
         return None
-    for region in info.regions:
-        if region.external and region.name.lower().startswith("flexspi"):
-            return region.start
-    return None
+    return window.start if window is not None else None
 
 
 def _context(family: str) -> dict[str, str]:
     """The placeholders the hand-written entries use, worded for `family`."""
-    # One frequency table for gangd, the simulator and this text: gangd/flexspi.py.
+    # One frequency table for gangd, the simulator and this text: family_facts/flexspi_clocks.toml.
+    if not has_clock_table(family):  # no FlexSPI clock codes in its facts (internal flash families)
+        none = f"{family} has no FlexSPI clock table in gangd's facts: no ladder to step down"
+        return {"family": family, "steps": none, "fast": none, "slower": none, "flexspi": _window(family)}
     table = frequency_table(family)
     ladder = [7, *fallback_codes(family, 7)]
     steps = " -> ".join(f"{c} ({table[c]} MHz)" for c in ladder)
     fast = f"on {family} 0xC0000007 = code 7 = {table[7]} MHz"
     slower = f"option 0xC000000{ladder[1]} = {table[ladder[1]]} MHz"
+    return {"family": family, "steps": steps, "fast": fast, "slower": slower, "flexspi": _window(family)}
+
+
+def _window(family: str) -> str:
     base = _flexspi_base(family)
-    window = (
+    return (
         f"on {family} the FlexSPI window starts at {base:#010x}"
         if base is not None
-        else (f"see the memory map of {family}")
+        else f"see the memory map of {family}"
     )
-    return {"family": family, "steps": steps, "fast": fast, "slower": slower, "flexspi": window}
 
 
 # --- generic entries -----------------------------------------------------------------------------
