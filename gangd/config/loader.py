@@ -654,8 +654,8 @@ def parse_layout_text(text: str) -> list[list[str]]:
 
 
 def _flash(memory: Table, size: int | None, family: FamilyInfo, memory_id: int) -> MemoryRegion | None:
-    """Where images may go: the memory's window in spsdk's memory map (internal flash, the FlexSPI
-    window), cut to the flash part's size when `[memory] size` gives it. The window is larger than
+    """Where images may go: the memory's window (internal flash in spsdk's memory map; the FlexSPI
+    window the ROM boots from, from the family's facts), cut to the flash part's size when `[memory] size` gives it. The window is larger than
     any part: 256 MiB of FlexSPI on RT1020, where the simulated parts are 8 and 16 MiB
     (gangd/sim/nor_flash.py). None: a memory that is not memory-mapped, whose address space only
     the board knows."""
@@ -669,7 +669,7 @@ def _flash(memory: Table, size: int | None, family: FamilyInfo, memory_id: int) 
     if size > window.size:
         raise memory.error(
             "size",
-            f"0x{size:x} bytes do not fit {family.name}'s {window.name} window (0x{window.size:x} bytes in spsdk's memory map)",
+            f"0x{size:x} bytes do not fit {family.name}'s {window.name} window (0x{window.size:x} bytes)",
         )
     return dataclasses.replace(window, name=f"{size}-byte flash part (memory.size)", size=size)
 
