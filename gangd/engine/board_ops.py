@@ -70,6 +70,18 @@ def geometry(mboot, memory_id: int, planned: Geometry) -> Geometry:
     return planned
 
 
+def identify_and_geometry(mboot, memory_id: int, planned: Geometry) -> tuple[str | None, Geometry]:
+    """identify, then the internal flash's geometry: one step of the plan (the flash is ready as
+    soon as the ROM answers; there is no configure-memory to ask after)."""
+    return identify(mboot), geometry(mboot, memory_id, planned)
+
+
+def configure_and_geometry(mboot, step: ConfigureMemory, option_words: tuple[int, ...], planned: Geometry) -> Geometry:
+    """configure, then the configured memory's geometry: one step of the plan."""
+    configure(mboot, step, option_words)
+    return geometry(mboot, step.memory_id, planned)
+
+
 def verify(mboot, image: Image, memory_id: int = 0, progress: Progress | None = None) -> None:
     back = stream.read_memory(mboot, image.address, len(image.data), memory_id, progress)
     if back != image.data:

@@ -27,6 +27,7 @@ import trio
 
 from gangd.config.family import stage_of
 from gangd.config.flexspi import clock_mhz, max_freq_code
+from gangd.config.geometry import INTERNAL_FLASH
 from gangd.config.recipe import Recipe
 from gangd.core.bus import Admission
 from gangd.core.errors import BoardRemoved, DataUnavailable, JobError, JobStopped
@@ -196,6 +197,13 @@ class Job:
             index += 1
             self.events.progress_changed(sum(s.weight for s in plan[:index]) / planned)
 
+    def _identified(self, step: p.Step, board_id: str | None) -> None:
+        if self.result.board_id and board_id != self.result.board_id:
+            # Between two attempts someone swapped the board: the rest is not this job's board.
+            raise BoardRemoved(self.port.path, step.name, f"a different board ({board_id}) is on the port now")
+        self.result.board_id = board_id
+        structlog.contextvars.bind_contextvars(board=board_id)
+
     async def _execute(self, step: p.Step, event: PortEvent) -> PortEvent:
         """One step; returns the board's current event (a wait brings a new one)."""
         ctx = self.ctx
@@ -225,18 +233,31 @@ class Job:
             case p.Open():
                 await ctx.admit(event)
                 ctx.mboot = await ctx.run(step.name, step.deadline_s, lambda: ops.open_mboot(ctx.client(event)))
+            case p.Identify(internal_flash=True):
+                board_id, geometry = await ctx.run(
+                    step.name,
+                    step.deadline_s,
+                    ops.identify_and_geometry,
+                    ctx.board,
+                    INTERNAL_FLASH,
+                    self.recipe.geometry,
+                )
+                self._identified(step, board_id)
+                steps.use_geometry(ctx, geometry)
             case p.Identify():
                 board_id = await ctx.run(step.name, step.deadline_s, ops.identify, ctx.board)
-                if self.result.board_id and board_id != self.result.board_id:
-                    # Between two attempts someone swapped the board: the rest is not this job's board.
-                    raise BoardRemoved(self.port.path, step.name, f"a different board ({board_id}) is on the port now")
-                self.result.board_id = board_id
-                structlog.contextvars.bind_contextvars(board=board_id)
-                if ctx.configure_step is None:  # internal flash: ready now, its geometry known
-                    await steps.ask_geometry(ctx, step)
+                self._identified(step, board_id)
             case p.ConfigureMemory():
-                await ctx.run(step.name, step.deadline_s, ops.configure, ctx.board, step, ctx.option_words)
-                await steps.ask_geometry(ctx, step)
+                geometry = await ctx.run(
+                    step.name,
+                    step.deadline_s,
+                    ops.configure_and_geometry,
+                    ctx.board,
+                    step,
+                    ctx.option_words,
+                    self.recipe.geometry,
+                )
+                steps.use_geometry(ctx, geometry)
             case p.BlankCheck():
                 await steps.blank_check(ctx, step)
             case p.Erase():

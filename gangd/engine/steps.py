@@ -17,6 +17,7 @@ import trio
 from spsdk.mboot.error_codes import StatusCode
 
 from gangd.config.flexspi import with_max_freq
+from gangd.config.geometry import Geometry
 from gangd.config.recipe import FusePlan, Image
 from gangd.core.errors import (
     CommandFailed,
@@ -60,17 +61,17 @@ async def blank_check(ctx: StepContext, step: p.BlankCheck) -> None:
     ctx.log.debug("blank check", step=step.name, blank_sectors=sum(blank), sectors=len(blank), presumed=presumed)
 
 
-async def ask_geometry(ctx: StepContext, step: p.Step) -> None:
-    """The configured memory's sector and page as the board answers them (board_ops.geometry);
-    the facts' where it does not answer. Logged with where it came from."""
+def use_geometry(ctx: StepContext, geometry: Geometry) -> None:
+    """From now on the job erases and writes by the geometry the board answered (board_ops.geometry;
+    the planned one where it did not answer); logged where it differs from the plan's."""
     planned = ctx.recipe.geometry
-    ctx.geometry = await ctx.run(step.name, step.deadline_s, ops.geometry, ctx.board, ctx.recipe.memory_id, planned)
-    if ctx.geometry != planned:
+    ctx.geometry = geometry
+    if geometry != planned:
         ctx.log.info(
             "flash geometry",
-            sector=ctx.geometry.sector_size,
-            page=ctx.geometry.page_size,
-            source=ctx.geometry.source,
+            sector=geometry.sector_size,
+            page=geometry.page_size,
+            source=geometry.source,
             planned_sector=planned.sector_size,
             planned_page=planned.page_size,
         )
