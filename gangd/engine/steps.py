@@ -279,8 +279,10 @@ async def write_board_data(ctx: StepContext, step: p.WriteBoardData) -> None:
             )
         start, length = ctx.geometry.span(entry.address, entry.size)
         await ctx.run(step.name, step.deadline_s, ctx.board.flash_erase_region, start, length, step.memory_id)
-        await ctx.run(step.name, step.deadline_s, ctx.board.write_memory, entry.address, data, step.memory_id)
-        await ctx.run(step.name, step.deadline_s, ops.verify, ctx.board, Image(entry.address, data), step.memory_id)
+        stored = Image(entry.address, data, geometry=ctx.geometry)
+        written = stored.page_aligned()  # from its page: a write must start on one
+        await ctx.run(step.name, step.deadline_s, ctx.board.write_memory, written.address, written.data, step.memory_id)
+        await ctx.run(step.name, step.deadline_s, ops.verify, ctx.board, stored, step.memory_id)
 
 
 async def burn_fuses(ctx: StepContext, name: str, deadline_s: float, fuses: FusePlan) -> None:

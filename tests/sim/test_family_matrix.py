@@ -25,6 +25,7 @@ from gangd.config.flexspi import fallback_codes, frequency_table
 from gangd.config.loader import load_config
 from gangd.config.recipe import Recipe
 from gangd.core.results import NO_FAULT
+from gangd.service.records import RecordStore
 from gangd.sim import BoardFactory, SimHub, TimingModel
 from gangd.sim.images import build_flashloader_image
 from gangd.sim.source import SimHubSource, SimPortPower
@@ -98,7 +99,12 @@ def example(case: Case, directory: Path, extra: str = "", address: int | None = 
 
 
 async def program(
-    path: Path, case: Case, nursery, faults: tuple[str, ...] = (), recipe: Recipe | None = None
+    path: Path,
+    case: Case,
+    nursery,
+    faults: tuple[str, ...] = (),
+    recipe: Recipe | None = None,
+    records: RecordStore | None = None,
 ) -> tuple[list, list]:
     """Every configured port's board programmed once (with the configuration's recipe, or
     `recipe`): (results, boards)."""
@@ -108,7 +114,7 @@ async def program(
     factory = BoardFactory(family, TimingModel(time_scale=0), seed=31, faults=faults, flash_part=case.flash_part)
     with SimHub(list(config.ports), seed=3) as hub:
         boards = [hub.plug(port, factory()) for port in config.ports]
-        station = Station(family, recipe, config.ports, power=SimPortPower(hub))
+        station = Station(family, recipe, config.ports, records=records, power=SimPortPower(hub))
         done = trio.Event()
         station.listeners.append(lambda _: done.set() if len(station.results) == len(boards) else None)
         scope = trio.CancelScope()
@@ -259,3 +265,17 @@ def test_a_flashloader_away_from_where_nxps_is_linked_is_a_warning(tmp_path, cap
     warning = [line for line in capsys.readouterr().out.splitlines() if "warning" in line]
     assert len(warning) == 1 and "flashloader.load_address: 0x20000000 (jump 0x20000400)" in warning[0]
     assert "where NXP's flashloader for mimxrt1176 is linked: 0x20001c00" in warning[0]
+
+
+@pytest.mark.trio
+async def test_a_serial_off_the_page_is_written_to_internal_flash(tmp_path, nursery):
+    """Per-board data at an address off MCX N's 128-byte page, in a sector of its own."""
+    case = Case("mcxn947", "mcxn947.toml")
+    extra = '\n[[board_data]]\nname = "serial"\nsource = "counter"\nformat = "SN{:08d}"\naddress = 0x20010\nsize = 16\n'
+    path = example(case, tmp_path, extra=extra)
+    store = RecordStore(tmp_path / "records.sqlite")
+    results, boards = await program(path, case, nursery, records=store)
+    store.close()
+    assert {r.result for r in results} == {"success"}, [r.reason for r in results]
+    values = sorted(board.flash_image(0x20010, 10) for board in boards)
+    assert values == [b"SN00000001", b"SN00000002"]
