@@ -23,9 +23,11 @@ def test_a_marginal_boards_trace_replays_through_hidraw_as_recorded(hidraw_sim, 
         env=sim.env,
     )
     gangd.wait_entry(lambda e: e.get("event") == "job finished", 60, "the replayed board's job to finish")
-    # The recorded board reset into its ROM after its job (a third enumeration): wait for it
-    # before gangd, the uevents' listener, goes away.
-    sim.wait_events(lambda events: sum(e["action"] == "add" for e in events) >= 3)
+    # Every enumeration the trace recorded (a third one, the reset into the ROM after the job, when
+    # the recorder saw it before the job's trace was closed): wait for them all before gangd, the
+    # uevents' listener, goes away.
+    adds = sum(1 for e in trace.entries if e.kind == tf.EVENT and e.event.get("event") == "add")
+    sim.wait_events(lambda events: sum(e["action"] == "add" for e in events) >= adds)
     assert gangd.stop() == 0, gangd.stderr
     store = RecordStore(state / "records.sqlite")
     (record,) = store.jobs()
