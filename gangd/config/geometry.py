@@ -14,7 +14,7 @@ serial NOR defaults: 4 KiB sectors, 256-byte pages (docs/FLASHLOADER.md; NXP's f
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gangd.config.family import FamilyInfo
 
@@ -31,7 +31,9 @@ class Geometry:
 
     sector_size: int  # erase unit: an erase is widened (FlexSPI NOR) or refused (internal flash) off it
     page_size: int  # program unit: a write must start on one
-    source: str  # "board" (asked before erasing), "facts: FILE", or the driver default's name
+    # "board" (asked before erasing), "facts: FILE", or the driver default's name; not compared:
+    # the same units from another source are the same geometry (Image.on keeps its page runs).
+    source: str = field(compare=False)
 
     def span(self, address: int, length: int) -> tuple[int, int]:
         """(start, length) of the whole sectors that `length` bytes at `address` touch."""

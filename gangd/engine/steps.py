@@ -63,11 +63,12 @@ async def blank_check(ctx: StepContext, step: p.BlankCheck) -> None:
 
 def use_geometry(ctx: StepContext, geometry: Geometry) -> None:
     """From now on the job erases and writes by the geometry the board answered (board_ops.geometry;
-    the planned one where it did not answer); logged where it differs from the plan's."""
+    the planned one where it did not answer); logged (debug: a line per board on a terminal would
+    drown the results) where its units differ from the plan's."""
     planned = ctx.recipe.geometry
     ctx.geometry = geometry
-    if geometry != planned:
-        ctx.log.info(
+    if geometry != planned and ctx.debugging:
+        ctx.log.debug(
             "flash geometry",
             sector=geometry.sector_size,
             page=geometry.page_size,
