@@ -12,6 +12,7 @@ from gangd.config.address import DEFAULT_ADDRESS
 from gangd.config.loader import MAX_WORKERS, ConfigError, load_config
 from gangd.config.recipe import with_trace_dir
 from gangd.core.bus import USB_ADDRESSES
+from gangd.core.errors import JournalDamaged, JournalUnwritable
 from gangd.service import logs, statedir
 from gangd.service.daemon import run_world
 from gangd.service.hardware import hardware_world
@@ -172,6 +173,12 @@ def run_command(args: argparse.Namespace) -> int:
         else:
             run_world(hardware_world(config), daemon, sock)
         return 0
+    except JournalDamaged as exc:  # a restart cannot mend it: exit 2 stops systemd's loop
+        print(f"gangd: {exc}", file=sys.stderr)
+        return 2
+    except JournalUnwritable as exc:  # the journal could not even be opened: a restart may (disk freed)
+        print(f"gangd: {exc}", file=sys.stderr)
+        return 1
     finally:
         sock.close()
         os.close(lock)

@@ -29,7 +29,7 @@ import trio
 
 from gangd.config.loader import LineSettings
 from gangd.config.recipe import BoardData
-from gangd.core.errors import LineUnavailable
+from gangd.core.errors import JournalUnwritable, LineUnavailable
 from gangd.service import board_data
 from gangd.service.records import COLUMNS
 
@@ -343,6 +343,11 @@ class Outbox:
                     await trio.sleep_forever()
                 backoff = min(backoff * 2, 5.0)
                 continue
+            except JournalUnwritable:  # delivered, not yet marked: delivered again (a no-op) later
+                with trio.move_on_after(backoff):
+                    await trio.sleep_forever()
+                backoff = min(backoff * 2, 5.0)
+                continue
             self.state.answered()
             backoff = 0.5
             with trio.move_on_after(2.0):
@@ -353,7 +358,7 @@ class Outbox:
         """One last delivery at shutdown; what the database does not take waits for the next start."""
         try:
             await self.drain()
-        except LineUnavailable as exc:
+        except (LineUnavailable, JournalUnwritable) as exc:
             log.warning("records left in the outbox for the next start", reason=str(exc))
 
     async def drain(self) -> None:

@@ -107,6 +107,20 @@ class Metrics:
         for stage, results in SECURE_BOOT_OUTCOMES.items():
             for result in results:
                 self.secure_boot.labels(stage, result)
+        self.journal_writable = Gauge(
+            "gangd_journal_writable",
+            "1 while the station's journal (records.sqlite) takes writes; 0: no new job starts.",
+            registry=r,
+        )
+        self.journal_writable.set(1)
+        self.journal_held = Gauge(
+            "gangd_journal_held_records",
+            "Finished jobs whose records are held in memory until the journal takes writes again.",
+            registry=r,
+        )
+        self.traces_dropped = Counter(
+            "gangd_traces_dropped", "Field traces not written (trace directory full or unwritable).", registry=r
+        )
         self.build = Info("gangd_build", "gangd version.", registry=r)
         self.build.info({"version": __version__})
         self.started = Gauge("gangd_start_time_seconds", "Unix time gangd started.", registry=r)

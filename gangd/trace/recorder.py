@@ -121,8 +121,8 @@ class TraceRecorder:
         if self.job.port.tap == self.port_event:
             self.job.port.tap = None
         recording = self.conversation.close()  # the job's handles are closed: nothing more comes
-        if self.settings.keep != "all" and result.result == "success":
-            return
+        if (self.settings.keep != "all" and result.result == "success") or result.not_started:
+            return  # a job that never started said nothing to its board
         with trio.CancelScope(shield=True):
             try:
                 self.path = await _writer().write(partial(self._write, result, recording))
