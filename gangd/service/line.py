@@ -137,12 +137,18 @@ class LineDatabase:
     def _run(self, body: Callable[[Any], Any]) -> Any:
         """`body(connection)` in one transaction; any database failure is LineUnavailable."""
         import psycopg
+        import psycopg.errors
 
         with self._lock:
             try:
                 conn = self._connection()
                 with conn.transaction():
                     return body(conn)
+            except (psycopg.errors.ReadOnlySqlTransaction, psycopg.errors.InsufficientResources) as exc:
+                # It answers but takes no writes (a read-only standby after a failover, a full disk:
+                # SQLSTATE 25006 and class 53, PostgreSQL's errcodes.txt): held like an outage.
+                self._drop()
+                raise LineUnavailable(f"line database refuses writes: {_first_line(exc)}") from None
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 self._drop()
                 raise LineUnavailable(f"line database unreachable: {_first_line(exc)}") from None

@@ -140,7 +140,7 @@ def journal_fault(exc: sqlite3.Error, path: Path) -> str | None:
     if code in (SQLITE_IOERR, SQLITE_CANTOPEN):
         return f"state directory I/O error: {directory} ({exc})"
     if code in (SQLITE_BUSY, SQLITE_LOCKED):
-        return f"journal locked by another process for more than {BUSY_TIMEOUT_S:g} s: {path}"
+        return f"journal locked by another process: {path}"
     return None
 
 
@@ -152,7 +152,9 @@ def damaged(path: Path, what: str) -> JournalDamaged:
 
 
 class RecordStore:
-    def __init__(self, path: str | Path, station: str | None = None, line: Any = None) -> None:
+    def __init__(
+        self, path: str | Path, station: str | None = None, line: Any = None, busy_timeout_s: float = BUSY_TIMEOUT_S
+    ) -> None:
         self.path = Path(path)
         self.station = station  # written on every row this store starts
         self.line = line  # a gangd.service.line.LineDatabase: per-board data comes from the line
@@ -161,7 +163,7 @@ class RecordStore:
         self._interrupted_owed = False  # mark_interrupted() could not write: recover() does it first
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # One connection shared by the daemon's worker threads, serialized by a lock.
-        self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, check_same_thread=False, isolation_level=None)
+        self._db = sqlite3.connect(self.path, timeout=busy_timeout_s, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
         try:
             with self._lock:
@@ -177,14 +179,15 @@ class RecordStore:
             raise JournalUnwritable(reason) from None
 
     def _open(self) -> None:
+        # Read before anything is written: a foreign file is left byte for byte as it was.
+        tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if tables and "jobs" not in tables:
+            raise damaged(self.path, "a SQLite database of another program (no jobs table)")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         # Records are written once and read rarely: a small page cache keeps the daemon's
         # memory flat as the file grows (SQLite's default grows to 2 MiB).
         self._db.execute("PRAGMA cache_size=-256")
-        tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if tables and "jobs" not in tables:
-            raise damaged(self.path, "a SQLite database of another program (no jobs table)")
         self._db.executescript(SCHEMA)
         present = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
         if not {"id", "port", "result", "started"} <= present:
@@ -196,6 +199,14 @@ class RecordStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    def integrity(self) -> list[str]:
+        """SQLite's integrity check (https://www.sqlite.org/pragma.html#pragma_integrity_check):
+        the problems it finds, none for a sound journal. A damaged page may also raise
+        sqlite3.DatabaseError here; the caller reports it."""
+        with self._lock:
+            rows = [str(row[0]) for row in self._db.execute("PRAGMA integrity_check")]
+        return [] if rows == ["ok"] else rows
 
     def mark_interrupted(self) -> int:
         """Rows left `running` by a daemon that died; returns how many were marked. On a journal
@@ -222,10 +233,17 @@ class RecordStore:
         fields = {**fields, "result": "running"}
         if self.station is not None:
             fields.setdefault("station", self.station)
+        values = [json.dumps(v) if k in JSON_COLUMNS else v for k, v in fields.items()]
+        statement = f"INSERT INTO jobs ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))})"
         with self._lock:
             if self._interrupted_owed or self.held:
                 raise JournalUnwritable(self.fault or "the journal has records still to write")
-        return self._write("INSERT INTO jobs ({}) VALUES ({})", fields)
+            try:
+                cursor = self._db.execute(statement, values)  # autocommit: durable on return
+            except sqlite3.Error as exc:
+                raise self._unwritable(exc) from None
+            self.fault = None
+            return cursor.lastrowid or 0
 
     def update(self, job_id: int, **fields: Any) -> bool:
         """Complete (or amend) a job's row. If the journal cannot take it now the fields are held
@@ -275,17 +293,6 @@ class RecordStore:
             raise exc
         self.fault = reason
         return JournalUnwritable(reason)
-
-    def _write(self, sql: str, fields: dict[str, Any]) -> int:
-        values = [json.dumps(v) if k in JSON_COLUMNS else v for k, v in fields.items()]
-        statement = sql.format(", ".join(fields), ", ".join("?" * len(fields)))
-        with self._lock:
-            try:
-                cursor = self._db.execute(statement, values)  # autocommit: durable on return
-            except sqlite3.Error as exc:
-                raise self._unwritable(exc) from None
-            self.fault = None
-            return cursor.lastrowid or 0
 
     def allocate(self, record_id: int, board_id: str, entries: list[BoardData]) -> dict[str, str]:
         """The per-board values of one board (the policy: gangd/service/board_data.py), in one

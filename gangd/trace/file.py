@@ -21,8 +21,10 @@ import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from gangd.config import files
 from gangd.trace import pcapng
 
 META_PREFIX = "gangd-trace-meta "
@@ -283,12 +285,9 @@ def write_file(path: str, parts: list[bytes | bytearray]) -> int:
 
 def read(path: str) -> Trace:
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        raise TraceError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise TraceError(f"{path}: cannot read: {exc.strerror}") from None
+        data = files.read_bytes(Path(path))
+    except files.NotAFile as exc:
+        raise TraceError(str(exc)) from None
     try:
         capture = pcapng.read(data, path)
     except pcapng.PcapngError as exc:
