@@ -16,6 +16,7 @@ A job whose conversation passed its memory cap (`[trace] max_job_mb`, conversati
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -275,11 +276,16 @@ def write_file(path: str, parts: list[bytes | bytearray]) -> int:
     tmp = f"{path}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
-        while data:
-            data = data[os.write(fd, data) :]  # it may write less than asked
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            while data:
+                data = data[os.write(fd, data) :]  # it may write less than asked
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):  # a full disk keeps no half trace: its bytes are freed
+            os.unlink(tmp)
+        raise
     return size
 
 

@@ -127,7 +127,8 @@ class TraceRecorder:
             try:
                 self.path = await _writer().write(partial(self._write, result, recording))
             except OSError as exc:  # a trace is a help, never a reason to fail the station
-                log.warning("trace not written", dir=self.settings.dir, error=str(exc))
+                _count_dropped()
+                log.warning("trace not written", dir=self.settings.dir, error=str(exc), dropped=traces_dropped())
                 return
         log.info("trace written", path=self.path)
 
@@ -259,6 +260,17 @@ def _write_all(batch: list[_Pending]) -> None:
 
 _writer_cpu_s = 0.0
 _writer_cpu_lock = threading.Lock()
+_dropped = 0
+
+
+def _count_dropped() -> None:
+    global _dropped
+    _dropped += 1  # the trio thread only
+
+
+def traces_dropped() -> int:
+    """Traces this process could not write (trace directory full or unwritable): the metric."""
+    return _dropped
 
 
 def writer_cpu_s() -> float:

@@ -84,3 +84,25 @@ def test_disk_full_is_a_state_and_the_station_resumes(processes, tmpfs):
     assert {i: rows[i]["result"] for i in finished} == finished
     assert all(rows[i]["finished"] is not None for i in finished)
     assert "Traceback" not in daemon.stderr
+
+
+@needs_root
+def test_a_full_trace_directory_drops_traces_counted_and_the_jobs_go_on(processes, tmpfs, tmp_path):
+    """Traces of failing boards (the default keeps them) into a 400 KiB tmpfs: once it is full
+    each trace is dropped with a warning and gangd_traces_dropped_total; the boards' jobs and
+    records go on, and no half-written trace is left taking the space."""
+    address = f"127.0.0.1:{free_port()}"
+    state = tmp_path / "records"
+    daemon: Process = processes(
+        [GANGD, "run", "--simulate", "4", "--time-scale", "0", "--state-dir", str(state), "--http-address", address]
+        + ["--trace", str(tmpfs), "--fault", "status:cmd=write-memory,code=10200"]
+    )
+    daemon.wait_entry(lambda e: e["event"] == "trace not written", 30, "a trace dropped")
+    finished = sum(e["event"] == "job finished" for e in daemon.json_lines())
+    wait_for(
+        lambda: sum(e["event"] == "job finished" for e in daemon.json_lines()) >= finished + 8, 60, "jobs going on"
+    )
+    dropped = next(x for x in get(address, "/metrics").splitlines() if x.startswith("gangd_traces_dropped_total "))
+    assert float(dropped.split()[1]) >= 1
+    assert daemon.stop() == 0
+    assert not list(tmpfs.glob("*.tmp"))
