@@ -57,6 +57,8 @@ class JournalKeeper:
                 self._fault()
                 if await trio.to_thread.run_sync(self.store.recover):
                     self._recovered()
+            if self.writable:  # a waiter that saw a fault the store cleared itself goes on too
+                self._writable.set()
             self._export()
             with trio.move_on_after(self.retry_s):
                 await self._wake.wait()

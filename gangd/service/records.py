@@ -249,12 +249,18 @@ class RecordStore:
         """Complete (or amend) a job's row. If the journal cannot take it now the fields are held
         in memory and written by recover(): returns False then. Never raises for a host fault."""
         with self._lock:
-            self.held[job_id] = {**self.held.get(job_id, {}), **fields}
+            # Held only once a write failed: readers of `held` (the station, without the lock)
+            # never see a completion that is merely being written.
+            owed = {**self.held.get(job_id, {}), **fields}
             try:
-                self._flush_held()
+                self._flush_held()  # older completions first: rows complete in job order
+                values = [json.dumps(v) if k in JSON_COLUMNS else v for k, v in owed.items()]
+                self._db.execute(f"UPDATE jobs SET {', '.join(f'{k}=?' for k in owed)} WHERE id=?", [*values, job_id])
             except sqlite3.Error as exc:
+                self.held[job_id] = owed
                 self._unwritable(exc)
                 return False
+            self.held.pop(job_id, None)
             return True
 
     def recover(self) -> bool:
