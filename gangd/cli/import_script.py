@@ -357,8 +357,9 @@ def _secure_boot_section(path: Path, secure: list[tuple[int, int]], image: str, 
     try:
         parse_container(files.read_bytes(path.parent / image), image)
         signed, why = True, ""
-    except files.NotAFile as exc:
-        signed, why = False, f"cannot read it next to the script ({exc})"
+    except files.NotAFile:
+        reason = files.problem(path.parent / image) or "unreadable"
+        signed, why = False, f"{image}: cannot read it next to the script ({reason})"
     except HabError as exc:
         signed, why = False, str(exc)
     lines = [

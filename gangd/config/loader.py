@@ -134,7 +134,7 @@ class _Reader:
         path = (self.path.parent / name).resolve()
         reason = files.problem(path)
         if reason is not None:
-            raise self.error(dotted, f"{path}: {reason}")
+            raise self.error(dotted, f"{reason}: {path}")
         return path
 
 
