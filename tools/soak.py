@@ -44,6 +44,7 @@ from gangd.service.records import RecordStore
 from gangd.sim import BoardFactory, Operator, SimHub, TimingModel
 from gangd.sim.hub import default_port_paths
 from gangd.sim.remote import HubServer
+from tools import resource_faults
 from tools.lineconfig import free_port, write_line_config
 
 IMAGE = bytes(range(256)) * 176  # 45,056 bytes, the user's image size
@@ -189,6 +190,10 @@ class Soak:
         self.daemon: subprocess.Popen | None = None
         self.server = HubServer(self.hub, str(directory / "hub.sock"), self._finished)
         self.kill_log: list[dict] = []
+        self.resource_faults = None
+        if args.resource_faults:
+            resource_faults.mount_state(self.state)
+            self.resource_faults = resource_faults.ResourceFaults(self.state, self.http_port)
 
     def _finished(self, port: str, result: str) -> None:
         self.operator.finished(port, result)
@@ -302,8 +307,10 @@ class Soak:
         rng = random.Random(self.args.seed)
         last_kill = int(self.args.boards * 0.6)
         kill_points = sorted(rng.sample(range(10, max(11 + self.args.kills, last_kill)), self.args.kills))
-        for point in kill_points:
+        for n, point in enumerate(kill_points):
             self.wait_finished(point, self.args.timeout)
+            if self.resource_faults is not None:  # a fault between two kills, on a working station
+                self.resource_faults.cycle(n, self.daemon)
             time.sleep(rng.random() * 0.3)  # a random moment, not just after a result
             self.kill_and_restart()
         first_final = self.started_at
@@ -319,7 +326,18 @@ class Soak:
         records.close()
         self.hub.close()
         self.server.close()
-        return self.summarise(rows, first_final, metrics, stuck, time.monotonic() - started)
+        summary = self.summarise(rows, first_final, metrics, stuck, time.monotonic() - started)
+        if self.resource_faults is not None:
+            summary["resource_cycles"] = self.resource_faults.cycles
+            summary["resource_invariants"] = self.resource_faults.invariants()
+            # Every board gangd said a word to has its row (a job records its start before it
+            # touches the board), and no row of a programmed board is left incomplete.
+            recorded = {r["serial"] for r in rows}
+            summary["touched_without_record"] = [s for s, b in self.hub.boards.items() if b.log and s not in recorded]
+            summary["records_left_incomplete"] = [
+                r["id"] for r in rows if r["result"] == "running" or r["finished"] is None
+            ]
+        return summary
 
     def settle(self) -> list[str]:
         """Wait for every job to end; the ports still busy after that are stuck."""
@@ -590,6 +608,12 @@ def main(argv: list[str] | None = None) -> int:
         "--serials, jobs in 2 worker processes (unless --workers), among every other fault, retests "
         "on other ports and the SIGKILLs",
     )
+    parser.add_argument(
+        "--resource-faults",
+        action="store_true",
+        help="between the kills, fill the state directory's filesystem (a tmpfs: root) and free it, "
+        "and lock the journal past gangd's busy timeout and release it (tools/resource_faults.py)",
+    )
     parser.add_argument("--json", help="also write the summary here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, records)")
     args = parser.parse_args(argv)
@@ -606,6 +630,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         summary = Soak(args, directory).run()
     finally:
+        if args.resource_faults:
+            resource_faults.unmount_state(directory / "state")
         if not args.keep:
             shutil.rmtree(directory, ignore_errors=True)
     invariants = {
@@ -629,6 +655,16 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
         print(f"serials:         {summary['serials_issued']} issued")
+    if args.resource_faults:
+        invariants.update(summary["resource_invariants"])
+        invariants["boards touched without a record"] = len(summary["touched_without_record"])
+        invariants["programmed boards' records incomplete"] = len(summary["records_left_incomplete"])
+        cycles = summary["resource_cycles"]
+        print(
+            f"resource faults: {len(cycles)} ({', '.join(c['kind'] for c in cycles)}); bit: "
+            f"{sum(c['bit'] for c in cycles)}; resumed after "
+            f"{max((c['resumed_s'] for c in cycles), default=0):.1f} s at most"
+        )
     print(
         f"soak: {summary['boards']} boards, {summary['jobs']} jobs, {summary['kills']} SIGKILLs, "
         f"{summary['wall_s']:.0f} s wall, seed {args.seed}"

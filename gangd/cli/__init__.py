@@ -65,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except BrokenPipeError:  # `gangd records | head`
         return 0
+    except Exception as exc:  # a bug in a verb: one line, no traceback (gangd run also writes a report)
+        print(f"gangd: internal error: {type(exc).__name__}: {exc} (a bug: please report it)", file=sys.stderr)
+        return 1
     finally:
         logging.disable(previous)
 

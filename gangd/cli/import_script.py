@@ -34,6 +34,7 @@ import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from gangd.config import files
 from gangd.config.family import UsbIds, family_names, isp_usb_ids, load_family
 
 
@@ -354,10 +355,11 @@ def _secure_boot_section(path: Path, secure: list[tuple[int, int]], image: str, 
     srk = {index: value for index, value in secure if index in SRK_WORDS}
     closes = any(index == BOOT_CFG1 for index, _ in secure)
     try:
-        parse_container((path.parent / image).read_bytes(), image)
+        parse_container(files.read_bytes(path.parent / image), image)
         signed, why = True, ""
-    except OSError as exc:
-        signed, why = False, f"{image}: cannot read it next to the script ({exc.strerror})"
+    except files.NotAFile:
+        reason = files.problem(path.parent / image) or "unreadable"
+        signed, why = False, f"{image}: cannot read it next to the script ({reason})"
     except HabError as exc:
         signed, why = False, str(exc)
     lines = [
@@ -382,9 +384,9 @@ def _secure_boot_section(path: Path, secure: list[tuple[int, int]], image: str, 
 
 def import_script(path: Path, family: str | None = None) -> str:
     try:
-        text = path.read_text(errors="replace")
-    except OSError as exc:
-        raise ScriptError(f"{path}: cannot read: {exc.strerror}") from None
+        text = files.read_bytes(path).decode(errors="replace")
+    except files.NotAFile as exc:
+        raise ScriptError(str(exc)) from None
     config = collect(path, parse_script(path, text))
     name, others = _family(path, config, family)
     return render(path, config, name, others)

@@ -6,10 +6,12 @@ import argparse
 import csv
 import json
 import os
+import sqlite3
 import sys
 from datetime import datetime
 from pathlib import Path
 
+from gangd.core.errors import JournalDamaged, JournalUnwritable
 from gangd.service.records import RecordStore, export
 
 
@@ -19,6 +21,9 @@ def add_parser(subparsers) -> None:
     records.add_argument("--format", choices=("table", "csv", "jsonl"), default="table")
     records.add_argument("--port", help="only this port (path or label)")
     records.add_argument("--result", help="only this result (success, failed, removed, stopped, interrupted)")
+    records.add_argument(
+        "--check", action="store_true", help="run SQLite's integrity check on the journal: exit 0 if sound, 2 if not"
+    )
     line = records.add_argument_group("the line's records (PostgreSQL, [line] database of --config)")
     line.add_argument("--line", action="store_true", help="query the line database instead of this station's")
     line.add_argument("--config", metavar="FILE", help="the station configuration naming the line database")
@@ -91,9 +96,24 @@ def records_command(args: argparse.Namespace) -> int:
     if not path.exists():
         print(f"gangd records: no records at {path}", file=sys.stderr)
         return 2
-    store = RecordStore(path)
-    rows = store.jobs(port=args.port, result=args.result)
-    store.close()
+    try:
+        store = RecordStore(path)
+    except (JournalDamaged, JournalUnwritable) as exc:
+        print(f"gangd records: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.check:
+            problems = store.integrity()
+            for problem in problems:
+                print(f"{path}: {problem}")
+            print(f"{path}: {'damaged' if problems else 'ok'}", file=sys.stderr)
+            return 2 if problems else 0
+        rows = store.jobs(port=args.port, result=args.result)
+    except sqlite3.DatabaseError as exc:  # a page damaged past the header, met while reading
+        print(f"gangd records: {path}: damaged ({exc}); run gangd records --check", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
     if args.format != "table":
         sys.stdout.write(export(rows, args.format))
         return 0

@@ -12,7 +12,8 @@ from gangd.config.address import DEFAULT_ADDRESS
 from gangd.config.loader import MAX_WORKERS, ConfigError, load_config
 from gangd.config.recipe import with_trace_dir
 from gangd.core.bus import USB_ADDRESSES
-from gangd.service import logs, statedir
+from gangd.core.errors import JournalDamaged, JournalUnwritable
+from gangd.service import crash, limits, logs, statedir
 from gangd.service.daemon import run_world
 from gangd.service.hardware import hardware_world
 from gangd.service.http import AddressError, bind
@@ -143,6 +144,14 @@ def run_command(args: argparse.Namespace) -> int:
         args.spsdk_log_level,
     )
     # The environment, before anything starts: one line naming the problem and the setting.
+    try:
+        workers = args.workers if args.workers is not None else (config.workers if config else 0)
+        limits.check_fd_limit(
+            args.simulate if simulation is not None else len(config.ports) if config else None, workers
+        )
+    except limits.LimitError as exc:
+        print(f"gangd: {exc}", file=sys.stderr)
+        return 2
     address = args.metrics_address or (config.http_address if config else DEFAULT_ADDRESS)
     setting = "--http-address" if args.metrics_address or config is None else f"[http] address in {config.path}"
     lock = None
@@ -172,6 +181,14 @@ def run_command(args: argparse.Namespace) -> int:
         else:
             run_world(hardware_world(config), daemon, sock)
         return 0
+    except JournalDamaged as exc:  # a restart cannot mend it: exit 2 stops systemd's loop
+        print(f"gangd: {exc}", file=sys.stderr)
+        return 2
+    except JournalUnwritable as exc:  # the journal could not even be opened: a restart may (disk freed)
+        print(f"gangd: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug: one line and a crash report, never a traceback on the console
+        return crash.report(exc, args.state_dir, args.config)
     finally:
         sock.close()
         os.close(lock)

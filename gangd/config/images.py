@@ -10,6 +10,8 @@ from pathlib import Path
 
 import bincopy
 
+from gangd.config import files
+
 FORMATS = ("bin", "srec", "hex")
 _EXTENSIONS = {
     ".bin": "bin",
@@ -34,9 +36,9 @@ def guess_format(path: Path) -> str | None:
 def load_segments(path: Path, fmt: str, address: int | None) -> list[tuple[int, bytes]]:
     """[(address, data), ...] in address order. `address` is required for bin, an error for the others."""
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ImageError(f"{path}: cannot read: {exc.strerror}") from None
+        raw = files.read_bytes(path)
+    except files.NotAFile as exc:
+        raise ImageError(str(exc)) from None
     if fmt == "bin":
         if address is None:
             raise ImageError(f"{path}: a raw binary needs an address")

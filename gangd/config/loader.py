@@ -20,6 +20,7 @@ from typing import Any
 
 from spsdk.mboot.memories import MemId
 
+from gangd.config import files
 from gangd.config.address import DEFAULT_ADDRESS, parse_address
 from gangd.config.bootimage import flashloader_problem
 from gangd.config.facts import all_facts
@@ -135,8 +136,9 @@ class _Reader:
 
     def file(self, name: str, dotted: str) -> Path:
         path = (self.path.parent / name).resolve()
-        if not path.is_file():
-            raise self.error(dotted, f"no such file: {path}")
+        reason = files.problem(path)
+        if reason is not None:
+            raise self.error(dotted, f"{reason}: {path}")
         return path
 
 
@@ -272,13 +274,13 @@ def load_config(path: str | Path, need_flashloader: bool = True) -> Config:
     does not depend on the flashloader's bytes) accepts a flashloader file that is not there yet."""
     path = Path(path)
     try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        text = files.read_text(path)
+    except files.NotAFile as exc:
+        raise ConfigError(str(exc)) from None
     try:
         raw = tomllib.loads(text)
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise ConfigError(f"{path}: not valid TOML: nested too deeply") from None
     except tomllib.TOMLDecodeError as exc:
         line = getattr(exc, "lineno", None) or _line_from_message(str(exc))
         raise ConfigError(
@@ -339,7 +341,7 @@ def load_config(path: str | Path, need_flashloader: bool = True) -> Config:
         loader_file = (path.parent / loader_name).resolve()
         loader_data = (
             b""
-            if not need_flashloader and not loader_file.is_file()
+            if not need_flashloader and not loader_file.exists()
             else r.file(loader_name, flashloader.dotted("path")).read_bytes()
         )
         load_address = load_address_of()
@@ -778,7 +780,12 @@ def _board_data(
             raise entry.error("source", f"{source!r} is not one of {', '.join(BOARD_DATA_SOURCES)}")
         list_file = None
         if source == "list":
-            list_file = str(entry.reader.file(file_of(), entry.dotted("file")))
+            list_path = entry.reader.file(file_of(), entry.dotted("file"))
+            try:
+                files.read_text(list_path)  # read again at every allocation: it must be UTF-8 text
+            except files.NotAFile as exc:
+                raise entry.error("file", str(exc)) from None
+            list_file = str(list_path)
         fmt = format_of()
         try:
             fmt.format(0)

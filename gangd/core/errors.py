@@ -61,5 +61,16 @@ class LineUnavailable(Exception):
     """The line database cannot be reached (raised by the line store; the station waits for it)."""
 
 
+class JournalUnwritable(Exception):
+    """The station's journal (its records) cannot be written now: disk full, read-only, an I/O
+    error, locked past the busy timeout. A state of the station, not a crash: the message says why
+    in the operator's words ("state directory full: /var/lib/gangd, 0 bytes free")."""
+
+
+class JournalDamaged(Exception):
+    """The journal file is not a gangd records database (damaged, or another program's file):
+    gangd never deletes or overwrites it; the message names the file and what to do."""
+
+
 class DataExhausted(Exception):
     """A list of per-board values has no unused value left (raised by the records store)."""

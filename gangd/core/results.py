@@ -89,6 +89,8 @@ class JobResult:
     board_data: dict[str, str] = field(default_factory=dict)  # per-board values this board got
     halt: str | None = None  # why the station must start no new job (per-board data exhausted)
     line_down: str | None = None  # the line database did not answer when this board's values were taken
+    # The job's start could not be recorded (the journal is unwritable): it never touched the board.
+    not_started: str | None = None
     # [secure_boot]: one entry per stage run, {"stage", "result", ...evidence} (engine/secure_boot.py)
     secure_boot: list[dict] = field(default_factory=list)
 

@@ -111,7 +111,9 @@ class JobRecords(Protocol):
 
     def start(self, **fields: object) -> int: ...
 
-    def update(self, job_id: int, **fields: object) -> None: ...
+    def update(self, job_id: int, **fields: object) -> bool:
+        """False: the journal cannot take it now; the store holds it and writes it later."""
+        ...
 
     def allocate(self, record_id: int, board_id: str, entries: list[BoardData]) -> dict[str, str]: ...
 
@@ -144,6 +146,18 @@ class StationMetrics(Protocol):
     def port(self, label: str) -> PortMetrics:
         """The port's series, every one of them created at zero."""
         ...
+
+
+class JournalStatus(Protocol):
+    """Whether the station's journal takes writes (a job starts only if its record can be written)."""
+
+    @property
+    def writable(self) -> bool: ...
+
+    @property
+    def reason(self) -> str | None: ...
+
+    async def wait_writable(self) -> None: ...
 
 
 class LineStatus(Protocol):

@@ -30,7 +30,7 @@ from gangd.config.flexspi import clock_mhz, max_freq_code
 from gangd.config.geometry import INTERNAL_FLASH
 from gangd.config.recipe import Recipe
 from gangd.core.bus import Admission
-from gangd.core.errors import BoardRemoved, DataUnavailable, JobError, JobStopped
+from gangd.core.errors import BoardRemoved, DataUnavailable, JobError, JobStopped, JournalUnwritable
 from gangd.core.events import PortEvent
 from gangd.core.observer import JobObserver, Observers
 from gangd.core.results import JobResult
@@ -99,7 +99,17 @@ class Job:
         result = self.result
         result.started, started = time.time(), time.monotonic()
         images = [{"address": i.address, "size": len(i.data), "sha256": i.sha256} for i in self.recipe.images]
-        await self.events.job_started(result, list[dict[str, object]](images), self.recipe.family.name)
+        try:
+            await self.events.job_started(result, list[dict[str, object]](images), self.recipe.family.name)
+        except JournalUnwritable as exc:
+            # No record, no job: the board is left exactly as it came (nothing was sent to it).
+            result.result, result.not_started = "stopped", str(exc)
+            result.reason = f"not started: {exc}"
+            self.ctx.close()
+            result.duration_s = time.monotonic() - started
+            await self.events.job_finished(result)  # the port goes idle; there is no row to complete
+            self.log.warning("board left untouched: its job's start could not be recorded", reason=str(exc))
+            return result
         finished = False
         try:
             await self._attempts()

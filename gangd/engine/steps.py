@@ -24,6 +24,7 @@ from gangd.core.errors import (
     DataExhausted,
     DataUnavailable,
     JobError,
+    JournalUnwritable,
     LineUnavailable,
 )
 from gangd.core.results import NO_FAULT, PROTECTED, READ_PATH, Diagnosis
@@ -257,6 +258,8 @@ async def take_board_data(ctx: StepContext, step: p.TakeBoardData) -> None:
     except LineUnavailable as exc:
         ctx.result.line_down = str(exc)
         raise DataUnavailable(ctx.port.path, step.name, str(exc)) from None
+    except JournalUnwritable as exc:  # a value is handed out only with its record: none is written
+        raise DataUnavailable(ctx.port.path, step.name, f"per-board data not recorded: {exc}") from None
     ctx.result.board_data = values
     structlog.contextvars.bind_contextvars(board_data=values)
 

@@ -43,7 +43,7 @@ class Allocations(Protocol):
 
 def list_values(path: str) -> list[str]:
     """The values of a list file: one per line; blank lines and # comments skipped."""
-    with open(path) as handle:
+    with open(path, encoding="utf-8") as handle:
         return [line.strip() for line in handle if line.strip() and not line.lstrip().startswith("#")]
 
 

@@ -18,8 +18,10 @@ import trio
 from gangd.config.loader import Config, ConfigError, default_station_name, load_config
 from gangd.config.recipe import Recipe, with_trace_dir
 from gangd.core.bus import DEFAULT_BUDGET
+from gangd.core.errors import JournalUnwritable
 from gangd.service import collector
 from gangd.service.http import HttpServer
+from gangd.service.journal import JournalKeeper
 from gangd.service.line import LineDatabase, LineState, Outbox
 from gangd.service.metrics import Metrics
 from gangd.service.notify import Notifier
@@ -41,6 +43,7 @@ async def serve(
     reload: Callable[[], Recipe] | None = None,
     notifier: Notifier | None = None,
     outbox: Outbox | None = None,
+    keeper: JournalKeeper | None = None,
 ) -> None:
     """Run until SIGINT/SIGTERM, then stop: no new jobs, running ones end within the grace time.
 
@@ -51,6 +54,8 @@ async def serve(
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(notifier.watchdog)
+            if keeper is not None:
+                await nursery.start(keeper.run)
             if server is not None:
                 await nursery.start(server.run)
             if outbox is not None:
@@ -102,6 +107,7 @@ def run_world(world: World, options: DaemonOptions, sock) -> Station:
     config = world.config
     store, outbox = open_records(options.state_dir, config)
     metrics = Metrics()
+    keeper = JournalKeeper(store, metrics)
     station_name = config.station_name if config else default_station_name()  # --simulate: as on hardware
     station = Station(
         world.recipe.family,
@@ -114,13 +120,14 @@ def run_world(world: World, options: DaemonOptions, sock) -> Station:
         name=station_name,
         line=outbox.state if outbox is not None else None,
         workers=worker_pool(options, config, station_name),
+        journal=keeper,
     )
     station.listeners.extend(world.listeners)
     server = http_server(station, store, metrics, sock, world.layout, config.control_token if config else None)
     reload = reloader(options.config_path, options.trace_dir) if options.config_path else None
     notifier = Notifier()
     try:
-        trio.run(serve, station, world.source, options.stop_grace_s, server, reload, notifier, outbox)
+        trio.run(serve, station, world.source, options.stop_grace_s, server, reload, notifier, outbox, keeper)
     finally:
         world.close()
         notifier.close()
@@ -162,13 +169,22 @@ def open_records(state_dir: str, config: Config | None = None) -> tuple[RecordSt
     if config is not None and config.line is not None and station:
         line = LineDatabase(config.line, station)
     store = RecordStore(Path(state_dir) / "records.sqlite", station=station, line=line)
-    interrupted = store.mark_interrupted()
+    try:
+        interrupted = store.mark_interrupted()
+    except JournalUnwritable as exc:  # owed: the journal keeper marks them once it can write
+        log.error("journal cannot be written at start: no job starts until it can", reason=str(exc))
+        interrupted = 0
     if interrupted:
         log.warning("jobs from a previous run were interrupted", count=interrupted)
     return store, None if line is None else Outbox(store, line, LineState())
 
 
 def close_records(store: RecordStore) -> None:
+    """The last chance for held completions; what the journal still refuses goes to the log, one
+    line per record with every field, so that no programmed board's record is lost."""
+    if store.held and not store.recover():
+        for record_id, fields in sorted(store.held.items()):
+            log.critical("record not written to the journal", record=record_id, journal=store.fault, fields=fields)
     if store.line is not None:
         store.line.close()
     store.close()

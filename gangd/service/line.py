@@ -29,7 +29,7 @@ import trio
 
 from gangd.config.loader import LineSettings
 from gangd.config.recipe import BoardData
-from gangd.core.errors import LineUnavailable
+from gangd.core.errors import JournalUnwritable, LineUnavailable
 from gangd.service import board_data
 from gangd.service.records import COLUMNS
 
@@ -137,12 +137,18 @@ class LineDatabase:
     def _run(self, body: Callable[[Any], Any]) -> Any:
         """`body(connection)` in one transaction; any database failure is LineUnavailable."""
         import psycopg
+        import psycopg.errors
 
         with self._lock:
             try:
                 conn = self._connection()
                 with conn.transaction():
                     return body(conn)
+            except (psycopg.errors.ReadOnlySqlTransaction, psycopg.errors.InsufficientResources) as exc:
+                # It answers but takes no writes (a read-only standby after a failover, a full disk:
+                # SQLSTATE 25006 and class 53, PostgreSQL's errcodes.txt): held like an outage.
+                self._drop()
+                raise LineUnavailable(f"line database refuses writes: {_first_line(exc)}") from None
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 self._drop()
                 raise LineUnavailable(f"line database unreachable: {_first_line(exc)}") from None
@@ -343,6 +349,11 @@ class Outbox:
                     await trio.sleep_forever()
                 backoff = min(backoff * 2, 5.0)
                 continue
+            except JournalUnwritable:  # delivered, not yet marked: delivered again (a no-op) later
+                with trio.move_on_after(backoff):
+                    await trio.sleep_forever()
+                backoff = min(backoff * 2, 5.0)
+                continue
             self.state.answered()
             backoff = 0.5
             with trio.move_on_after(2.0):
@@ -353,7 +364,7 @@ class Outbox:
         """One last delivery at shutdown; what the database does not take waits for the next start."""
         try:
             await self.drain()
-        except LineUnavailable as exc:
+        except (LineUnavailable, JournalUnwritable) as exc:
             log.warning("records left in the outbox for the next start", reason=str(exc))
 
     async def drain(self) -> None:

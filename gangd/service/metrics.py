@@ -9,12 +9,16 @@ Every series of a configured port exists at zero before its first board.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram, Info
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from gangd import __version__
 from gangd.core.types import PortState, Result
 from gangd.engine import recovery
+from gangd.trace import recorder
 
 RESULTS = tuple(Result)
 STEPS = (
@@ -107,6 +111,18 @@ class Metrics:
         for stage, results in SECURE_BOOT_OUTCOMES.items():
             for result in results:
                 self.secure_boot.labels(stage, result)
+        self.journal_writable = Gauge(
+            "gangd_journal_writable",
+            "1 while the station's journal (records.sqlite) takes writes; 0: no new job starts.",
+            registry=r,
+        )
+        self.journal_writable.set(1)
+        self.journal_held = Gauge(
+            "gangd_journal_held_records",
+            "Finished jobs whose records are held in memory until the journal takes writes again.",
+            registry=r,
+        )
+        r.register(_TracesDropped())
         self.build = Info("gangd_build", "gangd version.", registry=r)
         self.build.info({"version": __version__})
         self.started = Gauge("gangd_start_time_seconds", "Unix time gangd started.", registry=r)
@@ -134,6 +150,21 @@ class Metrics:
         """One port's series (created at zero), as the station's port reports to them."""
         self.add_port(label)
         return PortSeries(self, label)
+
+
+class _TracesDropped(Collector):
+    """gangd_traces_dropped_total, read from the trace recorder's count when scraped (the trace
+    floor knows no metrics). Our choice: traces dropped in worker processes are in their logs."""
+
+    def describe(self) -> list[Metric]:
+        return list(self.collect())
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "gangd_traces_dropped",
+            "Field traces not written (trace directory full or unwritable); the jobs went on.",
+            value=recorder.traces_dropped(),
+        )
 
 
 class PortSeries:

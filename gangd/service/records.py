@@ -3,6 +3,12 @@
 A row is inserted as `running` when the job starts and completed when it ends; on start-up every
 row still `running` belongs to a daemon that died mid-job and is marked `interrupted`. The journal
 is WAL with synchronous=FULL, so a committed record survives SIGKILL and power loss.
+
+The host's faults surface here (disk full, read-only, I/O error, locked by a backup tool): a write
+that fails for one of them raises JournalUnwritable with the reason in the operator's words and
+sets `fault`; a job's completion that cannot be written is held in memory (`held`) and written by
+`recover()` as soon as the journal takes writes again. A file that is not a gangd journal raises
+JournalDamaged when opened; gangd never deletes or overwrites it.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -19,6 +26,7 @@ from typing import Any
 
 from gangd.config.recipe import BoardData
 from gangd.core.errors import DataExhausted as DataExhausted  # raised by allocate(); callers catch it
+from gangd.core.errors import JournalDamaged, JournalUnwritable
 from gangd.service import board_data
 from gangd.service.board_data import list_values as list_values  # re-exported for the station
 
@@ -105,60 +113,192 @@ ADDED_COLUMNS = {
 }
 
 
+# SQLite's primary result codes (https://www.sqlite.org/rescode.html): the ones that say the file
+# cannot be written now, and the ones that say it is not a database at all.
+SQLITE_BUSY, SQLITE_LOCKED, SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN = 5, 6, 8, 10, 13, 14
+SQLITE_CORRUPT, SQLITE_NOTADB = 11, 26
+# How long a write waits for a lock held by another process (a backup tool's read transaction
+# does not block WAL writers; `sqlite3 .backup` or a checkpointing reader can) before the journal
+# counts as locked. Our choice: long enough for a backup's short write lock, short enough that the
+# station says so while the operator is still looking.
+BUSY_TIMEOUT_S = 5.0
+
+
+def journal_fault(exc: sqlite3.Error, path: Path) -> str | None:
+    """The operator's reason for a failed write, or None if it is not a fault of the host (a bug)."""
+    code = getattr(exc, "sqlite_errorcode", -1) & 0xFF
+    directory = path.parent
+    if code == SQLITE_FULL:
+        try:
+            stat = os.statvfs(directory)
+            free = f"{stat.f_bavail * stat.f_frsize} bytes free"
+        except OSError:
+            free = "free space unknown"
+        return f"state directory full: {directory}, {free}"
+    if code == SQLITE_READONLY:
+        return f"state directory read-only: {directory}"
+    if code in (SQLITE_IOERR, SQLITE_CANTOPEN):
+        return f"state directory I/O error: {directory} ({exc})"
+    if code in (SQLITE_BUSY, SQLITE_LOCKED):
+        return f"journal locked by another process: {path}"
+    return None
+
+
+def damaged(path: Path, what: str) -> JournalDamaged:
+    return JournalDamaged(
+        f"{path}: {what}; gangd leaves it as it is: move it aside (or restore a backup) and start again, "
+        "or change --state-dir"
+    )
+
+
 class RecordStore:
-    def __init__(self, path: str | Path, station: str | None = None, line: Any = None) -> None:
+    def __init__(
+        self, path: str | Path, station: str | None = None, line: Any = None, busy_timeout_s: float = BUSY_TIMEOUT_S
+    ) -> None:
         self.path = Path(path)
         self.station = station  # written on every row this store starts
         self.line = line  # a gangd.service.line.LineDatabase: per-board data comes from the line
+        self.fault: str | None = None  # why the journal cannot be written now (None: it can)
+        self.held: dict[int, dict[str, Any]] = {}  # completions not yet written, by record id
+        self._interrupted_owed = False  # mark_interrupted() could not write: recover() does it first
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # One connection shared by the daemon's worker threads, serialized by a lock.
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db = sqlite3.connect(self.path, timeout=busy_timeout_s, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            # Records are written once and read rarely: a small page cache keeps the daemon's
-            # memory flat as the file grows (SQLite's default grows to 2 MiB).
-            self._db.execute("PRAGMA cache_size=-256")
-            self._db.executescript(SCHEMA)
-            present = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
-            for column, definition in ADDED_COLUMNS.items():
-                if column not in present:
-                    self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {definition}")
+        try:
+            with self._lock:
+                self._open()
+        except sqlite3.Error as exc:
+            self._db.close()
+            code = getattr(exc, "sqlite_errorcode", -1) & 0xFF
+            if code in (SQLITE_NOTADB, SQLITE_CORRUPT):
+                raise damaged(self.path, f"not a SQLite database ({exc})") from None
+            reason = journal_fault(exc, self.path)
+            if reason is None:
+                raise
+            raise JournalUnwritable(reason) from None
+
+    def _open(self) -> None:
+        # Read before anything is written: a foreign file is left byte for byte as it was.
+        tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if tables and "jobs" not in tables:
+            raise damaged(self.path, "a SQLite database of another program (no jobs table)")
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        # Records are written once and read rarely: a small page cache keeps the daemon's
+        # memory flat as the file grows (SQLite's default grows to 2 MiB).
+        self._db.execute("PRAGMA cache_size=-256")
+        self._db.executescript(SCHEMA)
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        if not {"id", "port", "result", "started"} <= present:
+            raise damaged(self.path, "its jobs table is not gangd's")
+        for column, definition in ADDED_COLUMNS.items():
+            if column not in present:
+                self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {definition}")
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
-    def mark_interrupted(self) -> int:
-        """Rows left `running` by a daemon that died; returns how many were marked."""
+    def integrity(self) -> list[str]:
+        """SQLite's integrity check (https://www.sqlite.org/pragma.html#pragma_integrity_check):
+        the problems it finds, none for a sound journal. A damaged page may also raise
+        sqlite3.DatabaseError here; the caller reports it."""
         with self._lock:
-            cursor = self._db.execute(
-                "UPDATE jobs SET result='interrupted', finished=?, reason=coalesce(reason, "
-                "'gangd stopped while the job ran (killed or crashed)') WHERE result='running'",
-                (time.time(),),
-            )
-            return cursor.rowcount
+            rows = [str(row[0]) for row in self._db.execute("PRAGMA integrity_check")]
+        return [] if rows == ["ok"] else rows
+
+    def mark_interrupted(self) -> int:
+        """Rows left `running` by a daemon that died; returns how many were marked. On a journal
+        that cannot be written the marking is owed: recover() does it before anything else."""
+        with self._lock:
+            try:
+                return self._mark_interrupted()
+            except sqlite3.Error as exc:
+                self._interrupted_owed = True
+                raise self._unwritable(exc) from None
+
+    def _mark_interrupted(self) -> int:
+        cursor = self._db.execute(
+            "UPDATE jobs SET result='interrupted', finished=?, reason=coalesce(reason, "
+            "'gangd stopped while the job ran (killed or crashed)') WHERE result='running'",
+            (time.time(),),
+        )
+        self._interrupted_owed = False
+        return cursor.rowcount
 
     def start(self, **fields: Any) -> int:
+        """The job's row, `running`; JournalUnwritable if it cannot be written (the job must then
+        not touch its board). Refused while anything is owed, so rows stay in job order."""
         fields = {**fields, "result": "running"}
         if self.station is not None:
             fields.setdefault("station", self.station)
-        return self._write("INSERT INTO jobs ({}) VALUES ({})", fields)
-
-    def update(self, job_id: int, **fields: Any) -> None:
-        self._write("UPDATE jobs SET {} WHERE id=?", fields, job_id)
-
-    def _write(self, sql: str, fields: dict[str, Any], job_id: int | None = None) -> int:
         values = [json.dumps(v) if k in JSON_COLUMNS else v for k, v in fields.items()]
-        if job_id is None:
-            statement = sql.format(", ".join(fields), ", ".join("?" * len(fields)))
-        else:
-            statement = sql.format(", ".join(f"{k}=?" for k in fields))
-            values.append(job_id)
+        statement = f"INSERT INTO jobs ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))})"
         with self._lock:
-            cursor = self._db.execute(statement, values)  # autocommit: durable on return
-            return (cursor.lastrowid or 0) if job_id is None else job_id
+            if self._interrupted_owed or self.held:
+                raise JournalUnwritable(self.fault or "the journal has records still to write")
+            try:
+                cursor = self._db.execute(statement, values)  # autocommit: durable on return
+            except sqlite3.Error as exc:
+                raise self._unwritable(exc) from None
+            self.fault = None
+            return cursor.lastrowid or 0
+
+    def update(self, job_id: int, **fields: Any) -> bool:
+        """Complete (or amend) a job's row. If the journal cannot take it now the fields are held
+        in memory and written by recover(): returns False then. Never raises for a host fault."""
+        with self._lock:
+            # Held only once a write failed: readers of `held` (the station, without the lock)
+            # never see a completion that is merely being written.
+            owed = {**self.held.get(job_id, {}), **fields}
+            try:
+                self._flush_held()  # older completions first: rows complete in job order
+                values = [json.dumps(v) if k in JSON_COLUMNS else v for k, v in owed.items()]
+                self._db.execute(f"UPDATE jobs SET {', '.join(f'{k}=?' for k in owed)} WHERE id=?", [*values, job_id])
+            except sqlite3.Error as exc:
+                self.held[job_id] = owed
+                self._unwritable(exc)
+                return False
+            self.held.pop(job_id, None)
+            return True
+
+    def recover(self) -> bool:
+        """Write what the journal owes (the interrupted mark, held completions), or probe it with a
+        harmless write when nothing is owed; True once it takes writes again."""
+        with self._lock:
+            try:
+                if self._interrupted_owed:
+                    self._mark_interrupted()
+                if self.held:
+                    self._flush_held()
+                else:
+                    # Rewrites page 1 of the file with the value it holds: a real write through the
+                    # WAL that changes nothing gangd reads.
+                    version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+                    self._db.execute(f"PRAGMA user_version={version}")
+            except sqlite3.Error as exc:
+                self._unwritable(exc)
+                return False
+            self.fault = None
+            return True
+
+    def _flush_held(self) -> None:
+        """The held completions, oldest first (under the lock); each is removed once written."""
+        for job_id in sorted(self.held):
+            fields = self.held[job_id]
+            values = [json.dumps(v) if k in JSON_COLUMNS else v for k, v in fields.items()]
+            self._db.execute(f"UPDATE jobs SET {', '.join(f'{k}=?' for k in fields)} WHERE id=?", [*values, job_id])
+            del self.held[job_id]
+        self.fault = None
+
+    def _unwritable(self, exc: sqlite3.Error) -> JournalUnwritable:
+        """The fault named (and remembered in `fault`); a failure that is not the host's is re-raised."""
+        reason = journal_fault(exc, self.path)
+        if reason is None:
+            raise exc
+        self.fault = reason
+        return JournalUnwritable(reason)
 
     def allocate(self, record_id: int, board_id: str, entries: list[BoardData]) -> dict[str, str]:
         """The per-board values of one board (the policy: gangd/service/board_data.py), in one
@@ -167,24 +307,38 @@ class RecordStore:
         kept here too."""
         line_values = None if self.line is None else self.line.allocate(record_id, board_id, entries)
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                if line_values is not None:
-                    values = line_values
-                    for name, value in values.items():
-                        self._db.execute(
-                            "INSERT OR IGNORE INTO board_data (name, value, seq, board_id, record_id, allocated) "
-                            "VALUES (?, ?, -1, ?, ?, ?)",
-                            (name, value, board_id, record_id, time.time()),
-                        )
-                else:
-                    values = board_data.allocate(_Allocations(self._db, record_id), board_id, entries)
-                self._db.execute("UPDATE jobs SET board_data=? WHERE id=?", (json.dumps(values), record_id))
-            except BaseException:
+                return self._allocate(record_id, board_id, entries, line_values)
+            except sqlite3.Error as exc:
+                raise self._unwritable(exc) from None
+
+    def _allocate(
+        self, record_id: int, board_id: str, entries: list[BoardData], line_values: dict[str, str] | None
+    ) -> dict[str, str]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            if line_values is not None:
+                values = line_values
+                for name, value in values.items():
+                    self._db.execute(
+                        "INSERT OR IGNORE INTO board_data (name, value, seq, board_id, record_id, allocated) "
+                        "VALUES (?, ?, -1, ?, ?, ?)",
+                        (name, value, board_id, record_id, time.time()),
+                    )
+            else:
+                values = board_data.allocate(_Allocations(self._db, record_id), board_id, entries)
+            self._db.execute("UPDATE jobs SET board_data=? WHERE id=?", (json.dumps(values), record_id))
+        except BaseException:
+            if self._db.in_transaction:  # SQLite may have rolled back already (disk full, I/O error)
                 self._db.execute("ROLLBACK")
-                raise
+            raise
+        try:
             self._db.execute("COMMIT")  # durable on return (synchronous=FULL)
-            return values
+        except sqlite3.Error:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+        return values
 
     def pending(self, limit: int) -> list[dict[str, Any]]:
         """The outbox: finished rows not yet in the line database, in id order, up to the first row
@@ -201,8 +355,13 @@ class RecordStore:
         ]
 
     def mark_delivered(self, ids: list[int]) -> None:
+        """JournalUnwritable when it cannot be written: the rows stay in the outbox (the line
+        database takes a repeated delivery as a no-op)."""
         with self._lock:
-            self._db.executemany("UPDATE jobs SET delivered=1 WHERE id=?", [(i,) for i in ids])
+            try:
+                self._db.executemany("UPDATE jobs SET delivered=1 WHERE id=?", [(i,) for i in ids])
+            except sqlite3.Error as exc:
+                raise self._unwritable(exc) from None
 
     def undelivered(self) -> int:
         with self._lock:

@@ -26,7 +26,15 @@ from gangd.core.bus import DEFAULT_BUDGET, Admission, is_port_path, root_port
 from gangd.core.events import ADD, PortEvent
 from gangd.core.observer import JobObserver, RecordObserver
 from gangd.core.results import JobResult
-from gangd.core.types import BoardSource, JobRecords, LineStatus, PortPower, RunningJob, StationMetrics
+from gangd.core.types import (
+    BoardSource,
+    JobRecords,
+    JournalStatus,
+    LineStatus,
+    PortPower,
+    RunningJob,
+    StationMetrics,
+)
 from gangd.engine.job import Job
 from gangd.station.port import Port
 from gangd.station.workers import JobSurroundings, WorkerPool
@@ -79,6 +87,7 @@ class Station:
         name: str | None = None,
         line: LineStatus | None = None,
         workers: WorkerPool | None = None,
+        journal: JournalStatus | None = None,
     ) -> None:
         self.metrics = metrics
         self.workers = workers  # None: the jobs run in this process
@@ -100,6 +109,7 @@ class Station:
         self.halted: str | None = None  # why no job that needs per-board data can start now
         self.name = name  # [station] name, shown by /status
         self.line = line  # per-board data comes from the line database: is it reachable
+        self.journal = journal  # does the journal take writes (no job starts that it cannot record)
         # What every job reports to besides its port: its durable record.
         self.observers: list[JobObserver] = [RecordObserver(records)] if records is not None else []
         self.changes = Changes()
@@ -159,6 +169,7 @@ class Station:
             "stopping": self.stopping,
             "halted": self.halted,
             "line_database": None if self.line is None else ("reachable" if self.line.available else "unreachable"),
+            "journal": None if self.journal is None else (self.journal.reason or "writable"),
             "counts": dict(self.counts),
             "jobs_finished": self.jobs_finished,
             # Bandwidth domains: flashloader-stage boards admitted now, against the budget.
@@ -268,6 +279,9 @@ class Station:
             if port.disabled:
                 event = await self._hold(port, event)
                 continue
+            if self.journal is not None and not self.journal.writable:
+                await self._wait_for_journal(port)
+                continue  # the same board, now that its job's start can be recorded (or stopping)
             if self.recipe.board_data and self.line is not None and not self.line.available:
                 await self._wait_for_line(port)
                 continue  # the same board, now that the line answers (or gangd is stopping)
@@ -285,6 +299,8 @@ class Station:
                 port.job = None
                 self._jobs_running -= 1
                 self._check_idle()
+            if result.not_started:
+                continue  # untouched, unrecorded: the same board waits for the journal
             if result.line_down and self.line is not None:
                 self.line.failed(result.line_down)
             if result.halt:
@@ -377,6 +393,20 @@ class Station:
         if port.state == "disabled" and port.last_reason == reason:
             port.state_changed("idle")
         log.info("line database back: the board is programmed", port=port.path)
+
+    async def _wait_for_journal(self, port: Port) -> None:
+        """The journal takes no writes: this port's board waits, untouched, until it does. The
+        port's tile and /status say why."""
+        assert self.journal is not None
+        reason = self.journal.reason or "the journal has records still to write"
+        log.warning("board waits: its job could not be recorded", port=port.path, reason=reason)
+        port.state_changed("disabled")
+        port.last_result, port.last_reason = "stopped", reason
+        self.changes.notify()
+        await self.journal.wait_writable()
+        if port.state == "disabled" and port.last_reason == reason:
+            port.state_changed("idle")
+        log.info("journal writable again: the board is programmed", port=port.path)
 
     def _data_available(self) -> bool:
         """Per-board data was exhausted: is there a value again (someone extended the list)?"""

@@ -232,7 +232,7 @@ class _Supervisor:
     def start(self, **fields: object) -> int:
         raise NotImplementedError("the supervisor starts a job's record (job_started)")
 
-    def update(self, job_id: int, **fields: object) -> None:
+    def update(self, job_id: int, **fields: object) -> bool:
         raise NotImplementedError("the supervisor completes a job's record (job_finished)")
 
     def allocate(self, record_id: int, board_id: str, entries: list[BoardData]) -> dict[str, str]:

@@ -16,13 +16,16 @@ A job whose conversation passed its memory cap (`[trace] max_job_mb`, conversati
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from gangd.config import files
 from gangd.trace import pcapng
 
 META_PREFIX = "gangd-trace-meta "
@@ -273,22 +276,24 @@ def write_file(path: str, parts: list[bytes | bytearray]) -> int:
     tmp = f"{path}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
-        while data:
-            data = data[os.write(fd, data) :]  # it may write less than asked
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            while data:
+                data = data[os.write(fd, data) :]  # it may write less than asked
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):  # a full disk keeps no half trace: its bytes are freed
+            os.unlink(tmp)
+        raise
     return size
 
 
 def read(path: str) -> Trace:
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        raise TraceError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise TraceError(f"{path}: cannot read: {exc.strerror}") from None
+        data = files.read_bytes(Path(path))
+    except files.NotAFile as exc:
+        raise TraceError(str(exc)) from None
     try:
         capture = pcapng.read(data, path)
     except pcapng.PcapngError as exc:

@@ -121,13 +121,14 @@ class TraceRecorder:
         if self.job.port.tap == self.port_event:
             self.job.port.tap = None
         recording = self.conversation.close()  # the job's handles are closed: nothing more comes
-        if self.settings.keep != "all" and result.result == "success":
-            return
+        if (self.settings.keep != "all" and result.result == "success") or result.not_started:
+            return  # a job that never started said nothing to its board
         with trio.CancelScope(shield=True):
             try:
                 self.path = await _writer().write(partial(self._write, result, recording))
             except OSError as exc:  # a trace is a help, never a reason to fail the station
-                log.warning("trace not written", dir=self.settings.dir, error=str(exc))
+                _count_dropped()
+                log.warning("trace not written", dir=self.settings.dir, error=str(exc), dropped=traces_dropped())
                 return
         log.info("trace written", path=self.path)
 
@@ -259,6 +260,17 @@ def _write_all(batch: list[_Pending]) -> None:
 
 _writer_cpu_s = 0.0
 _writer_cpu_lock = threading.Lock()
+_dropped = 0
+
+
+def _count_dropped() -> None:
+    global _dropped
+    _dropped += 1  # the trio thread only
+
+
+def traces_dropped() -> int:
+    """Traces this process could not write (trace directory full or unwritable): the metric."""
+    return _dropped
 
 
 def writer_cpu_s() -> float:

@@ -229,3 +229,33 @@ def test_the_line_hands_a_board_back_its_own_values_and_refuses_an_exhausted_lis
     finally:
         a.close()
         b.close()
+
+
+def test_a_line_database_that_refuses_writes_holds_the_outbox(postgres, tmp_path):
+    """A read-only line database (a standby after a failover) answers but takes no write: the
+    delivery is LineUnavailable naming it (the outbox holds, per-board data waits), not a crash."""
+    import pytest
+
+    from gangd.core.errors import LineUnavailable
+    from gangd.service.records import RecordStore
+
+    store = RecordStore(tmp_path / "records.sqlite", station="s")
+    row = store.start(port="1-1.1", label="s1", family="mimxrt1020", images=[], started=time.time())
+    store.update(row, result="success", board_id="B1", finished=time.time())
+    line = LineDatabase(LineSettings(postgres.url, str(postgres.password_file)), "s")
+    line.ping()  # the schema is made while the database still takes writes
+    admin = postgres.connect()
+    admin.execute("ALTER SYSTEM SET default_transaction_read_only = on")
+    admin.execute("SELECT pg_reload_conf()")
+    try:
+        with pytest.raises(LineUnavailable, match="line database refuses writes: .*read-only"):
+            line.deliver(store.pending(10))
+        with pytest.raises(LineUnavailable, match="refuses writes"):
+            line.allocate(row, "B1", [])
+    finally:
+        admin.execute("ALTER SYSTEM RESET default_transaction_read_only")
+        admin.execute("SELECT pg_reload_conf()")
+        admin.close()
+    assert line.deliver(store.pending(10)) == 1  # writable again: delivered
+    line.close()
+    store.close()

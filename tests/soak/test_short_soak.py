@@ -9,6 +9,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 COMMON = ("false successes", "lost records")
 
 
@@ -71,3 +73,20 @@ def test_the_whole_line_at_once_holds_every_invariant():
     # The variant really had boards of each kind: the invariants were not met vacuously.
     assert marginal >= 40 and protected >= 5 and issued >= 300, out
     assert "'lower-flash-clock'" in re.search(r"recoveries: +(\{.*\})", out).group(1)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the resource-fault soak mounts a tmpfs for the state directory: root")
+def test_short_resource_fault_soak_holds_every_invariant():
+    """The state directory's filesystem filled and freed, the journal locked past the busy timeout
+    and released, between SIGKILLs: gangd never exits on its own, touches no board without its
+    record, leaves no record incomplete and takes writes again within seconds."""
+    out = soak("--resource-faults", "--boards", "40", "--ports", "4", "--kills", "2", "--seed", "3")
+    assert_zero(
+        out,
+        *COMMON,
+        "gangd exited on its own",
+        "resumed later than 10 s after the resource",
+        "boards touched without a record",
+        "programmed boards' records incomplete",
+    )
+    assert re.search(r"resource faults: 2 \(disk-full, locked\); bit: 2;", out), out
