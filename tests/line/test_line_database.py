@@ -245,16 +245,19 @@ def test_a_line_database_that_refuses_writes_holds_the_outbox(postgres, tmp_path
     line = LineDatabase(LineSettings(postgres.url, str(postgres.password_file)), "s")
     line.ping()  # the schema is made while the database still takes writes
     admin = postgres.connect()
-    admin.execute("ALTER SYSTEM SET default_transaction_read_only = on")
-    admin.execute("SELECT pg_reload_conf()")
+    # The failover: the old primary's sessions end and new ones land on a server that takes no
+    # writes. A per-database setting holds from the next session on, so the test waits on nothing;
+    # ALTER SYSTEM with pg_reload_conf() was a race: the reload is the postmaster's, asynchronous,
+    # and a delivery could run before it (seen once in a merged suite run).
+    admin.execute("ALTER DATABASE postgres SET default_transaction_read_only = on")
+    line.close()
     try:
         with pytest.raises(LineUnavailable, match="line database refuses writes: .*read-only"):
             line.deliver(store.pending(10))
         with pytest.raises(LineUnavailable, match="refuses writes"):
             line.allocate(row, "B1", [])
     finally:
-        admin.execute("ALTER SYSTEM RESET default_transaction_read_only")
-        admin.execute("SELECT pg_reload_conf()")
+        admin.execute("ALTER DATABASE postgres RESET default_transaction_read_only")
         admin.close()
     assert line.deliver(store.pending(10)) == 1  # writable again: delivered
     line.close()
