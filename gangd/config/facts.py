@@ -32,7 +32,7 @@ SECURE_BOOT_KINDS = ("hab4", "lpc55-secure-boot", "mcx-secure-boot", "none")
 
 @dataclass(frozen=True)
 class ClockTable:
-    """A copy of mcu-boot's per-SoC FlexSPI frequency table: MHz by option0 max_freq code."""
+    """A copy of mcu-boot's per-SoC FlexSPI frequency enum: MHz by option0 max_freq code (4 bits)."""
 
     name: str
     mhz: tuple[int, ...]
@@ -85,10 +85,15 @@ def _folder() -> Any:
 def clock_tables() -> dict[str, ClockTable]:
     """The copies of mcu-boot's FlexSPI frequency table, by name (family_facts/flexspi_clocks.toml)."""
     raw = tomllib.loads(_folder().joinpath(CLOCKS_FILE).read_text())
-    return {
+    tables = {
         name: ClockTable(name, tuple(int(m) for m in table["mhz"]), str(table["source"]))
         for name, table in raw.get("clock_tables", {}).items()
     }
+    for table in tables.values():
+        # Code 0 keeps the safe clock (code 1); option0's max_freq field is 4 bits wide.
+        if not 2 <= len(table.mhz) <= 16 or table.mhz[0] != table.mhz[1]:
+            raise FactsError(f"{CLOCKS_FILE}: {table.name}: give codes 0..15 at most, code 0 as code 1")
+    return tables
 
 
 @functools.cache

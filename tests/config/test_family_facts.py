@@ -71,14 +71,30 @@ def test_the_rt1060_boot_window_is_where_its_reference_manual_maps_flexspi():
     assert load_family("mimxrt1176").flexspi.start == 0x3000_0000  # type: ignore[union-attr]
 
 
-def test_every_clock_table_is_mcu_boots_ten_codes_with_the_safe_clock_at_code_1():
+def test_every_clock_table_is_a_4_bit_code_with_the_safe_clock_at_codes_0_and_1():
     for table in clock_tables().values():
-        assert len(table.mhz) == 10 and table.mhz[0] == table.mhz[1] == 30 and table.source
+        assert 10 <= len(table.mhz) <= 16 and table.mhz[0] == table.mhz[1] == 30 and table.source
+
+
+def test_the_clock_tables_are_mcu_boots_per_soc_enums():
+    """target_config.h kFlexSpiSerialClk_* of each mcu-boot target (family_facts/flexspi_clocks.toml)."""
+    assert frequency_table("mimxrt1010") == frequency_table("mimxrt1020")  # RT1011 uses the RT1021 enum
+    assert frequency_table("mimxrt1060")[10] == 200 and frequency_table("mimxrt1064")[8] == 133
+    rt1176 = frequency_table("mimxrt1176")
+    assert [rt1176[code] for code in range(1, 10)] == [30, 50, 60, 80, 100, 120, 133, 166, 200]  # no 75
+
+
+def ladder(family: str) -> list[tuple[int, int]]:
+    table = frequency_table(family)
+    return [(code, table[code]) for code in [7, *fallback_codes(family, 7)]]
 
 
 def test_the_rt1020_ladder_is_unchanged_and_other_families_step_down_their_own():
-    assert [frequency_table("mimxrt1020")[c] for c in [7, *fallback_codes("mimxrt1020", 7)]] == [133, 100, 80, 60, 30]
-    assert [frequency_table("mimxrt1060")[c] for c in [7, *fallback_codes("mimxrt1060", 7)]] == [120, 80, 60, 30]
+    rt1020 = [(7, 133), (6, 100), (5, 80), (3, 60), (1, 30)]
+    assert ladder("mimxrt1020") == ladder("mimxrt1010") == rt1020
+    assert ladder("mimxrt1060") == ladder("mimxrt1064") == [(7, 120), (5, 80), (3, 60), (1, 30)]
+    # The RT1176 steps down the RT1020's clocks by its own codes: RT1020's code 6 is 120 MHz there.
+    assert ladder("mimxrt1176") == [(7, 133), (5, 100), (4, 80), (3, 60), (1, 30)]
     assert fallback_codes("mcxn947", 7) == []  # internal flash: no FlexSPI clock to lower
 
 
