@@ -60,7 +60,7 @@ class Case:
 
 
 CASES = [
-    Case("mimxrt1010", "rt1020.toml"),
+    Case("mimxrt1010", "rt1010.toml"),
     Case("mimxrt1020", "rt1020.toml"),
     Case("mimxrt1050", "rt1050-hyperflash.toml", "S26KS512S"),
     Case("mimxrt1060", "rt1060.toml"),
@@ -136,6 +136,7 @@ async def program(
 async def test_a_family_is_checked_planned_and_programmed(case, tmp_path, nursery, capsys):
     path = example(case, tmp_path)
     assert main(["check-config", str(path)]) == 0, capsys.readouterr().err
+    assert "warning" not in capsys.readouterr().out  # e.g. a flashloader away from where NXP's is linked
     assert main(["plan", str(path)]) == 0, capsys.readouterr().err
     config = load_config(path)
     image = config.recipe.images[0]
