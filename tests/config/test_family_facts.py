@@ -23,6 +23,18 @@ def test_there_are_facts_for_every_family_group_of_the_issue():
         assert FACTS[family].internal_flash is not None
 
 
+def test_the_internal_flash_geometry_is_what_the_roms_answer():
+    """FlashSectorSize and FlashPageSize: LPC55S69 (spsdk examples/blhost/blhost.ipynb), MCX N947 and
+    MCX A153 (their SDK features headers)."""
+    geometry = {
+        name: (FACTS[name].internal_flash.sector_size, FACTS[name].internal_flash.page_size)
+        for name in FACTS
+        if FACTS[name].internal_flash
+    }  # type: ignore[union-attr]
+    assert geometry["lpc55s69"] == geometry["lpc55s16"] == (32 * 1024, 512)
+    assert geometry["mcxn947"] == geometry["mcxa153"] == (8 * 1024, 128)
+
+
 @pytest.mark.parametrize("name", sorted(FACTS))
 def test_facts_agree_with_spsdk_or_say_where_they_differ(name):
     facts = FACTS[name]
@@ -51,8 +63,10 @@ def test_facts_agree_with_spsdk_or_say_where_they_differ(name):
         assert family.flexspi is not None and family.flexspi.start == facts.boot.start
     if facts.internal_flash is not None:
         flash = family.internal_flash
-        assert flash is not None and flash.size % facts.internal_flash.sector_size == 0
+        assert flash is not None and flash.size % facts.internal_flash.page_size == 0
         assert facts.internal_flash.sector_size % facts.internal_flash.page_size == 0
+        if flash.size % facts.internal_flash.sector_size:
+            assert "ends mid-sector" in facts.sources["internal_flash"], f"{name}: flash not in whole sectors"
     # The flashloader convention: inside one RAM region of spsdk's map, jump at or after the load.
     if facts.flashloader_load is not None:
         assert facts.flashloader_jump is not None and facts.flashloader_load <= facts.flashloader_jump
