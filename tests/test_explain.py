@@ -85,6 +85,7 @@ def test_one_line_for_20106() -> None:
     line = one_line(0x4E8A)
     assert line.startswith("20106: ")
     assert "FlexSPI clock" in line and "write-protected" in line
+    assert "Erase/Program Verify Error" in explain(20106).meaning  # its name in flexspi_nor_flash.h
     assert len(line) <= 160
 
 
