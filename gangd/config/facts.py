@@ -24,6 +24,9 @@ CLOCKS_FILE = "flexspi_clocks.toml"
 
 PROVEN = {
     "simulated": "simulated from facts with sources",
+    # Simulated, but on a fact gangd keeps while its sources disagree (the group's `disputed` table
+    # says which and why): a pass in the simulator does not say the real part works the same way.
+    "disputed": "simulated on a disputed fact",
     "traced": "traced from a real board",
     "unknown": "unknown",
 }
@@ -64,6 +67,7 @@ class FamilyFacts:
     internal_flash: InternalFlashFacts | None = None
     sources: dict[str, str] = field(default_factory=dict)
     spsdk_differs: dict[str, str] = field(default_factory=dict)
+    disputed: dict[str, str] = field(default_factory=dict)  # fact -> how its sources disagree
 
     @property
     def boot(self) -> MemoryRegion | None:
@@ -128,6 +132,8 @@ def _family(name: str, file: str, group: dict[str, Any], clocks: dict[str, Clock
         raise FactsError(f"{file}: {name}: secure_boot {group['secure_boot']!r} is not one of {SECURE_BOOT_KINDS}")
     if group["proven"] not in PROVEN:
         raise FactsError(f"{file}: {name}: proven {group['proven']!r} is not one of {tuple(PROVEN)}")
+    if bool(group.get("disputed")) != (group["proven"] == "disputed"):
+        raise FactsError(f"{file}: {name}: proven = 'disputed' goes with a [group.disputed] table saying why")
     table = group.get("clock_table")
     if table is not None and table not in clocks:
         raise FactsError(f"{file}: {name}: no clock table {table!r} in {CLOCKS_FILE}")
@@ -154,4 +160,5 @@ def _family(name: str, file: str, group: dict[str, Any], clocks: dict[str, Clock
         internal_flash=InternalFlashFacts(int(flash["sector_size"]), int(flash["page_size"])) if flash else None,
         sources=dict(group.get("sources", {})),
         spsdk_differs=dict(group.get("spsdk_differs", {})),
+        disputed=dict(group.get("disputed", {})),
     )

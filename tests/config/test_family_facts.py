@@ -122,7 +122,23 @@ def test_families_lists_each_family_with_its_geometry_and_proof(capsys):
     boot = [m for m in rows["mimxrt1064"]["memories"] if m["boot"]]
     assert [(m["window"], m["start"]) for m in boot] == [("flexspi2", 0x7000_0000)]
     assert rows["mimxrt1176"]["secure_boot_supported"] is False
-    assert {row["proven"] for row in rows.values()} <= {"simulated", "traced", "unknown"}
+    assert {row["proven"] for row in rows.values()} <= {"simulated", "disputed", "traced", "unknown"}
     assert main(["families"]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0].split()[:2] == ["family", "ROM"] and len(table) == len(FACTS) + 1
+
+
+def test_the_rt1170_rom_protocol_is_shown_as_disputed_not_as_proven(capsys):
+    """spsdk says 'sdp'; NXP's MfgTools and MCUBootUtility speak the MCU bootloader to 1FC9:013D.
+    gangd keeps spsdk's label and says so instead of listing the family as simulated from sources."""
+    facts = FACTS["mimxrt1176"]
+    assert facts.rom_protocol == "sdp" and facts.proven == "disputed"
+    assert "load-image" in facts.disputed["rom_protocol"] and "spsdk" in facts.disputed["rom_protocol"]
+    assert not any(FACTS[name].disputed for name in FACTS if not name.startswith("mimxrt117"))
+    assert main(["families", "--json"]) == 0
+    rows = {row["family"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["mimxrt1176"]["proven"] == "disputed" and set(rows["mimxrt1176"]["disputed"]) == {"rom_protocol"}
+    assert main(["families"]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("mimxrt1176 "))
+    assert "simulated on a disputed fact (rom_protocol: see rt1170_1176.toml)" in line
+    assert "simulated from facts with sources" not in line
