@@ -256,6 +256,18 @@ async def test_an_internal_flash_read_back_failure_is_retried_and_diagnosed_as_s
         assert board.flash_image(0, len(IMAGE)) == IMAGE
 
 
+def test_an_erase_past_the_end_of_a_flash_that_ends_mid_sector_is_a_warning(tmp_path, capsys):
+    """LPC55S16's 244 KiB of flash (spsdk) in 32 KiB sectors (our choice, as LPC55S69): an image in
+    its last, partial sector is erased up to 0x40000, past the flash's end at 0x3d000."""
+    case = Case("lpc55s16", "lpc55s69.toml")
+    assert main(["check-config", str(example(case, tmp_path, address=0x20000))]) == 0
+    assert "warning" not in capsys.readouterr().out  # 0x20000..+45356 ends in a whole sector
+    assert main(["check-config", str(example(case, tmp_path, address=0x30000))]) == 0
+    warning = [line for line in capsys.readouterr().out.splitlines() if "warning" in line]
+    assert len(warning) == 1 and "image[0].address: 0x00030000..+45356" in warning[0]
+    assert "sectors up to 0x00040000, past the end of lpc55s16's internal-flash_ns at 0x0003d000" in warning[0]
+
+
 def test_a_flashloader_away_from_where_nxps_is_linked_is_a_warning(tmp_path, capsys):
     case = next(c for c in CASES if c.family == "mimxrt1176")
     path = example(case, tmp_path)
