@@ -85,13 +85,16 @@ def test_one_line_for_20106() -> None:
     line = one_line(0x4E8A)
     assert line.startswith("20106: ")
     assert "FlexSPI clock" in line and "write-protected" in line
+    assert "Erase/Program Verify Error" in explain(20106).meaning  # its name in flexspi_nor_flash.h
     assert len(line) <= 160
 
 
 def test_family_changes_the_frequency_wording() -> None:
-    # docs/FLASHLOADER.md: code 7 is 133 MHz on RT1021, 120 MHz on RT1176 (whose 133 MHz is code 8).
+    # family_facts/flexspi_clocks.toml: code 7 is 133 MHz on RT1021 and RT1176, 120 MHz on RT1062
+    # (whose 133 MHz is code 8); the RT1176 steps down by its own codes (100 MHz is code 5 there).
     assert "code 7 = 133 MHz" in explain(20106, "mimxrt1020").meaning
-    assert "code 7 = 120 MHz" in explain(20106, "mimxrt1176").meaning
+    assert "code 7 = 120 MHz" in explain(20106, "mimxrt1060").meaning
+    assert "5 (100 MHz)" in explain(20106, "mimxrt1176").remedies[0]
 
 
 def test_20106_action_does_not_depend_on_its_class(monkeypatch: pytest.MonkeyPatch) -> None:

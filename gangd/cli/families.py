@@ -3,7 +3,8 @@
 One row per family: its ROM protocol (spsdk's database), whether it needs a flashloader, its
 memories with their geometry (the FlexSPI windows and the one the ROM boots from, or the internal
 flash's sector and page), its secure-boot kind and whether gangd models it, and how far it is
-proven (config/facts.py PROVEN). The facts come from gangd/config/family_facts/*.toml.
+proven (config/facts.py PROVEN; "disputed" names the fact whose sources disagree). The facts come
+from gangd/config/family_facts/*.toml.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ def describe(family: FamilyInfo) -> dict[str, Any]:
         "secure_boot": facts.secure_boot,
         "secure_boot_supported": facts.secure_boot_modelled,
         "proven": facts.proven,
+        "disputed": facts.disputed,
         "facts_file": facts.file,
     }
 
@@ -104,7 +106,7 @@ def families_command(args: argparse.Namespace) -> int:
                 _memories(row),
                 " > ".join(str(mhz) for mhz in row["clock_ladder_mhz"]) or "-",
                 secure,
-                PROVEN[row["proven"]],
+                PROVEN[row["proven"]] + "".join(f" ({fact}: see {row['facts_file']})" for fact in row["disputed"]),
             )
         )
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]

@@ -24,6 +24,9 @@ CLOCKS_FILE = "flexspi_clocks.toml"
 
 PROVEN = {
     "simulated": "simulated from facts with sources",
+    # Simulated, but on a fact gangd keeps while its sources disagree (the group's `disputed` table
+    # says which and why): a pass in the simulator does not say the real part works the same way.
+    "disputed": "simulated on a disputed fact",
     "traced": "traced from a real board",
     "unknown": "unknown",
 }
@@ -32,7 +35,7 @@ SECURE_BOOT_KINDS = ("hab4", "lpc55-secure-boot", "mcx-secure-boot", "none")
 
 @dataclass(frozen=True)
 class ClockTable:
-    """A copy of mcu-boot's per-SoC FlexSPI frequency table: MHz by option0 max_freq code."""
+    """A copy of mcu-boot's per-SoC FlexSPI frequency enum: MHz by option0 max_freq code (4 bits)."""
 
     name: str
     mhz: tuple[int, ...]
@@ -64,6 +67,7 @@ class FamilyFacts:
     internal_flash: InternalFlashFacts | None = None
     sources: dict[str, str] = field(default_factory=dict)
     spsdk_differs: dict[str, str] = field(default_factory=dict)
+    disputed: dict[str, str] = field(default_factory=dict)  # fact -> how its sources disagree
 
     @property
     def boot(self) -> MemoryRegion | None:
@@ -85,10 +89,15 @@ def _folder() -> Any:
 def clock_tables() -> dict[str, ClockTable]:
     """The copies of mcu-boot's FlexSPI frequency table, by name (family_facts/flexspi_clocks.toml)."""
     raw = tomllib.loads(_folder().joinpath(CLOCKS_FILE).read_text())
-    return {
+    tables = {
         name: ClockTable(name, tuple(int(m) for m in table["mhz"]), str(table["source"]))
         for name, table in raw.get("clock_tables", {}).items()
     }
+    for table in tables.values():
+        # Code 0 keeps the safe clock (code 1); option0's max_freq field is 4 bits wide.
+        if not 2 <= len(table.mhz) <= 16 or table.mhz[0] != table.mhz[1]:
+            raise FactsError(f"{CLOCKS_FILE}: {table.name}: give codes 0..15 at most, code 0 as code 1")
+    return tables
 
 
 @functools.cache
@@ -123,6 +132,8 @@ def _family(name: str, file: str, group: dict[str, Any], clocks: dict[str, Clock
         raise FactsError(f"{file}: {name}: secure_boot {group['secure_boot']!r} is not one of {SECURE_BOOT_KINDS}")
     if group["proven"] not in PROVEN:
         raise FactsError(f"{file}: {name}: proven {group['proven']!r} is not one of {tuple(PROVEN)}")
+    if bool(group.get("disputed")) != (group["proven"] == "disputed"):
+        raise FactsError(f"{file}: {name}: proven = 'disputed' goes with a [group.disputed] table saying why")
     table = group.get("clock_table")
     if table is not None and table not in clocks:
         raise FactsError(f"{file}: {name}: no clock table {table!r} in {CLOCKS_FILE}")
@@ -149,4 +160,5 @@ def _family(name: str, file: str, group: dict[str, Any], clocks: dict[str, Clock
         internal_flash=InternalFlashFacts(int(flash["sector_size"]), int(flash["page_size"])) if flash else None,
         sources=dict(group.get("sources", {})),
         spsdk_differs=dict(group.get("spsdk_differs", {})),
+        disputed=dict(group.get("disputed", {})),
     )

@@ -5,9 +5,10 @@
 `data/common/memcfg/opt_word_flexspi_nor.json`. Both gangd (to lower the read clock after a
 diagnosis) and the simulator (to behave like the driver) read them through this module.
 
-The max-frequency field is a per-chip code: mcu-boot's clock configuration for each target maps it
-to a FlexSPI serial clock (`targets/MIMXRT1021/src/clock_config_MIMXRT1021.c`, PLL3 PFD0 table);
-the tables and which family uses which are family facts (`facts.py`, `family_facts/flexspi_clocks.toml`).
+The max-frequency field is a per-chip code: each mcu-boot target's `target_config.h` enumerates it
+(kFlexSpiSerialClk_*) and its clock configuration maps it to a FlexSPI serial clock; the three tables
+(RT1021, RT1062, RT1176 types) and which family uses which are family facts (`facts.py`,
+`family_facts/flexspi_clocks.toml`).
 The driver erases and programs at the safe clock (code 1, ~30 MHz) and reads at the code's clock.
 """
 
@@ -24,7 +25,8 @@ SAFE_CODE = 1  # ~30 MHz: what mcu-boot's driver uses for the SFDP probe, erase 
 # Which copy of mcu-boot's frequency table a family's flashloader uses is a family fact
 # (family_facts/flexspi_clocks.toml, named by each family group's `clock_table`).
 # A lower clock is only worth a diagnosis read when it is clearly lower: steps of less than 20 %
-# (133 -> 120, 80 -> 75, 60 -> 50) are skipped. On RT1020 this gives 133 -> 100 -> 80 -> 60 -> 30.
+# (133 -> 120, 80 -> 75, 60 -> 50) are skipped. On RT1020 this gives 133 -> 100 -> 80 -> 60 -> 30; on
+# RT1176 the same clocks by its own codes (7 -> 5 -> 4 -> 3 -> 1); on RT1062 120 -> 80 -> 60 -> 30.
 _MIN_STEP = 0.8
 # Families without a FlexSPI clock table in their facts (no FlexSPI, or no facts): the RT1021 codes,
 # our choice so that a trace or record of such a board still names a clock; the ladder of a family
@@ -47,7 +49,7 @@ def frequency_table(family: str) -> dict[int, int]:
 
 
 def clock_mhz(family: str, code: int) -> int:
-    """The serial clock a max_freq code selects; codes above 9 fall back to the safe clock."""
+    """The serial clock a max_freq code selects; a code past the family's table selects the safe clock."""
     return frequency_table(family).get(code, frequency_table(family)[SAFE_CODE])
 
 

@@ -686,6 +686,23 @@ def _outside(family: FamilyInfo, flash: MemoryRegion | None, address: int, lengt
     return f"{where} ({flash.name}: 0x{flash.start:08x}..0x{flash.end - 1:08x})"
 
 
+def _erase_past_end(
+    family: FamilyInfo, flash: MemoryRegion, geometry: Geometry, address: int, length: int
+) -> str | None:
+    """Words for an image whose erase, in whole planned sectors, runs past the flash's end: a flash
+    that ends mid-sector (LPC55S16's 244 KiB in 32 KiB sectors, by our choice of its sector), where
+    the board may refuse the erase of its last, partial sector. None when it ends inside the flash."""
+    start, span = geometry.span(address, length)
+    if start + span <= flash.end:
+        return None
+    return (
+        f"0x{address:08x}..+{length} is erased in whole {geometry.sector_size}-byte sectors up to "
+        f"0x{start + span:08x}, past the end of {family.name}'s {flash.name} at 0x{flash.end:08x} "
+        f"({geometry.source}); the board may refuse "
+        f"that erase unless it answers a smaller FlashSectorSize"
+    )
+
+
 def no_facts_message(family: str) -> str:
     """One line for a family spsdk knows and gangd has no facts for, naming what is missing."""
     known = ", ".join(sorted(all_facts()))
@@ -742,6 +759,10 @@ def _images(
                 flash is None or not flash.contains(address, len(data))
             ):
                 raise entry.error("address", _outside(family, flash, address, len(data)))
+            elif memory_id == INTERNAL_FLASH and flash is not None:
+                past = _erase_past_end(family, flash, geometry, address, len(data))
+                if past:
+                    warnings.append(str(entry.error("address", past)))
             for other_n, other in images:
                 if _overlaps(address, len(data), other.address, len(other.data)):
                     raise entry.error(

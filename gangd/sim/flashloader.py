@@ -315,6 +315,10 @@ class FlashloaderEngine:
         return hab.authenticate(self.board.flash_image, ivt_address).words()
 
     def _external_memory_attributes(self, memory_id: int):
+        """Property 0x19 for a memory id: flags, start, size in KiB, page, sector, block, the words of
+        mcu-boot's external_memory_property_store_t (src/property/property.h); a field is valid when
+        flag bit 1 << (tag - 1) is set, for its tag 1..5 (start .. block). spsdk's ExtMemPropTags
+        holds those bit values and ExternalMemoryAttributesValue reads them so (mboot/memories.py)."""
         if memory_id != FLEXSPI_NOR_MEMORY_ID:
             return MISUSE["unknown-memory-id"].tag
         config = self.board.flash_config

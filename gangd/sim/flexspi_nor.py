@@ -15,6 +15,7 @@ had to choose, the comment says "our choice".
                                                                     isConfigured is touched
     range outside the FlexSPI window or the flash          10200    src/memory/src/memory.c find_map_entry 354-386
     erase: start aligned down, end aligned up to sectors   0        flexspi_nor_mem_erase 924-926
+      (ALIGN_DOWN/ALIGN_UP: never an alignment failure)
       erase runs at the safe clock (30 MHz),               -        flexspi_change_serial_clock callers 867/937
       then (VerifyWrites) the widened range is read at     20106    flexspi_nor_mem_erase 945-954,
       max_freq and must be all 0xFF                                 FLEXSPI_NOR_ERASE_VERIFY (on for RT1021)
@@ -29,6 +30,11 @@ had to choose, the comment says "our choice".
     read runs at max_freq through an IP command, no        0        flexspi_nor_mem_read 668-676
       check: a marginal read path returns wrong bytes
     VerifyWrites is property 10, default true              -        src/property/property.h 128, property_imx.c
+
+10203 is kStatusMemoryCumulativeWrite (a page programmed again without an erase), not an alignment
+status; 10206 kStatusMemoryAlignmentError is not returned on these paths: a misaligned erase is widened,
+a misaligned write is the driver's own 20105. 20106 is kStatus_FlexSPINOR_CommandFailure, "Erase/Program
+Verify Error" in flexspi_nor_flash.h: the VerifyWrites read-back after an erase or a page program.
 
 Reads go through IP commands at the configured clock (flexspi_nor_flash_read 3474-3515), so every
 read-back above, the cumulative check included, sees a marginal read path. The line numbers are

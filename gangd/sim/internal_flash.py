@@ -9,13 +9,20 @@ interface (`src/memory/src/flash_memory.c`) with the same features the FlexSPI p
 
     rule                                                   status
     erase start or length not on the erase unit            101   kStatus_FLASH_AlignmentError
+                                                                 (the flash driver's flash_check_range,
+                                                                 called by its erase with the sector)
     a write that does not start on a page                  101   kStatus_FLASH_AlignmentError
-    a page to program that is not erased                   10203 kStatusMemoryCumulativeWrite
+                                                                 (flash_check_range, by its program)
+    a page to program that is not erased                   10203 kStatusMemoryCumulativeWrite: a second
+                                                                 program of an unerased area, not an
+                                                                 alignment status
     (pages are buffered and the last one padded with 0xFF at the end of the command)
 
-Inference, not checked against a real LPC55S69 ROM: the statuses of the two alignment rules (the
-SDK's flash driver returns kStatus_FLASH_AlignmentError for both) and that the ROM checks cumulative
-writes (ECC flash cannot be programmed twice without an erase, which the hardware itself refuses).
+10206 kStatusMemoryAlignmentError is not returned on this path (nor on the FlexSPI NOR one): the
+alignment refusals are the flash driver's 101. The erase unit is the FlashSectorSize the ROM
+answers (32 KiB on LPC55S69, 8 KiB on MCX N/A): the sector flash_check_range is called with.
+Inference, not checked against a real ROM: that the ROM checks cumulative writes (ECC flash cannot
+be programmed twice without an erase, which the hardware itself refuses).
 """
 
 from __future__ import annotations

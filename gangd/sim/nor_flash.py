@@ -57,7 +57,9 @@ PARTS = {
         FlashPart("W25Q64JV", 0xEF4017, 8 * 1024 * 1024),
         FlashPart("W25Q128JV", 0xEF4018, 16 * 1024 * 1024),
         FlashPart("IS25LP064A", 0x9D6017, 8 * 1024 * 1024),
-        # Manufacturer 01h (Cypress); HyperFlash ids are CFI words, not a JEDEC 9Fh answer.
+        # Manufacturer 01h (Cypress); HyperFlash ids are CFI words, not a JEDEC 9Fh answer. 64 MiB,
+        # 512-byte pages, 256 KiB sectors and blocks: the RT1050 EVKB's flash_opts.h
+        # (nxp-mcuxpresso/mcux-sdk-examples evkbimxrt1050) and the Cypress S26KS512S datasheet.
         FlashPart(HYPERFLASH_PART, 0x010000, 64 * 1024 * 1024, 512, 256 * 1024, 256 * 1024, HYPERFLASH),
     )
 }

@@ -23,6 +23,18 @@ def test_there_are_facts_for_every_family_group_of_the_issue():
         assert FACTS[family].internal_flash is not None
 
 
+def test_the_internal_flash_geometry_is_what_the_roms_answer():
+    """FlashSectorSize and FlashPageSize: LPC55S69 (spsdk examples/blhost/blhost.ipynb), MCX N947 and
+    MCX A153 (their SDK features headers)."""
+    geometry = {
+        name: (FACTS[name].internal_flash.sector_size, FACTS[name].internal_flash.page_size)
+        for name in FACTS
+        if FACTS[name].internal_flash
+    }  # type: ignore[union-attr]
+    assert geometry["lpc55s69"] == geometry["lpc55s16"] == (32 * 1024, 512)
+    assert geometry["mcxn947"] == geometry["mcxa153"] == (8 * 1024, 128)
+
+
 @pytest.mark.parametrize("name", sorted(FACTS))
 def test_facts_agree_with_spsdk_or_say_where_they_differ(name):
     facts = FACTS[name]
@@ -51,8 +63,10 @@ def test_facts_agree_with_spsdk_or_say_where_they_differ(name):
         assert family.flexspi is not None and family.flexspi.start == facts.boot.start
     if facts.internal_flash is not None:
         flash = family.internal_flash
-        assert flash is not None and flash.size % facts.internal_flash.sector_size == 0
+        assert flash is not None and flash.size % facts.internal_flash.page_size == 0
         assert facts.internal_flash.sector_size % facts.internal_flash.page_size == 0
+        if flash.size % facts.internal_flash.sector_size:
+            assert "ends mid-sector" in facts.sources["internal_flash"], f"{name}: flash not in whole sectors"
     # The flashloader convention: inside one RAM region of spsdk's map, jump at or after the load.
     if facts.flashloader_load is not None:
         assert facts.flashloader_jump is not None and facts.flashloader_load <= facts.flashloader_jump
@@ -71,14 +85,30 @@ def test_the_rt1060_boot_window_is_where_its_reference_manual_maps_flexspi():
     assert load_family("mimxrt1176").flexspi.start == 0x3000_0000  # type: ignore[union-attr]
 
 
-def test_every_clock_table_is_mcu_boots_ten_codes_with_the_safe_clock_at_code_1():
+def test_every_clock_table_is_a_4_bit_code_with_the_safe_clock_at_codes_0_and_1():
     for table in clock_tables().values():
-        assert len(table.mhz) == 10 and table.mhz[0] == table.mhz[1] == 30 and table.source
+        assert 10 <= len(table.mhz) <= 16 and table.mhz[0] == table.mhz[1] == 30 and table.source
+
+
+def test_the_clock_tables_are_mcu_boots_per_soc_enums():
+    """target_config.h kFlexSpiSerialClk_* of each mcu-boot target (family_facts/flexspi_clocks.toml)."""
+    assert frequency_table("mimxrt1010") == frequency_table("mimxrt1020")  # RT1011 uses the RT1021 enum
+    assert frequency_table("mimxrt1060")[10] == 200 and frequency_table("mimxrt1064")[8] == 133
+    rt1176 = frequency_table("mimxrt1176")
+    assert [rt1176[code] for code in range(1, 10)] == [30, 50, 60, 80, 100, 120, 133, 166, 200]  # no 75
+
+
+def ladder(family: str) -> list[tuple[int, int]]:
+    table = frequency_table(family)
+    return [(code, table[code]) for code in [7, *fallback_codes(family, 7)]]
 
 
 def test_the_rt1020_ladder_is_unchanged_and_other_families_step_down_their_own():
-    assert [frequency_table("mimxrt1020")[c] for c in [7, *fallback_codes("mimxrt1020", 7)]] == [133, 100, 80, 60, 30]
-    assert [frequency_table("mimxrt1060")[c] for c in [7, *fallback_codes("mimxrt1060", 7)]] == [120, 80, 60, 30]
+    rt1020 = [(7, 133), (6, 100), (5, 80), (3, 60), (1, 30)]
+    assert ladder("mimxrt1020") == ladder("mimxrt1010") == rt1020
+    assert ladder("mimxrt1060") == ladder("mimxrt1064") == [(7, 120), (5, 80), (3, 60), (1, 30)]
+    # The RT1176 steps down the RT1020's clocks by its own codes: RT1020's code 6 is 120 MHz there.
+    assert ladder("mimxrt1176") == [(7, 133), (5, 100), (4, 80), (3, 60), (1, 30)]
     assert fallback_codes("mcxn947", 7) == []  # internal flash: no FlexSPI clock to lower
 
 
@@ -92,7 +122,23 @@ def test_families_lists_each_family_with_its_geometry_and_proof(capsys):
     boot = [m for m in rows["mimxrt1064"]["memories"] if m["boot"]]
     assert [(m["window"], m["start"]) for m in boot] == [("flexspi2", 0x7000_0000)]
     assert rows["mimxrt1176"]["secure_boot_supported"] is False
-    assert {row["proven"] for row in rows.values()} <= {"simulated", "traced", "unknown"}
+    assert {row["proven"] for row in rows.values()} <= {"simulated", "disputed", "traced", "unknown"}
     assert main(["families"]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0].split()[:2] == ["family", "ROM"] and len(table) == len(FACTS) + 1
+
+
+def test_the_rt1170_rom_protocol_is_shown_as_disputed_not_as_proven(capsys):
+    """spsdk says 'sdp'; NXP's MfgTools and MCUBootUtility speak the MCU bootloader to 1FC9:013D.
+    gangd keeps spsdk's label and says so instead of listing the family as simulated from sources."""
+    facts = FACTS["mimxrt1176"]
+    assert facts.rom_protocol == "sdp" and facts.proven == "disputed"
+    assert "load-image" in facts.disputed["rom_protocol"] and "spsdk" in facts.disputed["rom_protocol"]
+    assert not any(FACTS[name].disputed for name in FACTS if not name.startswith("mimxrt117"))
+    assert main(["families", "--json"]) == 0
+    rows = {row["family"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["mimxrt1176"]["proven"] == "disputed" and set(rows["mimxrt1176"]["disputed"]) == {"rom_protocol"}
+    assert main(["families"]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("mimxrt1176 "))
+    assert "simulated on a disputed fact (rom_protocol: see rt1170_1176.toml)" in line
+    assert "simulated from facts with sources" not in line

@@ -48,7 +48,7 @@ def test_plan_has_no_flashloader_and_no_configure_memory(lpc_config):
     commands = [line.split(" -- ")[1].split()[0] for line in result.stdout.splitlines() if " -- " in line]
     assert commands == ["get-property"] * 3 + ["flash-erase-region", "write-memory", "read-memory", "reset"]
     assert "-u 0x1FC9,0x0021" in result.stdout  # the ROM's own ids, from spsdk's database
-    assert "flash-erase-region 0x0 20480 0" in result.stdout
+    assert "flash-erase-region 0x0 32768 0" in result.stdout  # one 32 KiB sector (FlashSectorSize)
 
 
 def test_udev_rules_list_the_rom_ids():

@@ -35,15 +35,16 @@ ROOT = Path(__file__).resolve().parents[2]
 # 45,056 bytes (the issue's image) and 300 more: a multiple of no sector and of no page.
 IMAGE = os.urandom(45_056 + 300)
 MARGINAL_MHZ = 100  # the read clock a marginal board's flash is reliable up to
-# Where each family's ladder stops for such a board: 133 -> 100 on the RT1021 table (RT1015/1020/
-# 1024/1050), 120 -> 80 on the RT1062 one (RT1010/1040/1060/1064/1176), family_facts/flexspi_clocks.toml.
+# Where each family's ladder stops for such a board (MHz, code), family_facts/flexspi_clocks.toml:
+# 133 -> 100 (code 6) on the RT1021 table (RT1010/1015/1020/1024/1050), 120 -> 80 (code 5) on the
+# RT1062 one (RT1040/1060/1064), 133 -> 100 by code 5 on the RT1176's own (code 6 is 120 MHz there).
 LADDER_STOP = {
-    "mimxrt1010": 80,
-    "mimxrt1020": 100,
-    "mimxrt1050": 100,
-    "mimxrt1060": 80,
-    "mimxrt1064": 80,
-    "mimxrt1176": 80,
+    "mimxrt1010": (100, 6),
+    "mimxrt1020": (100, 6),
+    "mimxrt1050": (100, 6),
+    "mimxrt1060": (80, 5),
+    "mimxrt1064": (80, 5),
+    "mimxrt1176": (100, 5),
 }
 
 
@@ -59,7 +60,7 @@ class Case:
 
 
 CASES = [
-    Case("mimxrt1010", "rt1020.toml"),
+    Case("mimxrt1010", "rt1010.toml"),
     Case("mimxrt1020", "rt1020.toml"),
     Case("mimxrt1050", "rt1050-hyperflash.toml", "S26KS512S"),
     Case("mimxrt1060", "rt1060.toml"),
@@ -135,6 +136,7 @@ async def program(
 async def test_a_family_is_checked_planned_and_programmed(case, tmp_path, nursery, capsys):
     path = example(case, tmp_path)
     assert main(["check-config", str(path)]) == 0, capsys.readouterr().err
+    assert "warning" not in capsys.readouterr().out  # e.g. a flashloader away from where NXP's is linked
     assert main(["plan", str(path)]) == 0, capsys.readouterr().err
     config = load_config(path)
     image = config.recipe.images[0]
@@ -155,12 +157,12 @@ async def test_a_marginal_board_is_recovered_at_a_clock_of_its_familys_ladder(ca
     path = example(case, tmp_path)
     results, boards = await program(path, case, nursery, faults=(f"marginal-read:max-mhz={MARGINAL_MHZ}",))
     table = frequency_table(case.family)
-    ladder = [table[code] for code in [7, *fallback_codes(case.family, 7)]]
-    expected = max(mhz for mhz in ladder if mhz <= MARGINAL_MHZ)
+    ladder = [(table[code], code) for code in [7, *fallback_codes(case.family, 7)]]
+    expected = max(step for step in ladder if step[0] <= MARGINAL_MHZ)
     assert expected == LADDER_STOP[case.family]  # the family's own mcu-boot table, not the RT1020's
     for result, board in zip(results, boards, strict=True):
         assert result.result == "success" and result.marginal, result.reason
-        assert result.flash_clock_mhz == expected
+        assert result.flash_clock_mhz == expected[0]
         assert board.flash_image(config_address(path), len(IMAGE)) == IMAGE
 
 
@@ -252,6 +254,18 @@ async def test_an_internal_flash_read_back_failure_is_retried_and_diagnosed_as_s
         assert "internal flash of mcxa153: no FlexSPI read clock to lower" in result.diagnoses[0].detail
         assert len(board.commands("flash-erase-region")) == 2  # the group ran again from its erase
         assert board.flash_image(0, len(IMAGE)) == IMAGE
+
+
+def test_an_erase_past_the_end_of_a_flash_that_ends_mid_sector_is_a_warning(tmp_path, capsys):
+    """LPC55S16's 244 KiB of flash (spsdk) in 32 KiB sectors (our choice, as LPC55S69): an image in
+    its last, partial sector is erased up to 0x40000, past the flash's end at 0x3d000."""
+    case = Case("lpc55s16", "lpc55s69.toml")
+    assert main(["check-config", str(example(case, tmp_path, address=0x20000))]) == 0
+    assert "warning" not in capsys.readouterr().out  # 0x20000..+45356 ends in a whole sector
+    assert main(["check-config", str(example(case, tmp_path, address=0x30000))]) == 0
+    warning = [line for line in capsys.readouterr().out.splitlines() if "warning" in line]
+    assert len(warning) == 1 and "image[0].address: 0x00030000..+45356" in warning[0]
+    assert "sectors up to 0x00040000, past the end of lpc55s16's internal-flash_ns at 0x0003d000" in warning[0]
 
 
 def test_a_flashloader_away_from_where_nxps_is_linked_is_a_warning(tmp_path, capsys):
