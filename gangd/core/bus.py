@@ -1,4 +1,11 @@
-"""The USB bus as it really is: each root port is a bandwidth domain.
+"""The USB bus as it really is: each root port is a bandwidth domain, each host controller an
+enumeration queue.
+
+Enumeration: Linux enumerates one device at a time per host controller (drivers/usb/core/hub.c:
+`hub_port_connect()` holds `hcd->address0_mutex` around `hub_port_init()`, the port resets and
+SET_ADDRESS; the USB 2 and USB 3 root hubs of one xHCI share it). A port path names its bus (`3-2.4`
+is on bus 3); which controller a bus belongs to is the host's wiring, read from sysfs on hardware
+(gangd/io/topology.py) and one bus per controller in the simulator (`HostControllers`).
 
 A flashloader's two 1016-byte interrupt endpoints reserve periodic bandwidth; about 8 of them fill
 one high-speed root port's budget (docs/FLASHLOADER.md, "USB"). The next one enumerates with its
@@ -19,7 +26,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 
 import trio
 
@@ -43,14 +51,45 @@ def root_port(path: str) -> str:
     return path.split(".", 1)[0]
 
 
-def topology_problem(ports: int, root_ports: int, ports_option: str) -> str:
-    """Why `ports` simulated ports cannot stand behind `root_ports` root ports of one bus, or ""."""
+def usb_bus(path: str) -> str:
+    """The USB bus (one root hub) a port path is on: `3-2.4` -> `3`."""
+    return path.split("-", 1)[0]
+
+
+@dataclass(frozen=True)
+class HostControllers:
+    """Which host controller each USB bus belongs to: an xHCI's USB 2 and USB 3 root hubs are two
+    buses of one controller, sharing its enumeration queue. A bus not named is a controller of its
+    own, named after its root hub (`usb3`)."""
+
+    by_bus: Mapping[str, str] = field(default_factory=dict)
+
+    def of(self, path: str) -> str:
+        bus = usb_bus(path)
+        return self.by_bus.get(bus, f"usb{bus}")
+
+    def layout(self, paths: Iterable[str]) -> dict[str, dict[str, int]]:
+        """Per controller, its root ports and how many of `paths` sit on each."""
+        out: dict[str, Counter[str]] = {}
+        for path in paths:
+            out.setdefault(self.of(path), Counter())[root_port(path)] += 1
+        return {controller: dict(sorted(roots.items())) for controller, roots in sorted(out.items())}
+
+
+def topology_problem(ports: int, root_ports: int, ports_option: str, controllers: int = 1) -> str:
+    """Why `ports` simulated ports cannot stand behind `root_ports` root ports spread over
+    `controllers` host controllers (one bus each), or ""."""
     if root_ports > ports:
         return f"--root-ports {root_ports}: more root ports than the {ports} ports of {ports_option} (each needs one)"
-    if ports + root_ports > USB_ADDRESSES:
+    if controllers > root_ports:
+        return f"--controllers {controllers}: more host controllers than the {root_ports} root ports (each needs one)"
+    per_bus = -(-ports // controllers)
+    roots_per_bus = -(-root_ports // controllers)
+    if per_bus + roots_per_bus > USB_ADDRESSES:
         return (
-            f"{ports_option} {ports} with --root-ports {root_ports}: {ports + root_ports} USB devices "
-            f"(boards and root-port hubs) on one bus, which addresses at most {USB_ADDRESSES}"
+            f"{ports_option} {ports} with --root-ports {root_ports} and --controllers {controllers}: "
+            f"{per_bus + roots_per_bus} USB devices (boards and root-port hubs) on one bus, which addresses "
+            f"at most {USB_ADDRESSES}"
         )
     return ""
 
