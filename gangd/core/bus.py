@@ -37,6 +37,23 @@ DEFAULT_BUDGET = 8  # flashloader-stage boards per high-speed root port
 USB_ADDRESSES = 127
 
 
+# One enumeration's time under its controller's address0_mutex, for a high-speed device on a hub's
+# port (drivers/usb/core/hub.c hub_port_init(), the "new scheme" use_new_scheme() picks for every
+# device below SuperSpeed): two port resets, each HUB_SHORT_RESET_TIME (10 ms; USB 2.0 7.1.7.5
+# TDRST) and hub_port_reset()'s reset_recovery_time 10 + 40 ms ("TRSTRCY = 10 ms; plus some
+# extra"), SET_ADDRESS and its msleep(10), and three control transfers (GET_DESCRIPTOR(64),
+# SET_ADDRESS, GET_DESCRIPTOR(18)) at 0.5 ms each, our choice (no source gives a figure).
+PORT_RESET_S = 0.010
+RESET_RECOVERY_S = 0.050
+PORT_RESETS = 2
+SET_ADDRESS_SETTLE_S = 0.010
+CONTROL_TRANSFER_S = 0.0005
+CONTROL_TRANSFERS = 3
+ADDRESS0_S = (
+    PORT_RESETS * (PORT_RESET_S + RESET_RECOVERY_S) + SET_ADDRESS_SETTLE_S + CONTROL_TRANSFERS * CONTROL_TRANSFER_S
+)
+
+
 # usb_device sys_names: "1-1", "1-1.3", "3-2.4.1"; interfaces ("1-1.3:1.0") and roots ("usb1") are not ports.
 PORT_PATH = re.compile(r"^\d+-\d+(\.\d+)*$")
 

@@ -39,6 +39,7 @@ class SimulationOptions:
 
     ports: int
     root_ports: int | None = None
+    controllers: int | None = None
     time_scale: float = 1.0
     replace_delay_s: float = 2.0
     seed: int = 0

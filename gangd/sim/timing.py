@@ -40,6 +40,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from gangd.core import bus
 from gangd.sim.loop import running_loop
 
 SECTOR_SIZE = 4 * 1024
@@ -59,15 +60,15 @@ class TimingModel:
     # board's part is what is left of it (`device_boot_s`).
     reenumeration_s: float = 0.5
     # The kernel's part, per enumeration, inside the controller's address0_mutex (hub.c, see above).
-    port_reset_s: float = 0.010  # HUB_SHORT_RESET_TIME: a hub's port (a root port: HUB_ROOT_RESET_TIME 60 ms)
-    reset_recovery_s: float = 0.050  # hub_port_reset(): TRSTRCY 10 ms + the kernel's 40 ms
-    port_resets: int = 2  # hub_port_init()'s new scheme resets twice (around GET_DESCRIPTOR(64))
-    set_address_settle_s: float = 0.010  # hub_port_init(): msleep(10) after SET_ADDRESS
-    # GET_DESCRIPTOR(64), SET_ADDRESS, GET_DESCRIPTOR(18): three control transfers. Our choice, no
-    # source gives a figure: 0.5 ms each, a setup, a data and a status stage in their own 125 µs
-    # microframes plus the host's turnaround.
-    control_transfer_s: float = 0.0005
-    control_transfers: int = 3
+    # (the kernel's figures and their sources: gangd/core/bus.py)
+    port_reset_s: float = bus.PORT_RESET_S  # HUB_SHORT_RESET_TIME: a hub's port (a root port: 60 ms)
+    reset_recovery_s: float = bus.RESET_RECOVERY_S  # hub_port_reset(): TRSTRCY 10 ms + the kernel's 40 ms
+    port_resets: int = bus.PORT_RESETS  # hub_port_init()'s new scheme resets twice (around GET_DESCRIPTOR(64))
+    set_address_settle_s: float = bus.SET_ADDRESS_SETTLE_S  # hub_port_init(): msleep(10) after SET_ADDRESS
+    # GET_DESCRIPTOR(64), SET_ADDRESS, GET_DESCRIPTOR(18): 0.5 ms each, our choice (a setup, a data
+    # and a status stage in their own 125 µs microframes plus the host's turnaround)
+    control_transfer_s: float = bus.CONTROL_TRANSFER_S
+    control_transfers: int = bus.CONTROL_TRANSFERS
     fuse_program_s: float = 0.005  # one OTP word, including the controller's reload
     # Multiplies every flash program/erase cost; the "slow flash" fault raises it per board.
     flash_slowdown: float = 1.0

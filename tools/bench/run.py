@@ -59,7 +59,8 @@ from gangd.sim.timing import TimingModel
 from gangd.station.station import Station
 from gangd.station.workers import WorkerPool
 from gangd.trace.recorder import writer_cpu_s
-from tools.bench.floor import floor_s, naive, physics_s
+from tools.bench.bus import DEFAULT_TOPOLOGIES, bus_phase, bus_rows, calibration_s, topologies
+from tools.bench.floor import bus_floor_s, floor_s, naive, physics_s
 
 IMAGE_SMALL = 45056
 IMAGE_LARGE = 1024 * 1024
@@ -130,8 +131,10 @@ class SimProcess:
         root_ports: int = 1,
         time_scale: float = 1.0,
         extra: tuple[str, ...] = (),
+        controllers: int = 1,
     ) -> None:
         self.args = [*SIM, "--ports", str(ports), "--image-size", str(image_size), "--root-ports", str(root_ports)]
+        self.args += ["--controllers", str(controllers)]
         self.args += ["--time-scale", str(time_scale), *extra]
         self.args += ["--old-image"] * old_image
         self.replies = trio.open_memory_channel[tuple[Any, Any]](100)
@@ -182,6 +185,7 @@ async def gangd_phase(
     workers: int = 0,
     recipes: list[Recipe] | None = None,
     before_batch: Callable[[], object] | None = None,
+    controllers: int = 1,
 ) -> dict:
     """gangd's station in this process, boards in the sim process (ports spread over root ports);
     with `workers`, the jobs in that many worker processes (their CPU is counted with gangd's).
@@ -189,9 +193,10 @@ async def gangd_phase(
     `before_batch` runs before each batch, outside its window. The figures are a list of
     batches in `out["runs"]` and, per size, the last one in `out["batches"]`."""
     family = recipe.family
-    sim = SimProcess(ports, len(recipe.images[0].data), old_image, root_ports, time_scale, sim_args)
+    sim = SimProcess(ports, len(recipe.images[0].data), old_image, root_ports, time_scale, sim_args, controllers)
     pool = WorkerPool(workers, worker_command("warning", "warning", None)) if workers else None
-    station = Station(family, recipe, dict.fromkeys(default_port_paths(ports, root_ports)), workers=pool)
+    paths = default_port_paths(ports, root_ports, controllers)
+    station = Station(family, recipe, dict.fromkeys(paths), workers=pool)
     out: dict = {"batches": {}, "runs": []}
     async with trio.open_nursery() as nursery:
         collector.settle()  # as the daemon does once its start-up is done (gangd/service/daemon.py)
@@ -470,6 +475,10 @@ def measure_cost(image_size: int, boards: int, root_ports: int, time_scale: floa
     return measure(image_size, boards, root_ports, time_scale)
 
 
+def calibration_row(calibration: float) -> tuple[str, str, str, str]:
+    return ("calibration: fixed pure-Python loop", f"{calibration:.3f} s CPU", "read every figure against it", "")
+
+
 def median_run(runs: list[dict]) -> dict:
     """The run whose batch took the median time (of an even count, the slower middle one)."""
     return sorted(runs, key=lambda run: run["wall_s"])[len(runs) // 2]
@@ -512,6 +521,14 @@ def main(argv: list[str] | None = None) -> int:
         "--trace-dir", help="where the tracing batches write their traces (default: the system's temporary directory)"
     )
     parser.add_argument("--tracing-only", action="store_true", help="only the tracing rows")
+    parser.add_argument(
+        "--bus-rows",
+        default=DEFAULT_TOPOLOGIES,
+        metavar="N:K:R,...",
+        help="batches of N boards on K host controllers and R root ports against the bus floor ('' to skip)",
+    )
+    parser.add_argument("--bus-repeats", type=int, default=3, help="batches per bus row (the median is kept)")
+    parser.add_argument("--bus-only", action="store_true", help="only the calibration and the bus rows")
     parser.add_argument("--quick", action="store_true", help="a smoke run: N = 1, 2 and one sequential board")
     args = parser.parse_args(argv)
     if args.quick:
@@ -523,6 +540,12 @@ def main(argv: list[str] | None = None) -> int:
     model = TimingModel()
     batches = [int(n) for n in args.batches.split(",")]
     trace_n = args.trace_boards or max(batches)
+    calibration = calibration_s()
+    if args.bus_only:
+        bus = bus_phase(gangd_phase, make_recipe(IMAGE_SMALL), model, topologies(args.bus_rows), args.bus_repeats)
+        print_table([calibration_row(calibration), *bus_rows(bus, calibration)])
+        Path(args.json).write_text(json.dumps({"calibration_s": calibration, "bus": bus}, indent=1, default=str))
+        return 0
     if args.tracing_only:
         tracing = trace_cost(
             make_recipe(IMAGE_SMALL), trace_n, max(1, -(-trace_n // 8)), args.trace_rounds, args.trace_dir
@@ -531,6 +554,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps({"tracing": tracing}, indent=1, default=str))
         return 0
     figures: dict = {"model": dataclasses.asdict(model), "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    figures["calibration_s"] = calibration
     started = time.monotonic()
 
     # 1. against the physics floor, one board, both images, blank and holding an old image
@@ -591,6 +615,10 @@ def main(argv: list[str] | None = None) -> int:
             in_workers[n] = (roots, run["batches"][n])
         figures["workers"] = {"count": args.workers, "batches": {n: b for n, (_, b) in in_workers.items()}}
 
+    # 4c. the bus: N boards on K controllers and R root ports against the serialised floor
+    bus = bus_phase(gangd_phase, recipe, model, topologies(args.bus_rows), args.bus_repeats)
+    figures["bus"] = bus
+
     # 5. peers
     # The peers run the user's own sequence, as the provisioning tool and a hand-written loop do.
     cli_s = sequential_per_board = None
@@ -608,7 +636,7 @@ def main(argv: list[str] | None = None) -> int:
     figures["elapsed_s"] = time.monotonic() - started
 
     # --- the table ---
-    rows = []
+    rows = [calibration_row(calibration)]
     for size, blank_entry in floor.items():
         for label, f in (("blank", blank_entry), ("old image", blank_entry["old_image"])):
             rows.append(
@@ -644,12 +672,15 @@ def main(argv: list[str] | None = None) -> int:
     floor_one = floor[IMAGE_SMALL]["floor_s"]
     big_wall = scaling["batches"][big_n]["wall_s"]
     walls = scaling["batches"][big_n]["walls_s"]
+    big_floor = bus_floor_s(recipe, model, big_n, root_ports, 1)
+    floor_big = big_floor["total"]
     rows.append(
         (
-            f"N={big_n} on {root_ports} root ports vs floor",
-            f"{floor_one / big_wall:.3f}",
-            f"{big_n / big_wall * 3600:,.0f} boards/h; physics floor {floor_one:.3f} s / batch {big_wall:.3f} s,"
-            f" the median of {len(walls)} ({', '.join(f'{floor_one / w:.3f}' for w in walls)})",
+            f"N={big_n} on 1 controller, {root_ports} root ports vs floor",
+            f"{big_floor['total'] / big_wall:.3f}",
+            f"{big_n / big_wall * 3600:,.0f} boards/h; serialised floor {big_floor['total']:.3f} s / batch"
+            f" {big_wall:.3f} s, the median of {len(walls)} ({', '.join(f'{floor_big / w:.3f}' for w in walls)});"
+            f" parallel floor {big_floor['parallel']:.3f} s (ratio {big_floor['parallel'] / big_wall:.3f})",
             ">= 0.90",
         )
     )
@@ -760,6 +791,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         b["speedup_vs_sequential"] = speedup
+    rows += bus_rows(bus, calibration)
     print_table(rows)
     print(f"(whole benchmark: {figures['elapsed_s']:.0f} s; figures in {args.json})")
     Path(args.json).write_text(json.dumps(figures, indent=1, default=str))
