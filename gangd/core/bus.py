@@ -93,6 +93,15 @@ class HostControllers:
         return {controller: dict(sorted(roots.items())) for controller, roots in sorted(out.items())}
 
 
+def enumeration_allowances(ports: Iterable[str], controllers: HostControllers) -> dict[str, float]:
+    """Per port, how much longer than its deadline a board coming back onto it may take without
+    being late: every other port of its host controller enumerating ahead of it, one at a time
+    (`ADDRESS0_S` each). A board waiting its turn in the kernel's queue is not a failed board."""
+    by_port = {path: controllers.of(path) for path in set(ports)}
+    per_controller = Counter(by_port.values())
+    return {path: (per_controller[c] - 1) * ADDRESS0_S for path, c in by_port.items()}
+
+
 def topology_problem(ports: int, root_ports: int, ports_option: str, controllers: int = 1) -> str:
     """Why `ports` simulated ports cannot stand behind `root_ports` root ports spread over
     `controllers` host controllers (one bus each), or ""."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from gangd.config.loader import Config, Layout
 from gangd.config.recipe import Recipe
+from gangd.core.bus import HostControllers
 from gangd.core.results import JobResult
 from gangd.core.types import BoardSource, PortPower
 
@@ -65,3 +66,5 @@ class World:
     layout: Layout | None = None
     listeners: list[Callable[[JobResult], None]] = field(default_factory=list)
     close: Callable[[], None] = lambda: None
+    # Which host controller each bus belongs to (sysfs on hardware; one per bus when simulated)
+    controllers: HostControllers = field(default_factory=HostControllers)

@@ -22,7 +22,7 @@ import trio
 
 from gangd.config.family import FLASHLOADER, FamilyInfo, stage_of
 from gangd.config.recipe import Recipe
-from gangd.core.bus import DEFAULT_BUDGET, Admission, is_port_path, root_port
+from gangd.core.bus import DEFAULT_BUDGET, Admission, HostControllers, enumeration_allowances, is_port_path, root_port
 from gangd.core.events import ADD, PortEvent
 from gangd.core.observer import JobObserver, RecordObserver
 from gangd.core.results import JobResult
@@ -79,8 +79,11 @@ class Station:
         name: str | None = None,
         line: LineStatus | None = None,
         workers: WorkerPool | None = None,
+        controllers: HostControllers | None = None,
     ) -> None:
         self.metrics = metrics
+        # Which host controller each bus belongs to (sysfs on hardware): one enumeration queue each.
+        self.controllers = controllers or HostControllers()
         self.workers = workers  # None: the jobs run in this process
         # Boards admitted to the flashloader stage per root port (None: admission switched off).
         self.admission = Admission(bandwidth_budget)
@@ -248,6 +251,9 @@ class Station:
         port = Port(path, label, self.family, self.metrics.port(label or path) if self.metrics else None)
         port.on_change = self.changes.notify
         self.ports[path] = port
+        allowances = enumeration_allowances([*self.configured, *self.ports], self.controllers)
+        for other in self.ports.values():  # a port more on a controller: its others may queue longer
+            other.enumeration_allowance_s = allowances[other.path]
         self.changes.notify()
         assert self._nursery is not None
         self._nursery.start_soon(self._port_task, port, name=f"port {path}")
