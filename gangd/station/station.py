@@ -22,7 +22,15 @@ import trio
 
 from gangd.config.family import FLASHLOADER, FamilyInfo, stage_of
 from gangd.config.recipe import Recipe
-from gangd.core.bus import DEFAULT_BUDGET, Admission, HostControllers, enumeration_allowances, is_port_path, root_port
+from gangd.core.bus import (
+    ADDRESS0_S,
+    DEFAULT_BUDGET,
+    Admission,
+    HostControllers,
+    enumeration_allowances,
+    is_port_path,
+    root_port,
+)
 from gangd.core.events import ADD, PortEvent
 from gangd.core.observer import JobObserver, RecordObserver
 from gangd.core.results import JobResult
@@ -166,6 +174,9 @@ class Station:
             "jobs_finished": self.jobs_finished,
             # Bandwidth domains: flashloader-stage boards admitted now, against the budget.
             "root_ports": self.admission.status(self.ports),
+            # Enumeration queues: per host controller, the boards a job waits for off the bus
+            # (booting, or queued for the kernel's one-at-a-time enumeration).
+            "controllers": self.controller_status(),
             "workers": None if self.workers is None else self.workers.status(),
             "ports": [
                 {
@@ -185,6 +196,24 @@ class Station:
                 for port in sorted(self.ports.values(), key=lambda p: p.path)
             ],
         }
+
+    def controller_status(self) -> dict[str, dict]:
+        """Per host controller: its root ports, its ports, and the ports whose board a job waits
+        for off the bus (`returning`), with the kernel's time to enumerate them one at a time."""
+        out: dict[str, dict] = {}
+        for controller, roots in self.controllers.layout(self.ports).items():
+            returning = sorted(
+                port.path
+                for port in self.ports.values()
+                if self.controllers.of(port.path) == controller and port.state != "idle" and not port.present
+            )
+            out[controller] = {
+                "root_ports": sorted(roots),
+                "ports": sum(roots.values()),
+                "returning": returning,
+                "queue_s": round(len(returning) * ADDRESS0_S, 3),
+            }
+        return out
 
     # --- the operator's controls ------------------------------------------------------------------
 

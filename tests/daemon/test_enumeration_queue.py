@@ -94,3 +94,24 @@ def test_the_floor_serialises_enumeration_per_controller():
     assert one["parallel"] == two["parallel"] == alone["parallel"]  # the old floor saw no difference
     crowded = batch_floor_s(board, default_port_paths(16, 1, 1), budget=8)
     assert crowded["bandwidth"] == pytest.approx(alone["parallel"] + 0.12)  # two waves on one root port
+
+
+@pytest.mark.trio
+async def test_status_shows_each_controllers_queue(line):
+    """A board whose flashloader has not come back is in its controller's queue on /status."""
+    run = await line(4, faults={"2-1.1": ("no-reenumerate",)}, hub_options={"root_ports": 2, "controllers": 2})
+    port = run.station.ports["2-1.1"]
+    seen = run.station.changes.version
+    with trio.fail_after(10):
+        while not (port.step == "wait-replug" and not port.present):
+            seen = await run.station.changes.wait(seen)
+    controllers = run.station.status()["controllers"]
+    assert controllers == {
+        "usb1": {"root_ports": ["1-1"], "ports": 2, "returning": [], "queue_s": 0.0},
+        "usb2": {
+            "root_ports": ["2-1"],
+            "ports": 2,
+            "returning": ["2-1.1"],
+            "queue_s": pytest.approx(ADDRESS0_S, abs=1e-3),
+        },
+    }
