@@ -66,3 +66,34 @@ def batch_floor_s(
 
 def boards_per_hour(boards: int, batch_s: float) -> float:
     return boards / batch_s * 3600 if batch_s > 0 else 0.0
+
+
+def enumerations_per_board(jumps: bool) -> int:
+    """Enumerations one board costs its controller in a station's steady flow: plugged, then its
+    flashloader (a ROM that jumps), then its reboot after the reset."""
+    return 3 if jumps else 2
+
+
+def advice(
+    paths: Iterable[str], controllers: HostControllers, jumps: bool, address0_s: float = ADDRESS0_S
+) -> list[str]:
+    """What the topology allows, in lines for `gangd check-config` and `gangd scan`: the host
+    controllers and root ports the ports sit on, and the most boards per hour the controllers'
+    enumeration lets through (each enumerates one device at a time, `address0_s` each). A second
+    controller (a USB card) adds its own queue; a second hub on the same controller does not."""
+    layout = controllers.layout(paths)
+    if not layout:
+        return []
+    per_controller = 3600 / (enumerations_per_board(jumps) * address0_s)
+    roots = sum(len(r) for r in layout.values())
+    lines = [f"{len(layout)} USB host controller{'s' if len(layout) > 1 else ''}, {roots} root ports"]
+    for controller, root_ports in layout.items():
+        shown = ", ".join(f"{root} ({n} ports)" for root, n in root_ports.items())
+        lines.append(f"controller {controller}: {shown}")
+    lines.append(
+        f"enumeration allows at most {per_controller * len(layout):,.0f} boards/h here "
+        f"({per_controller:,.0f} per controller: {enumerations_per_board(jumps)} enumerations of "
+        f"{address0_s * 1000:.1f} ms per board, one device at a time per controller); another USB host "
+        "controller adds as much, another hub on the same controller adds nothing"
+    )
+    return lines
