@@ -7,11 +7,13 @@ around `hub_port_init()` (the port resets, the first descriptor read and SET_ADD
 the bus (plugged, power-cycled, a ROM that jumped to its flashloader, a board rebooting after its
 reset) waits for every device ahead of it, then spends `TimingModel.address0_s()` under the mutex.
 
-The queue is kept as time, not as a lock: a device asks for its turn when it is ready (its own boot
-done), gets the window that starts when the controller is free, and the controller is busy until
-the window ends. Boards of one hub run as greenlets on one thread (loop.py) and hidraw ports as
-threads, and a window is the same for both. Our choice: a board unplugged while it waits keeps its
-window (the kernel's time for a device that went away is short but not nothing; this is simpler).
+A device asks for its turn when it is ready (its own boot done) and waits first come, first
+served; at its turn its window starts when the controller was freed (or when it asked, if the
+controller was idle) and lasts `duration_s`; it shows on the bus at the window's end. A device
+unplugged while it waits leaves the queue without taking time, and one unplugged inside its window
+frees the controller at once: the kernel's reset of a port with nothing on it fails at once
+(hub_port_reset() returns -ENOTCONN). Boards of one hub run as greenlets on one thread (loop.py),
+hidraw ports as threads: the turn is a `Flag`, which wakes either.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+
+from gangd.sim.loop import Flag, wait_event
 
 # The windows kept for tests and views: enough for a few waves of a big station.
 _KEPT = 4096
@@ -36,27 +40,62 @@ class Window:
     end: float
 
 
+class _Ticket:
+    __slots__ = ("port", "turn", "asked")
+
+    def __init__(self, port: str) -> None:
+        self.port = port
+        self.turn = Flag()  # set when the ticket is first in its controller's queue (or unplugged)
+        self.asked = time.monotonic()
+
+
 class EnumerationQueue:
-    """The address0 windows of every host controller of a hub."""
+    """The enumeration queue of every host controller of a hub, and the windows it gave."""
 
     def __init__(self) -> None:
-        self._free_at: dict[str, float] = {}  # per controller, when its mutex is free
         self._lock = threading.Lock()
+        self._queues: dict[str, deque[_Ticket]] = {}  # per controller, first the one enumerating
+        self._free_at: dict[str, float] = {}  # per controller, when its last window ended
         self.windows: deque[Window] = deque(maxlen=_KEPT)
 
-    def turn(self, controller: str, port: str, duration_s: float) -> Window:
-        """The next window of `duration_s` on `controller` for a device ready now; the caller waits
-        until its end before the device shows on the bus."""
+    def enumerate(self, controller: str, port: str, duration_s: float, unplugged: Flag) -> Window | None:
+        """Wait for the device's turn on `controller`, then through its window; the window, or
+        None when the board was unplugged first."""
+        ticket = _Ticket(port)
         with self._lock:
-            now = time.monotonic()
-            start = max(now, self._free_at.get(controller, now))
+            queue = self._queues.setdefault(controller, deque())
+            queue.append(ticket)
+            if len(queue) == 1:
+                ticket.turn.set()
+        wake = ticket.turn.set
+        unplugged.add_waker(wake)  # an unplug ends the wait for the turn too
+        try:
+            if not unplugged.is_set():
+                wait_event(ticket.turn)
+            if unplugged.is_set():
+                self._leave(controller, ticket, None)
+                return None
+            with self._lock:
+                start = max(ticket.asked, self._free_at.get(controller, ticket.asked))
             window = Window(controller, port, start, start + duration_s)
-            self._free_at[controller] = window.end
+            wait_event(unplugged, max(0.0, window.end - time.monotonic()))
+            if unplugged.is_set():
+                self._leave(controller, ticket, time.monotonic())
+                return None
+            self._leave(controller, ticket, window.end)
             if duration_s > 0:
                 self.windows.append(window)
             return window
+        finally:
+            unplugged.remove_waker(wake)
 
-    def backlog_s(self, controller: str) -> float:
-        """How long a device ready now would wait for its turn on `controller`."""
+    def _leave(self, controller: str, ticket: _Ticket, freed_at: float | None) -> None:
+        """The ticket is done (its window over, `freed_at`) or withdrawn (None): the next one's turn."""
         with self._lock:
-            return max(0.0, self._free_at.get(controller, 0.0) - time.monotonic())
+            queue = self._queues[controller]
+            first = queue[0] is ticket
+            queue.remove(ticket)
+            if freed_at is not None:
+                self._free_at[controller] = freed_at
+            if first and queue:
+                queue[0].turn.set()

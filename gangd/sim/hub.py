@@ -211,9 +211,10 @@ class SimPort:
         one device at a time per controller: enumeration.py); False if it was unplugged meanwhile."""
         model = board.clock.model
         controller = self.hub.controllers.of(self.path)
-        window = self.hub.enumeration.turn(controller, self.path, model.address0_s() * model.time_scale)
-        wait_event(board.unplugged, max(0.0, window.end - time.monotonic()))
-        return not board.unplugged.is_set()
+        window = self.hub.enumeration.enumerate(
+            controller, self.path, model.address0_s() * model.time_scale, board.unplugged
+        )
+        return window is not None
 
     def _refused(self, board: SimBoard) -> None:
         """A flashloader over its root port's bandwidth budget: Linux enumerates the usb_device

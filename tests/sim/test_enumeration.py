@@ -101,3 +101,21 @@ def test_an_uncontended_jump_reappears_after_the_whole_reenumeration(rt1020, fla
 def test_port_paths_spread_root_ports_over_controllers():
     assert default_port_paths(4, 2) == ["1-1.1", "1-1.2", "1-2.1", "1-2.2"]
     assert default_port_paths(8, 4, 2) == ["1-1.1", "1-1.2", "1-2.1", "1-2.2", "2-1.1", "2-1.2", "2-2.1", "2-2.2"]
+
+
+def test_a_board_unplugged_while_it_waits_takes_no_time(rt1020):
+    """Unplugged before its turn, a board leaves the queue: the kernel's reset of an empty port
+    fails at once, so the boards behind it move up."""
+    model = TimingModel()
+    with SimHub(8) as hub:
+        paths = list(hub.ports)
+        factory = BoardFactory(rt1020, model)
+        for path in paths:
+            hub.plug(path, factory(), wait=False)
+        for path in paths[1:-1]:
+            hub.unplug(path)
+        hub.port(paths[-1]).wait_enumerated()
+        first, last = sorted(hub.enumeration.windows, key=lambda w: w.start)
+        assert (first.port, last.port) == (paths[0], paths[-1])
+        assert last.start == pytest.approx(first.end)  # next in line once the first was done
+        assert not hub.errors
