@@ -73,6 +73,7 @@ def bus_phase(
             "walls_s": walls,
             "wall_s": median,
             "ok": min(batch["ok"] for batch in run["runs"]),
+            "failures": [reason for batch in run["runs"] for reason in batch["failures"]],
             "floor": floor,
             "boards_per_hour": boards_per_hour(topo.boards, median),
             "floor_boards_per_hour": boards_per_hour(topo.boards, floor["total"]),

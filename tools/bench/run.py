@@ -236,6 +236,7 @@ async def gangd_phase(
             out["batches"][n] = {
                 "wall_s": wall,
                 "failed": sum(r.result == "failed" for r in results),
+                "failures": sorted({f"{r.port}: {r.reason}" for r in results if r.result != "success"}),
                 "cpu_s": cpu,
                 # of it, the trace writer's thread (in this process: not with `workers`)
                 "trace_writer_cpu_s": writer,
