@@ -299,6 +299,9 @@ def trace_cost(recipe: Recipe, boards: int, root_ports: int, rounds: int = 10, t
     cpu = dict.fromkeys(variants, 0.0)
     writer = dict.fromkeys(variants, 0.0)
     ratios: dict[str, list[float]] = {v: [] for v in variants[1:]}
+    # The batch's time too: with enumeration serialised per controller, what a station's owner
+    # sees is the batch, and the trace's CPU is spent beside the kernel's queue, not before it.
+    wall_ratios: dict[str, list[float]] = {v: [] for v in variants[1:]}
     for round_no in range(rounds):
         batch = {keep: runs[round_no * 4 + i] for i, keep in enumerate(order[round_no * 4 : round_no * 4 + 4])}
         pair = {keep: run["cpu_s"] for keep, run in batch.items()}
@@ -307,6 +310,7 @@ def trace_cost(recipe: Recipe, boards: int, root_ports: int, rounds: int = 10, t
             writer[keep] += batch[keep]["trace_writer_cpu_s"]
         for keep in variants[1:]:
             ratios[keep].append(pair[keep] / pair["none"])
+            wall_ratios[keep].append(batch[keep]["wall_s"] / batch["none"]["wall_s"])
     ok = min(run["ok"] for run in runs)
     per_board = {keep: seconds / (boards * rounds) * 1000 for keep, seconds in cpu.items()}
     return {
@@ -317,6 +321,8 @@ def trace_cost(recipe: Recipe, boards: int, root_ports: int, rounds: int = 10, t
         "writer_ms": {keep: seconds / (boards * rounds) * 1000 for keep, seconds in writer.items()},
         "overhead": {keep: statistics.median(r) - 1 for keep, r in ratios.items()},
         "overhead_rounds": {keep: [x - 1 for x in r] for keep, r in ratios.items()},
+        "batch_overhead": {keep: statistics.median(r) - 1 for keep, r in wall_ratios.items()},
+        "batch_overhead_rounds": {keep: [x - 1 for x in r] for keep, r in wall_ratios.items()},
         "ok": ok,
         "files": files,
         "trace_kb_mean": {keep: statistics.mean(s) / 1024 for keep, s in sizes.items() if s},
@@ -342,6 +348,27 @@ def trace_rows(tr: dict) -> list[tuple[str, str, str, str]]:
                 f" rounds ({spread[keep]}), N={tr['boards']}, {tr['ok']}/{tr['boards']} ok; {what};"
                 f" the writer's thread {tr['writer_ms'][keep]:.2f} ms of it",
                 "<= +10 %",
+            )
+        )
+    targets = {"all": "<= +3 %", "all-hash": "", "failed": "<= +1 %"}
+    for keep, target in targets.items():
+        name = "keep=all, payload=hash" if keep == "all-hash" else f"keep={keep}"
+        walls = tr["batch_overhead_rounds"][keep]
+        rows.append(
+            (
+                f"N={tr['boards']} batch time, trace {name}",
+                f"{tr['batch_overhead'][keep] * 100:+.1f} %",
+                f"vs untraced in the same round, median of {tr['rounds']} ({min(walls) * 100:+.1f}..{max(walls) * 100:+.1f} %)",
+                target,
+            )
+        )
+    if tr["files"]:  # one trace per board with keep=all: the writer's CPU per board is per trace
+        rows.append(
+            (
+                "trace writer CPU per trace, keep=all",
+                f"{tr['writer_ms']['all']:.2f} ms",
+                f"per {tr['trace_kb_mean']['all']:.0f} KB file, on the writer's thread (never trio's)",
+                "",
             )
         )
     return rows
@@ -536,6 +563,7 @@ def main(argv: list[str] | None = None) -> int:
         args.batches, args.sequential_boards, args.idle_s, args.crowded = "1,2", 1, 0.2, 10
         args.cost_sizes, args.cost_boards, args.large = str(IMAGE_LARGE), 2, 0
         args.trace_rounds, args.big_repeats = 2, 2
+        args.bus_rows, args.bus_repeats = "2:1:1,4:2:2", 1
         args.workers = min(args.workers, 2)
     logs.configure("warning")
     model = TimingModel()
