@@ -112,10 +112,10 @@ def topology_problem(ports: int, root_ports: int, ports_option: str, controllers
     per_bus = -(-ports // controllers)
     roots_per_bus = -(-root_ports // controllers)
     if per_bus + roots_per_bus > USB_ADDRESSES:
+        spread = f" and --controllers {controllers}" if controllers > 1 else ""
         return (
-            f"{ports_option} {ports} with --root-ports {root_ports} and --controllers {controllers}: "
-            f"{per_bus + roots_per_bus} USB devices (boards and root-port hubs) on one bus, which addresses "
-            f"at most {USB_ADDRESSES}"
+            f"{ports_option} {ports} with --root-ports {root_ports}{spread}: {per_bus + roots_per_bus} USB "
+            f"devices (boards and root-port hubs) on one bus, which addresses at most {USB_ADDRESSES}"
         )
     return ""
 

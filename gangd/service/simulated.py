@@ -87,11 +87,12 @@ def plan_simulation(options: SimulationOptions, config: Config | None) -> Simula
                 f"--simulate {options.ports}: {config.path} lists {len(config.ports)} ports in [station.ports]; "
                 f"say --simulate {len(config.ports)}"
             )
-        for given, option in ((options.root_ports, "--root-ports"), (options.controllers, "--controllers")):
-            if given is not None:
-                raise ValueError(
-                    f"{option}: the ports, their root ports and buses come from [station.ports] in {config.path}"
-                )
+        if options.root_ports is not None:
+            raise ValueError(f"--root-ports: the ports and their root ports come from [station.ports] in {config.path}")
+        if options.controllers is not None:
+            raise ValueError(
+                f"--controllers: the ports and their buses (one controller each) come from [station.ports] in {config.path}"
+            )
         labels: dict[str, str | None] = dict(config.ports)
     else:
         root_ports, controllers = options.root_ports or 1, options.controllers or 1
