@@ -84,6 +84,11 @@ class TimingModel:
         resets = self.port_resets * (self.port_reset_s + self.reset_recovery_s)
         return resets + self.set_address_settle_s + self.control_transfers * self.control_transfer_s
 
+    def parallel_bus(self) -> TimingModel:
+        """The same model on a bus that enumerates every device at once, in no time (the
+        simulator before issue 33): for tests about something else than the kernel's queue."""
+        return self.scaled(port_resets=0, set_address_settle_s=0.0, control_transfers=0)
+
     def device_boot_s(self) -> float:
         """The board's own part of a re-enumeration (its boot and USB start, in parallel with every
         other board's): the uncontended re-enumeration less the kernel's part, never below 0."""
