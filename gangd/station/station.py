@@ -368,8 +368,10 @@ class Station:
     async def _watch_reboot(self, port: Port, serial: str | None) -> PortEvent | None:
         """After a job that ended once its reset was acknowledged: the board leaves and comes back
         rebooted while no job holds the port. Its return is logged, a board that never returns is
-        logged (not failed); another board appearing instead is returned, to be programmed."""
-        with trio.move_on_after(self.recipe.deadlines.reset_replug_s):
+        logged (not failed); another board appearing instead is returned, to be programmed. The
+        reboot waits its turn in its controller's enumeration queue like any other enumeration:
+        past the deadline alone, a board that comes back would look like a new board to program."""
+        with trio.move_on_after(self.recipe.deadlines.reset_replug_s + port.enumeration_allowance_s):
             while True:
                 event = await port.next_event()
                 if event.action != ADD:

@@ -52,16 +52,23 @@ def test_each_port_may_wait_for_the_other_ports_of_its_controller():
 @pytest.mark.trio
 async def test_sixteen_boards_queued_on_one_controller_all_pass(line, recipe):
     """Sixteen flashloaders come up one after another on one controller, the last well past a
-    0.3 s wait-replug deadline: waiting its turn in the kernel's queue, none is a failed board."""
-    quick = dataclasses.replace(recipe, deadlines=dataclasses.replace(recipe.deadlines, replug_s=0.3))
+    0.3 s wait-replug deadline, and their reboots queue behind them, past a 0.2 s reset deadline:
+    waiting its turn in the kernel's queue, no board is a failed board, nor a new one to program."""
+    deadlines = dataclasses.replace(recipe.deadlines, replug_s=0.3, reset_replug_s=0.2)
+    quick = dataclasses.replace(recipe, deadlines=deadlines)
     run = await line(16, recipe_override=quick, timing=TimingModel(time_scale=0.25), hub_options={"root_ports": 2})
     results = await run.wait_results(16)
     assert [r.result for r in results] == ["success"] * 16, [r.reason for r in results]
-    flashloaders = [w for w in run.hub.enumeration.windows if w.start > min(x.end for x in run.hub.enumeration.windows)]
-    assert len(run.hub.enumeration.windows) >= 32  # 16 plugs and 16 flashloaders, one at a time
-    assert flashloaders and all(
-        p.enumeration_allowance_s == pytest.approx(15 * ADDRESS0_S) for p in run.station.ports.values()
-    )
+    assert all(p.enumeration_allowance_s == pytest.approx(15 * ADDRESS0_S) for p in run.station.ports.values())
+    # 16 plugs, 16 flashloaders and 16 reboots, one at a time
+    seen = run.station.changes.version
+    with trio.fail_after(10):
+        while len(run.hub.enumeration.windows) < 48 or any(p.attached is None for p in run.station.ports.values()):
+            seen = await run.station.changes.wait(seen)
+    await trio.testing.wait_all_tasks_blocked(cushion=0.05)
+    rebooted = [p for p in run.station.ports.values() if p.attached.pid == RT1020_ROM[1]]
+    assert len(rebooted) == 16 and {p.state for p in rebooted} == {"idle"}  # watched, not programmed again
+    assert run.station.jobs_finished == 16
 
 
 @pytest.mark.trio

@@ -324,6 +324,7 @@ def trace_cost(recipe: Recipe, boards: int, root_ports: int, rounds: int = 10, t
         "batch_overhead": {keep: statistics.median(r) - 1 for keep, r in wall_ratios.items()},
         "batch_overhead_rounds": {keep: [x - 1 for x in r] for keep, r in wall_ratios.items()},
         "ok": ok,
+        "failures": [reason for run in runs for reason in run["failures"]],
         "files": files,
         "trace_kb_mean": {keep: statistics.mean(s) / 1024 for keep, s in sizes.items() if s},
         "trace_dir": trace_dir or tempfile.gettempdir(),
@@ -579,8 +580,10 @@ def main(argv: list[str] | None = None) -> int:
         tracing = trace_cost(
             make_recipe(IMAGE_SMALL), trace_n, max(1, -(-trace_n // 8)), args.trace_rounds, args.trace_dir
         )
-        print_table(trace_rows(tracing))
-        Path(args.json).write_text(json.dumps({"tracing": tracing}, indent=1, default=str))
+        print_table([calibration_row(calibration), *trace_rows(tracing)])
+        Path(args.json).write_text(
+            json.dumps({"calibration_s": calibration, "tracing": tracing}, indent=1, default=str)
+        )
         return 0
     figures: dict = {"model": dataclasses.asdict(model), "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     figures["calibration_s"] = calibration
