@@ -86,7 +86,9 @@ def advice(
         return []
     per_controller = 3600 / (enumerations_per_board(jumps) * address0_s)
     roots = sum(len(r) for r in layout.values())
-    lines = [f"{len(layout)} USB host controller{'s' if len(layout) > 1 else ''}, {roots} root ports"]
+    lines = [
+        f"{len(layout)} USB host controller{'s' if len(layout) > 1 else ''}, {roots} root port{'s' if roots > 1 else ''}"
+    ]
     for controller, root_ports in layout.items():
         shown = ", ".join(f"{root} ({n} ports)" for root, n in root_ports.items())
         lines.append(f"controller {controller}: {shown}")

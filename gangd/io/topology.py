@@ -27,5 +27,6 @@ def host_controllers(ports: Iterable[str], sys_root: str = SYS) -> HostControlle
             root_hub = Path(sys_root, "bus", "usb", "devices", f"usb{bus}").resolve(strict=True)
         except OSError:
             continue
-        by_bus[bus] = root_hub.parent.name
+        if root_hub.parent.name != "devices":  # a root hub at the top of the tree names no controller
+            by_bus[bus] = root_hub.parent.name
     return HostControllers(by_bus)

@@ -31,10 +31,14 @@ def test_buses_under_one_pci_function_are_one_controller(tmp_path):
         root_hub = tmp_path / "devices" / "pci0000:00" / pci / f"usb{bus}"
         root_hub.mkdir(parents=True)
         os.symlink(root_hub, devices / f"usb{bus}")
-    controllers = host_controllers(["1-1.1", "2-1", "3-4.2", "5-1"], sys_root=str(tmp_path))
+    top = tmp_path / "devices" / "usb6"  # a root hub at the top of the tree (umockdev's testbed)
+    top.mkdir()
+    os.symlink(top, devices / "usb6")
+    controllers = host_controllers(["1-1.1", "2-1", "3-4.2", "5-1", "6-1"], sys_root=str(tmp_path))
     assert controllers.of("1-1.1") == controllers.of("2-3") == "0000:00:14.0"
     assert controllers.of("3-4.2") == "0000:03:00.0"
     assert controllers.of("5-1") == "usb5"  # not in sysfs: a controller of its own
+    assert controllers.of("6-1") == "usb6"  # no controller device above it: the same
     assert controllers.layout(["1-1.1", "1-1.2", "2-1", "3-4.2"]) == {
         "0000:00:14.0": {"1-1": 2, "2-1": 1},
         "0000:03:00.0": {"3-4": 1},
