@@ -117,12 +117,12 @@ async def test_status_shows_each_controllers_queue(line):
         while not (port.step == "wait-replug" and not port.present):
             seen = await run.station.changes.wait(seen)
     controllers = run.station.status()["controllers"]
-    assert controllers == {
-        "usb1": {"root_ports": ["1-1"], "ports": 2, "returning": [], "queue_s": 0.0},
-        "usb2": {
-            "root_ports": ["2-1"],
-            "ports": 2,
-            "returning": ["2-1.1"],
-            "queue_s": pytest.approx(ADDRESS0_S, abs=1e-3),
-        },
+    assert sorted(controllers) == ["usb1", "usb2"]
+    assert {c: (v["root_ports"], v["ports"]) for c, v in controllers.items()} == {
+        "usb1": (["1-1"], 2),
+        "usb2": (["2-1"], 2),
     }
+    # the other boards go on with their jobs meanwhile: one may be between its stages just now
+    usb2 = controllers["usb2"]
+    assert "2-1.1" in usb2["returning"] and "2-1.1" not in controllers["usb1"]["returning"]
+    assert usb2["queue_s"] == pytest.approx(len(usb2["returning"]) * ADDRESS0_S, abs=1e-3)
