@@ -279,7 +279,9 @@ class Soak:
         # is invisible to the new one: the operator sees a dark port and replugs it, before the
         # new gangd starts (after, a board the new gangd has just reset is dark for its
         # re-enumeration, and a replug would make a finished board one to program again).
-        replugged = self.operator.replug_silent(grace_s=4 * self.timing.reenumeration_s * self.timing.time_scale)
+        # (its grace: four re-enumerations, and every port of the controller enumerating before it)
+        grace_s = 4 * self.timing.reenumeration_s + len(self.ports) * self.timing.address0_s()
+        replugged = self.operator.replug_silent(grace_s=grace_s * self.timing.time_scale)
         self.start_daemon()  # marks what was running as interrupted before it connects
         # A port whose board was pulled out (its "removed" never reported) gets a fresh one.
         self.operator.populate()

@@ -24,6 +24,7 @@ from gangd.service.world import DaemonOptions, SimulationOptions
 SIMULATION_DEFAULTS = {"time_scale": 1.0, "replace_delay": 2.0, "seed": 0}
 SIMULATION_ONLY = {
     "root_ports": "--root-ports",
+    "controllers": "--controllers",
     "time_scale": "--time-scale",
     "replace_delay": "--replace-delay",
     "fault": "--fault",
@@ -51,6 +52,12 @@ def add_parser(subparsers) -> None:
         type=count(1, USB_ADDRESSES - 1),
         metavar="K",
         help="simulation: the ports spread over K root ports (default 1)",
+    )
+    run.add_argument(
+        "--controllers",
+        type=count(1, USB_ADDRESSES - 1),
+        metavar="K",
+        help="simulation: the root ports spread over K USB host controllers, one bus each (default 1)",
     )
     run.add_argument("--time-scale", type=seconds, help="simulation speed (1 = real time, the default; 0 = instant)")
     run.add_argument("--replace-delay", type=seconds, help="simulated operator's seconds to swap a board (default 2)")
@@ -212,6 +219,7 @@ def simulation_options(args: argparse.Namespace) -> SimulationOptions | None:
     return SimulationOptions(
         ports=args.simulate,
         root_ports=args.root_ports,
+        controllers=args.controllers,
         time_scale=or_default("time_scale"),
         replace_delay_s=or_default("replace_delay"),
         seed=or_default("seed"),

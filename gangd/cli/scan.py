@@ -1,5 +1,6 @@
 """`gangd scan`: the NXP boards attached now, by port, with their ids, stage and device node; then
-each root port (bandwidth domain) with the flashloader-stage slots its boards use."""
+each root port (bandwidth domain) with the flashloader-stage slots its boards use, and the host
+controllers (enumeration queues) they sit on with the boards per hour enumeration allows."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import sys
 
 from gangd.config.family import UsbIds, family_names, isp_usb_ids
 from gangd.core.bus import DEFAULT_BUDGET, root_port
+from gangd.core.bus_floor import advice
+from gangd.io.topology import host_controllers
 from gangd.io.udev import BoardFilter, UdevSource
 
 
@@ -47,4 +50,8 @@ def scan_command(args: argparse.Namespace) -> int:
             f"root port {domain}: {len(stages)} boards, {stages.count('flashloader')} of about "
             f"{DEFAULT_BUDGET} flashloader-stage slots in use"
         )
+    # Each host controller is an enumeration queue (a ROM that jumps: three enumerations a board).
+    ports = [event.port for event in events]
+    for line in advice(ports, host_controllers(ports), jumps=True):
+        print(line)
     return 0

@@ -54,6 +54,14 @@ def add_parser(subparsers) -> None:
         help="the hub's ports spread over K root ports (bandwidth domains)",
     )
     parser.add_argument(
+        "--controllers",
+        type=count(1, USB_ADDRESSES - 1),
+        default=1,
+        metavar="K",
+        help="the root ports spread over K USB host controllers, one bus each; each controller "
+        "enumerates one device at a time (default 1)",
+    )
+    parser.add_argument(
         "--bandwidth-budget",
         type=count(1),
         default=8,
@@ -185,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
         return _fail("--hidraw is a hub of USB devices; it does not go with --uart")
     if not (args.uart or args.hub or args.hidraw):
         return _fail("say where the boards go: --uart, --hub N or --hidraw [--hub N]")
-    problem = topology_problem(args.hub or 1, args.root_ports, "--hub")
+    problem = topology_problem(args.hub or 1, args.root_ports, "--hub", args.controllers)
     if problem and not args.uart:
         return _fail(problem)
     try:
@@ -219,7 +227,7 @@ def run(args: argparse.Namespace) -> int:
             stop.wait()
         return 0
     ports = args.hub or 1
-    unknown = set(port_faults) - set(default_port_paths(ports, args.root_ports))
+    unknown = set(port_faults) - set(default_port_paths(ports, args.root_ports, args.controllers))
     if unknown:
         return _fail(f"--port-fault names ports the hub does not have: {', '.join(sorted(unknown))}")
     boards = _boards(factory, trace, family, args.time_scale)
@@ -231,6 +239,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         root_ports=args.root_ports,
         flashloader_budget=args.bandwidth_budget,
+        controllers=args.controllers,
     ) as hub:
         hub.subscribe(json_lines(sys.stdout))
         for path in hub.ports:

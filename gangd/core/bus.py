@@ -1,4 +1,11 @@
-"""The USB bus as it really is: each root port is a bandwidth domain.
+"""The USB bus as it really is: each root port is a bandwidth domain, each host controller an
+enumeration queue.
+
+Enumeration: Linux enumerates one device at a time per host controller (drivers/usb/core/hub.c:
+`hub_port_connect()` holds `hcd->address0_mutex` around `hub_port_init()`, the port resets and
+SET_ADDRESS; the USB 2 and USB 3 root hubs of one xHCI share it). A port path names its bus (`3-2.4`
+is on bus 3); which controller a bus belongs to is the host's wiring, read from sysfs on hardware
+(gangd/io/topology.py) and one bus per controller in the simulator (`HostControllers`).
 
 A flashloader's two 1016-byte interrupt endpoints reserve periodic bandwidth; about 8 of them fill
 one high-speed root port's budget (docs/FLASHLOADER.md, "USB"). The next one enumerates with its
@@ -19,7 +26,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 
 import trio
 
@@ -27,6 +35,23 @@ DEFAULT_BUDGET = 8  # flashloader-stage boards per high-speed root port
 # One USB bus has 127 device addresses (USB 2.0 spec 9.4.6, SET_ADDRESS: a 7-bit address, 0 being
 # the default address): a simulated line of N boards behind K root-port hubs on bus 1 needs N + K.
 USB_ADDRESSES = 127
+
+
+# One enumeration's time under its controller's address0_mutex, for a high-speed device on a hub's
+# port (drivers/usb/core/hub.c hub_port_init(), the "new scheme" use_new_scheme() picks for every
+# device below SuperSpeed): two port resets, each HUB_SHORT_RESET_TIME (10 ms; USB 2.0 7.1.7.5
+# TDRST) and hub_port_reset()'s reset_recovery_time 10 + 40 ms ("TRSTRCY = 10 ms; plus some
+# extra"), SET_ADDRESS and its msleep(10), and three control transfers (GET_DESCRIPTOR(64),
+# SET_ADDRESS, GET_DESCRIPTOR(18)) at 0.5 ms each, our choice (no source gives a figure).
+PORT_RESET_S = 0.010
+RESET_RECOVERY_S = 0.050
+PORT_RESETS = 2
+SET_ADDRESS_SETTLE_S = 0.010
+CONTROL_TRANSFER_S = 0.0005
+CONTROL_TRANSFERS = 3
+ADDRESS0_S = (
+    PORT_RESETS * (PORT_RESET_S + RESET_RECOVERY_S) + SET_ADDRESS_SETTLE_S + CONTROL_TRANSFERS * CONTROL_TRANSFER_S
+)
 
 
 # usb_device sys_names: "1-1", "1-1.3", "3-2.4.1"; interfaces ("1-1.3:1.0") and roots ("usb1") are not ports.
@@ -43,14 +68,54 @@ def root_port(path: str) -> str:
     return path.split(".", 1)[0]
 
 
-def topology_problem(ports: int, root_ports: int, ports_option: str) -> str:
-    """Why `ports` simulated ports cannot stand behind `root_ports` root ports of one bus, or ""."""
+def usb_bus(path: str) -> str:
+    """The USB bus (one root hub) a port path is on: `3-2.4` -> `3`."""
+    return path.split("-", 1)[0]
+
+
+@dataclass(frozen=True)
+class HostControllers:
+    """Which host controller each USB bus belongs to: an xHCI's USB 2 and USB 3 root hubs are two
+    buses of one controller, sharing its enumeration queue. A bus not named is a controller of its
+    own, named after its root hub (`usb3`)."""
+
+    by_bus: Mapping[str, str] = field(default_factory=dict)
+
+    def of(self, path: str) -> str:
+        bus = usb_bus(path)
+        return self.by_bus.get(bus, f"usb{bus}")
+
+    def layout(self, paths: Iterable[str]) -> dict[str, dict[str, int]]:
+        """Per controller, its root ports and how many of `paths` sit on each."""
+        out: dict[str, Counter[str]] = {}
+        for path in paths:
+            out.setdefault(self.of(path), Counter())[root_port(path)] += 1
+        return {controller: dict(sorted(roots.items())) for controller, roots in sorted(out.items())}
+
+
+def enumeration_allowances(ports: Iterable[str], controllers: HostControllers) -> dict[str, float]:
+    """Per port, how much longer than its deadline a board coming back onto it may take without
+    being late: every other port of its host controller enumerating ahead of it, one at a time
+    (`ADDRESS0_S` each). A board waiting its turn in the kernel's queue is not a failed board."""
+    by_port = {path: controllers.of(path) for path in set(ports)}
+    per_controller = Counter(by_port.values())
+    return {path: (per_controller[c] - 1) * ADDRESS0_S for path, c in by_port.items()}
+
+
+def topology_problem(ports: int, root_ports: int, ports_option: str, controllers: int = 1) -> str:
+    """Why `ports` simulated ports cannot stand behind `root_ports` root ports spread over
+    `controllers` host controllers (one bus each), or ""."""
     if root_ports > ports:
         return f"--root-ports {root_ports}: more root ports than the {ports} ports of {ports_option} (each needs one)"
-    if ports + root_ports > USB_ADDRESSES:
+    if controllers > root_ports:
+        return f"--controllers {controllers}: more host controllers than the {root_ports} root ports (each needs one)"
+    per_bus = -(-ports // controllers)
+    roots_per_bus = -(-root_ports // controllers)
+    if per_bus + roots_per_bus > USB_ADDRESSES:
+        spread = f" and --controllers {controllers}" if controllers > 1 else ""
         return (
-            f"{ports_option} {ports} with --root-ports {root_ports}: {ports + root_ports} USB devices "
-            f"(boards and root-port hubs) on one bus, which addresses at most {USB_ADDRESSES}"
+            f"{ports_option} {ports} with --root-ports {root_ports}{spread}: {per_bus + roots_per_bus} USB "
+            f"devices (boards and root-port hubs) on one bus, which addresses at most {USB_ADDRESSES}"
         )
     return ""
 

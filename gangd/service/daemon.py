@@ -121,6 +121,7 @@ def run_world(world: World, options: DaemonOptions, sock) -> Station:
         line=outbox.state if outbox is not None else None,
         workers=worker_pool(options, config, station_name),
         journal=keeper,
+        controllers=world.controllers,
     )
     station.listeners.extend(world.listeners)
     server = http_server(station, store, metrics, sock, world.layout, config.control_token if config else None)

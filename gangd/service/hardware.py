@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from gangd.config.loader import Config
 from gangd.io.power import SysfsPortPower
+from gangd.io.topology import host_controllers
 from gangd.io.udev import BoardFilter, UdevSource
 from gangd.service.world import World
 
@@ -18,4 +19,5 @@ def hardware_world(config: Config) -> World:
         power=SysfsPortPower() if config.recipe.recovery.power_cycle else None,
         config=config,
         layout=config.layout,
+        controllers=host_controllers(config.ports),
     )

@@ -90,13 +90,17 @@ def plan_simulation(options: SimulationOptions, config: Config | None) -> Simula
             )
         if options.root_ports is not None:
             raise ValueError(f"--root-ports: the ports and their root ports come from [station.ports] in {config.path}")
+        if options.controllers is not None:
+            raise ValueError(
+                f"--controllers: the ports and their buses (one controller each) come from [station.ports] in {config.path}"
+            )
         labels: dict[str, str | None] = dict(config.ports)
     else:
-        root_ports = options.root_ports or 1
-        problem = topology_problem(options.ports, root_ports, "--simulate")
+        root_ports, controllers = options.root_ports or 1, options.controllers or 1
+        problem = topology_problem(options.ports, root_ports, "--simulate", controllers)
         if problem:
             raise ValueError(problem)
-        labels = dict.fromkeys(default_port_paths(options.ports, root_ports))
+        labels = dict.fromkeys(default_port_paths(options.ports, root_ports, controllers))
     faults = tuple(_fault("--fault", spec, spec) for spec in options.faults)
     shares = fault_shares(options.fault_shares)
     layout = config.layout if config else None

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from gangd.config.loader import Config, Layout
 from gangd.config.recipe import Recipe
+from gangd.core.bus import HostControllers
 from gangd.core.results import JobResult
 from gangd.core.types import BoardSource, PortPower
 
@@ -39,6 +40,7 @@ class SimulationOptions:
 
     ports: int
     root_ports: int | None = None
+    controllers: int | None = None
     time_scale: float = 1.0
     replace_delay_s: float = 2.0
     seed: int = 0
@@ -64,3 +66,5 @@ class World:
     layout: Layout | None = None
     listeners: list[Callable[[JobResult], None]] = field(default_factory=list)
     close: Callable[[], None] = lambda: None
+    # Which host controller each bus belongs to (sysfs on hardware; one per bus when simulated)
+    controllers: HostControllers = field(default_factory=HostControllers)

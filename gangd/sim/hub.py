@@ -26,9 +26,10 @@ from collections import Counter
 from collections.abc import Callable
 
 from gangd.config.family import FamilyInfo
-from gangd.core.bus import DEFAULT_BUDGET, root_port
+from gangd.core.bus import DEFAULT_BUDGET, HostControllers, root_port
 from gangd.core.events import ADD, REMOVE, PortEvent
 from gangd.sim.board import FLASHLOADER, ROM, BoardSpec, LeaveStage, SimBoard, Unplugged
+from gangd.sim.enumeration import EnumerationQueue
 from gangd.sim.faults import FaultPlan
 from gangd.sim.flashloader import FlashloaderEngine
 from gangd.sim.links import HidSocket, LinkClosed, MbootHidLink, SdpHidLink
@@ -45,11 +46,17 @@ _ACCEPT_POLL_S = 0.05
 _NODE_ROOT = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK | os.X_OK) else None
 
 
-def default_port_paths(count: int, root_ports: int = 1) -> list[str]:
-    """`count` hub ports spread evenly over `root_ports` root ports of bus 1 (`1-R.N`): each root
-    port is one bandwidth domain."""
+def default_port_paths(count: int, root_ports: int = 1, controllers: int = 1) -> list[str]:
+    """`count` hub ports spread evenly over `root_ports` root ports, and those over `controllers`
+    host controllers, one bus each (`B-R.N`, bus 1 first): each root port is one bandwidth domain,
+    each controller one enumeration queue."""
     per = -(-count // max(1, root_ports))
-    return [f"1-{i // per + 1}.{i % per + 1}" for i in range(count)]
+    roots_per_bus = -(-max(1, root_ports) // max(1, controllers))
+    paths = []
+    for i in range(count):
+        root = i // per
+        paths.append(f"{root // roots_per_bus + 1}-{root % roots_per_bus + 1}.{i % per + 1}")
+    return paths
 
 
 def serve_hid_connection(board: SimBoard, sock: socket.socket) -> None:
@@ -167,18 +174,22 @@ class SimPort:
     def _carry(self, board: SimBoard) -> None:
         """The board's life on this port: enumerate, serve, leave, re-enumerate, until unplugged."""
         board.clock.idle()  # (re)plugged: nothing is owed for the time it was away
+        model = board.clock.model
         try:
-            while not board.unplugged.is_set():
+            while self._await_turn(board):
                 if not self.hub._take_slot(self.path, board):
                     self._refused(board)
                     break
                 leave = self._enumerated(board)
                 if board.unplugged.is_set() or leave is None:
                     break
-                # The gap between leaving the bus and re-appearing (or never re-appearing).
-                gap = leave.delay_s
-                if gap is None:
-                    gap = board.clock.model.reenumeration_s * board.clock.model.time_scale
+                # The board's own part of the gap between leaving the bus and re-appearing (its
+                # boot and USB start); the kernel's part is its turn in the controller's queue. A
+                # gap a trace recorded (replay.py) held both, uncontended.
+                if leave.delay_s is None:
+                    gap = model.device_boot_s() * model.time_scale
+                else:
+                    gap = max(0.0, leave.delay_s - model.address0_s() * model.time_scale)
                 wait_event(board.unplugged, gap)
                 board.clock.idle()  # away from the bus: nothing is owed for it
                 if not leave.reappear:
@@ -194,6 +205,16 @@ class SimPort:
             with self._lock:
                 self.board = None
                 self.devnode = None
+
+    def _await_turn(self, board: SimBoard) -> bool:
+        """Wait for the port's host controller to enumerate the board (its reset to its address,
+        one device at a time per controller: enumeration.py); False if it was unplugged meanwhile."""
+        model = board.clock.model
+        controller = self.hub.controllers.of(self.path)
+        window = self.hub.enumeration.enumerate(
+            controller, self.path, model.address0_s() * model.time_scale, board.unplugged
+        )
+        return window is not None
 
     def _refused(self, board: SimBoard) -> None:
         """A flashloader over its root port's bandwidth budget: Linux enumerates the usb_device
@@ -266,8 +287,12 @@ class SimHub:
         directory: str | None = None,
         root_ports: int = 1,
         flashloader_budget: int | None = DEFAULT_BUDGET,
+        controllers: int = 1,
     ) -> None:
-        paths = default_port_paths(ports, root_ports) if isinstance(ports, int) else list(ports)
+        paths = default_port_paths(ports, root_ports, controllers) if isinstance(ports, int) else list(ports)
+        # One simulated bus per host controller; each enumerates its devices one at a time.
+        self.controllers = HostControllers()
+        self.enumeration = EnumerationQueue()
         # Each root port's periodic bandwidth: flashloader-stage boards it carries at once.
         self.flashloader_budget = flashloader_budget
         self.in_flashloader: Counter[str] = Counter()  # per root port, now

@@ -6,7 +6,20 @@ Defaults come from datasheets and USB descriptors:
 - a command round trip costs at least 1 ms: one OUT report and one IN report;
 - serial NOR: 0.4 ms per 256-byte page program, 45 ms per 4 KiB sector erase, 150 ms per 64 KiB
   block erase, 40 s for a whole chip;
-- re-enumeration after a jump or a reset takes 0.5 s before the new device is usable.
+- re-enumeration after a jump or a reset takes 0.5 s before the new device is usable when no other
+  device enumerates on its host controller: the board's own part (its boot and USB start, every
+  board in parallel) and the kernel's part, which is serialised per host controller (below).
+
+The kernel's part: Linux's hub driver (drivers/usb/core/hub.c, `hub_port_connect()`) holds the host
+controller's `hcd->address0_mutex` around `hub_port_init()`, and `usb_reset_and_verify_device()` (a
+USB reset) takes it too, so on one controller one device at a time goes from its port reset to its
+new address. For a high-speed device on a hub's port, `hub_port_init()` uses the "new scheme"
+(`use_new_scheme()`, only SuperSpeed devices are excluded): port reset, GET_DESCRIPTOR(64) at
+address 0, a second port reset, SET_ADDRESS, `msleep(10)` ("let SET_ADDRESS settle"), then the
+18-byte device descriptor. Each reset is `hub_port_reset()`: the reset signalled for
+`HUB_SHORT_RESET_TIME` (10 ms on a hub's port; USB 2.0 7.1.7.5 TDRST) and then
+`reset_recovery_time = 10 + 40` ms ("TRSTRCY = 10 ms; plus some extra"). `address0_s()` adds them up;
+the simulator's hub (enumeration.py) queues each controller's enumerations through it.
 
 `BoardClock` charges costs against an absolute deadline instead of sleeping each cost on its own,
 so the overshoot of one sleep is repaid by the next and a long transfer lands within a fraction of
@@ -27,6 +40,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from gangd.core import bus
 from gangd.sim.loop import running_loop
 
 SECTOR_SIZE = 4 * 1024
@@ -42,13 +56,43 @@ class TimingModel:
     sector_erase_s: float = 0.045
     block_erase_s: float = 0.150
     chip_erase_s: float = 40.0
+    # An uncontended re-enumeration, the board's part and the kernel's (`address0_s`) together; the
+    # board's part is what is left of it (`device_boot_s`).
     reenumeration_s: float = 0.5
+    # The kernel's part, per enumeration, inside the controller's address0_mutex (hub.c, see above).
+    # (the kernel's figures and their sources: gangd/core/bus.py)
+    port_reset_s: float = bus.PORT_RESET_S  # HUB_SHORT_RESET_TIME: a hub's port (a root port: 60 ms)
+    reset_recovery_s: float = bus.RESET_RECOVERY_S  # hub_port_reset(): TRSTRCY 10 ms + the kernel's 40 ms
+    port_resets: int = bus.PORT_RESETS  # hub_port_init()'s new scheme resets twice (around GET_DESCRIPTOR(64))
+    set_address_settle_s: float = bus.SET_ADDRESS_SETTLE_S  # hub_port_init(): msleep(10) after SET_ADDRESS
+    # GET_DESCRIPTOR(64), SET_ADDRESS, GET_DESCRIPTOR(18): 0.5 ms each, our choice (a setup, a data
+    # and a status stage in their own 125 µs microframes plus the host's turnaround)
+    control_transfer_s: float = bus.CONTROL_TRANSFER_S
+    control_transfers: int = bus.CONTROL_TRANSFERS
     fuse_program_s: float = 0.005  # one OTP word, including the controller's reload
     # Multiplies every flash program/erase cost; the "slow flash" fault raises it per board.
     flash_slowdown: float = 1.0
 
     def scaled(self, **changes) -> TimingModel:
         return dataclasses.replace(self, **changes)
+
+    # --- enumeration ---------------------------------------------------------------------------
+
+    def address0_s(self) -> float:
+        """One enumeration's time inside its host controller's address0_mutex (hub.c
+        hub_port_init(), new scheme): no other device of the controller enumerates meanwhile."""
+        resets = self.port_resets * (self.port_reset_s + self.reset_recovery_s)
+        return resets + self.set_address_settle_s + self.control_transfers * self.control_transfer_s
+
+    def parallel_bus(self) -> TimingModel:
+        """The same model on a bus that enumerates every device at once, in no time (the
+        simulator before issue 33): for tests about something else than the kernel's queue."""
+        return self.scaled(port_resets=0, set_address_settle_s=0.0, control_transfers=0)
+
+    def device_boot_s(self) -> float:
+        """The board's own part of a re-enumeration (its boot and USB start, in parallel with every
+        other board's): the uncontended re-enumeration less the kernel's part, never below 0."""
+        return max(0.0, self.reenumeration_s - self.address0_s())
 
     # --- what each operation costs, in model seconds (before time_scale) ---------------------
     # A command is a report out and a report in, so a round trip is 2 report intervals = 1 ms.

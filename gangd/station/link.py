@@ -127,3 +127,4 @@ class JobStart:
     records: bool  # the station keeps records (per-board data can be taken)
     power: bool  # the port's power can be switched (a recovery strategy)
     stopping: bool
+    enumeration_allowance_s: float = 0.0  # the port's (Port.enumeration_allowance_s)

@@ -47,6 +47,9 @@ class Port:
         self.on_change: Callable[[], None] = lambda: None  # the station's live view listens here
         self.tap: Callable[[PortEvent], None] | None = None  # a running job's trace (gangd/trace)
         self.wake: trio.CancelScope | None = None  # a task holding a board while the port is disabled
+        # Added to every wait for the board to come back: its host controller's queue (core/bus.py
+        # enumeration_allowance_s), set by the station from the ports it knows.
+        self.enumeration_allowance_s = 0.0
 
     # --- what the port is doing, mirrored into the metrics ----------------------------------------
 
@@ -208,7 +211,7 @@ class Port:
 
         The port is the board's name, but not a proof: if the operator swapped boards while this
         one was off the bus, the newcomer's USB serial tells (when both have one)."""
-        with trio.move_on_after(timeout_s):
+        with trio.move_on_after(timeout_s + self.enumeration_allowance_s):
             while True:
                 event = await self.next_event()
                 if event.action == ADD and serial and event.serial and event.serial != serial:
@@ -219,6 +222,10 @@ class Port:
                     )
                 if event.action == ADD and stage_of(self.family, event) == stage:
                     return event
+        queue = f" (+{self.enumeration_allowance_s:.1f} s for its controller's other ports)"
         raise ReplugTimeout(
-            self.path, step, f"the {stage} did not appear on the port within {timeout_s:g} s", kind="replug-timeout"
+            self.path,
+            step,
+            f"the {stage} did not appear on the port within {timeout_s:g} s{queue if self.enumeration_allowance_s else ''}",
+            kind="replug-timeout",
         )

@@ -22,7 +22,15 @@ import trio
 
 from gangd.config.family import FLASHLOADER, FamilyInfo, stage_of
 from gangd.config.recipe import Recipe
-from gangd.core.bus import DEFAULT_BUDGET, Admission, is_port_path, root_port
+from gangd.core.bus import (
+    ADDRESS0_S,
+    DEFAULT_BUDGET,
+    Admission,
+    HostControllers,
+    enumeration_allowances,
+    is_port_path,
+    root_port,
+)
 from gangd.core.events import ADD, PortEvent
 from gangd.core.observer import JobObserver, RecordObserver
 from gangd.core.results import JobResult
@@ -88,8 +96,11 @@ class Station:
         line: LineStatus | None = None,
         workers: WorkerPool | None = None,
         journal: JournalStatus | None = None,
+        controllers: HostControllers | None = None,
     ) -> None:
         self.metrics = metrics
+        # Which host controller each bus belongs to (sysfs on hardware): one enumeration queue each.
+        self.controllers = controllers or HostControllers()
         self.workers = workers  # None: the jobs run in this process
         # Boards admitted to the flashloader stage per root port (None: admission switched off).
         self.admission = Admission(bandwidth_budget)
@@ -174,6 +185,9 @@ class Station:
             "jobs_finished": self.jobs_finished,
             # Bandwidth domains: flashloader-stage boards admitted now, against the budget.
             "root_ports": self.admission.status(self.ports),
+            # Enumeration queues: per host controller, the boards a job waits for off the bus
+            # (booting, or queued for the kernel's one-at-a-time enumeration).
+            "controllers": self.controller_status(),
             "workers": None if self.workers is None else self.workers.status(),
             "ports": [
                 {
@@ -193,6 +207,24 @@ class Station:
                 for port in sorted(self.ports.values(), key=lambda p: p.path)
             ],
         }
+
+    def controller_status(self) -> dict[str, dict]:
+        """Per host controller: its root ports, its ports, and the ports whose board a job waits
+        for off the bus (`returning`), with the kernel's time to enumerate them one at a time."""
+        out: dict[str, dict] = {}
+        for controller, roots in self.controllers.layout(self.ports).items():
+            returning = sorted(
+                port.path
+                for port in self.ports.values()
+                if self.controllers.of(port.path) == controller and port.state != "idle" and not port.present
+            )
+            out[controller] = {
+                "root_ports": sorted(roots),
+                "ports": sum(roots.values()),
+                "returning": returning,
+                "queue_s": round(len(returning) * ADDRESS0_S, 3),
+            }
+        return out
 
     # --- the operator's controls ------------------------------------------------------------------
 
@@ -259,6 +291,9 @@ class Station:
         port = Port(path, label, self.family, self.metrics.port(label or path) if self.metrics else None)
         port.on_change = self.changes.notify
         self.ports[path] = port
+        allowances = enumeration_allowances([*self.configured, *self.ports], self.controllers)
+        for other in self.ports.values():  # a port more on a controller: its others may queue longer
+            other.enumeration_allowance_s = allowances[other.path]
         self.changes.notify()
         assert self._nursery is not None
         self._nursery.start_soon(self._port_task, port, name=f"port {path}")
@@ -349,8 +384,10 @@ class Station:
     async def _watch_reboot(self, port: Port, serial: str | None) -> PortEvent | None:
         """After a job that ended once its reset was acknowledged: the board leaves and comes back
         rebooted while no job holds the port. Its return is logged, a board that never returns is
-        logged (not failed); another board appearing instead is returned, to be programmed."""
-        with trio.move_on_after(self.recipe.deadlines.reset_replug_s):
+        logged (not failed); another board appearing instead is returned, to be programmed. The
+        reboot waits its turn in its controller's enumeration queue like any other enumeration:
+        past the deadline alone, a board that comes back would look like a new board to program."""
+        with trio.move_on_after(self.recipe.deadlines.reset_replug_s + port.enumeration_allowance_s):
             while True:
                 event = await port.next_event()
                 if event.action != ADD:

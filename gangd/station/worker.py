@@ -130,6 +130,7 @@ class WorkerJobs:
         recipe = self.recipes[start.recipe_version]
         port = Port(start.path, start.label, recipe.family)
         port.attached = start.attached
+        port.enumeration_allowance_s = start.enumeration_allowance_s
         running = self.jobs[start.key] = _Running(start, port)
         side = _Supervisor(self, start)
         job = Job(

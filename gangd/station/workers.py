@@ -307,6 +307,7 @@ class RemoteJob:
             self.around.records is not None,
             self.around.power is not None and self.around.power.available(self.port.path),
             self.pool._stopping,
+            self.port.enumeration_allowance_s,
         )
         worker.link.tell(("start", start))
         try:

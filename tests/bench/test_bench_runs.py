@@ -32,3 +32,9 @@ def test_quick_benchmark_writes_its_table_and_json(tmp_path):
     # Tracing every board: each traced batch's boards programmed and one trace per board written.
     assert "gangd CPU per board, trace keep=all" in result.stdout
     assert figures["tracing"]["ok"] == 2 == figures["tracing"]["files"]
+    assert "N=2 batch time, trace keep=all" in result.stdout and "trace writer CPU per trace" in result.stdout
+    # The bus rows: the batches against the floor with enumeration serialised per controller
+    assert "calibration: fixed pure-Python loop" in result.stdout
+    bus = figures["bus"]["N=4 on 2 controllers, 2 root ports"]
+    assert bus["ok"] == 4 and bus["floor"]["total"] > bus["floor"]["parallel"]
+    assert bus["wall_s"] >= bus["floor"]["total"]  # nothing beats the floor

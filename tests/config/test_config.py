@@ -367,3 +367,18 @@ def test_a_table_refuses_a_key_read_after_it_was_checked(tmp_path):
     assert table.get("a", int) == 1
     with pytest.raises(RuntimeError, match=r"t\.b read after done\(\)"):
         table.get("b", int, 0)
+
+
+def test_check_config_advises_on_host_controllers(line_dir):
+    """Ports on two buses (two host controllers, when sysfs does not join them): enumeration lets
+    twice the boards per hour through; on one controller behind two root ports, no more than one."""
+    path = edit(line_dir, '"1-1.3" = "A3"\n"1-1.4" = "A4"', '"72-1.3" = "A3"\n"72-1.4" = "A4"')
+    two = subprocess.run([GANGD, "check-config", str(path)], capture_output=True, text=True)
+    assert two.returncode == 0, two.stderr
+    assert "bus         2 USB host controllers, 2 root ports" in two.stdout
+    assert "controller usb72: 72-1 (2 ports)" in two.stdout
+    assert "at most 18,251 boards/h here (9,125 per controller" in two.stdout
+    path = edit(line_dir, '"72-1.3" = "A3"\n"72-1.4" = "A4"', '"1-2.3" = "A3"\n"1-2.4" = "A4"')
+    one = subprocess.run([GANGD, "check-config", str(path)], capture_output=True, text=True)
+    assert "bus         1 USB host controller, 2 root ports" in one.stdout
+    assert "at most 9,125 boards/h here" in one.stdout

@@ -11,8 +11,12 @@ from gangd.sim import TimingModel
 
 pytestmark = pytest.mark.trio
 
-# A flashloader stage long against the ROM stage, so all 12 boards want theirs at once.
-LONG_FLASHLOADER = TimingModel(time_scale=1.0, report_interval_s=0, reenumeration_s=0.05, page_program_s=0.004)
+# A flashloader stage long against the ROM stage, so all 12 boards want theirs at once: on a bus
+# that enumerates them at once (the kernel's queue, 131.5 ms a board, would spread them out; it
+# has its own tests in tests/sim/test_enumeration.py).
+LONG_FLASHLOADER = TimingModel(
+    time_scale=1.0, report_interval_s=0, reenumeration_s=0.05, page_program_s=0.004
+).parallel_bus()
 
 
 async def test_twelve_boards_behind_one_root_port_all_succeed_in_waves_of_eight(line, store):

@@ -33,6 +33,8 @@ RUN = [
     ("more boards than a bus addresses", ["--simulate", "126", "--root-ports", "2"], "gangd: --simulate 126 with --root-ports 2: 128 USB devices (boards and root-port hubs) on one bus, which addresses at most 127"),
     ("no root ports", ["--simulate", "2", "--root-ports", "0"], "gangd run: argument --root-ports: 0 is out of range: a whole number from 1 to 126 (see gangd run --help)"),
     ("more root ports than ports", ["--simulate", "2", "--root-ports", "3"], "gangd: --root-ports 3: more root ports than the 2 ports of --simulate (each needs one)"),
+    ("more controllers than root ports", ["--simulate", "4", "--root-ports", "2", "--controllers", "3"], "gangd: --controllers 3: more host controllers than the 2 root ports (each needs one)"),
+    ("no controllers", ["--simulate", "2", "--controllers", "0"], "gangd run: argument --controllers: 0 is out of range: a whole number from 1 to 126 (see gangd run --help)"),
     ("negative time scale", ["--simulate", "1", "--time-scale", "-1"], "gangd run: argument --time-scale: '-1': expected a finite number, 0 or more (see gangd run --help)"),
     ("time scale not a number", ["--simulate", "1", "--time-scale", "nan"], "gangd run: argument --time-scale: 'nan': expected a finite number, 0 or more (see gangd run --help)"),
     ("negative replace delay", ["--simulate", "1", "--replace-delay", "-0.5"], "gangd run: argument --replace-delay: '-0.5': expected a finite number, 0 or more (see gangd run --help)"),
@@ -52,6 +54,7 @@ SIM = [
     ("no ports", ["--hub", "0"], "gangd sim: argument --hub: 0 is out of range: a whole number from 1 to 126 (see gangd sim --help)"),
     ("more root ports than ports", ["--hub", "2", "--root-ports", "4"], "gangd sim: --root-ports 4: more root ports than the 2 ports of --hub (each needs one)"),
     ("more boards than a bus addresses", ["--hub", "120", "--root-ports", "8"], "gangd sim: --hub 120 with --root-ports 8: 128 USB devices (boards and root-port hubs) on one bus, which addresses at most 127"),
+    ("more controllers than root ports", ["--hub", "4", "--root-ports", "2", "--controllers", "3"], "gangd sim: --controllers 3: more host controllers than the 2 root ports (each needs one)"),
     ("no bandwidth", ["--hub", "2", "--bandwidth-budget", "0"], "gangd sim: argument --bandwidth-budget: 0 is out of range: a whole number from 1 up (see gangd sim --help)"),
     ("infinite time scale", ["--hub", "2", "--time-scale", "inf"], "gangd sim: argument --time-scale: 'inf': expected a finite number, 0 or more (see gangd sim --help)"),
     ("unknown stage", ["--hub", "2", "--stage", "app"], "gangd sim: argument --stage: invalid choice: 'app' (choose from 'rom', 'flashloader') (see gangd sim --help)"),
@@ -116,6 +119,12 @@ def test_the_simulated_ports_follow_the_configuration(tmp_path, config):
     assert line == f"gangd: --simulate 3: {config} lists 2 ports in [station.ports]; say --simulate 2"
     line = one_line(["run", "--config", str(config), "--simulate", "2", "--root-ports", "2", "--state-dir", str(state)])
     assert line == f"gangd: --root-ports: the ports and their root ports come from [station.ports] in {config}"
+    line = one_line(
+        ["run", "--config", str(config), "--simulate", "2", "--controllers", "2", "--state-dir", str(state)]
+    )
+    assert line == (
+        f"gangd: --controllers: the ports and their buses (one controller each) come from [station.ports] in {config}"
+    )
     # A port fault may name the port by its label.
     line = one_line(
         ["run", "--config", str(config), "--simulate", "2", "--port-fault", "A3=hang", "--state-dir", str(state)]

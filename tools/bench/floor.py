@@ -12,6 +12,10 @@
 The costs are the simulator's rules: every report in either direction is one report interval, NOR
 pages programmed as the flashloader's page buffer fills, an erase split into 64 KiB blocks and
 4 KiB sectors, a fixed re-enumeration after the jump and after the reset.
+
+`bus_floor_s`: a batch of N boards plugged at once on K host controllers and R root ports, with
+Linux's enumeration one device at a time per controller and bandwidth per root port
+(gangd/core/bus_floor.py has the bounds and their reasons).
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ import dataclasses
 
 from gangd.config.geometry import FLEXSPI_NOR
 from gangd.config.recipe import Recipe
+from gangd.core.bus_floor import BoardTimes, batch_floor_s
 from gangd.engine import plan as p
+from gangd.sim.hub import default_port_paths
 from gangd.sim.links import MBOOT_HID_PACKET_SIZE, SDP_REPORT_DATA
 from gangd.sim.timing import TimingModel
 
@@ -103,3 +109,21 @@ def physics_s(
 def floor_s(recipe: Recipe, model: TimingModel, packet_size: int = MBOOT_HID_PACKET_SIZE) -> dict[str, float]:
     """The naive sequence's cost (the benchmark's old floor), kept as a comparison column."""
     return sequence_s(naive(recipe), model, True, packet_size)
+
+
+def board_times(recipe: Recipe, model: TimingModel, blank: bool = True) -> BoardTimes:
+    """The physics floor's parts as the bus floor's per-board times (gangd/core/bus_floor.py)."""
+    parts = physics_s(recipe, model, blank)
+    rom = parts.get("load-flashloader", 0.0)
+    work = parts["total"] - rom - parts.get("re-enumeration", 0.0)
+    return BoardTimes(rom_s=rom, boot_s=model.device_boot_s(), work_s=work, jumps="re-enumeration" in parts)
+
+
+def bus_floor_s(
+    recipe: Recipe, model: TimingModel, boards: int, root_ports: int, controllers: int, blank: bool = True
+) -> dict[str, float]:
+    """N boards plugged at once on the simulator's topology (`default_port_paths`): the floor with
+    enumeration serialised per controller and bandwidth per root port, each bound beside it, and
+    "parallel", the old floor's picture of a bus that enumerates every board at once."""
+    paths = default_port_paths(boards, root_ports, controllers)
+    return batch_floor_s(board_times(recipe, model, blank), paths, address0_s=model.address0_s())

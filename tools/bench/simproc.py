@@ -43,6 +43,7 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=45056)
     parser.add_argument("--switch-interval", type=float, default=0.0)
     parser.add_argument("--root-ports", type=int, default=1, help="the ports spread over K root ports")
+    parser.add_argument("--controllers", type=int, default=1, help="the root ports spread over K host controllers")
     parser.add_argument("--old-image", action="store_true", help="boards arrive holding an old image in the range")
     parser.add_argument("--profile", help="cProfile every thread into this pstats file (tools.bench.cost)")
     args = parser.parse_args()
@@ -54,7 +55,7 @@ def main() -> None:
     uarts: list[UartBoard] = []
     if args.profile:
         profiling.start()
-    with SimHub(args.ports, root_ports=args.root_ports) as hub:
+    with SimHub(args.ports, root_ports=args.root_ports, controllers=args.controllers) as hub:
         # vars(), not dataclasses.asdict: the event's fields are flat, and asdict's recursive copy
         # was a visible share of the simulator's CPU per board in tools.bench.cost.
         hub.subscribe(lambda event: emit({"type": "event", **vars(event)}))
