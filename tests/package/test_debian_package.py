@@ -20,11 +20,21 @@ from tests.support import free_port
 ROOT = Path(__file__).parents[2]
 IN_ROOT = Path(__file__).with_name("in_root.sh")
 TOOLS = ("mmdebstrap", "dpkg-buildpackage", "lintian")
-MIRRORS = (
-    "deb http://deb.debian.org/debian bookworm main",
-    "deb http://deb.debian.org/debian bookworm-updates main",
-    "deb http://deb.debian.org/debian-security bookworm-security main",
-)
+
+
+def host_apt_sources() -> list[str]:
+    """The host's own apt sources, the archive this Debian 12 machine is set up to reach: a MIRROR
+    that is a file is pasted into the root's sources list as it is (mmdebstrap(1), MIRROR), so the
+    test names no archive of its own."""
+    listed = sorted(Path("/etc/apt/sources.list.d").glob("*.sources")) + sorted(
+        Path("/etc/apt/sources.list.d").glob("*.list")
+    )
+    plain = Path("/etc/apt/sources.list")
+    if plain.is_file() and plain.read_text().strip():
+        listed.insert(0, plain)
+    return [str(path) for path in listed]
+
+
 CHECKS = (
     "apt-get install",
     "postinst says the station is not started and why",
@@ -77,7 +87,7 @@ def test_the_package_installs_runs_upgrades_and_purges_in_a_clean_debian(tmp_pat
         f'--customize-hook=chroot "$1" sh /tmp/{IN_ROOT.name} /tmp/{deb.name} /tmp/{upgrade.name} {free_port()}',
     ]
     result = subprocess.run(
-        ["mmdebstrap", "--mode=root", "--variant=apt", "--quiet", *hooks, "bookworm", "/dev/null", *MIRRORS],
+        ["mmdebstrap", "--mode=root", "--variant=apt", "--quiet", *hooks, "bookworm", "/dev/null", *host_apt_sources()],
         capture_output=True,
         text=True,
         timeout=1200,  # a guard against a hung apt, far above the ~1 minute it takes
