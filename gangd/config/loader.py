@@ -50,6 +50,7 @@ from gangd.core.bus import DEFAULT_BUDGET, is_port_path
 # configuration gives, and only real boards (or a simulator refusing them) answer them.
 MEMORY_IDS = {member.tag: member.description for member in MemId}
 FINAL_ACTIONS = ("reset", "leave")
+EDIT_ME = "edit_me"  # the top-level key of an example not yet edited (see load_config)
 
 
 class ConfigError(ValueError):
@@ -287,6 +288,11 @@ def load_config(path: str | Path, need_flashloader: bool = True) -> Config:
             f"{path}:{line}: not valid TOML: {exc}" if line else f"{path}: not valid TOML: {exc}"
         ) from None
     r = _Reader(path, text)
+    # An example installed as the station's configuration (the Debian package's /etc/gangd/gangd.toml)
+    # carries `edit_me = "what to edit"`: no station starts, no check passes, on a configuration
+    # nobody has made theirs. Its value says what to edit; deleting the key is part of the edit.
+    if EDIT_ME in raw:
+        raise r.error(EDIT_ME, f"{raw[EDIT_ME]}; then delete this {EDIT_ME} line")
     # Every top-level table, read once here: the top level's unknown keys are the tables not read.
     top = Table(r, raw, "")
     family_name = top.get("family", str)

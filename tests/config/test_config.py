@@ -382,3 +382,22 @@ def test_check_config_advises_on_host_controllers(line_dir):
     one = subprocess.run([GANGD, "check-config", str(path)], capture_output=True, text=True)
     assert "bus         1 USB host controller, 2 root ports" in one.stdout
     assert "at most 9,125 boards/h here" in one.stdout
+
+
+PACKAGED_HEAD = Path(__file__).parents[2] / "debian" / "gangd.toml.head"
+
+
+def test_the_packaged_example_names_what_to_edit_until_edited(line_dir):
+    """The Debian package's /etc/gangd/gangd.toml is debian/gangd.toml.head followed by the
+    example (debian/rules): it must fail check-config at its edit_me line, saying what to edit."""
+    head = PACKAGED_HEAD.read_text()
+    conffile = line_dir / "line.toml"
+    conffile.write_text(head + EXAMPLE.read_text())
+    edit_me_line = next(n for n, line in enumerate(head.splitlines(), 1) if line.startswith("edit_me ="))
+    result = subprocess.run([GANGD, "check-config", str(conffile)], capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"gangd: {conffile}:{edit_me_line}: edit_me: this is the packaged example: set ")
+    assert "[station.ports]" in result.stderr and "then delete this edit_me line" in result.stderr
+    # The edit: delete the line (the ports and files of this example are this test's own).
+    conffile.write_text(conffile.read_text().replace(head.splitlines()[edit_me_line - 1], ""))
+    assert load_config(conffile).ports
