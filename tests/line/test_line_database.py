@@ -231,6 +231,11 @@ def test_the_line_hands_a_board_back_its_own_values_and_refuses_an_exhausted_lis
         b.close()
 
 
+def read_only_now(postgres: Postgres) -> bool:
+    with postgres.connect() as session:
+        return session.execute("SHOW default_transaction_read_only").fetchone()[0] == "on"
+
+
 def test_a_line_database_that_refuses_writes_holds_the_outbox(postgres, tmp_path):
     """A read-only line database (a standby after a failover) answers but takes no write: the
     delivery is LineUnavailable naming it (the outbox holds, per-board data waits), not a crash."""
@@ -246,8 +251,11 @@ def test_a_line_database_that_refuses_writes_holds_the_outbox(postgres, tmp_path
     line.ping()  # the schema is made while the database still takes writes
     admin = postgres.connect()
     admin.execute("ALTER SYSTEM SET default_transaction_read_only = on")
-    admin.execute("SELECT pg_reload_conf()")
+    admin.execute("SELECT pg_reload_conf()")  # only signals the postmaster: the reload comes later
     try:
+        # A new session shows the setting once the postmaster has reloaded it, and by then it has
+        # signalled every backend, the line's among them (which applies it at its next command).
+        wait_for(lambda: read_only_now(postgres), 30, "the read-only setting reloaded")
         with pytest.raises(LineUnavailable, match="line database refuses writes: .*read-only"):
             line.deliver(store.pending(10))
         with pytest.raises(LineUnavailable, match="refuses writes"):
