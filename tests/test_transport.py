@@ -155,8 +155,9 @@ def test_a_write_data_phase_stops_when_the_device_refuses_midway(node):
     peer.close()
 
 
-def _read_phase(listener, path, reports: list[bytes], length: int):
-    """stream.read_memory against a flashloader that answers read-memory with `reports`."""
+def _read_phase(listener, path, reports: list[bytes], length: int, read=None):
+    """stream.read_memory (or `read(mboot, address, length)`) against a flashloader that answers
+    read-memory with `reports`."""
     import struct
 
     from gangd.io.transport import mboot_client
@@ -180,7 +181,7 @@ def _read_phase(listener, path, reports: list[bytes], length: int):
     thread = threading.Thread(target=flashloader)
     thread.start()
     try:
-        return read_memory(mboot, 0x6000_0000, length)
+        return (read or read_memory)(mboot, 0x6000_0000, length)
     finally:
         thread.join()
         device.dispose()
@@ -200,6 +201,48 @@ def test_a_read_data_phase_takes_each_report_for_what_its_header_says(node):
     pieces = [bytes([n]) * 1012 for n in range(3)] + [b"\x07" * 100] + [bytes([n]) * 1012 for n in range(8, 10)]
     data = b"".join(pieces)
     assert _read_phase(listener, path, [_data(p) for p in pieces], len(data)) == data
+
+
+def test_a_read_handed_over_in_windows_is_the_same_data_and_the_same_reports(node):
+    """read_windows: the data of one read-memory in consecutive windows of at most the window's
+    size (a report straddling a window's end starts the next), the whole of it, in order."""
+    from gangd.io.transport.stream import read_windows
+
+    path, listener = node
+    pieces = [bytes([n]) * 1012 for n in range(5)] + [b"\x07" * 100] + [bytes([n]) * 1012 for n in range(8, 12)]
+    data = b"".join(pieces)
+    windows: list[tuple[int, bytes]] = []
+
+    def read(mboot, address, length):
+        return read_windows(mboot, address, length, lambda at, window: windows.append((at, bytes(window))), window=2048)
+
+    assert _read_phase(listener, path, [_data(p) for p in pieces], len(data), read) == len(data)
+    assert b"".join(w for _, w in windows) == data
+    assert [at for at, _ in windows] == [sum(len(w) for _, w in windows[:n]) for n in range(len(windows))]
+    assert len(windows) > 2 and all(len(w) <= 2048 for _, w in windows)
+
+
+def test_verify_compares_window_by_window_and_names_the_first_difference(node):
+    """A read-back of three windows (1 MiB each) and a piece: a byte that differs in the third is
+    named at its own address, and nothing the size of the image is held for the comparison."""
+    import tracemalloc
+
+    from gangd.config.recipe import Image
+    from gangd.engine.board_ops import VerifyMismatch, verify
+
+    path, listener = node
+    image = bytes(range(256)) * (12 * 1024 + 100)  # 3 MiB and a bit: three windows and a piece
+    back = bytearray(image)
+    back[2_500_000] ^= 0x10
+    reports = [_data(bytes(back[at : at + 1012])) for at in range(0, len(back), 1012)]
+    tracemalloc.start()
+    try:
+        with pytest.raises(VerifyMismatch, match=f"at 0x{0x6000_0000 + 2_500_000:08x}"):
+            _read_phase(listener, path, reports, len(image), lambda m, a, n: verify(m, Image(a, image)))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < len(image) // 2, peak  # one window at a time, not a read-back of the image's size
 
 
 def test_a_report_shaped_like_the_data_but_of_another_id_is_not_data(node):

@@ -193,7 +193,7 @@ class Soak:
         self.resource_faults = None
         if args.resource_faults:
             resource_faults.mount_state(self.state)
-            self.resource_faults = resource_faults.ResourceFaults(self.state, self.http_port)
+            self.resource_faults = resource_faults.ResourceFaults(self.state, self.http_port, directory / "faketime")
 
     def _finished(self, port: str, result: str) -> None:
         self.operator.finished(port, result)
@@ -225,7 +225,11 @@ class Soak:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "MALLOC_ARENA_MAX": "2"},
+            env={
+                **os.environ,
+                "MALLOC_ARENA_MAX": "2",
+                **(self.resource_faults.daemon_env() if self.resource_faults is not None else {}),
+            },
         )
         deadline = time.monotonic() + 60
         while self.server.connections == connections:
@@ -338,6 +342,10 @@ class Soak:
             summary["touched_without_record"] = [s for s, b in self.hub.boards.items() if b.log and s not in recorded]
             summary["records_left_incomplete"] = [
                 r["id"] for r in rows if r["result"] == "running" or r["finished"] is None
+            ]
+            # Steps are timed on the monotonic clock: a wall-clock step shows in none of them.
+            summary["durations_off"] = [
+                r["id"] for r in rows if any(not 0 <= step["seconds"] < 3600 for step in r["steps"])
             ]
         return summary
 
@@ -614,7 +622,8 @@ def main(argv: list[str] | None = None) -> int:
         "--resource-faults",
         action="store_true",
         help="between the kills, fill the state directory's filesystem (a tmpfs: root) and free it, "
-        "and lock the journal past gangd's busy timeout and release it (tools/resource_faults.py)",
+        "lock the journal past gangd's busy timeout and release it, and step gangd's wall clock two "
+        "days back and forward (libfaketime) (tools/resource_faults.py)",
     )
     parser.add_argument("--json", help="also write the summary here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, records)")
@@ -661,6 +670,7 @@ def main(argv: list[str] | None = None) -> int:
         invariants.update(summary["resource_invariants"])
         invariants["boards touched without a record"] = len(summary["touched_without_record"])
         invariants["programmed boards' records incomplete"] = len(summary["records_left_incomplete"])
+        invariants["step durations off by a clock step"] = len(summary["durations_off"])
         cycles = summary["resource_cycles"]
         print(
             f"resource faults: {len(cycles)} ({', '.join(c['kind'] for c in cycles)}); bit: "

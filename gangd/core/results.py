@@ -91,6 +91,10 @@ class JobResult:
     line_down: str | None = None  # the line database did not answer when this board's values were taken
     # The job's start could not be recorded (the journal is unwritable): it never touched the board.
     not_started: str | None = None
+    # Its per-board data could not be recorded (the journal is unwritable): nothing was written to
+    # the board, its record ends `stopped` saying so, and the board stays on its port for another
+    # job once the journal takes writes (it is not finished: the operator leaves it there).
+    journal_down: str | None = None
     # [secure_boot]: one entry per stage run, {"stage", "result", ...evidence} (engine/secure_boot.py)
     secure_boot: list[dict] = field(default_factory=list)
 
@@ -98,6 +102,11 @@ class JobResult:
     def closed(self) -> bool:
         """The part left HAB-closed (SEC_CONFIG[1] burned by this job, or found burned)."""
         return any(e["stage"] == "close" and e["result"] in ("burned", "already-closed") for e in self.secure_boot)
+
+    @property
+    def board_waits(self) -> bool:
+        """The board stays on its port for another job: whoever takes finished boards leaves it."""
+        return self.journal_down is not None
 
     @property
     def identity(self) -> str | None:

@@ -83,10 +83,19 @@ def configure_and_geometry(mboot, step: ConfigureMemory, option_words: tuple[int
 
 
 def verify(mboot, image: Image, memory_id: int = 0, progress: Progress | None = None) -> None:
-    back = stream.read_memory(mboot, image.address, len(image.data), memory_id, progress)
-    if back != image.data:
-        first = next((i for i, (a, b) in enumerate(zip(back, image.data)) if a != b), len(back))
-        raise VerifyMismatch(f"read-back differs from the image at 0x{image.address + first:08x}")
+    """Read the image's range back and compare it window by window as it arrives: a board's
+    read-back costs gangd one window, not the image's size (the image is held once per station)."""
+    expected = memoryview(image.data)
+    first: list[int] = []
+
+    def compare(offset: int, window: bytearray) -> None:
+        if not first and window != expected[offset : offset + len(window)]:  # bytearray ==: a memcmp
+            first.append(offset + next(i for i, (a, b) in enumerate(zip(window, expected[offset:])) if a != b))
+
+    received = stream.read_windows(mboot, image.address, len(image.data), compare, memory_id, progress)
+    if first or received < len(image.data):
+        at = first[0] if first else received
+        raise VerifyMismatch(f"read-back differs from the image at 0x{image.address + at:08x}")
 
 
 # The blank check's sample: the head of the image's range, where an old image starts (its boot

@@ -259,7 +259,12 @@ async def take_board_data(ctx: StepContext, step: p.TakeBoardData) -> None:
         ctx.result.line_down = str(exc)
         raise DataUnavailable(ctx.port.path, step.name, str(exc)) from None
     except JournalUnwritable as exc:  # a value is handed out only with its record: none is written
-        raise DataUnavailable(ctx.port.path, step.name, f"per-board data not recorded: {exc}") from None
+        # The board was identified and nothing of this attempt written to it: it waits on its port
+        # and gets a new job, and its own value, once the journal takes writes (station.py).
+        ctx.result.journal_down = str(exc)
+        raise DataUnavailable(
+            ctx.port.path, step.name, f"per-board data not recorded: {exc}; the board waits for the journal"
+        ) from None
     ctx.result.board_data = values
     structlog.contextvars.bind_contextvars(board_data=values)
 

@@ -13,7 +13,9 @@ JournalDamaged when opened; gangd never deletes or overwrites it.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import io
 import json
 import os
@@ -138,10 +140,28 @@ def journal_fault(exc: sqlite3.Error, path: Path) -> str | None:
     if code == SQLITE_READONLY:
         return f"state directory read-only: {directory}"
     if code in (SQLITE_IOERR, SQLITE_CANTOPEN):
+        if read_only(directory):
+            return f"state directory read-only: {directory}"
         return f"state directory I/O error: {directory} ({exc})"
     if code in (SQLITE_BUSY, SQLITE_LOCKED):
         return f"journal locked by another process: {path}"
     return None
+
+
+def read_only(directory: Path) -> bool:
+    """Has the directory's filesystem turned read-only under us? A failing disk mounted with
+    ext4's `errors=remount-ro` (Documentation/admin-guide/ext4.rst; Debian's installer puts it in fstab)
+    is: SQLite then reports the refused write as SQLITE_IOERR_WRITE, not SQLITE_READONLY, and
+    statvfs() does not show it (Linux 6.18 marks it `emergency_ro`, not ST_RDONLY; measured). A
+    file created and removed at once asks the filesystem itself: EROFS."""
+    probe = directory / f".gangd-write-probe-{os.getpid()}"
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError as exc:
+        return exc.errno == errno.EROFS
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
+    return False
 
 
 def damaged(path: Path, what: str) -> JournalDamaged:

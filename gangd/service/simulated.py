@@ -11,11 +11,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from gangd.config.loader import GAP, Config, Layout, parse_layout_text, resolve_layout
 from gangd.config.recipe import builtin_rt1020, with_trace_dir
 from gangd.core.bus import topology_problem
+from gangd.core.results import JobResult
 from gangd.service.world import SimulationOptions, World
 from gangd.sim import BoardFactory, Operator, SimHub, TimingModel
 from gangd.sim.faults import FaultSpecError, parse_fault
@@ -28,6 +30,17 @@ from gangd.trace.file import Trace
 from gangd.trace.file import read as read_trace
 
 
+def done_boards(operator: Callable[[JobResult], None]) -> Callable[[JobResult], None]:
+    """The simulated operator hears of the boards that are done: one left waiting on its port for
+    another job (result.board_waits) is not one to take out."""
+
+    def listener(result: JobResult) -> None:
+        if not result.board_waits:
+            operator(result)
+
+    return listener
+
+
 def socket_world(config: Config, path: str) -> World:
     """Boards from a simulated hub served by another process (the soak), on the configured ports."""
     remote = SimSocketSource(path)
@@ -38,7 +51,7 @@ def socket_world(config: Config, path: str) -> World:
         power=SimSocketPower(remote) if config.recipe.recovery.power_cycle else None,
         config=config,
         layout=config.layout,
-        listeners=[lambda result: remote.finished(result.port, result.result)],
+        listeners=[done_boards(lambda result: remote.finished(result.port, result.result))],
     )
 
 
@@ -187,6 +200,6 @@ def simulated_world(
         power=SimPortPower(hub),
         config=config,
         layout=plan.layout,
-        listeners=[lambda result: operator.finished(result.port)],
+        listeners=[done_boards(lambda result: operator.finished(result.port))],
         close=close,
     )

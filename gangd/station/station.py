@@ -315,8 +315,8 @@ class Station:
                 event = await self._hold(port, event)
                 continue
             if self.journal is not None and not self.journal.writable:
-                await self._wait_for_journal(port)
-                continue  # the same board, now that its job's start can be recorded (or stopping)
+                event = await self._wait_for_journal(port, event)
+                continue  # the board on the port, now that its job's start can be recorded
             if self.recipe.board_data and self.line is not None and not self.line.available:
                 await self._wait_for_line(port)
                 continue  # the same board, now that the line answers (or gangd is stopping)
@@ -348,6 +348,12 @@ class Station:
             for listener in self.listeners:
                 listener(result)
             finished_serial, event = event.serial, None
+            if result.board_waits:
+                # Its values could not be recorded: not finished, it stays for another job (the
+                # listeners above, the operator among them, were told it waits). As it is now: in
+                # its flashloader, or gone, or replaced while the job ended.
+                event = port.attached
+                continue
             if job.rebooting:
                 event = await self._watch_reboot(port, finished_serial)
                 if event is not None:
@@ -431,19 +437,32 @@ class Station:
             port.state_changed("idle")
         log.info("line database back: the board is programmed", port=port.path)
 
-    async def _wait_for_journal(self, port: Port) -> None:
-        """The journal takes no writes: this port's board waits, untouched, until it does. The
-        port's tile and /status say why."""
-        assert self.journal is not None
-        reason = self.journal.reason or "the journal has records still to write"
+    async def _wait_for_journal(self, port: Port, event: PortEvent | None) -> PortEvent | None:
+        """The journal takes no writes: this port's board waits, untouched, until it does, while
+        the port follows it (taken out, plugged back, another one). The port's tile and /status
+        say why. Returns the board on the port once the journal is writable, or None."""
+        journal = self.journal
+        assert journal is not None
+        reason = journal.reason or "the journal has records still to write"
         log.warning("board waits: its job could not be recorded", port=port.path, reason=reason)
         port.state_changed("disabled")
         port.last_result, port.last_reason = "stopped", reason
         self.changes.notify()
-        await self.journal.wait_writable()
+
+        async def follow() -> None:
+            nonlocal event
+            while True:
+                latest = await port.next_event()  # cancelled between events, never inside one
+                event = latest if latest.action == ADD else None
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(follow)
+            await journal.wait_writable()
+            nursery.cancel_scope.cancel()
         if port.state == "disabled" and port.last_reason == reason:
             port.state_changed("idle")
-        log.info("journal writable again: the board is programmed", port=port.path)
+        log.info("journal writable again: the board is programmed", port=port.path, board=event is not None)
+        return event
 
     def _data_available(self) -> bool:
         """Per-board data was exhausted: is there a value again (someone extended the list)?"""

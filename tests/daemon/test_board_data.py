@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 
 import pytest
+import trio
 
 from gangd.config.recipe import BoardData, FusePlan, FuseWord
+from gangd.service.journal import JournalKeeper
 from gangd.service.records import DataExhausted, RecordStore
-from gangd.sim import BoardFactory, TimingModel
+from gangd.sim import BoardFactory, SimHub, TimingModel
+from gangd.sim.source import SimHubSource
+from gangd.station.station import Station
 
 SERIAL_AT = 0x6010_0000
 
@@ -105,4 +110,74 @@ def test_an_exhausted_list_allocates_nothing(tmp_path):
         store.allocate(second, "b", [serial, entry])
     # The transaction took nothing: the counter value was not spent on a board that got no key.
     assert [a["value"] for a in store.allocations() if a["name"] == "serial"] == ["1"]
+    store.close()
+
+
+class LockedAtAllocation(RecordStore):
+    """A store whose first allocation meets the write lock of another process (a backup tool
+    taking it just then): the real SQLITE_BUSY past the busy timeout, not a stand-in."""
+
+    def __init__(self, path) -> None:
+        super().__init__(path, busy_timeout_s=0.05)
+        self.backup = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.locked = False
+
+    def allocate(self, record_id, board_id, entries):
+        if not self.locked:
+            self.locked = True
+            self.backup.execute("BEGIN IMMEDIATE")
+        return super().allocate(record_id, board_id, entries)
+
+
+@pytest.mark.trio
+async def test_a_board_whose_values_cannot_be_recorded_waits_on_its_port_and_gets_them_later(
+    rt1020, recipe, nursery, tmp_path
+):
+    """The journal refuses the write of a board's values: its job ends `stopped` saying so, nothing
+    was written to the board, and the board is not finished: it stays on its port (whoever takes
+    finished boards is told it waits) and gets a new job, and one value, once the journal takes
+    writes again. Without the wait the board ends `stopped` for good, its port idle."""
+    store = LockedAtAllocation(tmp_path / "records.sqlite")
+    keeper = JournalKeeper(store, retry_s=0.05)
+    await nursery.start(keeper.run)
+    hub = SimHub(1, seed=3)
+    hub.plug("1-1.1", BoardFactory(rt1020, TimingModel(time_scale=0), seed=11)())
+    serial = BoardData("serial", "counter", format="SN-{:04d}", address=SERIAL_AT, size=16)
+    station = Station(rt1020, with_data(recipe, serial), {"1-1.1": "A1"}, records=store, journal=keeper)
+    heard: list = []
+    changed = trio.Event()
+
+    def listener(result) -> None:
+        heard.append(result)
+        changed.set()
+
+    station.listeners.append(listener)
+    await nursery.start(station.run, SimHubSource(hub).run)
+    with trio.fail_after(20):
+        while not heard:
+            await changed.wait()
+            changed = trio.Event()
+    waited = heard[0]
+    assert (waited.result, waited.step, waited.board_waits) == ("stopped", "take-board-data", True)
+    assert waited.reason.startswith(f"per-board data not recorded: journal locked by another process: {store.path}")
+    assert not hub.board("1-1.1").commands("write-memory")  # identified only: nothing written
+    with trio.fail_after(10):
+        while not (station.ports["1-1.1"].state == "disabled" and store.fault):
+            await station.changes.wait(station.changes.version)
+    assert len(heard) == 1  # no second job while the journal is locked
+
+    store.backup.execute("ROLLBACK")  # the backup is done: the same board, a new job, its value
+    with trio.fail_after(20):
+        while len(heard) < 2:
+            await changed.wait()
+            changed = trio.Event()
+    again = heard[1]
+    assert again.result == "success", again.reason
+    assert again.board_id == waited.board_id and again.board_data == {"serial": "SN-0001"}
+    assert hub.board("1-1.1").flash_image(SERIAL_AT, 7) == b"SN-0001"
+    rows = {row["id"]: row for row in store.jobs()}
+    assert rows[waited.record_id]["result"] == "stopped" and "waits for the journal" in rows[waited.record_id]["reason"]
+    assert [(a["value"], a["record_id"]) for a in store.allocations()] == [("SN-0001", again.record_id)]
+    store.backup.close()
+    hub.close()
     store.close()

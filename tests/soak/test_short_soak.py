@@ -78,9 +78,10 @@ def test_the_whole_line_at_once_holds_every_invariant():
 @pytest.mark.skipif(os.geteuid() != 0, reason="the resource-fault soak mounts a tmpfs for the state directory: root")
 def test_short_resource_fault_soak_holds_every_invariant():
     """The state directory's filesystem filled and freed, the journal locked past the busy timeout
-    and released, between SIGKILLs: gangd never exits on its own, touches no board without its
-    record, leaves no record incomplete and takes writes again within seconds."""
-    out = soak("--resource-faults", "--boards", "40", "--ports", "4", "--kills", "2", "--seed", "3")
+    and released, the wall clock stepped two days back and forward, between SIGKILLs: gangd never
+    exits on its own, touches no board without its record, leaves no record incomplete, takes
+    writes again within seconds and times no step by the wall clock."""
+    out = soak("--resource-faults", "--boards", "40", "--ports", "4", "--kills", "3", "--seed", "3")
     assert_zero(
         out,
         *COMMON,
@@ -88,5 +89,6 @@ def test_short_resource_fault_soak_holds_every_invariant():
         "resumed later than 10 s after the resource",
         "boards touched without a record",
         "programmed boards' records incomplete",
+        "step durations off by a clock step",
     )
-    assert re.search(r"resource faults: 2 \(disk-full, locked\); bit: 2;", out), out
+    assert re.search(r"resource faults: 3 \(disk-full, locked, clock-step\); bit: 3;", out), out

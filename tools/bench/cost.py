@@ -14,26 +14,39 @@ board holding an old image, also its erase. docs/PERFORMANCE.md keeps the comman
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
 import trio
 
 from gangd.service import logs
+from gangd.sim.nor_flash import HYPERFLASH_PART
 from tools.bench import profiling
 from tools.bench.run import gangd_phase, make_recipe
 
 MIB = 1024 * 1024
+# spsdk's hyper_flash preset (data/common/memcfg): the option word of the RT1050 EVKB's HyperFlash.
+HYPERFLASH_OPTION = 0xC023_3007
 
 
 def measure(
-    image_size: int, boards: int, root_ports: int, time_scale: float, old_image: bool = False, profile: str = ""
+    image_size: int,
+    boards: int,
+    root_ports: int,
+    time_scale: float,
+    old_image: bool = False,
+    profile: str = "",
+    hyperflash: bool = False,
 ) -> dict:
     recipe = make_recipe(image_size)
     sim_args: tuple[str, ...] = ()
+    if hyperflash:  # 64 MiB: room for images past the serial NOR parts' 8-16 MiB
+        recipe = dataclasses.replace(recipe, option_words=(HYPERFLASH_OPTION,))
+        sim_args = ("--flash-part", HYPERFLASH_PART)
     if profile:
         Path(profile).mkdir(parents=True, exist_ok=True)
-        sim_args = ("--profile", str(Path(profile) / "simulator.prof"))
+        sim_args += ("--profile", str(Path(profile) / "simulator.prof"))
         profiling.start()
     run = trio.run(gangd_phase, recipe, [boards], boards, 0.0, old_image, root_ports, time_scale, sim_args)
     if profile:
@@ -68,9 +81,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile", metavar="DIR", help="cProfile both processes (every thread) into DIR/gangd.prof, simulator.prof"
     )
+    parser.add_argument(
+        "--hyperflash",
+        action="store_true",
+        help="the boards carry the RT1050 EVKB's 64 MiB HyperFlash (images past 16 MiB: the memory an image "
+        "costs gangd per board)",
+    )
     args = parser.parse_args(argv)
     logs.configure("warning")
-    figures = measure(args.image_size, args.boards, args.root_ports, args.time_scale, args.old_image, args.profile)
+    figures = measure(
+        args.image_size, args.boards, args.root_ports, args.time_scale, args.old_image, args.profile, args.hyperflash
+    )
     if args.json:
         print(json.dumps(figures))
         return 0

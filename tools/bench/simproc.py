@@ -46,6 +46,7 @@ def main() -> None:
     parser.add_argument("--controllers", type=int, default=1, help="the root ports spread over K host controllers")
     parser.add_argument("--old-image", action="store_true", help="boards arrive holding an old image in the range")
     parser.add_argument("--profile", help="cProfile every thread into this pstats file (tools.bench.cost)")
+    parser.add_argument("--flash-part", help="the boards' flash part (gangd/sim/nor_flash.py PARTS)")
     args = parser.parse_args()
     if args.switch_interval:
         sys.setswitchinterval(args.switch_interval)
@@ -65,7 +66,10 @@ def main() -> None:
             if command.startswith("plug"):
                 count = int(command.split()[1]) if " " in command else len(hub.ports)
                 paths = list(hub.ports)[:count]
-                fresh = [SimBoard(factory()) for _ in paths]
+                specs = [factory() for _ in paths]
+                for spec in specs:
+                    spec.flash_part = args.flash_part or spec.flash_part
+                fresh = [SimBoard(spec) for spec in specs]
                 if args.old_image:  # the range holds an old image: every sector needs its erase
                     for board in fresh:
                         board.flash.program(args.image_address - 0x6000_0000, bytes(args.image_size))

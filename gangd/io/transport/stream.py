@@ -133,14 +133,41 @@ def read_memory(
     """spsdk's `read_memory`, its data phase streamed; raises McuBootCommandError on a refusal.
     The data comes back in the buffer it was read into (a bytearray): a copy into bytes cost as
     much again as the read's own copies (a page-faulted allocation of the whole length)."""
+    whole: list[bytearray] = []  # one window: the buffer the data was read into, not a copy of it
+    read_windows(mboot, address, length, lambda _offset, data: whole.append(data), mem_id, progress, window=None)
+    return whole[0] if whole else b""
+
+
+# What a read handed over piece by piece holds at once: a board's read-back of a 32 MiB image was
+# 32 MiB of gangd's memory per board verifying at the same time (2 GiB on 64 boards).
+WINDOW = 1024 * 1024
+
+
+def read_windows(
+    mboot: McuBoot,
+    address: int,
+    length: int,
+    take: Callable[[int, bytearray], None],
+    mem_id: int = 0,
+    progress: Progress | None = None,
+    window: int | None = WINDOW,
+) -> int:
+    """One read-memory command, its data handed to `take(offset, data)` in consecutive windows of
+    `window` bytes (None: one window of the whole length); the same command and reports on the
+    wire as `read_memory`. The window's buffer is reused: `take` looks at it and keeps nothing.
+    Returns the bytes the device sent (fewer than asked: it said so)."""
     device = streamable(mboot)
     if device is None:
-        return mboot.read_memory(address, length, mem_id, progress) or b""
+        data = mboot.read_memory(address, length, mem_id, progress) or b""
+        take(0, bytearray(data))
+        return len(data)
     packet = CmdPacket(CommandTag.READ_MEMORY, CommandFlag.NONE.tag, address, length, _clamp_down_memory_id(mem_id))
     response = mboot._process_cmd(packet)
     total = min(length, getattr(response, "length", length))
     throttle = Throttle(progress, total)
-    out = bytearray(total)
+    size = total if window is None else max(REPORT_BUFFER, min(window, total))
+    out = bytearray(size)
+    base = 0  # the offset of out[0] in the read
     buffer = bytearray(REPORT_BUFFER)
     view, out_view = memoryview(buffer), memoryview(out)
     data_in = ReportId.DATA_IN.tag
@@ -163,19 +190,25 @@ def read_memory(
                     raise McuBootCommandError(CommandTag.READ_MEMORY.label, StatusCode.FAIL.tag)
                 raise McuBootConnectionError(f"unexpected report in a read data phase: {bytes(view[:16]).hex()}")
             header, header_count, piece = bytes(view[:4]), count, view[4 : 4 + payload]
-        if payload <= total - received:
-            out_view[received : received + payload] = piece
-            received += payload
-        else:  # more than was asked for: the rest is dropped, as spsdk's loop cuts it
-            out_view[received:] = piece[: total - received]
-            received = total
+        # More than was asked for: the rest is dropped, as spsdk's loop cuts it. A report that
+        # straddles the window's end fills it, the window is handed over whole and reused.
+        end, at = received + min(payload, total - received), 0
+        while received < end:
+            count = min(size - (received - base), end - received)
+            out_view[received - base : received - base + count] = piece[at : at + count]
+            received, at = received + count, at + count
+            if received - base == size and received < total:
+                take(base, out)
+                base = received
         if received - told_at >= PROGRESS_CHECK_BYTES:  # the throttle is looked at per 32 KiB
             told_at = received
             throttle(received)
             device.pause()
     _closing_status(mboot, CommandTag.READ_MEMORY)
     throttle.finish()
-    return out
+    if received > base or total == 0:
+        take(base, out if received - base == size else out[: received - base])
+    return received
 
 
 def _closing_status(mboot: McuBoot, tag: CommandTag) -> None:
