@@ -558,6 +558,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--bus-repeats", type=int, default=3, help="batches per bus row (the median is kept)")
     parser.add_argument("--bus-only", action="store_true", help="only the calibration and the bus rows")
+    parser.add_argument(
+        "--bus-image-size",
+        type=int,
+        default=IMAGE_SMALL,
+        help="bytes of image per board in the --bus-only rows (a large one makes bandwidth bind too)",
+    )
     parser.add_argument("--quick", action="store_true", help="a smoke run: N = 1, 2 and one sequential board")
     args = parser.parse_args(argv)
     if args.quick:
@@ -572,7 +578,9 @@ def main(argv: list[str] | None = None) -> int:
     trace_n = args.trace_boards or max(batches)
     calibration = calibration_s()
     if args.bus_only:
-        bus = bus_phase(gangd_phase, make_recipe(IMAGE_SMALL), model, topologies(args.bus_rows), args.bus_repeats)
+        bus = bus_phase(
+            gangd_phase, make_recipe(args.bus_image_size), model, topologies(args.bus_rows), args.bus_repeats
+        )
         print_table([calibration_row(calibration), *bus_rows(bus, calibration)])
         Path(args.json).write_text(json.dumps({"calibration_s": calibration, "bus": bus}, indent=1, default=str))
         return 0
