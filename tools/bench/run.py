@@ -36,6 +36,7 @@ import trio
 
 from gangd.config.recipe import Recipe, TraceSettings, builtin_rt1020
 from gangd.core.events import PortEvent
+from gangd.engine.floor import physics_s
 from gangd.engine.plan import (
     ConfigureMemory,
     Erase,
@@ -60,7 +61,7 @@ from gangd.station.station import Station
 from gangd.station.workers import WorkerPool
 from gangd.trace.recorder import writer_cpu_s
 from tools.bench.bus import DEFAULT_TOPOLOGIES, bus_phase, bus_rows, calibration_s, topologies
-from tools.bench.floor import bus_floor_s, floor_s, naive, physics_s
+from tools.bench.floor import bus_floor_s, floor_s, naive
 
 IMAGE_SMALL = 45056
 IMAGE_LARGE = 1024 * 1024
