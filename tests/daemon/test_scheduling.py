@@ -85,3 +85,20 @@ async def test_a_board_that_never_jumps_holds_a_reset_for_its_turn_only(autojump
     started = trio.current_time()
     await admission.reset_turn(FINISHED)
     assert trio.current_time() - started == pytest.approx(ADDRESS0_S + HOLD_MARGIN_S)
+
+
+async def test_status_shows_the_resets_held_per_controller(line):
+    """The station's /status lists, under each controller, the finished boards whose reset waits."""
+    run = await line(4, plug=False, hub_options={"root_ports": 2, "controllers": 2})
+    admission = run.station.admission
+    finished, about_to_jump = "2-1.1", "2-1.2"
+    admission.device_seen(finished, flashloader=True)
+    await admission.enter(finished, lambda: None)
+    await _in_its_rom_admitted(admission, about_to_jump)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(admission.reset_turn, finished)
+        await trio.testing.wait_all_tasks_blocked()
+        controllers = run.station.status()["controllers"]
+        assert controllers["usb2"]["resets_held"] == [finished] and controllers["usb1"]["resets_held"] == []
+        admission.device_left(about_to_jump)
+    assert run.station.status()["controllers"]["usb2"]["resets_held"] == []
