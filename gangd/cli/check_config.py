@@ -10,6 +10,8 @@ from collections import Counter
 from gangd.config.loader import ConfigError, load_config
 from gangd.core.bus import root_port
 from gangd.core.bus_floor import advice
+from gangd.core.physics import Physics
+from gangd.engine.floor import board_times
 from gangd.io.topology import host_controllers
 from gangd.service import logs
 
@@ -33,7 +35,13 @@ def check_config_command(args: argparse.Namespace) -> int:
     ports = ", ".join(f"{p}={label}" for p, label in config.ports.items()) or "every port"
     print(f"  ports       {ports}")
     # The bus as this host wires it (sysfs): a bus not present here counts as a controller of its own.
-    for line in advice(config.ports, host_controllers(config.ports), jumps=recipe.family.rom_protocol == "sdp"):
+    for line in advice(
+        config.ports,
+        host_controllers(config.ports),
+        jumps=recipe.family.rom_protocol == "sdp",
+        board=board_times(recipe, Physics()),
+        budget=config.flashloaders_per_root_port,
+    ):
         print(f"  bus         {line}")
     for domain, count in sorted(Counter(root_port(path) for path in config.ports).items()):
         if count > config.flashloaders_per_root_port:

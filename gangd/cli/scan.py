@@ -1,6 +1,7 @@
 """`gangd scan`: the NXP boards attached now, by port, with their ids, stage and device node; then
 each root port (bandwidth domain) with the flashloader-stage slots its boards use, and the host
-controllers (enumeration queues) they sit on with the boards per hour enumeration allows."""
+controllers (enumeration queues) they sit on with the boards per hour enumeration allows; with
+`--config`, the floor of that line's recipe on the boards found, in boards per hour."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ import argparse
 import sys
 
 from gangd.config.family import UsbIds, family_names, isp_usb_ids
+from gangd.config.loader import ConfigError, load_config
 from gangd.core.bus import DEFAULT_BUDGET, root_port
 from gangd.core.bus_floor import advice
+from gangd.core.physics import Physics
+from gangd.engine.floor import board_times
 from gangd.io.topology import host_controllers
 from gangd.io.udev import BoardFilter, UdevSource
 
@@ -17,10 +21,21 @@ from gangd.io.udev import BoardFilter, UdevSource
 def add_parser(subparsers) -> None:
     scan = subparsers.add_parser("scan", help="list the NXP boards attached, by port")
     scan.add_argument("--family", action="append", help="only these families (default: all in spsdk's database)")
+    scan.add_argument(
+        "--config", help="a line configuration: the floor of its recipe on the boards found, in boards per hour"
+    )
     scan.set_defaults(func=scan_command)
 
 
 def scan_command(args: argparse.Namespace) -> int:
+    board, budget = None, DEFAULT_BUDGET
+    if args.config:
+        try:
+            config = load_config(args.config)
+        except ConfigError as exc:
+            print(f"gangd: {exc}", file=sys.stderr)
+            return 2
+        board, budget = board_times(config.recipe, Physics()), config.flashloaders_per_root_port
     names = args.family or family_names()
     try:
         known = {name: isp_usb_ids(name) for name in names}
@@ -52,6 +67,6 @@ def scan_command(args: argparse.Namespace) -> int:
         )
     # Each host controller is an enumeration queue (a ROM that jumps: three enumerations a board).
     ports = [event.port for event in events]
-    for line in advice(ports, host_controllers(ports), jumps=True):
+    for line in advice(ports, host_controllers(ports), jumps=True, board=board, budget=budget):
         print(line)
     return 0

@@ -8,7 +8,8 @@ gangd sim --hidraw [--hub N] [--stage ...] [--fault SPEC ...] [--port-fault PORT
     the hub's boards as emulated USB HID devices (/dev/hidrawN) in a umockdev testbed; prints
     `UMOCKDEV_DIR=<path>` once they are on the bus (hotplug events go to stderr as JSON lines).
     Programs run under `umockdev-wrapper` with that variable see the boards: `gangd scan`,
-    `gangd run --config`, `blhost -u`, `sdphost -u`.
+    `gangd run --config`, `blhost -u`, `sdphost -u`. `--root-ports` and `--controllers` place the
+    ports as with --hub; each further controller is a PCI function of its own in the testbed's sysfs.
 gangd sim --hub N | --hidraw  --replay FILE [--time-scale S]
     the hub's first port holds the board a gangd trace recorded (gangd/sim/replay.py), answering
     as it did; on exit, where the replay diverged (if it did), exit status 1.
@@ -280,7 +281,9 @@ def _run_hidraw(
     from gangd.sim.hidraw import HidrawError, HidrawHub
 
     try:
-        hub = HidrawHub(ports, port_faults=port_faults, seed=args.seed)
+        hub = HidrawHub(
+            ports, port_faults=port_faults, seed=args.seed, root_ports=args.root_ports, controllers=args.controllers
+        )
     except HidrawError as exc:
         return _fail(str(exc))
     with hub:

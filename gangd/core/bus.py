@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 
 import trio
 
+from gangd.core import scheduling
+
 DEFAULT_BUDGET = 8  # flashloader-stage boards per high-speed root port
 # One USB bus has 127 device addresses (USB 2.0 spec 9.4.6, SET_ADDRESS: a 7-bit address, 0 being
 # the default address): a simulated line of N boards behind K root-port hubs on bus 1 needs N + K.
@@ -124,8 +126,12 @@ class Admission:
     """Slots for flashloader-stage boards per root port, counted from the bus; `budget` None admits
     every board (the occupancy is still followed, for the views)."""
 
-    def __init__(self, budget: int | None = DEFAULT_BUDGET) -> None:
+    def __init__(self, budget: int | None = DEFAULT_BUDGET, controllers: HostControllers | None = None) -> None:
         self.budget = budget
+        self.controllers = controllers or HostControllers()
+        self.holding: set[str] = set()  # finished boards whose reset the scheduling holds back now
+        self.present: set[str] = set()  # ports with a device on the bus, in any stage
+        self._changed = trio.Event()  # set and replaced at every change: held resets look again
         self.on_bus: set[str] = set()  # ports whose device is enumerated in the flashloader stage now
         self.admitted: set[str] = set()  # ports whose job holds an admission
         # per domain, the ports in either set: a domain's occupancy without a walk over every port
@@ -141,10 +147,16 @@ class Admission:
     def device_seen(self, path: str, flashloader: bool) -> None:
         """An add on the port: its device now is (or is not) a flashloader holding bandwidth. A
         flashloader without a HID node was refused bandwidth by the bus and holds none."""
+        self.present.add(path)
         self._set(self.on_bus, path, flashloader)
 
     def device_left(self, path: str) -> None:
-        """A remove on the port: whatever it held on the bus is free."""
+        """A remove on the port: whatever it held on the bus is free. A board that left its ROM
+        has jumped: a held reset looks again."""
+        if path in self.present and path not in self.on_bus:
+            self.present.discard(path)
+            self._notify()
+        self.present.discard(path)
         self._set(self.on_bus, path, False)
 
     # --- the jobs -----------------------------------------------------------------------------------
@@ -162,6 +174,7 @@ class Admission:
             queue.append((path, ticket))
             self.waited[domain] += 1
             waiting()
+            self._notify()  # a held reset on this root port now frees a slot someone waits for
             try:
                 await ticket.wait()
             except BaseException:
@@ -179,6 +192,32 @@ class Admission:
         """The job no longer holds the port's admission; its flashloader, if still on the bus,
         keeps counting until it leaves the flashloader stage."""
         self._set(self.admitted, path, False)
+
+    async def reset_turn(self, path: str) -> None:
+        """Until the finished board on `path` may be reset (gangd/core/scheduling.py: not while
+        its controller awaits flashloaders, unless its root port waits for its slot)."""
+        limit_s = scheduling.hold_limit_s(self.flashloaders_to_come(path), ADDRESS0_S)
+        with trio.move_on_after(limit_s):
+            try:
+                while scheduling.holds_reset(
+                    self.flashloaders_to_come(path), len(self._waiting.get(root_port(path), ()))
+                ):
+                    if path not in self.holding:
+                        self.holding.add(path)
+                        self.on_change()
+                    await self._changed.wait()
+            finally:
+                if path in self.holding:
+                    self.holding.discard(path)
+                    self.on_change()
+
+    def flashloaders_to_come(self, path: str) -> int:
+        """On `path`'s controller, the other ports admitted to the flashloader stage whose board is
+        still in its ROM: jumps to come, whose flashloaders a reboot asked for now would precede
+        in the kernel's queue (gangd/core/scheduling.py)."""
+        controller = self.controllers.of(path)
+        ahead = (self.admitted & self.present) - self.on_bus
+        return sum(1 for p in ahead if p != path and self.controllers.of(p) == controller)
 
     # --- counting -----------------------------------------------------------------------------------
 
@@ -206,6 +245,11 @@ class Admission:
         self._recount(path, domain)
         self.peak[domain] = max(self.peak[domain], self.occupancy(domain))
         self._wake(domain)
+        self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
         self.on_change()
 
     def _wake(self, domain: str) -> None:

@@ -75,12 +75,20 @@ def enumerations_per_board(jumps: bool) -> int:
 
 
 def advice(
-    paths: Iterable[str], controllers: HostControllers, jumps: bool, address0_s: float = ADDRESS0_S
+    paths: Iterable[str],
+    controllers: HostControllers,
+    jumps: bool,
+    address0_s: float = ADDRESS0_S,
+    board: BoardTimes | None = None,
+    budget: int | None = DEFAULT_BUDGET,
 ) -> list[str]:
     """What the topology allows, in lines for `gangd check-config` and `gangd scan`: the host
-    controllers and root ports the ports sit on, and the most boards per hour the controllers'
-    enumeration lets through (each enumerates one device at a time, `address0_s` each). A second
-    controller (a USB card) adds its own queue; a second hub on the same controller does not."""
+    controllers and root ports the ports sit on, the most boards per hour the controllers'
+    enumeration lets through (each enumerates one device at a time, `address0_s` each), and with
+    the recipe's `board` times, the floor of a batch of one board per port plugged at once
+    (`batch_floor_s`) in boards per hour. A second controller (a USB card) adds its own queue; a
+    second hub on the same controller does not."""
+    paths = list(paths)
     layout = controllers.layout(paths)
     if not layout:
         return []
@@ -98,4 +106,13 @@ def advice(
         f"{address0_s * 1000:.1f} ms per board, one device at a time per controller); another USB host "
         "controller adds as much, another hub on the same controller adds nothing"
     )
+    if board is not None:
+        floor = batch_floor_s(board, paths, controllers, address0_s, budget)
+        bound = max(("enumeration", "bandwidth"), key=lambda name: floor[name])
+        bound = bound if floor[bound] > floor["parallel"] else "one board's own time"
+        lines.append(
+            f"floor for this recipe: {len(paths)} boards plugged at once done in {floor['total']:.2f} s, "
+            f"{boards_per_hour(len(paths), floor['total']):,.0f} boards/h (bound by {bound}; "
+            f"one board alone {floor['parallel']:.2f} s)"
+        )
     return lines

@@ -104,6 +104,10 @@ class BusSlots(Protocol):
 
     def leave(self, path: str) -> None: ...
 
+    async def reset_turn(self, path: str) -> None:
+        """Until the finished board on `path` may be reset (gangd/core/scheduling.py)."""
+        ...
+
 
 class JobRecords(Protocol):
     """The durable records: a row per job (inserted when it starts, completed when it ends) and the

@@ -289,6 +289,8 @@ class Job:
             case p.SecureBootStage():
                 event = await secure_boot.run(ctx, step, event)
             case p.Reset():
+                if not ctx.stopping():  # gangd stopping resets at once
+                    await ctx.admission.reset_turn(ctx.port.path)  # gangd/core/scheduling.py
                 await ctx.run(step.name, step.deadline_s, ctx.board.reset, 0, False)
                 ctx.close()
                 # Without a wait-reboot step the station watches for the board's return.

@@ -84,9 +84,19 @@ TIOCGPTPEER = 0x5441  # the pty slave of a master fd, without a path (Linux >= 4
 # What a foreign node answers (fault `foreign-node`): a USB keyboard's ids.
 FOREIGN_IDS = (0x046D, 0xC31C)
 
-# The controller the simulated ports hang off, in sysfs and in HID_PHYS (usb_make_path).
-_CONTROLLER = "0000:00:14.0"
-_PCI = f"/devices/pci0000:00/{_CONTROLLER}"
+
+# The controller each simulated bus hangs off, in sysfs and in HID_PHYS (usb_make_path): bus 1 on
+# the chipset's xHCI, every further bus (`gangd sim --hidraw --controllers K`) on a PCI function of
+# its own, as an added USB card is, so that gangd's topology (gangd/io/topology.py) reads as many
+# controllers as the simulator's enumeration queues (gangd/sim/enumeration.py). Our choice of
+# addresses: 0000:00:14.0 is the usual Intel xHCI's; the cards on buses 0000:02:00.0 onwards.
+def _controller(bus: int) -> str:
+    return "0000:00:14.0" if bus == 1 else f"0000:{bus:02x}:00.0"
+
+
+def _pci(bus: int) -> str:
+    return f"/devices/pci0000:00/{_controller(bus)}"
+
 
 _POLL_S = 0.05  # how often a blocked board looks at its stop flag
 _HOUSEKEEPING_S = 0.05  # how often write timeouts and the ports' power switches are looked at
@@ -475,7 +485,12 @@ class HidrawHub(SimHub):
     port_type = HidrawPort
 
     def __init__(
-        self, ports: int | list[str], port_faults: dict[str, list[str]] | None = None, seed: int | None = None
+        self,
+        ports: int | list[str],
+        port_faults: dict[str, list[str]] | None = None,
+        seed: int | None = None,
+        root_ports: int = 1,
+        controllers: int = 1,
     ) -> None:
         UMockdev = _umockdev()
         if not under_preload():
@@ -497,7 +512,14 @@ class HidrawHub(SimHub):
         if soft != hard:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         self._closed = threading.Event()
-        super().__init__(ports, port_faults=port_faults, seed=seed, directory=self.testbed.get_root_dir())
+        super().__init__(
+            ports,
+            port_faults=port_faults,
+            seed=seed,
+            directory=self.testbed.get_root_dir(),
+            root_ports=root_ports,
+            controllers=controllers,
+        )
         self._power_files: dict[str, str] = {}  # port -> its hub port's `disable` attribute, in the testbed
         self._powered: dict[str, bool] = {}
         with self._bed_lock:
@@ -543,7 +565,7 @@ class HidrawHub(SimHub):
         identity = NodeIdentity(
             ids=FOREIGN_IDS if foreign else (ids.vid, ids.pid),
             name=f"{manufacturer} {product}",
-            phys=f"usb-{_CONTROLLER}-{devpath}/input0",
+            phys=f"usb-{_controller(int(port_path.split('-', 1)[0]))}-{devpath}/input0",
             uniq=board.serial,
             descriptor=ROM_DESCRIPTOR if rom else FLASHLOADER_DESCRIPTOR,
         )
@@ -659,7 +681,7 @@ class HidrawHub(SimHub):
         with its hub interface), and the sysfs path of the port's hub."""
         bus_text, chain = port_path.split("-", 1)
         bus = int(bus_text)
-        parent = f"{_PCI}/usb{bus}"
+        parent = f"{_pci(bus)}/usb{bus}"
         text = ""
         if parent not in self._hubs_made:
             text += self._usb_device(parent, bus, f"usb{bus}", 0x1D6B, 0x0002, {"product": "EHCI Host Controller"})

@@ -1,14 +1,7 @@
 """The simulator's timing model and the clock that enforces it.
 
-Defaults come from datasheets and USB descriptors:
-- a high-speed HID interrupt endpoint with bInterval 3 moves one report every 2**(3-1) microframes
-  of 125 µs = 0.5 ms, so ~1 KiB reports give about 2 MB/s;
-- a command round trip costs at least 1 ms: one OUT report and one IN report;
-- serial NOR: 0.4 ms per 256-byte page program, 45 ms per 4 KiB sector erase, 150 ms per 64 KiB
-  block erase, 40 s for a whole chip;
-- re-enumeration after a jump or a reset takes 0.5 s before the new device is usable when no other
-  device enumerates on its host controller: the board's own part (its boot and USB start, every
-  board in parallel) and the kernel's part, which is serialised per host controller (below).
+The costs themselves (report interval, page program, erase, enumeration) are the physics of the
+bus and the flash, in gangd/core/physics.py with their sources, shared with the product's floor.
 
 The kernel's part: Linux's hub driver (drivers/usb/core/hub.c, `hub_port_connect()`) holds the host
 controller's `hcd->address0_mutex` around `hub_port_init()`, and `usb_reset_and_verify_device()` (a
@@ -40,107 +33,26 @@ import threading
 import time
 from dataclasses import dataclass
 
-from gangd.core import bus
+from gangd.core.physics import BLOCK_SIZE, PAGE_SIZE, SECTOR_SIZE, Physics
 from gangd.sim.loop import running_loop
 
-SECTOR_SIZE = 4 * 1024
-BLOCK_SIZE = 64 * 1024
-PAGE_SIZE = 256
+__all__ = ["BLOCK_SIZE", "PAGE_SIZE", "SECTOR_SIZE", "BoardClock", "TimingModel"]
 
 
 @dataclass(frozen=True)
-class TimingModel:
+class TimingModel(Physics):
+    """The physics (gangd/core/physics.py) as the simulator runs them: `time_scale` scales every
+    cost (0: free, unit tests)."""
+
     time_scale: float = 1.0
-    report_interval_s: float = 0.0005
-    page_program_s: float = 0.0004
-    sector_erase_s: float = 0.045
-    block_erase_s: float = 0.150
-    chip_erase_s: float = 40.0
-    # An uncontended re-enumeration, the board's part and the kernel's (`address0_s`) together; the
-    # board's part is what is left of it (`device_boot_s`).
-    reenumeration_s: float = 0.5
-    # The kernel's part, per enumeration, inside the controller's address0_mutex (hub.c, see above).
-    # (the kernel's figures and their sources: gangd/core/bus.py)
-    port_reset_s: float = bus.PORT_RESET_S  # HUB_SHORT_RESET_TIME: a hub's port (a root port: 60 ms)
-    reset_recovery_s: float = bus.RESET_RECOVERY_S  # hub_port_reset(): TRSTRCY 10 ms + the kernel's 40 ms
-    port_resets: int = bus.PORT_RESETS  # hub_port_init()'s new scheme resets twice (around GET_DESCRIPTOR(64))
-    set_address_settle_s: float = bus.SET_ADDRESS_SETTLE_S  # hub_port_init(): msleep(10) after SET_ADDRESS
-    # GET_DESCRIPTOR(64), SET_ADDRESS, GET_DESCRIPTOR(18): 0.5 ms each, our choice (a setup, a data
-    # and a status stage in their own 125 µs microframes plus the host's turnaround)
-    control_transfer_s: float = bus.CONTROL_TRANSFER_S
-    control_transfers: int = bus.CONTROL_TRANSFERS
-    fuse_program_s: float = 0.005  # one OTP word, including the controller's reload
-    # Multiplies every flash program/erase cost; the "slow flash" fault raises it per board.
-    flash_slowdown: float = 1.0
 
     def scaled(self, **changes) -> TimingModel:
         return dataclasses.replace(self, **changes)
-
-    # --- enumeration ---------------------------------------------------------------------------
-
-    def address0_s(self) -> float:
-        """One enumeration's time inside its host controller's address0_mutex (hub.c
-        hub_port_init(), new scheme): no other device of the controller enumerates meanwhile."""
-        resets = self.port_resets * (self.port_reset_s + self.reset_recovery_s)
-        return resets + self.set_address_settle_s + self.control_transfers * self.control_transfer_s
 
     def parallel_bus(self) -> TimingModel:
         """The same model on a bus that enumerates every device at once, in no time (the
         simulator before issue 33): for tests about something else than the kernel's queue."""
         return self.scaled(port_resets=0, set_address_settle_s=0.0, control_transfers=0)
-
-    def device_boot_s(self) -> float:
-        """The board's own part of a re-enumeration (its boot and USB start, in parallel with every
-        other board's): the uncontended re-enumeration less the kernel's part, never below 0."""
-        return max(0.0, self.reenumeration_s - self.address0_s())
-
-    # --- what each operation costs, in model seconds (before time_scale) ---------------------
-    # A command is a report out and a report in, so a round trip is 2 report intervals = 1 ms.
-
-    def reports(self, payload_bytes: int, packet_size: int) -> int:
-        """How many packets a data phase of `payload_bytes` needs."""
-        return -(-payload_bytes // packet_size)
-
-    def transfer_s(self, payload_bytes: int, packet_size: int) -> float:
-        return self.reports(payload_bytes, packet_size) * self.report_interval_s
-
-    def round_trip_s(self) -> float:
-        return 2 * self.report_interval_s
-
-    def pages_programmed(self, address: int, length: int) -> int:
-        """NOR pages a write programs: the flashloader collects whole pages (padding the last one)
-        and programs each once (mcu-boot flexspi_nor_mem_write / flush)."""
-        if length <= 0:
-            return 0
-        return (address + length - 1) // PAGE_SIZE - address // PAGE_SIZE + 1
-
-    def erase_plan_s(self, address: int, length: int) -> float:
-        """Erase the way a NOR driver does: 64 KiB blocks where aligned, 4 KiB sectors elsewhere."""
-        cost = 0.0
-        end = address + length
-        while address < end:
-            if address % BLOCK_SIZE == 0 and end - address >= BLOCK_SIZE:
-                cost += self.block_erase_s
-                address += BLOCK_SIZE
-            else:
-                cost += self.sector_erase_s
-                address += SECTOR_SIZE
-        return cost * self.flash_slowdown
-
-    # --- whole commands as the simulator charges them; tests and the benchmark use these -------
-
-    def write_memory_s(self, address: int, length: int, packet_size: int, to_flash: bool) -> float:
-        """Command, first response, data packets, final response; flash programmed page by page."""
-        cost = (3 + self.reports(length, packet_size)) * self.report_interval_s
-        if to_flash:
-            cost += self.pages_programmed(address, length) * self.page_program_s * self.flash_slowdown
-        return cost
-
-    def read_memory_s(self, length: int, packet_size: int) -> float:
-        return (3 + self.reports(length, packet_size)) * self.report_interval_s
-
-    def erase_region_s(self, address: int, length: int) -> float:
-        return self.round_trip_s() + self.erase_plan_s(address, length)
 
 
 # A board whose deadline passed by less than this was busy and merely woke late (a sleep's

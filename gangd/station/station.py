@@ -103,7 +103,7 @@ class Station:
         self.controllers = controllers or HostControllers()
         self.workers = workers  # None: the jobs run in this process
         # Boards admitted to the flashloader stage per root port (None: admission switched off).
-        self.admission = Admission(bandwidth_budget)
+        self.admission = Admission(bandwidth_budget, self.controllers)
         self.family = family
         self.recipe = recipe
         self.records = records
@@ -223,6 +223,8 @@ class Station:
                 "ports": sum(roots.values()),
                 "returning": returning,
                 "queue_s": round(len(returning) * ADDRESS0_S, 3),
+                # finished boards whose reset waits for these flashloaders (gangd/core/scheduling.py)
+                "resets_held": sorted(p for p in self.admission.holding if self.controllers.of(p) == controller),
             }
         return out
 

@@ -259,3 +259,6 @@ class _Supervisor:
 
     def leave(self, path: str) -> None:
         self._note("leave", path)
+
+    async def reset_turn(self, path: str) -> None:
+        await self.jobs.call(self.key, "reset_turn", path)

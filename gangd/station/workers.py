@@ -389,6 +389,9 @@ class RemoteJob:
             case "enter":
                 await self.around.admission.enter(args[0], waiting)
                 return None
+            case "reset_turn":
+                await self.around.admission.reset_turn(args[0])
+                return None
         raise RuntimeError(f"unknown call from a worker: {name}")
 
     def done(

@@ -378,10 +378,15 @@ def test_check_config_advises_on_host_controllers(line_dir):
     assert "bus         2 USB host controllers, 2 root ports" in two.stdout
     assert "controller usb72: 72-1 (2 ports)" in two.stdout
     assert "at most 18,251 boards/h here (9,125 per controller" in two.stdout
+    floor_two = two.stdout.split("floor for this recipe: ")[1]
     path = edit(line_dir, '"72-1.3" = "A3"\n"72-1.4" = "A4"', '"1-2.3" = "A3"\n"1-2.4" = "A4"')
     one = subprocess.run([GANGD, "check-config", str(path)], capture_output=True, text=True)
     assert "bus         1 USB host controller, 2 root ports" in one.stdout
     assert "at most 9,125 boards/h here" in one.stdout
+    floor_one = one.stdout.split("floor for this recipe: ")[1]
+    # the same two boards: on two controllers they enumerate side by side, on one in turn
+    assert floor_one.startswith("4 boards plugged at once") and floor_two.startswith("4 boards plugged at once")
+    assert float(floor_two.split(" done in ")[1].split(" s")[0]) < float(floor_one.split(" done in ")[1].split(" s")[0])
 
 
 PACKAGED_HEAD = Path(__file__).parents[2] / "debian" / "gangd.toml.head"

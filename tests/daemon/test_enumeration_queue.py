@@ -11,9 +11,11 @@ import trio
 import trio.testing
 
 from gangd.core.bus import ADDRESS0_S, HostControllers, enumeration_allowances
-from gangd.core.bus_floor import BoardTimes, batch_floor_s
+from gangd.core.bus_floor import BoardTimes, advice, batch_floor_s
 from gangd.core.errors import ReplugTimeout
 from gangd.core.events import ADD, PortEvent
+from gangd.core.physics import Physics
+from gangd.engine.floor import board_times
 from gangd.io.topology import host_controllers
 from gangd.sim import TimingModel
 from gangd.sim.hub import default_port_paths
@@ -126,3 +128,29 @@ async def test_status_shows_each_controllers_queue(line):
     usb2 = controllers["usb2"]
     assert "2-1.1" in usb2["returning"] and "2-1.1" not in controllers["usb1"]["returning"]
     assert usb2["queue_s"] == pytest.approx(len(usb2["returning"]) * ADDRESS0_S, abs=1e-3)
+
+
+def test_the_advice_says_a_second_controller_doubles_throughput_and_a_second_hub_does_not(recipe):
+    """`gangd check-config`'s floor line for 32 ports: behind one hub, behind two hubs on the same
+    controller, and with the second hub on a second controller (a USB card)."""
+    board = board_times(recipe, Physics())
+
+    def boards_per_hour(paths: list[str]) -> float:
+        line = advice(paths, HostControllers(), jumps=True, board=board)[-1]
+        assert line.startswith(f"floor for this recipe: {len(paths)} boards plugged at once"), line
+        return float(line.split(" s, ")[1].split(" boards/h")[0].replace(",", ""))
+
+    one_hub = boards_per_hour(default_port_paths(32, 2, 1))
+    two_hubs = boards_per_hour(default_port_paths(32, 4, 1))
+    two_controllers = boards_per_hour(default_port_paths(32, 4, 2))
+    assert two_hubs == one_hub  # the hub adds bandwidth, not enumeration: the queue is the bound
+    assert 1.9 < two_controllers / one_hub <= 2.0  # a second queue halves the batch, bar the last board's work
+
+
+def test_the_floors_packet_sizes_are_the_simulators():
+    """The product's floor takes the report payloads from their sources; the simulator derives its
+    own from the HID descriptors: the two agree."""
+    from gangd.core.physics import MBOOT_PACKET_SIZE, SDP_DATA_REPORT
+    from gangd.sim.links import MBOOT_HID_PACKET_SIZE, SDP_REPORT_DATA
+
+    assert (MBOOT_PACKET_SIZE, SDP_DATA_REPORT) == (MBOOT_HID_PACKET_SIZE, SDP_REPORT_DATA)

@@ -4,10 +4,14 @@ libudev and the plain system calls (hidraw_client.py)."""
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
 from gangd.sim.hid_reports import FLASHLOADER_DESCRIPTOR
+from gangd.sim.images import build_flashloader_image
+
+from .conftest import GANGD
 
 CLIENT = Path(__file__).with_name("hidraw_client.py")
 
@@ -46,3 +50,23 @@ def test_an_emulated_node_keeps_hidraw_semantics(hidraw_sim):
     assert seen["events"] == ["remove", "add"]
     assert seen["back"]["port"] == "1-1.1" and seen["back"]["ids"] == "0130"
     assert seen["back"]["node"] != seen["devnode"]
+
+
+def test_the_emulated_line_sits_on_the_controllers_asked_for(hidraw_sim, tmp_path):
+    """`--controllers 2 --root-ports 2`: two buses, each under a PCI function of its own in the
+    testbed's sysfs, so `gangd scan` reads two host controllers, as the simulator enumerates."""
+    sim = hidraw_sim("--hub", "4", "--root-ports", "2", "--controllers", "2")
+    for port in ("1-1.1", "1-1.2", "2-1.1", "2-1.2"):
+        sim.wait_event("add", port)
+    out = sim.run(GANGD, "scan", "--family", "mimxrt1020").stdout
+    assert "2 USB host controllers, 2 root ports\n" in out
+    assert "controller 0000:00:14.0: 1-1 (2 ports)\n" in out
+    assert "controller 0000:02:00.0: 2-1 (2 ports)\n" in out
+    assert "floor for this recipe" not in out  # no recipe named
+    # the example line, with the files it names
+    shutil.copy(Path(__file__).parents[2] / "config" / "rt1020.toml", tmp_path / "line.toml")
+    (tmp_path / "ivt_flashloader.bin").write_bytes(build_flashloader_image()[0])
+    (tmp_path / "app.bin").write_bytes(bytes(45056))
+    config = str(tmp_path / "line.toml")
+    out = sim.run(GANGD, "scan", "--family", "mimxrt1020", "--config", config).stdout
+    assert "floor for this recipe: 4 boards plugged at once done in " in out

@@ -62,6 +62,9 @@ def test_sixteen_boards_on_one_controller_enumerate_one_after_another(rt1020):
 
 
 def test_two_controllers_enumerate_two_at_a_time(rt1020):
+    """Judged from when each board shows on the bus (not from the queue's own windows, which a
+    queue shared by both controllers would still draw side by side): on each controller one board
+    a window after the other, and never more than two within one window, one per controller."""
     with SimHub(16, root_ports=2, controllers=2) as hub:
         assert {path.split("-")[0] for path in hub.ports} == {"1", "2"}
         # real time: the 131.5 ms windows dwarf a loaded machine's delay in plugging the sixteen
@@ -75,6 +78,16 @@ def test_two_controllers_enumerate_two_at_a_time(rt1020):
         for ws in by_controller.values():
             assert overlapping(ws) == 1  # each controller one at a time
         assert overlapping(windows) == 2  # the two side by side
+        arrivals = sorted((at, hub.controllers.of(port)) for port, at in added.items())
+        for controller in ("usb1", "usb2"):
+            times = [at for at, c in arrivals if c == controller]
+            # a whole window between two boards of one controller (half of it: a loaded machine's
+            # delay in delivering one add may shorten the gap seen, never halve it)
+            assert all(b - a >= window_s / 2 for a, b in itertools.pairwise(times)), (controller, times)
+        # at most two boards within any window, and the first two from different controllers
+        assert all(c - a >= window_s / 2 for (a, _), _, (c, _) in zip(arrivals, arrivals[1:], arrivals[2:]))
+        assert {arrivals[0][1], arrivals[1][1]} == {"usb1", "usb2"}
+        assert arrivals[1][0] - arrivals[0][0] < window_s / 2
         # eight windows deep, not sixteen: the second controller halves the wait
         assert max(added.values()) - started < 12 * window_s
         assert not hub.errors

@@ -1,10 +1,7 @@
 """Two floors of a recipe, computed from the timing model (never measured):
 
-- `physics_s`: what the hardware itself needs for one board, blank or holding an old image: the
-  mandatory re-enumeration after the flashloader's jump, the flashloader and the image's non-0xFF
-  pages across USB at the link rate, those pages programmed, the sectors that hold something
-  erased (none on a blank board), one read-back of the image, the reset acknowledged. Nothing for
-  a blank check or for watching the reboot: no physical need forces either.
+- `physics_s` (gangd/engine/floor.py, the product's: check-config and scan use it too): what the
+  hardware itself needs for one board, blank or holding an old image.
 - `sequence_s`: what the plan's own command sequence costs as the simulator charges it, step by
   step; with `naive` the user's sequence (erase everything, write everything, hold the port
   until the board is back after its reset), the column the benchmark keeps for comparison.
@@ -24,8 +21,9 @@ import dataclasses
 
 from gangd.config.geometry import FLEXSPI_NOR
 from gangd.config.recipe import Recipe
-from gangd.core.bus_floor import BoardTimes, batch_floor_s
+from gangd.core.bus_floor import batch_floor_s
 from gangd.engine import plan as p
+from gangd.engine.floor import board_times
 from gangd.sim.hub import default_port_paths
 from gangd.sim.links import MBOOT_HID_PACKET_SIZE, SDP_REPORT_DATA
 from gangd.sim.timing import TimingModel
@@ -82,41 +80,9 @@ def sequence_s(
     return parts
 
 
-def physics_s(
-    recipe: Recipe, model: TimingModel, blank: bool = True, packet_size: int = MBOOT_HID_PACKET_SIZE
-) -> dict[str, float]:
-    """What the hardware needs: the physical floor a provisioning run cannot go below."""
-    ri = model.report_interval_s
-    parts: dict[str, float] = {}
-    if recipe.family.rom_protocol == "sdp":  # the flashloader across USB, its jump, re-enumeration
-        parts["load-flashloader"] = (model.reports(len(recipe.flashloader), SDP_REPORT_DATA) + 5) * ri
-        parts["re-enumeration"] = model.reenumeration_s
-    # get-property (who is this board), the option words and configure-memory, MaxPacketSize
-    parts["configure"] = (2 + 2 * len(recipe.option_words) + 2 + 2) * ri
-    for image in recipe.images:
-        if not blank:  # every sector of the range holds the old image
-            parts["erase"] = parts.get("erase", 0.0) + model.erase_region_s(image.address, image.erase_length)
-        for offset, length in p.page_runs(image):
-            write = model.write_memory_s(image.address + offset, length, packet_size, to_flash=True)
-            parts["write"] = parts.get("write", 0.0) + write
-        if recipe.verify:
-            parts["verify"] = parts.get("verify", 0.0) + model.read_memory_s(len(image.data), packet_size)
-    parts["reset"] = 2 * ri
-    parts["total"] = sum(parts.values())
-    return parts
-
-
 def floor_s(recipe: Recipe, model: TimingModel, packet_size: int = MBOOT_HID_PACKET_SIZE) -> dict[str, float]:
     """The naive sequence's cost (the benchmark's old floor), kept as a comparison column."""
     return sequence_s(naive(recipe), model, True, packet_size)
-
-
-def board_times(recipe: Recipe, model: TimingModel, blank: bool = True) -> BoardTimes:
-    """The physics floor's parts as the bus floor's per-board times (gangd/core/bus_floor.py)."""
-    parts = physics_s(recipe, model, blank)
-    rom = parts.get("load-flashloader", 0.0)
-    work = parts["total"] - rom - parts.get("re-enumeration", 0.0)
-    return BoardTimes(rom_s=rom, boot_s=model.device_boot_s(), work_s=work, jumps="re-enumeration" in parts)
 
 
 def bus_floor_s(
