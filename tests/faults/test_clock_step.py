@@ -49,9 +49,11 @@ def test_a_wall_clock_step_changes_no_duration_deadline_or_rate(processes, tmp_p
         return [e for e in daemon.json_lines() if e["event"] == "job finished"]
 
     wait_for(lambda: len(finished()) >= 4, 60, "four boards before the step")
-    before = len(finished())
     offset.write_text(f"{STEP_S:+d}s\n")
     stepped_at = time.time()
+    # Counted from after the step: of the jobs that finish from here on, at most one per port (two)
+    # started before it; the rest started on the stepped clock.
+    before = len(finished())
     wait_for(lambda: len(finished()) >= before + 6, 60, "six boards after the step")
     view = api_view(address)
     header = next(v for v in view.values() if isinstance(v, dict) and "boards_per_hour" in v)
@@ -67,5 +69,5 @@ def test_a_wall_clock_step_changes_no_duration_deadline_or_rate(processes, tmp_p
     rows = store.jobs()
     store.close()
     stepped = [r for r in rows if r["started"] < stepped_at + STEP_S / 2]
-    assert len(stepped) >= 5, "the records keep the wall time the host's clock says, stepped or not"
+    assert len(stepped) >= 6 - 2, "the records keep the wall time the host's clock says, stepped or not"
     assert all(0 <= r["finished"] - r["started"] < 30 for r in stepped)
