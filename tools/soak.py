@@ -6,8 +6,8 @@ with --workers, as --everything does) on the user's recipe (with an
 SRK hash burned under `if-blank`, power-cycling allowed) and is killed with SIGKILL at random
 moments and restarted, while the boards stay plugged in. At the end it prints:
 
-- false successes: success records whose board's flash differs from the image or whose SRK fuses
-  differ from the recipe (must be 0);
+- false successes: success records, each its board's latest, whose board's flash differs from the
+  image or whose SRK fuses differ from the recipe (must be 0);
 - lost records: boards whose flow the simulator saw completed without a success record, and records
   committed before a kill that were gone or changed after it (must be 0);
 - metrics vs records: gangd_boards_total per port and result against the records of the final run;
@@ -384,8 +384,13 @@ class Soak:
         for row in rows:
             by_serial.setdefault(row["serial"], []).append(row)
         false_successes = []
+        latest = {serial: max(r["id"] for r in board_rows) for serial, board_rows in by_serial.items()}
         for row in rows:
-            if row["result"] != "success":
+            # A board's flash is judged against its latest record: a success that a later job on
+            # the same board superseded (a kill between its record and its reset left it in its
+            # flashloader, the next start programmed it again, and that job failed on a flaky port)
+            # says what was true when it was written; the board's record now says failed.
+            if row["result"] != "success" or row["id"] != latest[row["serial"]]:
                 continue
             board = boards[row["serial"]]
             srk = [board.otp.read(24 + i) for i in range(8)]
